@@ -1,0 +1,47 @@
+"""Dependencies, as ``Annotated`` aliases that tests can swap through dependency_overrides."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from service.config import Settings
+from service.families import Operation
+from service.metrics import Metrics
+from service.operations import Limits
+from service.registry import LoadedModel, Registry
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_registry(request: Request) -> Registry:
+    registry: Registry = request.app.state.registry
+    return registry
+
+
+def get_metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+def get_limits(settings: Annotated[Settings, Depends(get_settings)]) -> Limits:
+    return Limits.from_settings(settings)
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+RegistryDep = Annotated[Registry, Depends(get_registry)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+LimitsDep = Annotated[Limits, Depends(get_limits)]
+
+
+def resolve_model(
+    request: Request, registry: Registry, name: str | None, operation: Operation
+) -> LoadedModel:
+    """Pick the model and label the request's metrics with it."""
+    model = registry.resolve(name, operation)
+    request.state.model = model.name
+    return model

@@ -1,0 +1,141 @@
+"""The one place where errors become HTTP responses, all in the ErrorResponse shape."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.errors import (
+    DeviceUnavailable,
+    InvalidInput,
+    LimitExceeded,
+    ModelNotFound,
+    ModelNotReady,
+    PayloadTooLarge,
+    ServiceError,
+    UnsupportedOperation,
+)
+
+log = logging.getLogger(__name__)
+
+STATUS_BY_ERROR: dict[type[ServiceError], int] = {
+    ModelNotFound: 404,
+    InvalidInput: 422,
+    UnsupportedOperation: 422,
+    LimitExceeded: 422,
+    PayloadTooLarge: 413,
+    ModelNotReady: 503,
+    DeviceUnavailable: 503,
+}
+_MAX_LISTED = 5
+
+
+def status_for(exc: ServiceError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[cls]
+    return 500
+
+
+def error_content(
+    message: str, code: str, details: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"error": message, "code": code}
+    if details is not None:
+        body["details"] = details
+    return body
+
+
+def error_response(
+    status: int,
+    message: str,
+    code: str,
+    details: list[dict[str, Any]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(error_content(message, code, details), status_code=status, headers=headers)
+
+
+async def _service_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    status = status_for(exc)
+    if status == 500:
+        log.error("%s %s: %s", request.method, request.url.path, exc.message)
+        return error_response(500, "internal error", "internal_error")
+    return error_response(status, exc.message, exc.code)
+
+
+def _loc(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = list(loc[1:] if loc and loc[0] == "body" else loc)
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "body"
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    if any(e.get("type") == "json_invalid" for e in errors):
+        reason = next(e for e in errors if e.get("type") == "json_invalid").get("ctx", {})
+        return error_response(
+            422, f"body: invalid JSON ({reason.get('error', 'cannot parse')})", "invalid_json"
+        )
+    details = [
+        {
+            "loc": [p if isinstance(p, int) else str(p) for p in e["loc"]],
+            "msg": str(e["msg"]),
+            "type": str(e["type"]),
+        }
+        for e in errors
+    ]
+    parts = [f"{_loc(e['loc'])}: {_clean(str(e['msg']))}" for e in errors[:_MAX_LISTED]]
+    if len(errors) > _MAX_LISTED:
+        parts.append(f"and {len(errors) - _MAX_LISTED} more")
+    return error_response(422, "; ".join(parts), "validation_error", details=details)
+
+
+def _clean(msg: str) -> str:
+    return msg.removeprefix("Value error, ")
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    status, path = exc.status_code, request.url.path
+    if status == 404 and exc.detail == "Not Found":
+        message, code = f"no route {request.method} {path}", "not_found"
+    elif status == 405:
+        message, code = f"method {request.method} not allowed on {path}", "method_not_allowed"
+    else:
+        message, code = str(exc.detail), _snake(status)
+    if status >= 500:
+        log.error("%s %s: HTTP %s %s", request.method, path, status, exc.detail)
+        message = "internal error"
+    return error_response(status, message, code, headers=exc.headers)
+
+
+def _snake(status: int) -> str:
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        return "http_error"
+    return phrase.lower().replace(" ", "_").replace("-", "_").replace("'", "")
+
+
+async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal error", "internal_error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unhandled)

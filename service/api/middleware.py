@@ -1,0 +1,96 @@
+"""Small ASGI middlewares: request metrics, and the request body size limit."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.api.errors import error_content
+from service.metrics import Metrics
+
+_OPERATIONS = {"sample", "encode", "reconstruct", "interpolate", "models", "health", "metrics"}
+
+
+def operation_label(path: str) -> str:
+    head = path.strip("/").split("/", 1)[0]
+    return head if head in _OPERATIONS else "other"
+
+
+class MetricsMiddleware:
+    """Times every HTTP request; routes put the resolved model name in ``request.state.model``."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        state = scope.setdefault("state", {})
+
+        async def send_and_note_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        self.metrics.in_flight.inc()
+        start = time.perf_counter()
+        try:
+            await self.app(scope, receive, send_and_note_status)
+        finally:
+            self.metrics.in_flight.dec()
+            self.metrics.request_duration.labels(
+                state.get("model", ""), operation_label(scope["path"]), str(status)
+            ).observe(time.perf_counter() - start)
+
+
+class BodyLimitMiddleware:
+    """Refuses bodies over ``max_bytes`` with a 413: by Content-Length when the client declares
+    one, and by counting the bytes as they arrive (the body is buffered, then replayed)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(send)
+            return
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._refuse(send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, send: Send) -> None:
+        message = f"request body exceeds the limit of {self.max_bytes} bytes"
+        body = json.dumps(error_content(message, "payload_too_large")).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

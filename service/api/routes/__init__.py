@@ -1,0 +1,7 @@
+from fastapi import APIRouter
+
+from service.api.routes import encode, health, interpolate, metrics, models, reconstruct, sample
+
+api_router = APIRouter()
+for module in (health, models, sample, encode, reconstruct, interpolate, metrics):
+    api_router.include_router(module.router)

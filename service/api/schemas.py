@@ -1,0 +1,207 @@
+"""Request and response bodies, named for their role. Images are [0, 1] grayscale, NCHW."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+
+def _string_or_array(value: Any) -> Any:
+    if not isinstance(value, str | list):
+        raise ValueError("expected a base64 PNG string or a nested array of numbers")
+    return value
+
+
+ImageInput = Annotated[
+    str | list[Any],
+    BeforeValidator(_string_or_array),
+    Field(
+        description="A base64 PNG (28x28; RGB/RGBA is converted to grayscale), or a nested array "
+        "of floats in [0, 1] shaped (H, W), (1, H, W), (H, W, 1|3|4) or (3|4, H, W).",
+    ),
+]
+ImageOutput = Annotated[
+    str | list[Any],
+    Field(description="A base64 PNG (format=png) or a (C, H, W) nested array in [0, 1]."),
+]
+ImageFormat = Literal["png", "array"]
+ModelName = Annotated[
+    str | None,
+    Field(description="Model to use; omitted means the configured default for the operation."),
+]
+FormatField = Annotated[
+    ImageFormat, Field(description="png: base64 PNG strings; array: floats in [0, 1].")
+]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+
+class ErrorDetail(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorResponse(BaseModel):
+    error: str = Field(description="What is wrong, in words.")
+    code: str = Field(description="snake_case error code, e.g. model_not_found.")
+    details: list[ErrorDetail] | None = Field(
+        default=None, description="Request-validation errors."
+    )
+
+
+class SampleRequest(_Request):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"model": "vae-fashion", "n": 4, "seed": 42}]}
+    )
+
+    model: ModelName = None
+    n: int = Field(
+        default=1,
+        ge=1,
+        description="How many images; at most SERVICE_MAX_N (SERVICE_MAX_AUTOREGRESSIVE_N for "
+        "a PixelCNN).",
+    )
+    seed: int | None = Field(
+        default=None, ge=0, lt=2**64, description="Omitted: one is drawn and echoed back."
+    )
+    format: FormatField = "png"
+    temperature: float | None = Field(
+        default=None,
+        gt=0,
+        le=10,
+        description="PixelCNN only: scales logits and logistic noise (1=exact).",
+    )
+    truncation: float | None = Field(
+        default=None,
+        ge=0.05,
+        le=10,
+        description="GANs only: latent entries with |z| > truncation are redrawn until inside.",
+    )
+
+
+class SampleResponse(_Response):
+    model: str
+    version: int
+    seed: int = Field(description="The seed used; send it again to get the same images.")
+    shape: list[int] = Field(description="(n, C, H, W)")
+    images: list[ImageOutput]
+
+
+class EncodeRequest(_Request):
+    model: ModelName = None
+    images: list[ImageInput] = Field(min_length=1)
+
+
+class EncodeResponse(_Response):
+    model: str
+    version: int
+    mean: list[list[float]] | None = Field(default=None, description="VAE: posterior mean, (B, D).")
+    log_var: list[list[float]] | None = Field(
+        default=None, description="VAE: posterior log-variance."
+    )
+    z: list[list[float]] | None = Field(default=None, description="Autoencoder: the code, (B, D).")
+
+
+class ReconstructRequest(_Request):
+    model: ModelName = None
+    images: list[ImageInput] = Field(min_length=1)
+    format: FormatField = "png"
+
+
+class ReconstructResponse(_Response):
+    model: str
+    version: int
+    images: list[ImageOutput] = Field(description="Decoder output for the encoder's mean.")
+    error: list[float] = Field(
+        description="Per image: mean squared error between input and reconstruction, over all "
+        "pixels, on [0, 1] pixel values."
+    )
+
+
+class InterpolationEnd(_Request):
+    """Exactly one of image (needs an encoder), latent (D floats) or seed (row 0 of that seed's
+    latents: the image /sample returns for n=1 and that seed)."""
+
+    image: ImageInput | None = None
+    latent: list[float] | None = None
+    seed: int | None = Field(default=None, ge=0, lt=2**64)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        given = [v for v in (self.image, self.latent, self.seed) if v is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of image, latent or seed")
+        return self
+
+
+class InterpolateRequest(_Request):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"start": {"seed": 1}, "end": {"seed": 2}, "steps": 8, "method": "slerp"}]
+        }
+    )
+
+    model: ModelName = None
+    start: InterpolationEnd
+    end: InterpolationEnd
+    steps: int = Field(default=8, ge=2, le=64, description="Images returned, both ends included.")
+    method: Literal["lerp", "slerp"] = "lerp"
+    format: FormatField = "png"
+
+
+class InterpolateResponse(_Response):
+    model: str
+    version: int
+    shape: list[int] = Field(description="(steps, C, H, W)")
+    images: list[ImageOutput]
+    latents: list[list[float]] = Field(description="The decoded latents, (steps, D).")
+
+
+class ModelInfo(_Response):
+    name: str
+    state: Literal["loading", "ready", "failed", "unsupported"]
+    reason: str | None = Field(default=None, description="Why the model failed, if it did.")
+    version: int | None = None
+    family: str | None = None
+    dataset: str | None = None
+    operations: list[str] = Field(default_factory=list)
+    image_shape: list[int] | None = Field(default=None, description="(C, H, W)")
+    latent_dim: int | None = None
+    metrics: dict[str, float | None] = Field(default_factory=dict)
+    provider: str | None = Field(default=None, description="Execution provider in use.")
+    providers: dict[str, str] = Field(default_factory=dict, description="Per graph role.")
+
+
+class ModelList(_Response):
+    models: list[ModelInfo]
+
+
+class LiveResponse(_Response):
+    status: Literal["alive"] = "alive"
+
+
+class ModelHealth(_Response):
+    state: Literal["loading", "ready", "failed", "unsupported"]
+    version: int | None = None
+    provider: str | None = None
+    reason: str | None = None
+
+
+class ReadyResponse(_Response):
+    ready: bool
+    models: dict[str, ModelHealth]
+    error: str | None = Field(default=None, description="Why the service is not ready (503 only).")
+    code: str | None = Field(default=None, description="not_ready (503 only).")
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error statuses a route can answer with."""
+    return {status: {"model": ErrorResponse} for status in statuses}

@@ -1,0 +1,51 @@
+"""Domain errors. They know nothing about HTTP; ``service.api.errors`` maps them to responses."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """Base class; ``code`` is the snake_case code a client sees."""
+
+    code = "service_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ModelNotFound(ServiceError):
+    code = "model_not_found"
+
+
+class ModelNotReady(ServiceError):
+    code = "model_not_ready"
+
+
+class InvalidInput(ServiceError):
+    code = "invalid_input"
+
+
+class UnsupportedOperation(ServiceError):
+    code = "unsupported_operation"
+
+
+class LimitExceeded(ServiceError):
+    code = "limit_exceeded"
+
+
+class PayloadTooLarge(LimitExceeded):
+    code = "payload_too_large"
+
+
+class StoreError(ServiceError):
+    """A model folder or card that does not follow docs/model-store.md."""
+
+    code = "store_error"
+
+
+class ChecksumMismatch(StoreError):
+    code = "checksum_mismatch"
+
+
+class DeviceUnavailable(ServiceError):
+    code = "device_unavailable"

@@ -1,0 +1,115 @@
+"""Image codec: client input (base64 PNG or nested arrays) to float32 NCHW, and back to PNG."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import math
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from service.errors import InvalidInput
+
+ImageFormat = Literal["png", "array"]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601-2, as Pillow's "L"
+
+
+def parse_images(items: Sequence[Any], shape: tuple[int, int, int], field: str) -> np.ndarray:
+    """Turn a list of client images into a (B, C, H, W) float32 array in [0, 1]."""
+    return np.stack([parse_image(item, shape, f"{field}[{i}]") for i, item in enumerate(items)])
+
+
+def parse_image(item: Any, shape: tuple[int, int, int], field: str) -> np.ndarray:
+    """One image: a base64 PNG string or a nested array, grayscale, RGB or RGBA."""
+    array = _decode_png(item, shape, field) if isinstance(item, str) else _from_nested(item, field)
+    return _to_grayscale(array, shape, field)
+
+
+def _decode_png(text: str, shape: tuple[int, int, int], field: str) -> np.ndarray:
+    if text.startswith("data:"):
+        text = text.partition(",")[2]
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidInput(f"{field}: not valid base64") from exc
+    if not raw.startswith(PNG_SIGNATURE):
+        raise InvalidInput(f"{field}: not a PNG image (base64 of PNG bytes expected)")
+    try:
+        with Image.open(io.BytesIO(raw), formats=["PNG"]) as png:
+            image: Image.Image = png
+            if image.size != (shape[2], shape[1]):  # checked before decoding the pixels
+                raise InvalidInput(
+                    f"{field}: image is {image.size[0]}x{image.size[1]}, "
+                    f"expected {shape[2]}x{shape[1]} (shape {list(shape)})"
+                )
+            if image.mode in ("I", "I;16", "I;16B"):  # 16-bit grayscale
+                return np.asarray(image, dtype=np.float32) / 65535.0
+            if image.mode not in ("L", "RGB", "RGBA"):
+                image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+            pixels = np.asarray(image, dtype=np.float32) / 255.0
+    except Image.DecompressionBombError as exc:
+        raise InvalidInput(f"{field}: PNG dimensions are too large") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InvalidInput(f"{field}: PNG data is corrupt, truncated or unsupported") from exc
+    return pixels  # (H, W) or (H, W, 3|4)
+
+
+def _from_nested(item: Any, field: str) -> np.ndarray:
+    try:
+        array = np.asarray(item, dtype=np.float32)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInput(f"{field}: not a rectangular array of numbers") from exc
+    if not np.isfinite(array).all():
+        raise InvalidInput(f"{field}: contains NaN or infinite values")
+    if array.size and (array.min() < 0.0 or array.max() > 1.0):
+        raise InvalidInput(f"{field}: pixel values must lie in [0, 1]")
+    return array
+
+
+def _to_grayscale(array: np.ndarray, shape: tuple[int, int, int], field: str) -> np.ndarray:
+    """Accept (H, W), (1, H, W), (H, W, 1|3|4) or (3|4, H, W); return (1, H, W)."""
+    _, h, w = shape
+    if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[1:] == (h, w):
+        array = np.moveaxis(array, 0, -1)
+    if array.ndim == 3 and array.shape[:2] == (h, w) and array.shape[2] in (1, 3, 4):
+        array = array[..., 0] if array.shape[2] == 1 else array[..., :3] @ _LUMA
+    if array.shape != (h, w):
+        raise InvalidInput(
+            f"{field}: shape {list(array.shape)} is not an accepted image; expected "
+            f"{list(shape)} grayscale ({h}x{w}, RGB or RGBA is converted)"
+        )
+    return array[None].astype(np.float32)
+
+
+def to_png(image: np.ndarray) -> bytes:
+    """(1, H, W) or (H, W) floats in [0, 1] to 8-bit grayscale PNG bytes."""
+    pixels = np.round(np.clip(np.squeeze(image, axis=0) if image.ndim == 3 else image, 0, 1) * 255)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8), mode="L").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def encode_images(images: np.ndarray, fmt: ImageFormat) -> list[Any]:
+    """(B, C, H, W) to a list of base64 PNGs, or of nested (C, H, W) float lists."""
+    if fmt == "array":
+        return [image.tolist() for image in np.clip(images, 0.0, 1.0)]
+    return [base64.b64encode(to_png(image)).decode("ascii") for image in images]
+
+
+def grid_png(images: np.ndarray, padding: int = 2) -> bytes:
+    """Tile (B, 1, H, W) images into one PNG, ceil(sqrt(B)) per row."""
+    b, _, h, w = images.shape
+    cols = math.ceil(math.sqrt(b))
+    rows = math.ceil(b / cols)
+    canvas = np.zeros(
+        (rows * (h + padding) + padding, cols * (w + padding) + padding), dtype=np.float32
+    )
+    for i, image in enumerate(images):
+        top, left = padding + (i // cols) * (h + padding), padding + (i % cols) * (w + padding)
+        canvas[top : top + h, left : left + w] = image[0]
+    return to_png(canvas)

@@ -1,0 +1,224 @@
+"""sample, encode, reconstruct and interpolate, per family, on numpy arrays. No HTTP here."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from service.config import Settings
+from service.errors import InvalidInput, LimitExceeded, UnsupportedOperation
+from service.families import FAMILIES, Family, Operation
+from service.imaging import parse_image, parse_images
+from service.likelihood import sample_pixel
+from service.registry import LoadedModel
+from service.store import ModelCard
+
+Method = Literal["lerp", "slerp"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_n: int = 64
+    max_autoregressive_n: int = 16
+    max_images: int = 64
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        autoregressive = min(settings.max_autoregressive_n, settings.max_n)
+        return cls(settings.max_n, autoregressive, settings.max_images)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One end of an interpolation: exactly one of an image, a latent vector or a seed."""
+
+    image: Any = None
+    latent: Sequence[float] | None = None
+    seed: int | None = None
+
+
+def new_seed() -> int:
+    return secrets.randbits(32)
+
+
+def latents(seed: int, n: int, dim: int) -> np.ndarray:
+    """Row i depends on the seed only, never on n."""
+    return np.random.default_rng(seed).standard_normal((n, dim), dtype=np.float32)
+
+
+def truncate(z: np.ndarray, seed: int, threshold: float) -> np.ndarray:
+    """Resample every entry with |z| > threshold until none is left (the truncation trick).
+
+    Each row redraws from its own generator, seeded by (seed, row), so that row i stays the
+    same whatever n is.
+    """
+    z = z.copy()
+    for row in np.flatnonzero((np.abs(z) > threshold).any(axis=1)):
+        rng = np.random.default_rng([seed, int(row)])
+        while (outside := np.abs(z[row]) > threshold).any():
+            z[row, outside] = rng.standard_normal(int(outside.sum()), dtype=np.float32)
+    return z
+
+
+def sample(
+    model: LoadedModel,
+    n: int,
+    seed: int,
+    limits: Limits,
+    temperature: float | None = None,
+    truncation: float | None = None,
+) -> np.ndarray:
+    """(n, C, H, W) images in [0, 1]."""
+    card, family = _ready(model, Operation.SAMPLE)
+    _check_knob(card, family, "temperature", temperature)
+    _check_knob(card, family, "truncation", truncation)
+    limit = limits.max_autoregressive_n if family.autoregressive else limits.max_n
+    if n > limit:
+        kind = "autoregressive model" if family.autoregressive else "model"
+        raise LimitExceeded(f"n: must be <= {limit} for {kind} {card.name!r}")
+    if family.autoregressive:
+        return _sample_autoregressive(model, card, n, seed, temperature or 1.0)
+    z = latents(seed, n, _latent_dim(card))
+    if truncation is not None:
+        z = truncate(z, seed, truncation)
+    return _decode(model, z)
+
+
+def encode(model: LoadedModel, images: Sequence[Any], limits: Limits) -> dict[str, np.ndarray]:
+    """{"mean", "log_var"} for a VAE, {"z"} for an autoencoder: each (B, D)."""
+    card, _ = _ready(model, Operation.ENCODE)
+    x = _parse_batch(card, images, limits)
+    return model.graphs["encoder"].run({"image": x})
+
+
+def reconstruct(
+    model: LoadedModel, images: Sequence[Any], limits: Limits
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decode the encoder's mean (deterministic). Returns the images and, per image, the mean
+    squared error between input and reconstruction on [0, 1] pixels."""
+    card, _ = _ready(model, Operation.RECONSTRUCT)
+    x = _parse_batch(card, images, limits)
+    recon = _decode(model, _encode_latent(model, x))
+    error = ((recon - x) ** 2).reshape(len(x), -1).mean(axis=1)
+    return recon, error
+
+
+def interpolate(
+    model: LoadedModel, start: Endpoint, end: Endpoint, steps: int, method: Method
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decode ``steps`` latents from start to end (both included). Returns images and latents."""
+    card, _ = _ready(model, Operation.INTERPOLATE)
+    a = _endpoint_latent(model, card, start, "start")
+    b = _endpoint_latent(model, card, end, "end")
+    t = np.linspace(0.0, 1.0, steps, dtype=np.float32)
+    z = slerp(a, b, t) if method == "slerp" else lerp(a, b, t)
+    return _decode(model, z), z
+
+
+def lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+    return ((1.0 - t)[:, None] * a + t[:, None] * b).astype(np.float32)
+
+
+def slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(a) * np.linalg.norm(b)
+    if norms < 1e-12:
+        return lerp(a, b, t)
+    omega = np.arccos(np.clip(np.dot(a, b) / norms, -1.0, 1.0))
+    if np.sin(omega) < 1e-6:
+        return lerp(a, b, t)
+    wa = np.sin((1.0 - t) * omega) / np.sin(omega)
+    wb = np.sin(t * omega) / np.sin(omega)
+    return (wa[:, None] * a + wb[:, None] * b).astype(np.float32)
+
+
+def _ready(model: LoadedModel, operation: Operation) -> tuple[ModelCard, Family]:
+    card = model.ready_card
+    family = FAMILIES[card.family]
+    if operation not in family.operations:
+        why = family.why_not.get(operation, "not supported by its family")
+        raise UnsupportedOperation(f"model {card.name!r} cannot {operation}: {why}")
+    return card, family
+
+
+def _check_knob(card: ModelCard, family: Family, knob: str, value: float | None) -> None:
+    if value is not None and knob not in family.knobs:
+        where = ", ".join(name for name, f in FAMILIES.items() if knob in f.knobs)
+        raise InvalidInput(
+            f"{knob}: applies only to {where} models; {card.name!r} is a {card.family}"
+        )
+
+
+def _latent_dim(card: ModelCard) -> int:
+    if card.latent_dim is None:
+        raise UnsupportedOperation(f"model {card.name!r} has no latent space")
+    return card.latent_dim
+
+
+def _parse_batch(card: ModelCard, images: Sequence[Any], limits: Limits) -> np.ndarray:
+    if not images:
+        raise InvalidInput("images: give at least one image")
+    if len(images) > limits.max_images:
+        raise LimitExceeded(
+            f"images: at most {limits.max_images} images per request, got {len(images)}"
+        )
+    return parse_images(images, card.image_shape, "images")
+
+
+def _encode_latent(model: LoadedModel, x: np.ndarray) -> np.ndarray:
+    out = model.graphs["encoder"].run({"image": x})
+    return out["mean"] if "mean" in out else out["z"]
+
+
+def _decode(model: LoadedModel, z: np.ndarray) -> np.ndarray:
+    graph = model.graphs.get("decoder") or model.graphs["generator"]
+    return graph.run({"z": np.ascontiguousarray(z, dtype=np.float32)})["image"]
+
+
+def _endpoint_latent(model: LoadedModel, card: ModelCard, end: Endpoint, field: str) -> np.ndarray:
+    family = FAMILIES[card.family]
+    dim = _latent_dim(card)
+    if end.image is not None:
+        if not family.has_encoder:
+            raise UnsupportedOperation(
+                f"{field}.image: model {card.name!r} ({card.family}) has no encoder, "
+                "so an interpolation end must be a latent or a seed"
+            )
+        x = parse_image(end.image, card.image_shape, f"{field}.image")[None]
+        return _encode_latent(model, x)[0]
+    if end.latent is not None:
+        z = np.asarray(end.latent, dtype=np.float32)
+        if z.shape != (dim,):
+            raise InvalidInput(
+                f"{field}.latent: expected {dim} values for model {card.name!r}, got {z.size}"
+            )
+        if not np.isfinite(z).all():
+            raise InvalidInput(f"{field}.latent: contains NaN or infinite values")
+        return z
+    if end.seed is None:
+        raise InvalidInput(f"{field}: give exactly one of image, latent or seed")
+    if Operation.SAMPLE not in family.operations:
+        raise UnsupportedOperation(
+            f"{field}.seed: model {card.name!r} ({card.family}) has no prior, so a seed means "
+            "nothing; give an image or a latent"
+        )
+    return latents(end.seed, 1, dim)[0]
+
+
+def _sample_autoregressive(
+    model: LoadedModel, card: ModelCard, n: int, seed: int, temperature: float
+) -> np.ndarray:
+    """Pixel by pixel in raster order. Step (i, j) runs the graph on rows 0..i only: the height
+    axis is dynamic and the model causal, so this is exact and about half the work."""
+    _, h, w = card.image_shape
+    graph = model.graphs["pixelcnn"]
+    noise = np.random.default_rng(seed).random((n, h, w, 2))  # row i of any n is the same
+    x = np.zeros((n, 1, h, w), dtype=np.float32)
+    for i in range(h):
+        for j in range(w):
+            params = graph.run({"image": np.ascontiguousarray(x[:, :, : i + 1])})["params"]
+            x[:, 0, i, j] = sample_pixel(params[:, :, i, j], noise[:, i, j], temperature)
+    return x

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.api.app import create_app
+from service.config import Settings
+from service.registry import Registry, load_registry
+from tests.tiny_store import write_autoencoder, write_tiny_store
+
+REPO = Path(__file__).resolve().parent.parent
+SHIPPED_STORE = REPO / "model_store"
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """vae-tiny, dcgan-tiny and pixelcnn-tiny: tiny ONNX graphs, model.json per the contract."""
+    return write_tiny_store(tmp_path_factory.mktemp("tiny_store"))
+
+
+@pytest.fixture(scope="session")
+def tiny_store_with_ae(tmp_path_factory: pytest.TempPathFactory, tiny_store: Path) -> Path:
+    root = tmp_path_factory.mktemp("tiny_store_ae") / "store"
+    shutil.copytree(tiny_store, root)
+    write_autoencoder(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def shipped_or_tiny_store(tiny_store: Path) -> Path:
+    """The repo's model_store/ once trained models land there, else the tiny store."""
+    has_models = SHIPPED_STORE.is_dir() and any(SHIPPED_STORE.glob("*/*/model.json"))
+    return SHIPPED_STORE if has_models else tiny_store
+
+
+def tiny_settings(store: Path, **overrides: Any) -> Settings:
+    return Settings(model_store=store, device="cpu", intra_op_threads=1, **overrides)
+
+
+@pytest.fixture(scope="session")
+def registry(tiny_store_with_ae: Path) -> Registry:
+    return load_registry(tiny_settings(tiny_store_with_ae))
+
+
+@pytest.fixture(scope="module")
+def client(tiny_store_with_ae: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(tiny_settings(tiny_store_with_ae))) as test_client:
+        yield test_client

@@ -1,0 +1,269 @@
+"""The domain layer without HTTP: store, registry, operations, codec, likelihood."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from service import operations as ops
+from service.errors import (
+    ChecksumMismatch,
+    InvalidInput,
+    LimitExceeded,
+    ModelNotFound,
+    ModelNotReady,
+    StoreError,
+    UnsupportedOperation,
+)
+from service.families import Operation
+from service.imaging import encode_images, grid_png, parse_image, to_png
+from service.likelihood import sample_pixel
+from service.registry import ModelState, Registry, load_registry
+from service.store import discover, read_card, verify_files
+from tests.conftest import tiny_settings
+
+LIMITS = ops.Limits(max_n=64, max_autoregressive_n=4, max_images=8)
+SHAPE = (1, 28, 28)
+
+
+def _png(array: np.ndarray, mode: str = "L") -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(array, mode=mode).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_store_discovers_highest_version(tmp_path: Path, tiny_store: Path) -> None:
+    shutil.copytree(tiny_store / "vae-tiny", tmp_path / "vae-tiny")
+    (tmp_path / "vae-tiny" / "10").mkdir()
+    (tmp_path / "vae-tiny" / "not-a-version").mkdir()
+    [entry] = discover(tmp_path)
+    assert entry.version_dir == tmp_path / "vae-tiny" / "10"
+
+
+def test_card_parses_and_checksums_match(tiny_store: Path) -> None:
+    for entry in discover(tiny_store):
+        card = read_card(entry)
+        assert entry.version_dir is not None
+        verify_files(entry.version_dir, card)
+        assert card.name == entry.name and card.image_shape == SHAPE
+
+
+def test_checksum_mismatch_is_detected(tmp_path: Path, tiny_store: Path) -> None:
+    shutil.copytree(tiny_store / "dcgan-tiny", tmp_path / "dcgan-tiny")
+    (tmp_path / "dcgan-tiny" / "1" / "generator.onnx").write_bytes(b"tampered")
+    [entry] = discover(tmp_path)
+    assert entry.version_dir is not None
+    with pytest.raises(ChecksumMismatch, match="sha256 mismatch for generator.onnx"):
+        verify_files(entry.version_dir, read_card(entry))
+
+
+def test_card_breaking_schema_is_a_store_error(tmp_path: Path, tiny_store: Path) -> None:
+    shutil.copytree(tiny_store / "vae-tiny", tmp_path / "vae-tiny")
+    card_path = tmp_path / "vae-tiny" / "1" / "model.json"
+    card = json.loads(card_path.read_text())
+    del card["image_shape"]
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(StoreError, match="image_shape"):
+        read_card(discover(tmp_path)[0])
+
+
+def test_registry_loads_every_family(registry: Registry) -> None:
+    assert registry.ready
+    assert set(registry.models) == {"ae-tiny", "dcgan-tiny", "pixelcnn-tiny", "vae-tiny"}
+    assert all(m.provider == "CPUExecutionProvider" for m in registry.models.values())
+
+
+def test_registry_default_is_first_capable_by_name(registry: Registry) -> None:
+    assert registry.resolve(None, Operation.SAMPLE).name == "dcgan-tiny"
+    assert registry.resolve(None, Operation.ENCODE).name == "ae-tiny"
+
+
+def test_registry_configured_default_wins(tiny_store: Path) -> None:
+    settings = tiny_settings(tiny_store, default_sample_model="pixelcnn-tiny", warmup=False)
+    assert load_registry(settings).resolve(None, Operation.SAMPLE).name == "pixelcnn-tiny"
+
+
+def test_registry_unknown_model(registry: Registry) -> None:
+    with pytest.raises(ModelNotFound, match="'nope' not found"):
+        registry.resolve("nope", Operation.SAMPLE)
+
+
+def test_registry_wrong_operation_names_capable_models(registry: Registry) -> None:
+    with pytest.raises(UnsupportedOperation, match="a GAN has no encoder.*ae-tiny, vae-tiny"):
+        registry.resolve("dcgan-tiny", Operation.ENCODE)
+
+
+def test_autoencoder_sample_refused_with_reason(registry: Registry) -> None:
+    with pytest.raises(UnsupportedOperation, match="no prior to sample from"):
+        registry.resolve("ae-tiny", Operation.SAMPLE)
+
+
+def test_sample_row_i_does_not_depend_on_n(registry: Registry) -> None:
+    for name in ("vae-tiny", "dcgan-tiny"):
+        model = registry.get(name)
+        four, one = ops.sample(model, 4, 123, LIMITS), ops.sample(model, 1, 123, LIMITS)
+        np.testing.assert_array_equal(four[:1], one)
+        assert four.shape == (4, *SHAPE) and 0.0 <= four.min() and four.max() <= 1.0
+        assert not np.array_equal(four[0], ops.sample(model, 1, 124, LIMITS)[0])
+
+
+def test_truncation_keeps_latents_inside_and_is_stable() -> None:
+    z = ops.latents(7, 16, 8)
+    t4, t2 = ops.truncate(z, 7, 0.5), ops.truncate(z[:2], 7, 0.5)
+    assert np.abs(t4).max() <= 0.5
+    np.testing.assert_array_equal(t4[:2], t2)
+
+
+def test_truncation_only_for_gans(registry: Registry) -> None:
+    ops.sample(registry.get("dcgan-tiny"), 2, 1, LIMITS, truncation=0.7)
+    with pytest.raises(InvalidInput, match="truncation: applies only to dcgan, wgan-gp"):
+        ops.sample(registry.get("vae-tiny"), 1, 1, LIMITS, truncation=0.7)
+
+
+def test_pixelcnn_sample_is_reproducible_and_on_8bit_grid(registry: Registry) -> None:
+    model = registry.get("pixelcnn-tiny")
+    two = ops.sample(model, 2, 9, LIMITS, temperature=0.8)
+    np.testing.assert_array_equal(two[:1], ops.sample(model, 1, 9, LIMITS, temperature=0.8))
+    np.testing.assert_allclose(two * 255, np.round(two * 255), atol=1e-4)
+
+
+def test_pixelcnn_uses_autoregressive_limit(registry: Registry) -> None:
+    with pytest.raises(LimitExceeded, match="n: must be <= 4 for autoregressive model"):
+        ops.sample(registry.get("pixelcnn-tiny"), 5, 1, LIMITS)
+
+
+def test_sample_n_limit(registry: Registry) -> None:
+    with pytest.raises(LimitExceeded, match="n: must be <= 64"):
+        ops.sample(registry.get("vae-tiny"), 65, 1, LIMITS)
+
+
+def test_encode_vae_and_autoencoder(registry: Registry) -> None:
+    images = [np.full((28, 28), 0.5).tolist(), _png(np.zeros((28, 28), np.uint8))]
+    vae = ops.encode(registry.get("vae-tiny"), images, LIMITS)
+    assert set(vae) == {"mean", "log_var"} and vae["mean"].shape == (2, 8)
+    assert set(ops.encode(registry.get("ae-tiny"), images, LIMITS)) == {"z"}
+
+
+def test_reconstruct_error_is_mse(registry: Registry) -> None:
+    image = np.random.default_rng(0).random((28, 28)).astype(np.float32)
+    recon, error = ops.reconstruct(registry.get("vae-tiny"), [image.tolist()], LIMITS)
+    assert recon.shape == (1, *SHAPE)
+    assert error[0] == pytest.approx(float(((recon[0, 0] - image) ** 2).mean()), rel=1e-5)
+
+
+def test_too_many_images(registry: Registry) -> None:
+    with pytest.raises(LimitExceeded, match="at most 8 images per request, got 9"):
+        ops.encode(registry.get("vae-tiny"), [np.zeros((28, 28)).tolist()] * 9, LIMITS)
+
+
+def test_interpolate_seed_end_is_the_sampled_image(registry: Registry) -> None:
+    for name in ("vae-tiny", "dcgan-tiny"):
+        model = registry.get(name)
+        start, end = ops.Endpoint(seed=5), ops.Endpoint(latent=[0.1] * 8)
+        images, z = ops.interpolate(model, start, end, 6, "slerp")
+        assert images.shape == (6, *SHAPE) and z.shape == (6, 8)
+        np.testing.assert_allclose(images[0], ops.sample(model, 1, 5, LIMITS)[0], atol=1e-6)
+        np.testing.assert_allclose(z[-1], [0.1] * 8, atol=1e-6)
+
+
+def test_interpolate_vae_from_images(registry: Registry) -> None:
+    images, z = ops.interpolate(
+        registry.get("vae-tiny"),
+        ops.Endpoint(image=np.zeros((28, 28)).tolist()),
+        ops.Endpoint(image=np.ones((28, 28)).tolist()),
+        3,
+        "lerp",
+    )
+    np.testing.assert_allclose(z[1], (z[0] + z[2]) / 2, atol=1e-6)
+
+
+def test_interpolate_gan_from_image_refused(registry: Registry) -> None:
+    with pytest.raises(UnsupportedOperation, match="has no encoder"):
+        ops.interpolate(
+            registry.get("dcgan-tiny"),
+            ops.Endpoint(image=np.zeros((28, 28)).tolist()),
+            ops.Endpoint(seed=1),
+            3,
+            "lerp",
+        )
+
+
+def test_interpolate_latent_wrong_length(registry: Registry) -> None:
+    with pytest.raises(InvalidInput, match="end.latent: expected 8 values"):
+        ops.interpolate(
+            registry.get("vae-tiny"), ops.Endpoint(seed=1), ops.Endpoint(latent=[0.0]), 3, "lerp"
+        )
+
+
+def test_slerp_keeps_norm_between_orthogonal_unit_vectors() -> None:
+    a, b = np.array([1.0, 0.0], np.float32), np.array([0.0, 1.0], np.float32)
+    z = ops.slerp(a, b, np.linspace(0, 1, 5, dtype=np.float32))
+    np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0, atol=1e-6)
+
+
+def test_failed_model_is_not_ready(tmp_path: Path, tiny_store: Path) -> None:
+    shutil.copytree(tiny_store, tmp_path / "store")
+    (tmp_path / "store" / "vae-tiny" / "1" / "decoder.onnx").write_bytes(b"junk")
+    registry = load_registry(tiny_settings(tmp_path / "store"))
+    vae = registry.get("vae-tiny")
+    assert vae.state is ModelState.FAILED and "sha256 mismatch" in (vae.reason or "")
+    assert not registry.ready
+    with pytest.raises(ModelNotReady):
+        ops.sample(vae, 1, 1, LIMITS)
+    assert registry.resolve(None, Operation.SAMPLE).name == "dcgan-tiny"
+
+
+def test_parse_image_converts_rgb_and_rgba() -> None:
+    gray = np.full((28, 28), 100, np.uint8)
+    rgb = np.stack([gray] * 3, axis=-1)
+    rgba = np.concatenate([rgb, np.full((28, 28, 1), 255, np.uint8)], axis=-1)
+    for item in (_png(gray), _png(rgb, "RGB"), _png(rgba, "RGBA"), (rgb / 255.0).tolist()):
+        np.testing.assert_allclose(parse_image(item, SHAPE, "x"), 100 / 255, atol=1 / 255)
+
+
+def test_parse_image_16_bit_png() -> None:
+    pixels = np.full((28, 28), 30000, np.uint16)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    item = base64.b64encode(buffer.getvalue()).decode()
+    np.testing.assert_allclose(parse_image(item, SHAPE, "x"), 30000 / 65535, atol=1e-6)
+
+
+def test_parse_image_refusals() -> None:
+    cases = {
+        "not valid base64": "***",
+        "not a PNG image": base64.b64encode(b"GIF89a....").decode(),
+        "image is 10x10, expected 28x28": _png(np.zeros((10, 10), np.uint8)),
+        "shape [27, 28] is not an accepted image": np.zeros((27, 28)).tolist(),
+        "contains NaN": [[float("nan")] * 28] * 28,
+        "must lie in [0, 1]": np.full((28, 28), 2.0).tolist(),
+        "not a rectangular array": [[0.0] * 28, [0.0]],
+    }
+    for message, item in cases.items():
+        with pytest.raises(InvalidInput, match=message.replace("[", r"\[")):
+            parse_image(item, SHAPE, "images[0]")
+
+
+def test_png_round_trip_and_grid() -> None:
+    image = np.round(np.random.default_rng(1).random(SHAPE) * 255) / 255
+    [encoded] = encode_images(image[None].astype(np.float32), "png")
+    np.testing.assert_allclose(parse_image(encoded, SHAPE, "x"), image, atol=1e-6)
+    grid = Image.open(io.BytesIO(grid_png(np.zeros((5, *SHAPE), np.float32))))
+    assert grid.size == (3 * 30 + 2, 2 * 30 + 2)
+    assert to_png(image).startswith(b"\x89PNG")
+
+
+def test_sample_pixel_follows_the_mixture() -> None:
+    # Component 0 (mean 0.2) has all the weight at T=1; scales tiny, so pixels land on ~0.2.
+    params = np.array([[10.0, -10.0, 0.2, 0.8, -6.0, -6.0]] * 2000, np.float32)
+    u = np.random.default_rng(0).random((2000, 2))
+    x = sample_pixel(params, u, temperature=1.0)
+    assert abs(float(np.median(x)) - round(0.2 * 255) / 255) < 1e-6
+    assert set(np.unique(np.round(x * 255))) <= set(range(256))

@@ -1,0 +1,153 @@
+"""Readiness, failed models, settings and the provider probe."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import onnxruntime as ort
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
+
+from service.api.app import create_app
+from service.config import Settings
+from service.errors import DeviceUnavailable
+from service.runtime import CPU, CUDA, choose_providers
+from tests.conftest import tiny_settings
+
+
+def test_checksum_mismatch_marks_model_failed_and_others_serve(
+    tmp_path: Path, tiny_store: Path
+) -> None:
+    store = tmp_path / "store"
+    shutil.copytree(tiny_store, store)
+    with (store / "vae-tiny" / "1" / "encoder.onnx").open("ab") as f:
+        f.write(b"\0")
+    with TestClient(create_app(tiny_settings(store))) as client:
+        ready = client.get("/health/ready")
+        assert ready.status_code == 503
+        body = ready.json()
+        assert body["ready"] is False and body["code"] == "not_ready"
+        assert "vae-tiny (vae-tiny: sha256 mismatch for encoder.onnx" in body["error"]
+        assert body["models"]["vae-tiny"]["state"] == "failed"
+        assert "sha256 mismatch" in body["models"]["vae-tiny"]["reason"]
+        assert body["models"]["dcgan-tiny"]["state"] == "ready"
+
+        refused = client.post("/sample", json={"model": "vae-tiny"})
+        assert refused.status_code == 503 and refused.json()["code"] == "model_not_ready"
+        assert "sha256 mismatch" in refused.json()["error"]
+        assert client.post("/sample", json={"model": "dcgan-tiny"}).status_code == 200
+        assert client.get("/models/vae-tiny").json()["state"] == "failed"
+        metrics = client.get("/metrics").text
+        assert 'genserve_model_ready{model="vae-tiny",version="1"} 0.0' in metrics
+
+
+def test_unloadable_graph_marks_model_failed(tmp_path: Path, tiny_store: Path) -> None:
+    store = tmp_path / "store"
+    shutil.copytree(tiny_store / "dcgan-tiny", store / "dcgan-tiny")
+    folder = store / "dcgan-tiny" / "1"
+    (folder / "generator.onnx").write_bytes(b"not onnx")
+    card = json.loads((folder / "model.json").read_text())
+    digest = hashlib.sha256(b"not onnx").hexdigest()
+    card["files"]["generator.onnx"] = {"sha256": digest, "bytes": 8}
+    (folder / "model.json").write_text(json.dumps(card))
+    with TestClient(create_app(tiny_settings(store))) as client:
+        body = client.get("/health/ready").json()
+    assert body["models"]["dcgan-tiny"]["reason"] == (
+        "dcgan-tiny: onnxruntime could not load generator.onnx"
+    )
+
+
+def test_unserved_family_is_listed_but_does_not_block_readiness(
+    tmp_path: Path, tiny_store: Path
+) -> None:
+    store = tmp_path / "store"
+    shutil.copytree(tiny_store, store)
+    shutil.copytree(tiny_store / "dcgan-tiny", store / "classifier-tiny")
+    (store / "classifier-tiny" / "1" / "model.json").write_text(
+        (store / "dcgan-tiny" / "1" / "model.json")
+        .read_text()
+        .replace('"dcgan-tiny"', '"classifier-tiny"')
+        .replace('"dcgan"', '"classifier"')
+    )
+    with TestClient(create_app(tiny_settings(store))) as client:
+        ready = client.get("/health/ready")
+        assert ready.status_code == 200
+        assert ready.json()["models"]["classifier-tiny"] == {
+            "state": "unsupported",
+            "version": 1,
+            "reason": "family 'classifier' is not served by this service",
+        }
+        refused = client.post("/sample", json={"model": "classifier-tiny"})
+        assert refused.status_code == 422 and refused.json()["error"] == (
+            "model 'classifier-tiny' (family classifier) cannot sample: family 'classifier' is "
+            "not served by this service; models that can: dcgan-tiny, pixelcnn-tiny, vae-tiny"
+        )
+
+
+def test_empty_store_is_not_ready(tmp_path: Path) -> None:
+    with TestClient(create_app(tiny_settings(tmp_path))) as client:
+        response = client.get("/health/ready")
+        assert response.status_code == 503
+        assert response.json()["error"] == ("the model store holds no model this service can serve")
+        assert client.get("/health/live").status_code == 200
+        refused = client.post("/sample", json={})
+        assert refused.status_code == 422 and refused.json()["error"] == (
+            "no ready model supports sample"
+        )
+
+
+def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tiny_store: Path) -> None:
+    monkeypatch.setenv("SERVICE_MODEL_STORE", str(tiny_store))
+    monkeypatch.setenv("SERVICE_DEVICE", "cpu")
+    monkeypatch.setenv("SERVICE_MAX_N", "8")
+    monkeypatch.setenv("SERVICE_DEFAULT_SAMPLE_MODEL", "vae-tiny")
+    settings = Settings()
+    assert settings.model_store == tiny_store.resolve() and settings.max_n == 8
+    assert settings.default_model("sample") == "vae-tiny"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SERVICE_MODEL_STORE": "/does/not/exist"}, "is not a folder"),
+        ({"SERVICE_DEVICE": "tpu"}, "Input should be 'auto', 'cpu' or 'cuda'"),
+        ({"SERVICE_INTRA_OP_THREADS": "-1"}, "greater than or equal to 0"),
+        ({"SERVICE_MAX_N": "0"}, "greater than or equal to 1"),
+        ({"SERVICE_MAX_BODY_BYTES": "10"}, "greater than or equal to 1024"),
+    ],
+)
+def test_settings_fail_fast(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ValidationError, match=message):
+        Settings()
+
+
+def test_provider_probe_cpu() -> None:
+    assert choose_providers("cpu") == [CPU]
+
+
+def test_provider_probe_auto_matches_what_ort_can_do() -> None:
+    providers = choose_providers("auto")
+    assert providers[-1] == CPU
+    if CUDA not in ort.get_available_providers():
+        assert providers == [CPU]
+
+
+def test_provider_probe_cuda_refused_without_cuda() -> None:
+    if choose_providers("auto")[0] == CUDA:
+        pytest.skip("CUDA works on this machine")
+    with pytest.raises(DeviceUnavailable, match="SERVICE_DEVICE=cuda"):
+        choose_providers("cuda")
+
+
+def test_docs_configuration_table_lists_every_setting() -> None:
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "api.md").read_text()
+    for field in Settings.model_fields:
+        assert f"`SERVICE_{field.upper()}`" in docs, field

@@ -1,0 +1,108 @@
+"""Real uvicorn over a real socket: ``python -m service`` on 127.0.0.1, every endpoint by httpx.
+
+It serves the repo's model_store/ once trained models land there, else the tiny store
+(see the ``shipped_or_tiny_store`` fixture)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(shipped_or_tiny_store: Path) -> Iterator[str]:
+    port = _free_port()
+    env = {**os.environ, "SERVICE_MODEL_STORE": str(shipped_or_tiny_store)}
+    log = tempfile.TemporaryFile(mode="w+")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                log.seek(0)
+                pytest.fail(f"server exited: {log.read()[-3000:]}")
+            try:
+                if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "server not ready within 120 s"
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+@pytest.mark.slow
+def test_every_endpoint_over_http(server: str) -> None:
+    with httpx.Client(base_url=server, timeout=120) as client:
+        assert client.get("/health/live").json() == {"status": "alive"}
+        assert client.get("/health/ready").json()["ready"] is True
+        models = [m for m in client.get("/models").json()["models"] if m["state"] == "ready"]
+        assert models
+        for model in models:
+            name, ops = model["name"], model["operations"]
+            assert client.get(f"/models/{name}").json()["name"] == name
+            shape = model["image_shape"]
+            image = np.zeros(shape).tolist()
+            if "sample" in ops:
+                body = client.post("/sample", json={"model": name, "n": 1, "seed": 1}).json()
+                assert body["shape"] == [1, *shape] and body["seed"] == 1
+                grid = client.post(
+                    "/sample", json={"model": name, "n": 1}, headers={"Accept": "image/png"}
+                )
+                assert grid.headers["content-type"] == "image/png" and "x-seed" in grid.headers
+            if "encode" in ops:
+                encoded = client.post("/encode", json={"model": name, "images": [image]})
+                assert encoded.status_code == 200, encoded.text
+            if "reconstruct" in ops:
+                body = client.post("/reconstruct", json={"model": name, "images": [image]}).json()
+                assert len(body["error"]) == 1
+            if "interpolate" in ops:
+                start = {"image": image} if "encode" in ops else {"seed": 1}
+                body = client.post(
+                    "/interpolate",
+                    json={"model": name, "start": start, "end": {"seed": 2}, "steps": 3}
+                    if "sample" in ops
+                    else {"model": name, "start": start, "end": start, "steps": 3},
+                ).json()
+                assert len(body["images"]) == 3 and len(body["latents"]) == 3
+        missing = client.post("/sample", json={"model": "no-such-model"})
+        assert missing.status_code == 404 and missing.json()["code"] == "model_not_found"
+        metrics = client.get("/metrics").text
+        assert "genserve_request_duration_seconds_bucket" in metrics
+        assert "genserve_provider_info" in metrics
+        assert client.get("/docs").status_code == 200
+        assert "/interpolate" in client.get("/openapi.json").json()["paths"]

@@ -1,0 +1,201 @@
+"""Training package: one step per family, determinism and resume, export parity, the card."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from training import data  # noqa: E402
+from training.evaluate import evaluate  # noqa: E402
+from training.export import IR_VERSION, OPSET, export_checkpoint, sha256  # noqa: E402
+from training.metrics import bits_per_dim, class_entropy, frechet_distance  # noqa: E402
+from training.models.pixelcnn import PixelCNN, PixelCNNConfig  # noqa: E402
+from training.nn import mixture_log_prob  # noqa: E402
+from training.trainer import build_model, load_checkpoint, train  # noqa: E402
+
+TINY = {
+    "vae": {"channels": 4, "latent_dim": 4, "batch_size": 32},
+    "dcgan": {"channels": 8, "latent_dim": 8, "batch_size": 32},
+    "pixelcnn": {"channels": 8, "layers": 2, "mixture_components": 2, "batch_size": 32},
+    "classifier": {"channels": 4, "features": 8, "batch_size": 32},
+}
+
+
+@pytest.mark.parametrize("family", sorted(TINY))
+def test_one_training_step_per_family_changes_weights(family: str) -> None:
+    torch.manual_seed(0)
+    model = build_model(family, TINY[family]).train()
+    batch = data.synthetic(32)
+    before = [p.detach().clone() for p in model.parameters()]
+    logs = model.training_step(batch.float_images(), batch.labels, model.configure_optimizers())
+    assert logs and all(math.isfinite(v) for v in logs.values())
+    changed = [not torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True)]
+    assert all(changed), f"{family}: {changed.count(False)} parameter tensors did not move"
+
+
+def test_unknown_setting_is_refused_with_the_known_ones() -> None:
+    with pytest.raises(ValueError, match="vae has no setting colour.*latent_dim"):
+        build_model("vae", {"colour": 3})
+
+
+def test_same_seed_same_weights_and_resume_matches_uninterrupted(tmp_path: Path) -> None:
+    kw = {"seed": 3, "limit": 64, "progress": False, "precision": "fp32"}
+    straight = train(
+        "vae", "synthetic", tmp_path / "a", overrides={**TINY["vae"], "epochs": 2}, **kw
+    )
+    train("vae", "synthetic", tmp_path / "b", overrides={**TINY["vae"], "epochs": 1}, **kw)
+    resumed = train(
+        "vae", "synthetic", tmp_path / "b", overrides={**TINY["vae"], "epochs": 2}, **kw
+    )
+    a, b = torch.load(straight, weights_only=False), torch.load(resumed, weights_only=False)
+    assert a["epoch"] == b["epoch"] == 2
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    model, ckpt = load_checkpoint(straight)
+    assert ckpt["config"]["latent_dim"] == 4 and model.config.latent_dim == 4
+
+
+def test_resume_refuses_a_checkpoint_with_other_settings(tmp_path: Path) -> None:
+    kw = {"limit": 32, "progress": False, "overrides": {**TINY["vae"], "epochs": 1}}
+    train("vae", "synthetic", tmp_path, seed=1, **kw)
+    with pytest.raises(ValueError, match="trained with other settings"):
+        train("vae", "synthetic", tmp_path, seed=2, **kw)
+
+
+def test_pixelcnn_output_never_depends_on_the_current_or_later_pixels() -> None:
+    torch.manual_seed(0)
+    net = PixelCNN(PixelCNNConfig(channels=8, layers=3)).net
+    order = np.arange(28 * 28).reshape(28, 28)
+    for i, j in [(0, 0), (5, 17), (27, 27)]:
+        x = torch.rand(1, 1, 28, 28, requires_grad=True)
+        net(x)[0, :, i, j].sum().backward()
+        seen = (x.grad[0, 0].abs() > 0).numpy()
+        assert not seen[order >= i * 28 + j].any(), f"pixel {(i, j)} sees itself or the future"
+        if (i, j) == (27, 27):  # no blind spot: it sees the pixel up and to the right
+            assert seen[26, 27] and seen[25, 27] and seen[27, 26]
+
+
+def test_bits_per_dim_of_a_uniform_model_is_exactly_8() -> None:
+    dims = 28 * 28
+    assert bits_per_dim(np.full(5, dims * math.log(256)), dims) == pytest.approx(8.0, abs=1e-12)
+
+
+def test_discretized_logistic_mixture_sums_to_one_over_the_256_values() -> None:
+    values = torch.arange(256, dtype=torch.float64).div(255).view(256, 1, 1, 1)
+    params = torch.randn(1, 9, 1, 1, dtype=torch.float64).expand(256, 9, 1, 1)
+    assert mixture_log_prob(values, params).exp().sum().item() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_frechet_distance_known_answers() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((2000, 6))
+    shift = np.array([1.0, -2.0, 0, 0, 0, 0.5])
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
+    assert frechet_distance(a, a + shift) == pytest.approx((shift**2).sum(), rel=1e-6)
+    # Features b against 2b: |mu|^2 + Tr(S + 4S - 2 * 2S) = |mu|^2 + Tr(S), for the sample S.
+    b = rng.standard_normal((5000, 3)) @ rng.standard_normal((3, 3))
+    expected = (b.mean(0) ** 2).sum() + np.trace(np.cov(b, rowvar=False))
+    assert frechet_distance(b, 2 * b) == pytest.approx(expected, rel=1e-9)
+
+
+def test_class_entropy_known_answers() -> None:
+    assert class_entropy(np.arange(1000) % 10) == pytest.approx(math.log(10))
+    assert class_entropy(np.full(50, 7)) == 0.0
+
+
+def test_missing_dataset_names_the_debian_package(tmp_path: Path) -> None:
+    with pytest.raises(data.DatasetMissingError, match="apt-get install -y dataset-fashion-mnist"):
+        data.load_fashion_mnist("train", root=tmp_path)
+    env = {**os.environ, "FASHION_MNIST_DIR": str(tmp_path)}
+    cli = subprocess.run(
+        [sys.executable, "-m", "training", "train", "vae", "--run-dir", str(tmp_path / "run")],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert cli.returncode == 2
+    assert "dataset-fashion-mnist" in cli.stderr and "Traceback" not in cli.stderr
+
+
+def test_test_split_is_disjoint_from_training() -> None:
+    train_set = data.load_fashion_mnist("train")
+    held = data.load_fashion_mnist("heldout")
+    test = data.load_fashion_mnist("test")
+    assert (len(train_set), len(held), len(test)) == (50_000, 10_000, 10_000)
+    train_hashes = {bytes(img.numpy()) for img in train_set.images[:5000]}
+    assert not train_hashes & {bytes(img.numpy()) for img in held.images}
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store exported from tiny checkpoints trained on the synthetic set, with real metrics."""
+    root = tmp_path_factory.mktemp("store")
+    for family in ("classifier", "vae", "dcgan", "pixelcnn"):
+        ckpt = train(
+            family, "synthetic", root / "runs" / family, overrides={**TINY[family], "epochs": 1},
+            limit=64, progress=False,
+        )  # fmt: skip
+        model, info = load_checkpoint(ckpt)
+        if family == "classifier":
+            metrics = evaluate(model, "synthetic", root / "x", limit=64)
+        else:
+            metrics = evaluate(
+                model, "synthetic", root / "store" / "classifier-synthetic", fd_samples=40,
+                iwae_k=3, limit=40,
+            )  # fmt: skip
+        export_checkpoint(ckpt, root / "store", f"{family}-synthetic", metrics=metrics)
+    return root / "store"
+
+
+def test_export_writes_a_card_that_describes_and_checksums_every_file(tiny_store: Path) -> None:
+    for folder in sorted(tiny_store.glob("*/1")):
+        card = json.loads((folder / "model.json").read_text())
+        for key in ("schema_version", "name", "version", "family", "dataset", "image_shape",
+                    "latent_dim", "graphs", "metrics", "evaluation", "training", "export", "files"):  # fmt: skip
+            assert key in card, f"{folder}: {key}"
+        on_disk = {p.name for p in folder.iterdir()} - {"model.json"}
+        assert set(card["files"]) == on_disk
+        for name, entry in card["files"].items():
+            assert entry["sha256"] == sha256(folder / name)
+        for role, graph in card["graphs"].items():
+            model = onnx.load(str(folder / graph["file"]))
+            assert model.ir_version <= IR_VERSION and model.opset_import[0].version == OPSET
+            assert card["export"]["parity"][role]["max_abs_diff"] <= 1e-4
+            assert graph["inputs"][0]["shape"][0] == -1  # dynamic batch
+        assert card["training"]["command"].startswith("python -m training train")
+        assert card["training"]["seconds"] > 0 and card["training"]["hardware"]
+
+
+def test_export_records_the_metrics_each_family_promises(tiny_store: Path) -> None:
+    def metrics(name: str) -> dict[str, float]:
+        return json.loads((tiny_store / name / "1" / "model.json").read_text())["metrics"]
+
+    assert 0 <= metrics("classifier-synthetic")["test_accuracy"] <= 1
+    vae = metrics("vae-synthetic")
+    assert vae["test_bpd_iwae"] <= vae["test_bpd_neg_elbo"] + 1e-6  # IWAE is the tighter bound
+    assert 0 < metrics("pixelcnn-synthetic")["test_bpd"] < 16
+    for name in ("vae-synthetic", "dcgan-synthetic", "pixelcnn-synthetic"):
+        m = metrics(name)
+        assert m["fd"] >= 0 and m["fd_real_floor"] >= 0
+        assert 0 <= m["class_entropy"] <= math.log(10) + 1e-9
+
+
+def test_export_never_overwrites_a_version(tiny_store: Path) -> None:
+    ckpt = tiny_store.parent / "runs" / "dcgan" / "checkpoint.pt"
+    with pytest.raises(ValueError, match="never overwritten"):
+        export_checkpoint(
+            ckpt,
+            tiny_store,
+            "dcgan-synthetic",
+            version=1,
+            metrics={"metrics": {}, "evaluation": {}},
+        )
+    assert not list(tiny_store.glob("dcgan-synthetic/.*"))

@@ -1,0 +1,197 @@
+"""Tiny ONNX models of every served family, built with onnx.helper (no torch), written as a
+store that follows docs/model-store.md. ``python tests/tiny_store.py OUT`` writes one."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+H = W = 28
+LATENT_DIM = 8
+MIXTURE_K = 2
+
+
+def _model(nodes: list[Any], inputs: list[Any], outputs: list[Any], inits: list[Any]) -> bytes:
+    graph = helper.make_graph(nodes, "tiny", inputs, outputs, initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def _init(name: str, array: np.ndarray) -> Any:
+    return numpy_helper.from_array(np.asarray(array), name)
+
+
+def _io(name: str, shape: list[Any], dtype: int = TensorProto.FLOAT) -> Any:
+    return helper.make_tensor_value_info(name, dtype, shape)
+
+
+def vae_encoder(rng: np.random.Generator, dim: int = LATENT_DIM, out: str = "mean") -> bytes:
+    w = rng.normal(0, 0.05, (H * W, dim)).astype(np.float32)
+    nodes = [helper.make_node("Flatten", ["image"], ["flat"], axis=1)]
+    nodes.append(helper.make_node("Gemm", ["flat", "w_mean", "b"], [out]))
+    inits = [_init("w_mean", w), _init("b", np.zeros(dim, np.float32))]
+    outputs = [_io(out, ["batch", dim])]
+    if out == "mean":
+        nodes.append(helper.make_node("Gemm", ["flat", "w_lv", "b"], ["log_var"], alpha=0.1))
+        inits.append(_init("w_lv", -np.abs(w)))
+        outputs.append(_io("log_var", ["batch", dim]))
+    return _model(nodes, [_io("image", ["batch", 1, H, W])], outputs, inits)
+
+
+def decoder(rng: np.random.Generator, dim: int = LATENT_DIM, log_scale: bool = True) -> bytes:
+    w = rng.normal(0, 1.0, (dim, H * W)).astype(np.float32)
+    nodes = [
+        helper.make_node("Gemm", ["z", "w", "b"], ["logits"]),
+        helper.make_node("Sigmoid", ["logits"], ["flat"]),
+        helper.make_node("Reshape", ["flat", "shape"], ["image"]),
+    ]
+    inits = [
+        _init("w", w),
+        _init("b", np.zeros(H * W, np.float32)),
+        _init("shape", np.array([-1, 1, H, W], np.int64)),
+    ]
+    outputs = [_io("image", ["batch", 1, H, W])]
+    if log_scale:
+        nodes += [
+            helper.make_node("Gemm", ["z", "w_s", "b_s"], ["s_flat"], alpha=0.01),
+            helper.make_node("Reshape", ["s_flat", "shape"], ["log_scale"]),
+        ]
+        inits += [_init("w_s", w), _init("b_s", np.full(H * W, -3.0, np.float32))]
+        outputs.append(_io("log_scale", ["batch", 1, H, W]))
+    return _model(nodes, [_io("z", ["batch", dim])], outputs, inits)
+
+
+def pixelcnn(rng: np.random.Generator, k: int = MIXTURE_K) -> bytes:
+    """A 1x1 conv: not causal, which is fine for testing the sampling loop."""
+    w = rng.normal(0, 0.5, (3 * k, 1, 1, 1)).astype(np.float32)
+    b = np.concatenate([np.zeros(k), np.linspace(0.2, 0.8, k), np.full(k, -3.0)])
+    nodes = [helper.make_node("Conv", ["image", "w", "b"], ["params"])]
+    inits = [_init("w", w), _init("b", b.astype(np.float32))]
+    return _model(
+        nodes,
+        [_io("image", ["batch", 1, "height", W])],
+        [_io("params", ["batch", 3 * k, "height", W])],
+        inits,
+    )
+
+
+def _spec(name: str, shape: list[int]) -> dict[str, Any]:
+    return {"name": name, "dtype": "float32", "shape": shape}
+
+
+IMAGE = [-1, 1, H, W]
+
+
+def write_model(
+    root: Path,
+    name: str,
+    family: str,
+    graphs: dict[str, tuple[bytes, list[dict[str, Any]], list[dict[str, Any]]]],
+    latent_dim: int | None,
+    likelihood: dict[str, Any] | None = None,
+    version: int = 1,
+) -> Path:
+    folder = root / name / str(version)
+    folder.mkdir(parents=True, exist_ok=True)
+    files, graph_specs = {}, {}
+    for role, (data, inputs, outputs) in graphs.items():
+        (folder / f"{role}.onnx").write_bytes(data)
+        files[f"{role}.onnx"] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+        graph_specs[role] = {"file": f"{role}.onnx", "inputs": inputs, "outputs": outputs}
+    card: dict[str, Any] = {
+        "schema_version": 1,
+        "name": name,
+        "version": version,
+        "family": family,
+        "dataset": "tiny",
+        "image_shape": [1, H, W],
+        "latent_dim": latent_dim,
+        "class_names": [str(i) for i in range(10)],
+        "graphs": graph_specs,
+        "metrics": {"fd": 1.5},
+        "evaluation": {"split": "test"},
+        "training": {"config": {}, "epochs": 0, "steps": 0, "seconds": 0.0, "hardware": "none",
+                     "seed": 0, "command": "tests/tiny_store.py"},
+        "export": {"torch": None, "onnx": onnx.__version__, "opset": 17, "ir_version": 9},
+        "files": files,
+    }  # fmt: skip
+    if likelihood is not None:
+        card["likelihood"] = likelihood
+    (folder / "model.json").write_text(json.dumps(card, indent=2))
+    return folder
+
+
+def write_tiny_store(root: Path, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    d = LATENT_DIM
+    z_in, image_out = [_spec("z", [-1, d])], [_spec("image", IMAGE)]
+    write_model(
+        root,
+        "vae-tiny",
+        "vae",
+        {
+            "encoder": (
+                vae_encoder(rng),
+                [_spec("image", IMAGE)],
+                [_spec("mean", [-1, d]), _spec("log_var", [-1, d])],
+            ),
+            "decoder": (decoder(rng), z_in, [*image_out, _spec("log_scale", IMAGE)]),
+        },
+        latent_dim=d,
+        likelihood={"kind": "discretized_logistic", "components": 1, "mu_clipped": True},
+    )
+    write_model(
+        root,
+        "dcgan-tiny",
+        "dcgan",
+        {"generator": (decoder(rng, log_scale=False), z_in, image_out)},
+        latent_dim=d,
+    )
+    write_model(
+        root,
+        "pixelcnn-tiny",
+        "pixelcnn",
+        {
+            "pixelcnn": (
+                pixelcnn(rng),
+                [_spec("image", [-1, 1, -1, W])],
+                [_spec("params", [-1, 3 * MIXTURE_K, -1, W])],
+            )
+        },
+        latent_dim=None,
+        likelihood={"kind": "discretized_logistic", "components": MIXTURE_K},
+    )
+    return root
+
+
+def write_autoencoder(root: Path, seed: int = 1) -> Path:
+    rng = np.random.default_rng(seed)
+    d = LATENT_DIM
+    return write_model(
+        root,
+        "ae-tiny",
+        "autoencoder",
+        {
+            "encoder": (vae_encoder(rng, out="z"), [_spec("image", IMAGE)], [_spec("z", [-1, d])]),
+            "decoder": (
+                decoder(rng, log_scale=False),
+                [_spec("z", [-1, d])],
+                [_spec("image", IMAGE)],
+            ),
+        },
+        latent_dim=d,
+    )
+
+
+if __name__ == "__main__":
+    out = Path(sys.argv[1])
+    write_tiny_store(out)
+    print(f"tiny store written to {out}")

@@ -1,0 +1,112 @@
+"""`python -m training {train,evaluate,export,pipeline}`."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .data import DATASETS, DatasetMissingError
+
+FAMILY_CHOICES = ("vae", "dcgan", "pixelcnn", "classifier")
+
+
+def _setting(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("family", choices=FAMILY_CHOICES)
+    p.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
+    p.add_argument("--epochs", type=int, help="override the family's default")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--set", type=_setting, action="append", default=[], metavar="KEY=VALUE",
+                   help="any other field of the family's config, e.g. --set channels=64")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=int, help="train on the first N images only (smoke runs)")
+    p.add_argument("--precision", choices=("bf16", "fp32"), default="bf16",
+                   help="autocast precision for training (evaluation is always fp32)")
+    p.add_argument("--run-dir", type=Path, help="default: runs/<family>-<dataset>")
+    p.add_argument("--no-resume", action="store_true")
+
+
+def _eval_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--classifier", type=Path, default=Path("model_store/classifier-fashion"),
+                   help="the exported classifier whose features the Fréchet distance uses")
+    p.add_argument("--fd-samples", type=int, default=10_000)
+    p.add_argument("--iwae-k", type=int, default=100)
+    p.add_argument("--eval-limit", type=int, help="evaluate on the first N test images only")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train one family (resumes from its checkpoint)")
+    _train_args(p)
+
+    p = sub.add_parser("evaluate", help="evaluate a checkpoint on the test split, print JSON")
+    p.add_argument("checkpoint", type=Path)
+    _eval_args(p)
+
+    p = sub.add_parser("export", help="evaluate, export verified ONNX and write the model card")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--name", required=True, help="model name in the store, e.g. vae-fashion")
+    p.add_argument("--store", type=Path, default=Path("model_store"))
+    p.add_argument("--version", type=int, help="default: one more than the newest")
+    p.add_argument("--metrics", type=Path, help="JSON from `evaluate`, instead of evaluating")
+    _eval_args(p)
+    return parser
+
+
+def _train(args: argparse.Namespace) -> Path:
+    from .trainer import train
+
+    overrides = dict(args.set)
+    for key in ("epochs", "batch_size", "lr"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
+    run_dir = args.run_dir or Path("runs") / f"{args.family}-{args.dataset}"
+    return train(
+        args.family, args.dataset, run_dir, seed=args.seed, overrides=overrides,
+        limit=args.limit, precision=args.precision, resume=not args.no_resume,
+    )  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            print(_train(args))
+        elif args.command == "evaluate":
+            from .evaluate import evaluate_checkpoint
+
+            metrics = evaluate_checkpoint(
+                args.checkpoint, args.classifier, fd_samples=args.fd_samples,
+                iwae_k=args.iwae_k, limit=args.eval_limit,
+            )  # fmt: skip
+            print(json.dumps(metrics, indent=2))
+        elif args.command == "export":
+            from .export import export_checkpoint
+
+            metrics = json.loads(args.metrics.read_text()) if args.metrics else None
+            folder = export_checkpoint(
+                args.checkpoint, args.store, args.name, version=args.version, metrics=metrics,
+                classifier=args.classifier, fd_samples=args.fd_samples, iwae_k=args.iwae_k,
+                eval_limit=args.eval_limit,
+            )  # fmt: skip
+            print(folder)
+    except (DatasetMissingError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0

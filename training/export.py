@@ -1,0 +1,227 @@
+"""Export a checkpoint to `model_store/<name>/<version>/`: verified ONNX graphs plus model.json."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .data import class_names
+from .models import GenerativeModel, GraphSpec
+from .trainer import load_checkpoint
+
+OPSET = 17
+IR_VERSION = 9  # onnxruntime 1.31 loads up to 13; the newest onnx writes 14
+SCHEMA_VERSION = 1
+TOLERANCE = 1e-4
+
+
+class ExportError(RuntimeError):
+    """An exported graph does not match its torch module."""
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def export_graph(spec: GraphSpec, path: Path) -> None:
+    import onnx
+
+    torch.onnx.export(
+        spec.module.eval(), spec.example_inputs, str(path), dynamo=False,
+        input_names=spec.input_names, output_names=spec.output_names,
+        dynamic_axes=spec.dynamic_axes, opset_version=OPSET, do_constant_folding=True,
+    )  # fmt: skip
+    model = onnx.load(str(path))
+    model.ir_version = min(model.ir_version, IR_VERSION)
+    # The exporter leaves every output axis symbolic; stamp the static ones from torch's output.
+    with torch.no_grad():
+        outs = spec.module.eval()(*spec.example_inputs)
+    outs = outs if isinstance(outs, tuple) else (outs,)
+    for value, out in zip(model.graph.output, outs, strict=True):
+        dynamic = spec.dynamic_axes.get(value.name, {})
+        for axis, dim in enumerate(value.type.tensor_type.shape.dim):
+            if axis not in dynamic:
+                dim.Clear()
+                dim.dim_value = out.shape[axis]
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+
+
+def _probe_inputs(spec: GraphSpec, batch: int, height: int | None) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(batch)
+    probes = []
+    for example, name in zip(spec.example_inputs, spec.input_names, strict=True):
+        shape = [batch, *example.shape[1:]]
+        if height is not None and 2 in spec.dynamic_axes.get(name, {}):
+            shape[2] = height
+        if name == "image":  # real pixel values, k/255
+            probes.append(torch.randint(0, 256, shape, generator=g).float() / 255)
+        else:
+            probes.append(torch.randn(shape, generator=g))
+    return probes
+
+
+def verify_graph(spec: GraphSpec, path: Path, tolerance: float = TOLERANCE) -> float:
+    """Run the graph in onnxruntime against torch on random inputs; return the max |diff|."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    heights = [None, 13] if any(2 in axes for axes in spec.dynamic_axes.values()) else [None]
+    worst = 0.0
+    for batch in (1, 3, 17):
+        for height in heights:
+            inputs = _probe_inputs(spec, batch, height)
+            with torch.no_grad():
+                expected = spec.module.eval()(*inputs)
+            expected = expected if isinstance(expected, tuple) else (expected,)
+            feeds = {n: t.numpy() for n, t in zip(spec.input_names, inputs, strict=True)}
+            got = session.run(spec.output_names, feeds)
+            for name, e, o in zip(spec.output_names, expected, got, strict=True):
+                if o.shape != tuple(e.shape):
+                    raise ExportError(f"{path.name}:{name} has shape {o.shape}, torch {tuple(e.shape)}")
+                worst = max(worst, float(np.abs(o - e.numpy()).max()))
+    print(f"  {path.name}: max |onnxruntime - torch| = {worst:.2e} (tolerance {tolerance:.0e})")
+    if not worst <= tolerance:
+        raise ExportError(f"{path.name} differs from torch by {worst:.3g} > {tolerance:g}")
+    return worst
+
+
+def _tensor_specs(path: Path) -> dict[str, list[dict[str, Any]]]:
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    dtypes = {1: "float32", 7: "int64", 2: "uint8"}
+
+    def describe(values: Any) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": v.name,
+                "dtype": dtypes[v.type.tensor_type.elem_type],
+                "shape": [d.dim_value if d.HasField("dim_value") else -1 for d in v.type.tensor_type.shape.dim],
+            }
+            for v in values
+        ]
+
+    return {"inputs": describe(graph.input), "outputs": describe(graph.output)}
+
+
+def train_command(model: GenerativeModel, ckpt: dict[str, Any]) -> str:
+    """The command that reproduces the checkpoint: non-default settings spelled out."""
+    defaults = type(model.config)()
+    parts = ["python -m training train", model.family, "--dataset", ckpt["dataset"]]
+    parts += ["--seed", str(ckpt["seed"]), "--precision", ckpt["precision"]]
+    for key, value in ckpt["config"].items():
+        if getattr(defaults, key) != value:
+            parts += ["--set", f"{key}={value}"]
+    if ckpt["limit"]:
+        parts += ["--limit", str(ckpt["limit"])]
+    return " ".join(parts)
+
+
+def next_version(folder: Path) -> int:
+    versions = [int(p.name) for p in folder.glob("*") if p.name.isdigit()] if folder.exists() else []
+    return max(versions, default=0) + 1
+
+
+def export_checkpoint(
+    checkpoint: Path,
+    store: Path,
+    name: str,
+    version: int | None = None,
+    metrics: dict[str, Any] | None = None,
+    classifier: Path = Path("model_store/classifier-fashion"),
+    fd_samples: int = 10_000,
+    iwae_k: int = 100,
+    eval_limit: int | None = None,
+) -> Path:
+    model, ckpt = load_checkpoint(checkpoint)
+    if metrics is None:
+        from .evaluate import evaluate
+
+        metrics = evaluate(model, ckpt["dataset"], classifier, fd_samples, iwae_k, eval_limit)
+    version = version or next_version(store / name)
+    final = store / name / str(version)
+    if final.exists():
+        raise ValueError(f"{final} exists; versions are never overwritten")
+    staging = store / name / f".{version}.staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        card = _write_graphs_and_card(model, ckpt, name, version, metrics, staging)
+        os.replace(staging, final)  # the version appears whole or not at all
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    print(f"exported {name} v{version} to {final}: {json.dumps(card['metrics'])}")
+    return final
+
+
+def _write_graphs_and_card(
+    model: GenerativeModel,
+    ckpt: dict[str, Any],
+    name: str,
+    version: int,
+    metrics: dict[str, Any],
+    folder: Path,
+) -> dict[str, Any]:
+    import onnx
+
+    graphs, parity = {}, {}
+    for role, spec in model.onnx_graphs().items():
+        path = folder / f"{role}.onnx"
+        export_graph(spec, path)
+        parity[role] = {"max_abs_diff": verify_graph(spec, path), "tolerance": TOLERANCE}
+        graphs[role] = {"file": path.name, **_tensor_specs(path)}
+    card: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "name": name,
+        "version": version,
+        "family": model.family,
+        "dataset": ckpt["dataset"],
+        "image_shape": [1, 28, 28],
+        "latent_dim": None,
+        "class_names": class_names(ckpt["dataset"]),
+        **model.card_fields(),
+        "graphs": graphs,
+        "metrics": metrics["metrics"],
+        "evaluation": metrics["evaluation"],
+        "training": {
+            "config": ckpt["config"],
+            "epochs": ckpt["epoch"],
+            "steps": ckpt["step"],
+            "seconds": round(ckpt["seconds"], 1),
+            "hardware": ckpt["hardware"],
+            "precision": ckpt["precision"],
+            "seed": ckpt["seed"],
+            "train_images": ckpt["limit"] or "all of the train split",
+            "command": train_command(model, ckpt),
+            "history": ckpt["history"],
+        },
+        "export": {
+            "torch": torch.__version__,
+            "onnx": onnx.__version__,
+            "opset": OPSET,
+            "ir_version": IR_VERSION,
+            "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "parity": parity,
+        },
+        "files": {
+            p.name: {"sha256": sha256(p), "bytes": p.stat().st_size}
+            for p in sorted(folder.iterdir())
+            if p.name != "model.json"
+        },
+    }
+    (folder / "model.json").write_text(json.dumps(card, indent=2) + "\n")
+    return card

@@ -1,0 +1,126 @@
+"""Reusable layers and the pixel likelihood shared by the VAE and the PixelCNN.
+
+Pixels are k/255 for k in 0..255. The discretized logistic puts on each value the mass of a bin
+of width 1/255 around it, with the outermost bins stretched to -inf and +inf (PixelCNN++).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+BIN = 1.0 / 255.0
+MIN_LOG_SCALE = -7.0
+
+
+class MaskedConv2d(nn.Conv2d):
+    """A convolution that sees only pixels before the current one in raster order.
+
+    `mask` zeroes the kernel below the centre row and right of the centre column; type "A" also
+    hides the centre (the pixel being predicted), type "B" keeps it. The mask multiplies the
+    weight inside forward, so the ONNX exporter sees it.
+    """
+
+    def __init__(self, mask_type: str, in_ch: int, out_ch: int, kernel: tuple[int, int]) -> None:
+        if mask_type not in ("A", "B"):
+            raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
+        kh, kw = kernel
+        super().__init__(in_ch, out_ch, kernel, padding=(kh // 2, kw // 2))
+        mask = torch.ones_like(self.weight)
+        mask[:, :, kh // 2, kw // 2 + (mask_type == "B") :] = 0
+        mask[:, :, kh // 2 + 1 :, :] = 0
+        self.register_buffer("mask", mask)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
+
+
+class VerticalConv2d(nn.Conv2d):
+    """Gated PixelCNN's vertical stack: a (k//2 + 1) × k kernel over the rows up to the centre.
+
+    It is causal by its shape (padding on top only), so it needs no mask and does no wasted work.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, k: int) -> None:
+        super().__init__(in_ch, out_ch, (k // 2 + 1, k))
+        self.pad = (k // 2, k // 2, k // 2, 0)  # left, right, top, bottom
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.pad(x, self.pad), self.weight, self.bias)
+
+
+def down_shift(x: torch.Tensor) -> torch.Tensor:
+    """Shift down one row, so row i sees only rows < i.  # (B, C, H, W) -> (B, C, H, W)"""
+    return F.pad(x, (0, 0, 1, 0))[:, :, :-1, :]
+
+
+def _log_sigmoid_diff(x: torch.Tensor, mu: torch.Tensor, log_s: torch.Tensor) -> torch.Tensor:
+    """log P(x) for each pixel value x under logistic(mu, s), discretized on 1/255 bins."""
+    inv_s = torch.exp(-log_s)
+    centred = x - mu
+    plus = inv_s * (centred + BIN / 2)
+    minus = inv_s * (centred - BIN / 2)
+    log_cdf_plus = F.logsigmoid(plus)  # used for x = 0 (bin stretched to -inf)
+    log_one_minus_cdf_minus = -F.softplus(minus)  # used for x = 1 (bin stretched to +inf)
+    cdf_delta = torch.sigmoid(plus) - torch.sigmoid(minus)
+    # Where the bin mass underflows, fall back to the density times the bin width.
+    mid = inv_s * centred
+    log_pdf_mid = mid - log_s - 2.0 * F.softplus(mid) + math.log(BIN)
+    inner = torch.where(
+        cdf_delta > 1e-5, torch.log(torch.clamp(cdf_delta, min=1e-12)), log_pdf_mid
+    )
+    return torch.where(
+        x < BIN / 2, log_cdf_plus, torch.where(x > 1 - BIN / 2, log_one_minus_cdf_minus, inner)
+    )
+
+
+def discretized_logistic_log_prob(
+    x: torch.Tensor, mu: torch.Tensor, log_scale: torch.Tensor
+) -> torch.Tensor:
+    """Per-image log-likelihood in nats of a one-component discretized logistic.
+
+    x, mu, log_scale: (B, 1, H, W) -> (B,)
+    """
+    log_scale = torch.clamp(log_scale, min=MIN_LOG_SCALE)
+    return _log_sigmoid_diff(x, mu, log_scale).flatten(1).sum(1)
+
+
+def mixture_log_prob(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    """Per-image log-likelihood in nats of a discretized logistic mixture.
+
+    x: (B, 1, H, W); params: (B, 3K, H, W) = K logits, K means, K log-scales -> (B,)
+    """
+    logits, mu, log_s = torch.chunk(params, 3, dim=1)  # each (B, K, H, W)
+    log_s = torch.clamp(log_s, min=MIN_LOG_SCALE)
+    log_p = _log_sigmoid_diff(x, mu, log_s) + F.log_softmax(logits, dim=1)
+    return torch.logsumexp(log_p, dim=1).flatten(1).sum(1)
+
+
+def sample_mixture(
+    params: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Draw pixels from a discretized logistic mixture. (B, 3K, ...) -> (B, 1, ...) in k/255."""
+    logits, mu, log_s = torch.chunk(params, 3, dim=1)
+    log_s = torch.clamp(log_s, min=MIN_LOG_SCALE)
+    probs = F.softmax(logits / temperature, dim=1)
+    flat = probs.movedim(1, -1).reshape(-1, probs.shape[1])
+    k = torch.multinomial(flat, 1, generator=generator).reshape(*probs.shape[:1], *probs.shape[2:])
+    k = k.unsqueeze(1)
+    mu_k = torch.gather(mu, 1, k)
+    s_k = torch.exp(torch.gather(log_s, 1, k)) * temperature
+    u = torch.rand(mu_k.shape, generator=generator).clamp(1e-5, 1 - 1e-5)
+    x = mu_k + s_k * (torch.log(u) - torch.log1p(-u))
+    return quantize(x)
+
+
+def quantize(x: torch.Tensor) -> torch.Tensor:
+    """Round to the nearest of the 256 pixel values k/255."""
+    return torch.round(torch.clamp(x, 0.0, 1.0) * 255.0) / 255.0
+
+
+def bits_per_dim(log_prob_nats: torch.Tensor, dims: int) -> torch.Tensor:
+    """Per-image log-likelihood in nats -> bits per dimension."""
+    return -log_prob_nats / (dims * math.log(2.0))
