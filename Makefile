@@ -6,6 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 SUDO   := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+PROMETHEUS    := /usr/bin/prometheus
 
 .PHONY: run test lint install install-dev dataset prometheus bench train-defaults clean
 
@@ -28,10 +29,16 @@ $(FASHION_MNIST):
 	$(SUDO) apt-get update -qq
 	$(SUDO) apt-get install -y -qq dataset-fashion-mnist
 
+# Debian's prometheus and promtool, for tests/test_monitoring.py and the promtool checks.
+prometheus: $(PROMETHEUS)
+$(PROMETHEUS):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
+
 run: install
 	$(BIN)/python -m service --host $(HOST) --port $(PORT)
 
-test: install-dev dataset
+test: install-dev dataset prometheus
 	$(BIN)/python -m pytest -q
 
 lint: install-dev

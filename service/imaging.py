@@ -102,14 +102,13 @@ def encode_images(images: np.ndarray, fmt: ImageFormat) -> list[Any]:
 
 
 def grid_png(images: np.ndarray, padding: int = 2) -> bytes:
-    """Tile (B, 1, H, W) images into one PNG, ceil(sqrt(B)) per row."""
+    """Tile (B, 1, H, W) images into one PNG, ceil(sqrt(B)) per row, `padding` black pixels
+    between tiles only: a grid of one image is that image, so it can be sent back as input."""
     b, _, h, w = images.shape
     cols = math.ceil(math.sqrt(b))
     rows = math.ceil(b / cols)
-    canvas = np.zeros(
-        (rows * (h + padding) + padding, cols * (w + padding) + padding), dtype=np.float32
-    )
+    canvas = np.zeros((rows * (h + padding) - padding, cols * (w + padding) - padding), np.float32)
     for i, image in enumerate(images):
-        top, left = padding + (i // cols) * (h + padding), padding + (i % cols) * (w + padding)
+        top, left = (i // cols) * (h + padding), (i % cols) * (w + padding)
         canvas[top : top + h, left : left + w] = image[0]
     return to_png(canvas)

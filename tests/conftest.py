@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from service.api.app import create_app
 from service.config import Settings
+from service.families import FAMILIES
 from service.registry import Registry, load_registry
 from tests.tiny_store import write_autoencoder, write_tiny_store
 
@@ -33,9 +35,10 @@ def tiny_store_with_ae(tmp_path_factory: pytest.TempPathFactory, tiny_store: Pat
 
 @pytest.fixture(scope="session")
 def shipped_or_tiny_store(tiny_store: Path) -> Path:
-    """The repo's model_store/ once trained models land there, else the tiny store."""
-    has_models = SHIPPED_STORE.is_dir() and any(SHIPPED_STORE.glob("*/*/model.json"))
-    return SHIPPED_STORE if has_models else tiny_store
+    """The repo's model_store/ once it holds a model the service serves, else the tiny store."""
+    cards = SHIPPED_STORE.glob("*/*/model.json")
+    families = {json.loads(card.read_text()).get("family") for card in cards}
+    return SHIPPED_STORE if families & set(FAMILIES) else tiny_store
 
 
 def tiny_settings(store: Path, **overrides: Any) -> Settings:

@@ -76,7 +76,16 @@ def test_sample_png_grid_on_accept(client: TestClient) -> None:
     )
     assert response.status_code == 200 and response.headers["content-type"] == "image/png"
     assert response.headers["x-seed"] == "3" and response.headers["x-model"] == "vae-tiny"
-    assert Image.open(io.BytesIO(response.content)).size == (62, 62)
+    assert Image.open(io.BytesIO(response.content)).size == (58, 58)
+
+
+def test_a_sampled_png_can_be_sent_back_to_encode(client: TestClient) -> None:
+    png = client.post(
+        "/sample", json={"model": "vae-tiny", "n": 1, "seed": 7}, headers={"Accept": "image/png"}
+    ).content
+    image = base64.b64encode(png).decode()
+    response = client.post("/encode", json={"model": "vae-tiny", "images": [image]})
+    assert response.status_code == 200, response.text
 
 
 def test_sample_pixelcnn_with_temperature(client: TestClient) -> None:

@@ -256,7 +256,9 @@ def test_png_round_trip_and_grid() -> None:
     [encoded] = encode_images(image[None].astype(np.float32), "png")
     np.testing.assert_allclose(parse_image(encoded, SHAPE, "x"), image, atol=1e-6)
     grid = Image.open(io.BytesIO(grid_png(np.zeros((5, *SHAPE), np.float32))))
-    assert grid.size == (3 * 30 + 2, 2 * 30 + 2)
+    assert grid.size == (3 * 30 - 2, 2 * 30 - 2)  # 2 px between tiles, none around
+    single = Image.open(io.BytesIO(grid_png(np.zeros((1, *SHAPE), np.float32))))
+    assert single.size == (28, 28)
     assert to_png(image).startswith(b"\x89PNG")
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import onnxruntime as ort
@@ -147,7 +150,18 @@ def test_provider_probe_cuda_refused_without_cuda() -> None:
         choose_providers("cuda")
 
 
-def test_docs_configuration_table_lists_every_setting() -> None:
-    docs = (Path(__file__).resolve().parent.parent / "docs" / "api.md").read_text()
+def test_readme_configuration_table_lists_every_setting() -> None:
+    docs = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     for field in Settings.model_fields:
         assert f"`SERVICE_{field.upper()}`" in docs, field
+
+
+def test_invalid_setting_stops_start_up_naming_the_variable(tmp_path: Path) -> None:
+    env = {**os.environ, "SERVICE_MODEL_STORE": str(tmp_path / "absent"), "SERVICE_MAX_N": "0"}
+    run = subprocess.run(
+        [sys.executable, "-m", "service", "--port", "1"],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert run.returncode == 2
+    assert "invalid setting SERVICE_MODEL_STORE" in run.stderr and "is not a folder" in run.stderr
+    assert "invalid setting SERVICE_MAX_N" in run.stderr and "Traceback" not in run.stderr

@@ -158,9 +158,11 @@ def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_export_writes_a_card_that_describes_and_checksums_every_file(tiny_store: Path) -> None:
     for folder in sorted(tiny_store.glob("*/1")):
         card = json.loads((folder / "model.json").read_text())
-        for key in ("schema_version", "name", "version", "family", "dataset", "image_shape",
-                    "latent_dim", "graphs", "metrics", "evaluation", "training", "export", "files"):  # fmt: skip
-            assert key in card, f"{folder}: {key}"
+        required = set(
+            "schema_version name version family dataset image_shape latent_dim graphs metrics "
+            "evaluation training export files".split()
+        )
+        assert required <= set(card), f"{folder}: missing {required - set(card)}"
         on_disk = {p.name for p in folder.iterdir()} - {"model.json"}
         assert set(card["files"]) == on_disk
         for name, entry in card["files"].items():
@@ -199,3 +201,11 @@ def test_export_never_overwrites_a_version(tiny_store: Path) -> None:
             metrics={"metrics": {}, "evaluation": {}},
         )
     assert not list(tiny_store.glob("dcgan-synthetic/.*"))
+
+
+def test_mnist_digits_split_into_disjoint_train_heldout_and_test() -> None:
+    parts = {s: data.load("mnist", s) for s in data.SPLITS}
+    assert [len(parts[s]) for s in data.SPLITS] == [3000, 1000, 1000]
+    assert len(data.load_mnist_digits()) == 5000  # all of them, as out-of-distribution data
+    seen = {bytes(img.numpy()) for img in parts["train"].images}
+    assert not seen & {bytes(img.numpy()) for img in parts["test"].images}

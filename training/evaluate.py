@@ -14,6 +14,9 @@ from tqdm import tqdm
 from .data import load
 from .metrics import FeatureExtractor, bits_per_dim, class_entropy, frechet_distance
 from .models import GenerativeModel
+from .models.classifier import Classifier
+from .models.pixelcnn import PixelCNN
+from .models.vae import VAE
 from .trainer import load_checkpoint
 
 EVAL_SEED = 1234
@@ -53,19 +56,19 @@ def evaluate(
         out = [fn(x[i : i + batch]) for i in tqdm(range(0, len(x), batch), desc=desc, leave=False)]
         return torch.cat(out).double().numpy()
 
-    if model.family == "classifier":
+    if isinstance(model, Classifier):
         y = test.labels[: len(x)]
-        pred = per_image(lambda xb: model.net(xb)[0].argmax(1), "accuracy")  # type: ignore[attr-defined]
+        pred = per_image(lambda xb: model.net(xb)[0].argmax(1), "accuracy")
         metrics["test_accuracy"] = float((pred == y.numpy()).mean())
         return {"metrics": metrics, "evaluation": how}
 
-    if model.family == "vae":
-        metrics["test_bpd_neg_elbo"] = bits_per_dim(per_image(model.neg_elbo, "ELBO"), dims)  # type: ignore[attr-defined]
-        iwae = per_image(lambda xb: -model.iwae_log_prob(xb, iwae_k), f"IWAE k={iwae_k}")  # type: ignore[attr-defined]
+    if isinstance(model, VAE):
+        metrics["test_bpd_neg_elbo"] = bits_per_dim(per_image(model.neg_elbo, "ELBO"), dims)
+        iwae = per_image(lambda xb: -model.iwae_log_prob(xb, iwae_k), f"IWAE k={iwae_k}")
         metrics["test_bpd_iwae"] = bits_per_dim(iwae, dims)
         how["iwae_k"] = iwae_k
-    if model.family == "pixelcnn":
-        metrics["test_bpd"] = bits_per_dim(per_image(lambda xb: -model.log_prob(xb), "NLL"), dims)  # type: ignore[attr-defined]
+    if isinstance(model, PixelCNN):
+        metrics["test_bpd"] = bits_per_dim(per_image(lambda xb: -model.log_prob(xb), "NLL"), dims)
 
     metrics.update(_sample_quality(model, dataset, classifier, fd_samples, how))
     return {"metrics": metrics, "evaluation": how}

@@ -90,7 +90,9 @@ def verify_graph(spec: GraphSpec, path: Path, tolerance: float = TOLERANCE) -> f
             got = session.run(spec.output_names, feeds)
             for name, e, o in zip(spec.output_names, expected, got, strict=True):
                 if o.shape != tuple(e.shape):
-                    raise ExportError(f"{path.name}:{name} has shape {o.shape}, torch {tuple(e.shape)}")
+                    raise ExportError(
+                        f"{path.name}:{name} has shape {o.shape}, torch {tuple(e.shape)}"
+                    )
                 worst = max(worst, float(np.abs(o - e.numpy()).max()))
     print(f"  {path.name}: max |onnxruntime - torch| = {worst:.2e} (tolerance {tolerance:.0e})")
     if not worst <= tolerance:
@@ -109,7 +111,10 @@ def _tensor_specs(path: Path) -> dict[str, list[dict[str, Any]]]:
             {
                 "name": v.name,
                 "dtype": dtypes[v.type.tensor_type.elem_type],
-                "shape": [d.dim_value if d.HasField("dim_value") else -1 for d in v.type.tensor_type.shape.dim],
+                "shape": [
+                    d.dim_value if d.HasField("dim_value") else -1
+                    for d in v.type.tensor_type.shape.dim
+                ],
             }
             for v in values
         ]
@@ -131,7 +136,9 @@ def train_command(model: GenerativeModel, ckpt: dict[str, Any]) -> str:
 
 
 def next_version(folder: Path) -> int:
-    versions = [int(p.name) for p in folder.glob("*") if p.name.isdigit()] if folder.exists() else []
+    versions = (
+        [int(p.name) for p in folder.glob("*") if p.name.isdigit()] if folder.exists() else []
+    )
     return max(versions, default=0) + 1
 
 

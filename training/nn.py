@@ -32,6 +32,7 @@ class MaskedConv2d(nn.Conv2d):
         mask = torch.ones_like(self.weight)
         mask[:, :, kh // 2, kw // 2 + (mask_type == "B") :] = 0
         mask[:, :, kh // 2 + 1 :, :] = 0
+        self.mask: torch.Tensor
         self.register_buffer("mask", mask)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -69,9 +70,7 @@ def _log_sigmoid_diff(x: torch.Tensor, mu: torch.Tensor, log_s: torch.Tensor) ->
     # Where the bin mass underflows, fall back to the density times the bin width.
     mid = inv_s * centred
     log_pdf_mid = mid - log_s - 2.0 * F.softplus(mid) + math.log(BIN)
-    inner = torch.where(
-        cdf_delta > 1e-5, torch.log(torch.clamp(cdf_delta, min=1e-12)), log_pdf_mid
-    )
+    inner = torch.where(cdf_delta > 1e-5, torch.log(torch.clamp(cdf_delta, min=1e-12)), log_pdf_mid)
     return torch.where(
         x < BIN / 2, log_cdf_plus, torch.where(x > 1 - BIN / 2, log_one_minus_cdf_minus, inner)
     )

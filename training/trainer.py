@@ -39,7 +39,8 @@ def build_model(family: str, config: dict[str, Any]) -> GenerativeModel:
     unknown = set(config) - known
     if unknown:
         raise ValueError(
-            f"{family} has no setting {', '.join(sorted(unknown))}; it has {', '.join(sorted(known))}"
+            f"{family} has no setting {', '.join(sorted(unknown))}; "
+            f"it has {', '.join(sorted(known))}"
         )
     return model_cls(config_cls(**config))
 
@@ -89,9 +90,9 @@ def train(
     if resume and ckpt_path.exists():
         old = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         same = ("family", "dataset", "seed", "precision", "limit")
-        if any(old[k] != state[k] for k in same) or _without_epochs(old["config"]) != _without_epochs(
-            state["config"]
-        ):
+        if any(old[k] != state[k] for k in same) or _without_epochs(
+            old["config"]
+        ) != _without_epochs(state["config"]):
             raise ValueError(
                 f"{ckpt_path} was trained with other settings; use another --run-dir or --no-resume"
             )
@@ -110,12 +111,14 @@ def train(
         x_all, y_all = x_all[:limit], y_all[:limit]
     held = load(dataset, "heldout")
     x_val, y_val = held.float_images()[:1000], held.labels[:1000]
-    model.to(memory_format=torch.channels_last)
+    model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     batches = (len(x_all) + cfg.batch_size - 1) // cfg.batch_size
 
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
         model.train()
-        order = torch.randperm(len(x_all), generator=torch.Generator().manual_seed(seed * 1000 + epoch))
+        order = torch.randperm(
+            len(x_all), generator=torch.Generator().manual_seed(seed * 1000 + epoch)
+        )
         started = time.perf_counter()
         bar = tqdm(
             range(batches), desc=f"{family} epoch {epoch}/{cfg.epochs}", unit="batch",
@@ -137,7 +140,9 @@ def train(
         state.update(epoch=epoch, model=model.state_dict(), rng=torch.get_rng_state())
         state["optimizers"] = [opt.state_dict() for opt in optimizers]
         _save_atomic(state, ckpt_path)
-        print(f"{family} epoch {epoch}: held-out {val:.4f}, {state['seconds']:.0f} s", file=sys.stderr)
+        print(
+            f"{family} epoch {epoch}: held-out {val:.4f}, {state['seconds']:.0f} s", file=sys.stderr
+        )
     return ckpt_path
 
 

@@ -55,7 +55,9 @@ class Classifier(GenerativeModel):
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         return [torch.optim.Adam(self.parameters(), lr=self.config.lr)]
 
-    def training_step(self, x, y, optimizers):  # type: ignore[no-untyped-def]
+    def training_step(
+        self, x: torch.Tensor, y: torch.Tensor, optimizers: list[torch.optim.Optimizer]
+    ) -> dict[str, float]:
         (opt,) = optimizers
         # Light augmentation: random horizontal flips keep garments garments.
         flip = torch.rand(len(x)) < 0.5

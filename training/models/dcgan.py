@@ -85,15 +85,18 @@ class DCGAN(GenerativeModel):
             torch.optim.Adam(self.discriminator.parameters(), lr=self.config.lr, betas=betas),
         ]
 
-    def training_step(self, x, y, optimizers):  # type: ignore[no-untyped-def]
+    def training_step(
+        self, x: torch.Tensor, y: torch.Tensor, optimizers: list[torch.optim.Optimizer]
+    ) -> dict[str, float]:
         opt_g, opt_d = optimizers
         real = x * 2 - 1
         z = torch.randn(len(x), self.config.latent_dim)
         fake = self.generator(z)
         # Discriminator: real -> 1, fake -> 0.
-        d_loss = F.softplus(-self.discriminator(real)).mean() + F.softplus(
-            self.discriminator(fake.detach())
-        ).mean()
+        d_loss = (
+            F.softplus(-self.discriminator(real)).mean()
+            + F.softplus(self.discriminator(fake.detach())).mean()
+        )
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()
@@ -108,7 +111,9 @@ class DCGAN(GenerativeModel):
     @torch.no_grad()
     def _update_ema(self) -> None:
         decay = self.config.ema_decay
-        for p_ema, p in zip(self.generator_ema.parameters(), self.generator.parameters(), strict=True):
+        for p_ema, p in zip(
+            self.generator_ema.parameters(), self.generator.parameters(), strict=True
+        ):
             p_ema.lerp_(p, 1 - decay)
         for b_ema, b in zip(self.generator_ema.buffers(), self.generator.buffers(), strict=True):
             b_ema.copy_(b)

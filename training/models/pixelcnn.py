@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..nn import MaskedConv2d, VerticalConv2d, down_shift, mixture_log_prob, sample_mixture
+from ..nn import MIN_LOG_SCALE, MaskedConv2d, VerticalConv2d, down_shift, mixture_log_prob, sample_mixture
 from .base import GenerativeModel, GraphSpec
 
 
@@ -71,7 +71,7 @@ class PixelCNNNet(nn.Module):
         for layer in self.layers:
             v, h = layer(v, h)
         logits, mu, log_s = self.head(h).chunk(3, dim=1)
-        return torch.cat([logits, mu * 0.5 + 0.5, log_s], dim=1)
+        return torch.cat([logits, mu * 0.5 + 0.5, torch.clamp(log_s, min=MIN_LOG_SCALE)], dim=1)
 
 
 class PixelCNN(GenerativeModel):
@@ -88,7 +88,9 @@ class PixelCNN(GenerativeModel):
         """Exact per-image log-likelihood in nats. (B, 1, H, W) -> (B,)"""
         return mixture_log_prob(x, self.net(x).float())
 
-    def training_step(self, x, y, optimizers):  # type: ignore[no-untyped-def]
+    def training_step(
+        self, x: torch.Tensor, y: torch.Tensor, optimizers: list[torch.optim.Optimizer]
+    ) -> dict[str, float]:
         (opt,) = optimizers
         loss = -self.log_prob(x).mean() / (x[0].numel() * math.log(2))
         opt.zero_grad(set_to_none=True)
@@ -103,9 +105,7 @@ class PixelCNN(GenerativeModel):
         return float(-self.log_prob(x).mean() / (x[0].numel() * math.log(2)))
 
     @torch.no_grad()
-    def sample(
-        self, n: int, generator: torch.Generator, temperature: float = 1.0
-    ) -> torch.Tensor:
+    def sample(self, n: int, generator: torch.Generator, temperature: float = 1.0) -> torch.Tensor:
         x = torch.zeros(n, 1, 28, 28)
         for i in range(28):
             for j in range(28):

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..nn import MIN_LOG_SCALE, discretized_logistic_log_prob
@@ -69,6 +68,7 @@ class VAE(GenerativeModel):
         super().__init__(config)
         self.encoder = Encoder(config.channels, config.latent_dim)
         self.decoder = Decoder(config.channels, config.latent_dim)
+        self.step: torch.Tensor  # optimisation steps taken, for the KL warm-up; checkpointed
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
@@ -83,14 +83,16 @@ class VAE(GenerativeModel):
         kl = 0.5 * (mean.float() ** 2 + log_var.float().exp() - 1 - log_var.float()).sum(1)
         return -rec + beta * kl
 
-    def training_step(self, x, y, optimizers):  # type: ignore[no-untyped-def]
+    def training_step(
+        self, x: torch.Tensor, y: torch.Tensor, optimizers: list[torch.optim.Optimizer]
+    ) -> dict[str, float]:
         (opt,) = optimizers
         beta = min(1.0, (int(self.step) + 1) / max(1, self.config.kl_warmup_steps))
         loss = self.neg_elbo(x, beta).mean() / (x[0].numel() * math.log(2))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        self.step += 1
+        self.step.add_(1)
         return {"bpd": loss.item(), "beta": beta}
 
     @torch.no_grad()
