@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     max_autoregressive_n: int = Field(
         default=16, ge=1, le=4096, description="Largest n for PixelCNN (capped by max_n)."
     )
+    max_concurrent_autoregressive: int = Field(
+        default=1, ge=1, le=64, description="PixelCNN samplings that run at once; others queue."
+    )
     max_images: int = Field(default=64, ge=1, le=4096, description="Most input images per request.")
     max_body_bytes: int = Field(
         default=8 * 1024 * 1024, ge=1024, description="Largest request body."

@@ -62,7 +62,7 @@ def _decode_png(text: str, shape: tuple[int, int, int], field: str) -> np.ndarra
 def _from_nested(item: Any, field: str) -> np.ndarray:
     try:
         array = np.asarray(item, dtype=np.float32)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OverflowError) as exc:
         raise InvalidInput(f"{field}: not a rectangular array of numbers") from exc
     if not np.isfinite(array).all():
         raise InvalidInput(f"{field}: contains NaN or infinite values")

@@ -7,17 +7,20 @@ import numpy as np
 _EPS = 1e-5
 
 
-def sample_pixel(params: np.ndarray, uniforms: np.ndarray, temperature: float) -> np.ndarray:
+def sample_pixel(
+    params: np.ndarray, uniforms: np.ndarray, temperature: float, components: int
+) -> np.ndarray:
     """Sample one pixel per row.
 
-    params: (B, 3K) = K mixture logits, K means, K log-scales.
+    params: (B, 3K) = K mixture logits, K means, K log-scales, with K = ``components``.
     uniforms: (B, 2) in [0, 1): column 0 picks the component, column 1 drives the logistic.
     Returns (B,) values on the 8-bit grid k/255.
     """
-    k = params.shape[1] // 3
+    k = components
     logits, mu, log_s = params[:, :k], params[:, k : 2 * k], params[:, 2 * k : 3 * k]
-    z = logits.astype(np.float64) / temperature
-    weights = np.exp(z - z.max(axis=1, keepdims=True))
+    logits = logits.astype(np.float64)
+    z = (logits - logits.max(axis=1, keepdims=True)) / temperature  # finite for any T > 0
+    weights = np.exp(z)
     cdf = np.cumsum(weights / weights.sum(axis=1, keepdims=True), axis=1)
     component = np.minimum((uniforms[:, :1] > cdf).sum(axis=1), k - 1)  # (B,)
     rows = np.arange(params.shape[0])

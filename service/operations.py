@@ -214,11 +214,13 @@ def _sample_autoregressive(
     """Pixel by pixel in raster order. Step (i, j) runs the graph on rows 0..i only: the height
     axis is dynamic and the model causal, so this is exact and about half the work."""
     _, h, w = card.image_shape
+    assert card.likelihood is not None  # the registry refuses a PixelCNN card without one
+    k = card.likelihood.components
     graph = model.graphs["pixelcnn"]
     noise = np.random.default_rng(seed).random((n, h, w, 2))  # row i of any n is the same
     x = np.zeros((n, 1, h, w), dtype=np.float32)
     for i in range(h):
         for j in range(w):
             params = graph.run({"image": np.ascontiguousarray(x[:, :, : i + 1])})["params"]
-            x[:, 0, i, j] = sample_pixel(params[:, :, i, j], noise[:, i, j], temperature)
+            x[:, 0, i, j] = sample_pixel(params[:, :, i, j], noise[:, i, j], temperature, k)
     return x

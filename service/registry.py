@@ -9,7 +9,13 @@ from enum import StrEnum
 from pathlib import Path
 
 from service.config import Settings
-from service.errors import ModelNotFound, ModelNotReady, ServiceError, UnsupportedOperation
+from service.errors import (
+    ModelNotFound,
+    ModelNotReady,
+    ServiceError,
+    StoreError,
+    UnsupportedOperation,
+)
 from service.families import FAMILIES, Family, Operation
 from service.runtime import Graph, RunObserver, choose_providers, open_graph
 from service.store import ModelCard, StoreEntry, discover, read_card, verify_files
@@ -106,8 +112,8 @@ class Registry:
             raise UnsupportedOperation(f"no ready model supports {operation}")
         model = self.get(name)
         family = model.family
-        if model.supports(operation):
-            _ = model.ready_card  # a failed model raises ModelNotReady, saying why
+        if model.state is ModelState.FAILED or model.supports(operation):
+            _ = model.ready_card  # a failed model raises ModelNotReady (503), saying why
             return model
         why = (family.why_not.get(operation) if family else None) or model.reason
         kind = model.card.family if model.card else "unknown"
@@ -128,7 +134,10 @@ def load_registry(settings: Settings, observer: RunObserver | None = None) -> Re
     registry = Registry(models, {op: name for op, name in defaults.items() if name})
     for op, name in registry.defaults.items():
         if name not in registry.models:
-            log.warning("default %s model %r is not in the store", op, name)
+            known = ", ".join(registry.models) or "none"
+            raise StoreError(
+                f"SERVICE_DEFAULT_{op.upper()}_MODEL={name!r} is not in the store (models: {known})"
+            )
     registry.loaded = True
     return registry
 
@@ -146,6 +155,8 @@ def _load_one(
         missing = [g for g in family.graphs if g not in card.graphs]
         if missing:
             raise ServiceError(f"{entry.name}: card lacks graph(s) {missing} for {card.family}")
+        if family.autoregressive:
+            _check_mixture(card)
         if card.image_shape[0] != 1:
             raise ServiceError(f"{entry.name}: only 1-channel images are served")
         verify_files(entry.version_dir, card)
@@ -170,6 +181,21 @@ def _load_one(
         model.state, model.reason = ModelState.FAILED, "failed to load (see server log)"
         log.exception("model %s failed to load", entry.name)
     return model
+
+
+def _check_mixture(card: ModelCard) -> None:
+    """A PixelCNN card must declare the mixture its params channels hold (docs/model-store.md)."""
+    likelihood = card.likelihood
+    if likelihood is None or likelihood.kind != "discretized_logistic_mixture":
+        raise ServiceError(
+            f"{card.name}: a {card.family} card needs "
+            "likelihood.kind 'discretized_logistic_mixture'"
+        )
+    channels = card.graphs["pixelcnn"].outputs[0].shape[1]
+    if channels not in (-1, 3 * likelihood.components):
+        raise ServiceError(
+            f"{card.name}: params has {channels} channels, expected 3 x {likelihood.components}"
+        )
 
 
 def _open(

@@ -30,9 +30,8 @@ class GraphSpec(BaseModel):
 class Likelihood(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    kind: str  # "discretized_logistic"; a mixture may say "discretized_logistic_mixture"
+    kind: Literal["discretized_logistic", "discretized_logistic_mixture"]
     components: int = Field(ge=1)
-    mu_clipped: bool | None = None
 
 
 class FileEntry(BaseModel):

@@ -83,6 +83,9 @@ CASES: list[tuple[str, str, Any, int, str, str]] = [
     ("nan_pixel", "/encode", b'{"images": [[[NaN' + b", 0.0" * 27 + b"]" + (
         b", [" + b", ".join([b"0.0"] * 28) + b"]") * 27 + b"]]}", 422, "invalid_input",
      "images[0]: contains NaN or infinite values"),
+    ("integer_too_large_for_a_float", "/encode",
+     {"model": "vae-tiny", "images": [[[10**400] + [0] * 27] + [[0] * 28] * 27]}, 422,
+     "invalid_input", "images[0]: not a rectangular array of numbers"),
     ("pixel_out_of_range", "/encode", {"images": [np.full((28, 28), 255).tolist()]}, 422,
      "invalid_input", "images[0]: pixel values must lie in [0, 1]"),
     ("ragged_array", "/encode", {"images": [[[0.0] * 28, [0.0] * 3]]}, 422, "invalid_input",

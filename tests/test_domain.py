@@ -262,10 +262,12 @@ def test_png_round_trip_and_grid() -> None:
     assert to_png(image).startswith(b"\x89PNG")
 
 
-def test_sample_pixel_follows_the_mixture() -> None:
-    # Component 0 (mean 0.2) has all the weight at T=1; scales tiny, so pixels land on ~0.2.
-    params = np.array([[10.0, -10.0, 0.2, 0.8, -6.0, -6.0]] * 2000, np.float32)
-    u = np.random.default_rng(0).random((2000, 2))
-    x = sample_pixel(params, u, temperature=1.0)
-    assert abs(float(np.median(x)) - round(0.2 * 255) / 255) < 1e-6
-    assert set(np.unique(np.round(x * 255))) <= set(range(256))
+def test_sample_pixel_follows_the_mixture_weights_and_temperature() -> None:
+    # Two sharp components at 0.2 and 0.8 with weights softmax([0, ln 3]) = [1/4, 3/4].
+    # Temperature T divides the logits: at T = 0.5 the weights become [1/10, 9/10].
+    params = np.array([[0.0, np.log(3.0), 0.2, 0.8, -10.0, -10.0]] * 20_000, np.float32)
+    u = np.random.default_rng(0).random((20_000, 2))
+    for temperature, share in [(1.0, 0.75), (0.5, 0.9), (1e-30, 1.0)]:
+        x = sample_pixel(params, u, temperature, components=2)
+        assert set(np.unique(np.round(x * 255)).tolist()) <= {51.0, 204.0}  # 0.2 and 0.8
+        assert abs(float((x > 0.5).mean()) - share) < 0.01, temperature

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from service.api.app import create_app
 from service.config import Settings
-from service.errors import DeviceUnavailable
+from service.errors import DeviceUnavailable, StoreError
 from service.runtime import CPU, CUDA, choose_providers
 from tests.conftest import tiny_settings
 
@@ -165,3 +165,37 @@ def test_invalid_setting_stops_start_up_naming_the_variable(tmp_path: Path) -> N
     assert run.returncode == 2
     assert "invalid setting SERVICE_MODEL_STORE" in run.stderr and "is not a folder" in run.stderr
     assert "invalid setting SERVICE_MAX_N" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_model_whose_card_cannot_be_read_is_503_not_422(tmp_path: Path, tiny_store: Path) -> None:
+    store = tmp_path / "store"
+    shutil.copytree(tiny_store, store)
+    (store / "vae-tiny" / "1" / "model.json").write_text("{not json")
+    with TestClient(create_app(tiny_settings(store))) as client:
+        refused = client.post("/sample", json={"model": "vae-tiny"})
+        assert refused.status_code == 503 and refused.json()["code"] == "model_not_ready"
+        assert client.post("/sample", json={"model": "dcgan-tiny"}).status_code == 200
+
+
+def test_default_model_missing_from_the_store_stops_start_up(tiny_store: Path) -> None:
+    settings = tiny_settings(tiny_store, default_sample_model="vae-tyni")
+    with (
+        pytest.raises(StoreError, match="SERVICE_DEFAULT_SAMPLE_MODEL='vae-tyni' is not in"),
+        TestClient(create_app(settings)),
+    ):
+        pass
+
+
+def test_pixelcnn_card_without_the_mixture_likelihood_is_refused(
+    tmp_path: Path, tiny_store: Path
+) -> None:
+    store = tmp_path / "store"
+    shutil.copytree(tiny_store, store)
+    card_path = store / "pixelcnn-tiny" / "1" / "model.json"
+    card = json.loads(card_path.read_text())
+    card["likelihood"] = {"kind": "discretized_logistic", "components": 1}
+    card_path.write_text(json.dumps(card))
+    with TestClient(create_app(tiny_settings(store))) as client:
+        model = client.get("/models/pixelcnn-tiny").json()
+        assert model["state"] == "failed"
+        assert "needs likelihood.kind 'discretized_logistic_mixture'" in model["reason"]

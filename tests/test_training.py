@@ -130,8 +130,10 @@ def test_test_split_is_disjoint_from_training() -> None:
     held = data.load_fashion_mnist("heldout")
     test = data.load_fashion_mnist("test")
     assert (len(train_set), len(held), len(test)) == (50_000, 10_000, 10_000)
-    train_hashes = {bytes(img.numpy()) for img in train_set.images[:5000]}
-    assert not train_hashes & {bytes(img.numpy()) for img in held.images}
+    train_hashes = {bytes(img.numpy()) for img in train_set.images}
+    held_hashes = {bytes(img.numpy()) for img in held.images}
+    test_hashes = {bytes(img.numpy()) for img in test.images}
+    assert not held_hashes & train_hashes and not test_hashes & train_hashes
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +150,7 @@ def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
             metrics = evaluate(model, "synthetic", root / "x", limit=64)
         else:
             metrics = evaluate(
-                model, "synthetic", root / "store" / "classifier-synthetic", fd_samples=40,
+                model, "synthetic", root / "store" / "classifier-synthetic", fd_samples=20,
                 iwae_k=3, limit=40,
             )  # fmt: skip
         export_checkpoint(ckpt, root / "store", f"{family}-synthetic", metrics=metrics)
@@ -184,6 +186,12 @@ def test_export_records_the_metrics_each_family_promises(tiny_store: Path) -> No
     vae = metrics("vae-synthetic")
     assert vae["test_bpd_iwae"] <= vae["test_bpd_neg_elbo"] + 1e-6  # IWAE is the tighter bound
     assert 0 < metrics("pixelcnn-synthetic")["test_bpd"] < 16
+    dcgan = json.loads((tiny_store / "dcgan-synthetic" / "1" / "model.json").read_text())
+    selection = dcgan["evaluation"]["generator_selection"]  # chosen on held-out, not test
+    assert selection["chosen"] in {"ema", "trained"} and set(selection["heldout_fd"]) == {
+        "ema",
+        "trained",
+    }
     for name in ("vae-synthetic", "dcgan-synthetic", "pixelcnn-synthetic"):
         m = metrics(name)
         assert m["fd"] >= 0 and m["fd_real_floor"] >= 0
@@ -209,3 +217,18 @@ def test_mnist_digits_split_into_disjoint_train_heldout_and_test() -> None:
     assert len(data.load_mnist_digits()) == 5000  # all of them, as out-of-distribution data
     seen = {bytes(img.numpy()) for img in parts["train"].images}
     assert not seen & {bytes(img.numpy()) for img in parts["test"].images}
+
+
+def test_exported_dcgan_is_the_generator_its_card_says_was_chosen(tiny_store: Path) -> None:
+    import onnxruntime as ort
+
+    folder = tiny_store / "dcgan-synthetic" / "1"
+    chosen = json.loads((folder / "model.json").read_text())["evaluation"]["generator_selection"]
+    model, _ = load_checkpoint(tiny_store.parent / "runs" / "dcgan" / "checkpoint.pt")
+    generator = model.generator_ema if chosen["chosen"] == "ema" else model.generator
+    z = torch.randn(4, model.config.latent_dim, generator=torch.Generator().manual_seed(0))
+    session = ort.InferenceSession(str(folder / "generator.onnx"))
+    (got,) = session.run(["image"], {"z": z.numpy()})
+    with torch.no_grad():
+        expected = (generator.eval()(z) + 1) / 2
+    np.testing.assert_allclose(got, expected.numpy(), atol=1e-4)

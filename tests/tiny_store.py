@@ -146,7 +146,7 @@ def write_tiny_store(root: Path, seed: int = 0) -> Path:
             "decoder": (decoder(rng), z_in, [*image_out, _spec("log_scale", IMAGE)]),
         },
         latent_dim=d,
-        likelihood={"kind": "discretized_logistic", "components": 1, "mu_clipped": True},
+        likelihood={"kind": "discretized_logistic", "components": 1},
     )
     write_model(
         root,
@@ -167,7 +167,7 @@ def write_tiny_store(root: Path, seed: int = 0) -> Path:
             )
         },
         latent_dim=None,
-        likelihood={"kind": "discretized_logistic", "components": MIXTURE_K},
+        likelihood={"kind": "discretized_logistic_mixture", "components": MIXTURE_K},
     )
     return root
 

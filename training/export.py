@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import torch
 
 from .data import class_names
 from .models import GenerativeModel, GraphSpec
+from .models.dcgan import DCGAN
 from .trainer import load_checkpoint
 
 OPSET = 17
@@ -153,18 +155,22 @@ def export_checkpoint(
     iwae_k: int = 100,
     eval_limit: int | None = None,
 ) -> Path:
+    if version is not None and version < 1:
+        raise ValueError(f"version must be a positive integer, got {version}")
+    version = version or next_version(store / name)
+    final = store / name / str(version)
+    if final.exists():  # checked before an evaluation that may take many minutes
+        raise ValueError(f"{final} exists; versions are never overwritten")
     model, ckpt = load_checkpoint(checkpoint)
     if metrics is None:
         from .evaluate import evaluate
 
         metrics = evaluate(model, ckpt["dataset"], classifier, fd_samples, iwae_k, eval_limit)
-    version = version or next_version(store / name)
-    final = store / name / str(version)
-    if final.exists():
-        raise ValueError(f"{final} exists; versions are never overwritten")
-    staging = store / name / f".{version}.staging"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    selection = metrics.get("evaluation", {}).get("generator_selection")
+    if isinstance(model, DCGAN) and selection:  # export the generator the metrics describe
+        model.use_ema = selection["chosen"] == "ema"
+    (store / name).mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=store / name, prefix=f".{version}.staging-"))
     try:
         card = _write_graphs_and_card(model, ckpt, name, version, metrics, staging)
         os.replace(staging, final)  # the version appears whole or not at all

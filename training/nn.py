@@ -104,7 +104,7 @@ def sample_mixture(
     """Draw pixels from a discretized logistic mixture. (B, 3K, ...) -> (B, 1, ...) in k/255."""
     logits, mu, log_s = torch.chunk(params, 3, dim=1)
     log_s = torch.clamp(log_s, min=MIN_LOG_SCALE)
-    probs = F.softmax(logits / temperature, dim=1)
+    probs = F.softmax((logits - logits.amax(dim=1, keepdim=True)) / temperature, dim=1)
     flat = probs.movedim(1, -1).reshape(-1, probs.shape[1])
     k = torch.multinomial(flat, 1, generator=generator).reshape(*probs.shape[:1], *probs.shape[2:])
     k = k.unsqueeze(1)
@@ -120,6 +120,6 @@ def quantize(x: torch.Tensor) -> torch.Tensor:
     return torch.round(torch.clamp(x, 0.0, 1.0) * 255.0) / 255.0
 
 
-def bits_per_dim(log_prob_nats: torch.Tensor, dims: int) -> torch.Tensor:
-    """Per-image log-likelihood in nats -> bits per dimension."""
-    return -log_prob_nats / (dims * math.log(2.0))
+def mean_bits_per_dim(nll_nats: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Mean per-image negative log-likelihood in nats -> bits per dimension of images x."""
+    return nll_nats.mean() / (x[0].numel() * math.log(2.0))

@@ -28,6 +28,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     metrics: Metrics = app.state.metrics
     registry = await anyio.to_thread.run_sync(load_registry, settings, metrics.observe_run)
     app.state.registry = registry
+    app.state.autoregressive_limiter = anyio.CapacityLimiter(settings.max_concurrent_autoregressive)
     for name, model in registry.models.items():
         ready = model.state is ModelState.READY
         metrics.model_ready.labels(name, str(model.version or "")).set(1.0 if ready else 0.0)

@@ -29,7 +29,7 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        status = 500
+        status: int | None = None
         state = scope.setdefault("state", {})
 
         async def send_and_note_status(message: Message) -> None:
@@ -42,11 +42,15 @@ class MetricsMiddleware:
         start = time.perf_counter()
         try:
             await self.app(scope, receive, send_and_note_status)
+        except Exception:
+            status = 500  # Starlette answers it with our error handler's 500
+            raise
         finally:
             self.metrics.in_flight.dec()
-            self.metrics.request_duration.labels(
-                state.get("model", ""), operation_label(scope["path"]), str(status)
-            ).observe(time.perf_counter() - start)
+            if status is not None:  # None: the client left before any response was started
+                self.metrics.request_duration.labels(
+                    state.get("model", ""), operation_label(scope["path"]), str(status)
+                ).observe(time.perf_counter() - start)
 
 
 class BodyLimitMiddleware:

@@ -1,5 +1,7 @@
 """DCGAN: a transposed-convolution generator (7 -> 14 -> 28), a convolutional discriminator and
-the non-saturating loss. An exponential moving average of the generator is what gets exported."""
+the non-saturating loss. An exponential moving average (EMA) of the generator is kept beside it;
+evaluation picks whichever of the two scores better on the held-out split, and that one is
+sampled and exported."""
 
 from __future__ import annotations
 
@@ -77,6 +79,11 @@ class DCGAN(GenerativeModel):
         self.generator = Generator(config.latent_dim, config.channels)
         self.discriminator = Discriminator(config.channels)
         self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False)
+        self.use_ema = True  # set by evaluation's held-out selection; not part of the weights
+
+    @property
+    def sampler(self) -> Generator:
+        return self.generator_ema if self.use_ema else self.generator
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         betas = (self.config.beta1, 0.999)
@@ -120,9 +127,9 @@ class DCGAN(GenerativeModel):
 
     @torch.no_grad()
     def validation_loss(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        """The discriminator's loss on held-out real images against EMA samples."""
+        """The discriminator's loss on held-out real images against samples of the sampler."""
         z = torch.randn(len(x), self.config.latent_dim)
-        fake = self.generator_ema(z)
+        fake = self.sampler(z)
         return float(
             F.softplus(-self.discriminator(x * 2 - 1)).mean()
             + F.softplus(self.discriminator(fake)).mean()
@@ -131,12 +138,12 @@ class DCGAN(GenerativeModel):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         z = torch.randn(n, self.config.latent_dim, generator=generator)
-        return (self.generator_ema(z) + 1) * 0.5
+        return (self.sampler(z) + 1) * 0.5
 
     def onnx_graphs(self) -> dict[str, GraphSpec]:
         return {
             "generator": GraphSpec(
-                ImageOut(self.generator_ema), (torch.randn(2, self.config.latent_dim),),
+                ImageOut(self.sampler), (torch.randn(2, self.config.latent_dim),),
                 ["z"], ["image"], {"z": {0: "batch"}, "image": {0: "batch"}},
             )
         }  # fmt: skip

@@ -6,14 +6,21 @@ B. A vertical stack, shifted down one row, feeds the horizontal stack, so there 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..nn import MIN_LOG_SCALE, MaskedConv2d, VerticalConv2d, down_shift, mixture_log_prob, sample_mixture
+from ..nn import (
+    MIN_LOG_SCALE,
+    MaskedConv2d,
+    VerticalConv2d,
+    down_shift,
+    mean_bits_per_dim,
+    mixture_log_prob,
+    sample_mixture,
+)
 from .base import GenerativeModel, GraphSpec
 
 
@@ -92,7 +99,7 @@ class PixelCNN(GenerativeModel):
         self, x: torch.Tensor, y: torch.Tensor, optimizers: list[torch.optim.Optimizer]
     ) -> dict[str, float]:
         (opt,) = optimizers
-        loss = -self.log_prob(x).mean() / (x[0].numel() * math.log(2))
+        loss = mean_bits_per_dim(-self.log_prob(x), x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -102,7 +109,7 @@ class PixelCNN(GenerativeModel):
 
     @torch.no_grad()
     def validation_loss(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        return float(-self.log_prob(x).mean() / (x[0].numel() * math.log(2)))
+        return float(mean_bits_per_dim(-self.log_prob(x), x))
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator, temperature: float = 1.0) -> torch.Tensor:

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..nn import MIN_LOG_SCALE, discretized_logistic_log_prob
+from ..nn import MIN_LOG_SCALE, discretized_logistic_log_prob, mean_bits_per_dim
 from .base import GenerativeModel, GraphSpec
 
 
@@ -88,7 +88,7 @@ class VAE(GenerativeModel):
     ) -> dict[str, float]:
         (opt,) = optimizers
         beta = min(1.0, (int(self.step) + 1) / max(1, self.config.kl_warmup_steps))
-        loss = self.neg_elbo(x, beta).mean() / (x[0].numel() * math.log(2))
+        loss = mean_bits_per_dim(self.neg_elbo(x, beta), x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -97,7 +97,7 @@ class VAE(GenerativeModel):
 
     @torch.no_grad()
     def validation_loss(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        return float(self.neg_elbo(x).mean() / (x[0].numel() * math.log(2)))
+        return float(mean_bits_per_dim(self.neg_elbo(x), x))
 
     @torch.no_grad()
     def iwae_log_prob(self, x: torch.Tensor, k: int) -> torch.Tensor:

@@ -1,5 +1,6 @@
 from typing import Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -42,7 +43,12 @@ async def sample(
         payload = grid_png(images) if as_grid else encode_images(images, body.format)
         return list(images.shape), payload
 
-    shape, payload = await run_in_threadpool(work)
+    family = model.family
+    if family is not None and family.autoregressive:  # 784 runs that each use every core
+        limiter = request.app.state.autoregressive_limiter
+        shape, payload = await anyio.to_thread.run_sync(work, limiter=limiter)
+    else:
+        shape, payload = await run_in_threadpool(work)
     metrics.images.labels(model.name, Operation.SAMPLE.value).inc(body.n)
     version = model.ready_card.version
     if as_grid:
