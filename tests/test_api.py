@@ -207,3 +207,13 @@ def test_operations_refuse_get_405(client: TestClient, path: str) -> None:
 def test_sample_without_body_uses_defaults(client: TestClient) -> None:
     response = client.post("/sample")
     assert response.status_code == 200 and response.json()["model"] == "dcgan-tiny"
+
+
+def test_concurrent_pixelcnn_samples_queue_and_stay_reproducible(client: TestClient) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = {"model": "pixelcnn-tiny", "n": 1, "seed": 5}
+    with ThreadPoolExecutor(3) as pool:
+        responses = list(pool.map(lambda _: client.post("/sample", json=body), range(3)))
+    assert [r.status_code for r in responses] == [200, 200, 200]
+    assert len({r.json()["images"][0] for r in responses}) == 1  # same seed, same image

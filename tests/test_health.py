@@ -89,6 +89,10 @@ def test_unserved_family_is_listed_but_does_not_block_readiness(
             "model 'classifier-tiny' (family classifier) cannot sample: family 'classifier' is "
             "not served by this service; models that can: dcgan-tiny, pixelcnn-tiny, vae-tiny"
         )
+        # Not served, so not "not ready" either: no model_ready series to trip the alert.
+        metrics = client.get("/metrics").text
+        assert 'genserve_model_ready{model="classifier-tiny"' not in metrics
+        assert 'genserve_model_ready{model="dcgan-tiny",version="1"} 1.0' in metrics
 
 
 def test_empty_store_is_not_ready(tmp_path: Path) -> None:

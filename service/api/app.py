@@ -30,6 +30,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.registry = registry
     app.state.autoregressive_limiter = anyio.CapacityLimiter(settings.max_concurrent_autoregressive)
     for name, model in registry.models.items():
+        if model.state is ModelState.UNSUPPORTED:  # not served, so neither ready nor failing
+            continue
         ready = model.state is ModelState.READY
         metrics.model_ready.labels(name, str(model.version or "")).set(1.0 if ready else 0.0)
         for role, provider in model.providers.items():
