@@ -214,7 +214,7 @@ def _write_graphs_and_card(
             "config": ckpt["config"],
             "epochs": ckpt["epoch"],
             "steps": ckpt["step"],
-            "seconds": round(ckpt["seconds"], 1),
+            "seconds": round(ckpt["seconds"], 3),
             "hardware": ckpt["hardware"],
             "precision": ckpt["precision"],
             "seed": ckpt["seed"],
