@@ -9,16 +9,13 @@ it (``make prometheus``)."""
 from __future__ import annotations
 
 import math
-import os
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 import pytest
@@ -27,7 +24,6 @@ import yaml
 from tests.deploy_files import (
     ALERTS,
     PROMETHEUS_CONFIG,
-    REPO,
     alert_rules,
     dashboard_targets,
     load_dashboard,
@@ -36,6 +32,7 @@ from tests.deploy_files import (
     with_grafana_variables,
     without_threshold,
 )
+from tests.live_server import free_port, running_service, stop, wait_for
 
 PROMETHEUS = tool("prometheus")
 pytestmark = [
@@ -50,75 +47,11 @@ MODEL_OPERATIONS = "sample|encode|reconstruct|interpolate"
 ROUNDS = 3
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_for(
-    url: str,
-    process: subprocess.Popen[str],
-    log: IO[str],
-    seconds: float,
-    first_answer_is_final: bool = False,
-) -> None:
-    """Until ``url`` answers 200. The service loads its store before it accepts a connection,
-    so its first answer is final (``first_answer_is_final``): a 503 will stay a 503."""
-    name = Path(str(process.args[0])).name if isinstance(process.args, list) else "process"
-    deadline = time.monotonic() + seconds
-    while True:
-        if process.poll() is not None:
-            log.seek(0)
-            pytest.fail(f"{name} exited: {log.read()[-3000:]}")
-        try:
-            response = httpx.get(url, timeout=2)
-            if response.status_code == 200:
-                return
-            if first_answer_is_final:
-                pytest.fail(f"{url} answered {response.status_code}: {response.text}")
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            log.seek(0)
-            pytest.fail(f"{url} not ready within {seconds} s: {log.read()[-3000:]}")
-        time.sleep(0.2)
-
-
-def _stop(process: subprocess.Popen[str]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 @pytest.fixture(scope="module")
 def service_port(shipped_or_tiny_store: Path) -> Iterator[int]:
-    port = _free_port()
-    env = {
-        **os.environ,
-        "SERVICE_MODEL_STORE": str(shipped_or_tiny_store),
-        "SERVICE_DEVICE": "cpu",
-        "SERVICE_INTRA_OP_THREADS": "1",
-    }
-    with tempfile.TemporaryFile(mode="w+") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)]
-            + ["--log-level", "warning"],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        try:
-            url = f"http://127.0.0.1:{port}/health/ready"
-            _wait_for(url, process, log, 120, first_answer_is_final=True)
-            yield port
-        finally:
-            _stop(process)
+    settings = {"SERVICE_DEVICE": "cpu", "SERVICE_INTRA_OP_THREADS": "1"}
+    with running_service(shipped_or_tiny_store, **settings) as url:
+        yield int(url.rsplit(":", 1)[1])
 
 
 def _prometheus_config(service_port: int) -> dict[str, Any]:
@@ -137,7 +70,7 @@ def prometheus(service_port: int, tmp_path_factory: pytest.TempPathFactory) -> I
     folder = tmp_path_factory.mktemp("prometheus")
     config_file = folder / "prometheus.yml"
     config_file.write_text(yaml.safe_dump(_prometheus_config(service_port)))
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryFile(mode="w+") as log:
         process = subprocess.Popen(
             [
@@ -154,10 +87,10 @@ def prometheus(service_port: int, tmp_path_factory: pytest.TempPathFactory) -> I
         )
         try:
             url = f"http://127.0.0.1:{port}"
-            _wait_for(f"{url}/-/ready", process, log, 60)
+            wait_for(f"{url}/-/ready", process, log, 60)
             yield url
         finally:
-            _stop(process)
+            stop(process)
 
 
 def _query(prometheus: str, expr: str) -> list[dict[str, Any]]:
