@@ -71,19 +71,19 @@ def evaluate(
     if isinstance(model, PixelCNN):
         metrics["test_bpd"] = bits_per_dim(per_image(lambda xb: -model.log_prob(xb), "NLL"), dims)
 
+    extract = FeatureExtractor(classifier)
+    _, f_held = extract(load(dataset, "heldout").float_images().numpy())
     if isinstance(model, DCGAN):
-        how["generator_selection"] = _select_generator(model, dataset, classifier)
-    metrics.update(_sample_quality(model, dataset, classifier, fd_samples, how))
+        how["generator_selection"] = _select_generator(model, extract, f_held)
+    metrics.update(_sample_quality(model, dataset, extract, f_held, fd_samples, how))
     return {"metrics": metrics, "evaluation": how}
 
 
 def _select_generator(
-    model: DCGAN, dataset: str, classifier: Path, n: int = 5000
+    model: DCGAN, extract: FeatureExtractor, f_held: np.ndarray, n: int = 5000
 ) -> dict[str, Any]:
     """Pick the EMA or the trained generator by their Fréchet distance to held-out images (never
     the test split), with other samples than the test evaluation's."""
-    extract = FeatureExtractor(classifier)
-    _, f_held = extract(load(dataset, "heldout").float_images().numpy())
     scores = {}
     for use_ema in (True, False):
         model.use_ema = use_ema
@@ -96,9 +96,14 @@ def _select_generator(
 
 
 def _sample_quality(
-    model: GenerativeModel, dataset: str, classifier: Path, n: int, how: dict[str, Any]
+    model: GenerativeModel,
+    dataset: str,
+    extract: FeatureExtractor,
+    f_held_all: np.ndarray,
+    n: int,
+    how: dict[str, Any],
 ) -> dict[str, float]:
-    extract = FeatureExtractor(classifier)
+    """FD of n samples against the test split, beside the floor of n held-out images."""
     g = torch.Generator().manual_seed(EVAL_SEED)
     started = time.perf_counter()
     chunks = []
@@ -107,13 +112,12 @@ def _sample_quality(
     seconds = time.perf_counter() - started
     samples = torch.cat(chunks).numpy().astype(np.float32)
     test = load(dataset, "test").float_images().numpy()
-    held = load(dataset, "heldout").float_images().numpy()[:n]
+    f_held = f_held_all[:n]
     _, f_test = extract(test)
     logits, f_samples = extract(samples)
-    _, f_held = extract(held)
     how.update(
         fd_samples=n, fd_reference=f"{dataset}/test ({len(test)} images)",
-        fd_floor=f"{len(held)} held-out real training images vs the same test images",
+        fd_floor=f"{len(f_held)} held-out real training images vs the same test images",
         classifier=str(extract.path),
         sample_seconds_per_image_torch_cpu=seconds / n,
     )  # fmt: skip

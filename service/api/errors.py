@@ -13,7 +13,6 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.errors import (
-    DeviceUnavailable,
     InvalidInput,
     LimitExceeded,
     ModelNotFound,
@@ -32,7 +31,6 @@ STATUS_BY_ERROR: dict[type[ServiceError], int] = {
     LimitExceeded: 422,
     PayloadTooLarge: 413,
     ModelNotReady: 503,
-    DeviceUnavailable: 503,
 }
 _MAX_LISTED = 5
 

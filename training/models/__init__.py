@@ -16,7 +16,5 @@ FAMILIES: dict[str, tuple[type[GenerativeModel], type[Any]]] = {
     "pixelcnn": (PixelCNN, PixelCNNConfig),
     "classifier": (Classifier, ClassifierConfig),
 }
-# Families the store is designed for whose models have not landed yet.
-PLANNED_FAMILIES = ("autoencoder", "cvae", "wgan-gp", "pixelrnn")
 
-__all__ = ["FAMILIES", "PLANNED_FAMILIES", "GenerativeModel", "GraphSpec"]
+__all__ = ["FAMILIES", "GenerativeModel", "GraphSpec"]
