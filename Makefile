@@ -7,8 +7,9 @@ PORT   ?= 8000
 SUDO   := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 PROMETHEUS    := /usr/bin/prometheus
+CHROMIUM      := /usr/bin/chromium
 
-.PHONY: run test lint install install-dev dataset prometheus bench train-defaults clean
+.PHONY: run test lint install install-dev dataset prometheus chromium bench train-defaults clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,10 +36,16 @@ $(PROMETHEUS):
 	$(SUDO) apt-get update -qq
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
 
+# Debian's chromium, driven headless by Playwright in tests/test_ui.py (no browser download).
+chromium: $(CHROMIUM)
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+
 run: install
 	$(BIN)/python -m service --host $(HOST) --port $(PORT)
 
-test: install-dev dataset prometheus
+test: install-dev dataset prometheus chromium
 	$(BIN)/python -m pytest -q
 
 lint: install-dev

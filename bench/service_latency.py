@@ -82,7 +82,7 @@ def main() -> None:
         from tests.tiny_store import write_tiny_store
 
         store = write_tiny_store(Path(tempfile.mkdtemp(prefix="tiny_store_")))
-    if not any(store.glob("*/*/model.json")):
+    if not any(store.glob("*.v*.json")):
         sys.exit(f"{store} holds no models; pass --store or --tiny")
 
     port = free_port()

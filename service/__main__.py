@@ -12,6 +12,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--log-level", default="info")
+    parser.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="log every request (off by default: at thousands of requests a second the log "
+        "line costs more than the model; request metrics are always at /metrics)",
+    )
     args = parser.parse_args(argv)
 
     import uvicorn
@@ -30,7 +37,13 @@ def main(argv: list[str] | None = None) -> None:
             name = "SERVICE_" + "_".join(str(p) for p in error["loc"]).upper()
             print(f"invalid setting {name}: {error['msg']}", file=sys.stderr)
         sys.exit(2)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=args.access_log,
+    )
 
 
 if __name__ == "__main__":

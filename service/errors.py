@@ -49,3 +49,33 @@ class ChecksumMismatch(StoreError):
 
 class DeviceUnavailable(ServiceError):
     code = "device_unavailable"
+
+
+class Overloaded(ServiceError):
+    """Too much work queued; the client should retry after ``retry_after`` seconds."""
+
+    code = "overloaded"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ModelRunFailed(ServiceError):
+    """onnxruntime failed while running a graph; the details are in the server log."""
+
+    code = "model_run_failed"
+
+
+class ModelLoadFailed(ServiceError):
+    """An admin load or reload whose new version did not load; what served before still does."""
+
+    code = "model_load_failed"
+
+
+class AdminDisabled(ServiceError):
+    code = "admin_disabled"
+
+
+class Unauthorized(ServiceError):
+    code = "unauthorized"

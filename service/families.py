@@ -17,6 +17,8 @@ class Operation(StrEnum):
 class Family:
     graphs: tuple[str, ...]
     operations: frozenset[Operation]
+    optional_graphs: tuple[str, ...] = ()
+    """Opened when the card has them: e.g. the PixelCNN's fast-sampler halves."""
     knobs: frozenset[str] = frozenset()
     """Optional sampling knobs that mean something for this family."""
     why_not: dict[Operation, str] = field(default_factory=dict)
@@ -50,6 +52,7 @@ FAMILIES: dict[str, Family] = {
     "wgan-gp": _GAN,
     "pixelcnn": Family(
         graphs=("pixelcnn",),
+        optional_graphs=("context", "row"),
         operations=frozenset({S}),
         knobs=frozenset({"temperature"}),
         why_not=dict.fromkeys((E, R, INTERP), "a PixelCNN only samples for now"),

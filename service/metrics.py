@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 )  # fmt: skip
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 
 class Metrics:
@@ -49,8 +50,62 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.batch_size = Histogram(
+            "genserve_batch_size",
+            "Rows (images or latents) in one batched onnxruntime run, by model and graph role.",
+            ["model", "graph"],
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_requests = Histogram(
+            "genserve_batch_requests",
+            "Requests coalesced into one batched run, by model and graph role.",
+            ["model", "graph"],
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.queue_wait_seconds = Histogram(
+            "genserve_queue_wait_seconds",
+            "Time a request waited in a graph's batch queue before its run started.",
+            ["model", "graph"],
+            buckets=(0.0001, 0.00025, *LATENCY_BUCKETS),
+            registry=self.registry,
+        )
+        self.queue_depth_gauge = Gauge(
+            "genserve_queue_depth",
+            "Requests left waiting in a graph's batch queue when the last batch started.",
+            ["model", "graph"],
+            registry=self.registry,
+        )
+        self.rejections = Counter(
+            "genserve_rejected_requests",
+            "Requests refused with 503 because a graph's batch queue was full.",
+            ["model", "graph"],
+            registry=self.registry,
+        )
+
     def observe_run(self, model: str, graph: str, seconds: float) -> None:
         self.onnx_run.labels(model, graph).observe(seconds)
+
+    def register(self, model: str, graph: str) -> None:
+        """Create a batched graph's series at zero, so dashboards see them before traffic."""
+        for family in (self.batch_size, self.batch_requests, self.queue_wait_seconds):
+            family.labels(model, graph)
+        self.queue_depth_gauge.labels(model, graph).set(0)
+        self.rejections.labels(model, graph)
+
+    def batch_run(self, model: str, graph: str, rows: int, requests: int) -> None:
+        self.batch_size.labels(model, graph).observe(rows)
+        self.batch_requests.labels(model, graph).observe(requests)
+
+    def queue_wait(self, model: str, graph: str, seconds: float) -> None:
+        self.queue_wait_seconds.labels(model, graph).observe(seconds)
+
+    def queue_depth(self, model: str, graph: str, depth: int) -> None:
+        self.queue_depth_gauge.labels(model, graph).set(depth)
+
+    def rejected(self, model: str, graph: str) -> None:
+        self.rejections.labels(model, graph).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import anyio.to_thread
 import numpy as np
 
 from service.config import Settings
@@ -64,15 +65,25 @@ def truncate(z: np.ndarray, seed: int, threshold: float) -> np.ndarray:
     return z
 
 
-def sample(
+ImageFinish = Callable[[np.ndarray], Any]
+"""Applied to a request's (B, C, H, W) images in the worker thread, e.g. PNG encoding."""
+
+
+def _images(images: np.ndarray) -> np.ndarray:
+    return images
+
+
+async def sample(
     model: LoadedModel,
     n: int,
     seed: int,
     limits: Limits,
     temperature: float | None = None,
     truncation: float | None = None,
-) -> np.ndarray:
-    """(n, C, H, W) images in [0, 1]."""
+    finish: ImageFinish = _images,
+    autoregressive_limiter: anyio.CapacityLimiter | None = None,
+) -> Any:
+    """(n, C, H, W) images in [0, 1], passed through ``finish``."""
     card, family = _ready(model, Operation.SAMPLE)
     _check_knob(card, family, "temperature", temperature)
     _check_knob(card, family, "truncation", truncation)
@@ -81,42 +92,60 @@ def sample(
         kind = "autoregressive model" if family.autoregressive else "model"
         raise LimitExceeded(f"n: must be <= {limit} for {kind} {card.name!r}")
     if family.autoregressive:
-        return _sample_autoregressive(model, card, n, seed, temperature or 1.0)
+
+        def draw() -> Any:
+            return finish(_sample_autoregressive(model, card, n, seed, temperature or 1.0))
+
+        return await anyio.to_thread.run_sync(draw, limiter=autoregressive_limiter)
     z = latents(seed, n, _latent_dim(card))
     if truncation is not None:
         z = truncate(z, seed, truncation)
-    return _decode(model, z)
+    return await _decode(model, z, finish)
 
 
-def encode(model: LoadedModel, images: Sequence[Any], limits: Limits) -> dict[str, np.ndarray]:
+async def encode(
+    model: LoadedModel, images: Sequence[Any], limits: Limits
+) -> dict[str, np.ndarray]:
     """{"mean", "log_var"} for a VAE, {"z"} for an autoencoder: each (B, D)."""
     card, _ = _ready(model, Operation.ENCODE)
-    x = _parse_batch(card, images, limits)
-    return model.graphs["encoder"].run({"image": x})
+    x = await anyio.to_thread.run_sync(_parse_batch, card, images, limits)
+    outputs: dict[str, np.ndarray] = await model.graphs["encoder"].infer({"image": x})
+    return outputs
 
 
-def reconstruct(
-    model: LoadedModel, images: Sequence[Any], limits: Limits
-) -> tuple[np.ndarray, np.ndarray]:
-    """Decode the encoder's mean (deterministic). Returns the images and, per image, the mean
-    squared error between input and reconstruction on [0, 1] pixels."""
+async def reconstruct(
+    model: LoadedModel, images: Sequence[Any], limits: Limits, finish: ImageFinish = _images
+) -> tuple[Any, np.ndarray]:
+    """Decode the encoder's mean (deterministic). Returns the images (through ``finish``) and,
+    per image, the mean squared error between input and reconstruction on [0, 1] pixels."""
     card, _ = _ready(model, Operation.RECONSTRUCT)
-    x = _parse_batch(card, images, limits)
-    recon = _decode(model, _encode_latent(model, x))
-    error = ((recon - x) ** 2).reshape(len(x), -1).mean(axis=1)
-    return recon, error
+    x = await anyio.to_thread.run_sync(_parse_batch, card, images, limits)
+
+    def finish_with_error(recon: np.ndarray) -> tuple[Any, np.ndarray]:
+        return finish(recon), ((recon - x) ** 2).reshape(len(x), -1).mean(axis=1)
+
+    result: tuple[Any, np.ndarray] = await _decode(
+        model, await _encode_latent(model, x), finish_with_error
+    )
+    return result
 
 
-def interpolate(
-    model: LoadedModel, start: Endpoint, end: Endpoint, steps: int, method: Method
-) -> tuple[np.ndarray, np.ndarray]:
-    """Decode ``steps`` latents from start to end (both included). Returns images and latents."""
+async def interpolate(
+    model: LoadedModel,
+    start: Endpoint,
+    end: Endpoint,
+    steps: int,
+    method: Method,
+    finish: ImageFinish = _images,
+) -> tuple[Any, np.ndarray]:
+    """Decode ``steps`` latents from start to end (both included). Returns images (through
+    ``finish``) and latents."""
     card, _ = _ready(model, Operation.INTERPOLATE)
-    a = _endpoint_latent(model, card, start, "start")
-    b = _endpoint_latent(model, card, end, "end")
+    a = await _endpoint_latent(model, card, start, "start")
+    b = await _endpoint_latent(model, card, end, "end")
     t = np.linspace(0.0, 1.0, steps, dtype=np.float32)
     z = slerp(a, b, t) if method == "slerp" else lerp(a, b, t)
-    return _decode(model, z), z
+    return await _decode(model, z, finish), z
 
 
 def lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -168,17 +197,21 @@ def _parse_batch(card: ModelCard, images: Sequence[Any], limits: Limits) -> np.n
     return parse_images(images, card.image_shape, "images")
 
 
-def _encode_latent(model: LoadedModel, x: np.ndarray) -> np.ndarray:
-    out = model.graphs["encoder"].run({"image": x})
-    return out["mean"] if "mean" in out else out["z"]
+async def _encode_latent(model: LoadedModel, x: np.ndarray) -> np.ndarray:
+    out = await model.graphs["encoder"].infer({"image": x})
+    latent: np.ndarray = out["mean"] if "mean" in out else out["z"]
+    return latent
 
 
-def _decode(model: LoadedModel, z: np.ndarray) -> np.ndarray:
+async def _decode(model: LoadedModel, z: np.ndarray, finish: ImageFinish) -> Any:
     graph = model.graphs.get("decoder") or model.graphs["generator"]
-    return graph.run({"z": np.ascontiguousarray(z, dtype=np.float32)})["image"]
+    z = np.ascontiguousarray(z, dtype=np.float32)
+    return await graph.infer({"z": z}, lambda outputs: finish(outputs["image"]))
 
 
-def _endpoint_latent(model: LoadedModel, card: ModelCard, end: Endpoint, field: str) -> np.ndarray:
+async def _endpoint_latent(
+    model: LoadedModel, card: ModelCard, end: Endpoint, field: str
+) -> np.ndarray:
     family = FAMILIES[card.family]
     dim = _latent_dim(card)
     if end.image is not None:
@@ -187,8 +220,10 @@ def _endpoint_latent(model: LoadedModel, card: ModelCard, end: Endpoint, field: 
                 f"{field}.image: model {card.name!r} ({card.family}) has no encoder, "
                 "so an interpolation end must be a latent or a seed"
             )
-        x = parse_image(end.image, card.image_shape, f"{field}.image")[None]
-        return _encode_latent(model, x)[0]
+        x = await anyio.to_thread.run_sync(
+            parse_image, end.image, card.image_shape, f"{field}.image"
+        )
+        return (await _encode_latent(model, x[None]))[0]
     if end.latent is not None:
         z = np.asarray(end.latent, dtype=np.float32)
         if z.shape != (dim,):
@@ -211,16 +246,51 @@ def _endpoint_latent(model: LoadedModel, card: ModelCard, end: Endpoint, field: 
 def _sample_autoregressive(
     model: LoadedModel, card: ModelCard, n: int, seed: int, temperature: float
 ) -> np.ndarray:
-    """Pixel by pixel in raster order. Step (i, j) runs the graph on rows 0..i only: the height
-    axis is dynamic and the model causal, so this is exact and about half the work."""
+    """Pixel by pixel in raster order, with the card's exact fast sampler when it has one."""
     _, h, w = card.image_shape
     assert card.likelihood is not None  # the registry refuses a PixelCNN card without one
     k = card.likelihood.components
-    graph = model.graphs["pixelcnn"]
-    noise = np.random.default_rng(seed).random((n, h, w, 2))  # row i of any n is the same
+    noise = _pixel_noise(seed, n, h, w)
     x = np.zeros((n, 1, h, w), dtype=np.float32)
-    for i in range(h):
+    if card.sampler is not None and {"context", "row"} <= model.graphs.keys():
+        rows, cols = card.sampler.context_rows, card.sampler.row_columns
+        context, row = model.graphs["context"], model.graphs["row"]
+        for i in range(h):
+            window = np.ascontiguousarray(x[:, :, max(0, i - rows + 1) : i + 1])
+            links = context.run({"image": window})["links"]  # (n, L*2c, 1, w): row i's context
+            for j in range(w):
+                left = max(0, j - cols + 1)
+                feeds = {
+                    "image": np.ascontiguousarray(x[:, :, i : i + 1, left : j + 1]),
+                    "links": np.ascontiguousarray(links[..., left : j + 1]),
+                }
+                params = row.run(feeds)["params"][:, :, 0, -1]
+                x[:, 0, i, j] = sample_pixel(params, noise[:, i, j], temperature, k)
+        return x
+    graph = model.graphs["pixelcnn"]
+    for i in range(h):  # no fast sampler: run on rows 0..i only, exact and half the work
         for j in range(w):
             params = graph.run({"image": np.ascontiguousarray(x[:, :, : i + 1])})["params"]
             x[:, 0, i, j] = sample_pixel(params[:, :, i, j], noise[:, i, j], temperature, k)
     return x
+
+
+def sample_naive(model: LoadedModel, n: int, seed: int, temperature: float = 1.0) -> np.ndarray:
+    """One full pass of the PixelCNN per pixel: the reference the fast sampler must equal
+    (tests and bench/ use it; the service never does)."""
+    card = model.ready_card
+    _, h, w = card.image_shape
+    assert card.likelihood is not None
+    graph, k = model.graphs["pixelcnn"], card.likelihood.components
+    noise = _pixel_noise(seed, n, h, w)
+    x = np.zeros((n, 1, h, w), dtype=np.float32)
+    for i in range(h):
+        for j in range(w):
+            params = graph.run({"image": x})["params"]
+            x[:, 0, i, j] = sample_pixel(params[:, :, i, j], noise[:, i, j], temperature, k)
+    return x
+
+
+def _pixel_noise(seed: int, n: int, h: int, w: int) -> np.ndarray:
+    """Two uniforms per pixel (component, then value); image i is the same whatever n is."""
+    return np.random.default_rng(seed).random((n, h, w, 2))

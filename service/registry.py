@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from service.batching import BatchObserver, BatchPolicy
 from service.config import Settings
 from service.errors import (
     ModelNotFound,
@@ -17,7 +19,7 @@ from service.errors import (
     UnsupportedOperation,
 )
 from service.families import FAMILIES, Family, Operation
-from service.runtime import Graph, RunObserver, choose_providers, open_graph
+from service.runtime import Graph, RunObserver, SessionTuning, choose_providers, open_graph
 from service.store import ModelCard, StoreEntry, discover, read_card, verify_files
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,8 @@ class ModelState(StrEnum):
     FAILED = "failed"
     UNSUPPORTED = "unsupported"
     """A family this service does not serve (e.g. the project classifier); not an error."""
+    UNLOADED = "unloaded"
+    """Taken out of service by an admin; not an error either."""
 
 
 class UnsupportedFamily(ServiceError):
@@ -77,17 +81,46 @@ class LoadedModel:
         return operation in self.operations
 
 
+ModelSubscriber = Callable[[LoadedModel | None, LoadedModel], None]
+"""Called as subscriber(previous, current) whenever a model is swapped."""
+
+
 class Registry:
-    def __init__(self, models: Mapping[str, LoadedModel], defaults: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        models: Mapping[str, LoadedModel],
+        defaults: Mapping[str, str],
+        loader: ModelLoader | None = None,
+    ) -> None:
         self.models = dict(sorted(models.items()))
         self.defaults = dict(defaults)
         self.loaded = False
+        self.loader = loader
+        self.subscribers: list[ModelSubscriber] = []
+
+    def swap(self, model: LoadedModel) -> LoadedModel | None:
+        """Put ``model`` in place of the one of its name, at once; return the one it replaced.
+
+        ``models`` is rebound, never changed in place, so that whoever iterates it meanwhile
+        sees either the old mapping or the new one. Requests that already took the previous
+        model keep it and finish on it."""
+        previous = self.models.get(model.name)
+        self.models = dict(sorted({**self.models, model.name: model}.items()))
+        for subscriber in self.subscribers:
+            subscriber(previous, model)
+        return previous
 
     @property
     def ready(self) -> bool:
         """Loaded, serving at least one model, and no model failed."""
         states = [m.state for m in self.models.values()]
         return self.loaded and ModelState.READY in states and ModelState.FAILED not in states
+
+    async def close(self) -> None:
+        """Drain every graph's batch queue (requests in flight finish), then stop its worker."""
+        for model in self.models.values():
+            for graph in model.graphs.values():
+                await graph.close()
 
     def get(self, name: str) -> LoadedModel:
         try:
@@ -124,14 +157,37 @@ class Registry:
         )
 
 
-def load_registry(settings: Settings, observer: RunObserver | None = None) -> Registry:
+@dataclass(frozen=True)
+class Observers:
+    runs: RunObserver | None = None
+    batches: BatchObserver | None = None
+
+
+@dataclass(frozen=True)
+class ModelLoader:
+    """Loads one model of the store as start-up did: same settings, providers and observers."""
+
+    settings: Settings
+    providers: list[str]
+    observers: Observers
+
+    def entries(self) -> dict[str, StoreEntry]:
+        """The store's models as they are now, by name."""
+        return {entry.name: entry for entry in discover(self.settings.model_store)}
+
+    def load(self, entry: StoreEntry, warm_up: bool | None = None) -> LoadedModel:
+        """Blocking (reads files, opens sessions): call it off the event loop."""
+        warm = self.settings.warmup if warm_up is None else warm_up
+        return _load_one(entry, self.settings, self.providers, self.observers, warm)
+
+
+def load_registry(settings: Settings, observers: Observers | None = None) -> Registry:
     """Load every model of the store. A model that fails is marked failed; the rest still load."""
     providers = choose_providers(settings.device, settings.ort_log_severity)
-    models = {}
-    for entry in discover(settings.model_store):
-        models[entry.name] = _load_one(entry, settings, providers, observer)
+    loader = ModelLoader(settings, providers, observers or Observers())
+    models = {name: loader.load(entry) for name, entry in loader.entries().items()}
     defaults = {op.value: settings.default_model(op.value) for op in Operation}
-    registry = Registry(models, {op: name for op, name in defaults.items() if name})
+    registry = Registry(models, {op: name for op, name in defaults.items() if name}, loader)
     for op, name in registry.defaults.items():
         if name not in registry.models:
             known = ", ".join(registry.models) or "none"
@@ -143,7 +199,11 @@ def load_registry(settings: Settings, observer: RunObserver | None = None) -> Re
 
 
 def _load_one(
-    entry: StoreEntry, settings: Settings, providers: list[str], observer: RunObserver | None
+    entry: StoreEntry,
+    settings: Settings,
+    providers: list[str],
+    observers: Observers,
+    warm_up: bool,
 ) -> LoadedModel:
     model = LoadedModel(entry.name)
     try:
@@ -160,11 +220,12 @@ def _load_one(
         if card.image_shape[0] != 1:
             raise ServiceError(f"{entry.name}: only 1-channel images are served")
         verify_files(entry.version_dir, card)
+        batching = None if family.autoregressive else batch_policy(settings)
         model.graphs = {
-            role: _open(entry.version_dir, card, role, settings, providers, observer)
-            for role in family.graphs
+            role: _open(entry.version_dir, card, role, settings, providers, observers, batching)
+            for role in (*family.graphs, *(g for g in family.optional_graphs if g in card.graphs))
         }
-        if settings.warmup:
+        if warm_up:
             for graph in model.graphs.values():
                 graph.warm_up(card.image_shape)
         model.state = ModelState.READY
@@ -177,6 +238,10 @@ def _load_one(
     except ServiceError as exc:
         model.state, model.reason = ModelState.FAILED, exc.message
         log.error("model %s failed: %s", entry.name, exc.message)
+    except (OSError, UnicodeDecodeError) as exc:
+        model.state = ModelState.FAILED
+        model.reason = f"{entry.name}: a file of the model cannot be read ({type(exc).__name__})"
+        log.error("model %s failed: %s", entry.name, exc)
     except Exception:
         model.state, model.reason = ModelState.FAILED, "failed to load (see server log)"
         log.exception("model %s failed to load", entry.name)
@@ -198,21 +263,37 @@ def _check_mixture(card: ModelCard) -> None:
         )
 
 
+def batch_policy(settings: Settings) -> BatchPolicy:
+    return BatchPolicy(
+        max_batch=settings.batch_max_size,
+        max_delay=settings.batch_max_delay_us / 1e6,
+        queue_limit=settings.batch_queue_limit,
+        instances=settings.batch_instances,
+        queue_timeout=settings.queue_timeout_ms / 1000,
+    )
+
+
 def _open(
     folder: Path,
     card: ModelCard,
     role: str,
     settings: Settings,
     providers: list[str],
-    observer: RunObserver | None,
+    observers: Observers,
+    batching: BatchPolicy | None,
 ) -> Graph:
+    threads = settings.intra_op_threads
+    if threads == 0 and batching is not None:  # the batch instances share the cores
+        threads = max(1, len(os.sched_getaffinity(0)) // batching.instances)
+    tuning = SessionTuning(threads, settings.ort_spinning, settings.ort_log_severity)
     return open_graph(
         card.name,
         role,
         card.graphs[role],
         folder,
         providers,
-        settings.intra_op_threads,
-        settings.ort_log_severity,
-        observer,
+        tuning,
+        observers.runs,
+        batching,
+        observers.batches,
     )

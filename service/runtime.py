@@ -8,11 +8,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
-from service.errors import DeviceUnavailable, StoreError
+from service.batching import Batcher, BatchObserver, BatchPolicy, Finish
+from service.errors import DeviceUnavailable, ModelRunFailed, StoreError
 from service.store import GraphSpec
 
 log = logging.getLogger(__name__)
@@ -70,18 +72,46 @@ class Graph:
     spec: GraphSpec
     session: ort.InferenceSession
     observer: RunObserver | None = None
+    batcher: Batcher | None = None
 
     @property
     def provider(self) -> str:
         return str(self.session.get_providers()[0])
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One onnxruntime run, in the calling thread."""
         names = [o.name for o in self.spec.outputs]
         start = time.perf_counter()
-        outputs = self.session.run(names, feeds)
+        try:
+            outputs = self.session.run(names, feeds)
+        except Exception as exc:
+            log.exception("%s: graph %r failed at run time", self.model, self.role)
+            raise ModelRunFailed(
+                f"model {self.model!r} failed while running its {self.role}"
+            ) from exc
         if self.observer is not None:
             self.observer(self.model, self.role, time.perf_counter() - start)
-        return {name: np.asarray(value) for name, value in zip(names, outputs, strict=True)}
+        return dict(zip(names, outputs, strict=True))
+
+    async def infer(self, feeds: dict[str, np.ndarray], finish: Finish | None = None) -> Any:
+        """Run through the dynamic batcher, off the event loop; ``finish`` (if given) maps this
+        request's outputs in the worker thread, and its result is returned."""
+        if self.batcher is None:
+            self.batcher = Batcher(self.run, BatchPolicy(), self.model, self.role)
+        return await self.batcher.submit(feeds, finish)
+
+    async def close(self) -> None:
+        if self.batcher is not None:
+            await self.batcher.close()
+
+    def retire(self) -> None:
+        """Replaced by another version: finish the queued requests, refuse none."""
+        if self.batcher is not None:
+            self.batcher.retire()
+
+    @property
+    def busy(self) -> bool:
+        return self.batcher is not None and self.batcher.busy
 
     def warm_up(self, image_shape: tuple[int, int, int]) -> None:
         feeds = {}
@@ -103,21 +133,42 @@ def open_graph(
     spec: GraphSpec,
     folder: Path,
     providers: list[str],
-    intra_op_threads: int,
-    log_severity: int,
+    tuning: SessionTuning,
     observer: RunObserver | None,
+    batching: BatchPolicy | None = None,
+    batch_observer: BatchObserver | None = None,
 ) -> Graph:
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = intra_op_threads
-    options.log_severity_level = log_severity
+    options = tuning.options()
     try:
         session = ort.InferenceSession(str(folder / spec.file), options, providers=providers)
     except Exception as exc:
         log.exception("%s: onnxruntime could not load %s", model, spec.file)
         raise StoreError(f"{model}: onnxruntime could not load {spec.file}") from exc
     _check_names(model, role, spec, session)
-    return Graph(model, role, spec, session, observer)
+    graph = Graph(model, role, spec, session, observer)
+    if batching is not None:
+        graph.batcher = Batcher(graph.run, batching, model, role, batch_observer)
+    return graph
+
+
+@dataclass(frozen=True)
+class SessionTuning:
+    intra_op_threads: int = 0
+    """0 lets onnxruntime choose (one per physical core)."""
+    spinning: bool = False
+    """Busy-wait threads between runs: faster alone, but they steal the cores that serve HTTP."""
+    log_severity: int = 3
+
+    def options(self) -> ort.SessionOptions:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.intra_op_num_threads = self.intra_op_threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = self.log_severity
+        spin = "1" if self.spinning else "0"
+        options.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        return options
 
 
 def _check_names(model: str, role: str, spec: GraphSpec, session: ort.InferenceSession) -> None:

@@ -1,18 +1,46 @@
-"""Reading ``model_store/``: folder layout, the model card, and the sha256 check."""
+"""Reading ``model_store/``: folder layout, the model card, and the sha256 check.
+
+The store is a Triton model repository (docs/model-store.md): one Triton model per graph,
+``<name>.<role>/<version>/model.onnx`` beside its ``config.pbtxt``, and one card per model
+version, ``<name>.v<version>.json``, as a file at the top (Triton loads folders only).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from service.errors import ChecksumMismatch, StoreError
 
-CARD_FILE = "model.json"
+SCHEMA_VERSION = 2
+"""2: files are relative to the store's root, in the Triton layout. 1 was the old layout."""
+GRAPH_FILE = "model.onnx"
+"""Triton's ``default_model_filename`` for the onnxruntime backend."""
+TRITON_CONFIG = "config.pbtxt"
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+"""No dots: ``<name>.<role>`` must split one way only."""
+CARD_FILE = re.compile(rf"(?P<name>{MODEL_NAME.pattern})\.v(?P<version>[1-9][0-9]*)\.json")
+OLD_CARD_FILE = "model.json"
+
+
+def card_file(name: str, version: int) -> str:
+    return f"{name}.v{version}.json"
+
+
+def graph_model(name: str, role: str) -> str:
+    """The Triton model (a folder of the store) that holds one graph of a model."""
+    return f"{name}.{role}"
+
+
+def graph_file(name: str, role: str, version: int) -> str:
+    """Where a graph lies, relative to the store's root."""
+    return f"{graph_model(name, role)}/{version}/{GRAPH_FILE}"
 
 
 class TensorSpec(BaseModel):
@@ -34,17 +62,25 @@ class Likelihood(BaseModel):
     components: int = Field(ge=1)
 
 
+class WindowedSampler(BaseModel):
+    """How the PixelCNN's ``context`` and ``row`` graphs sample exactly (docs/model-store.md)."""
+
+    kind: Literal["windowed"]
+    context_rows: int = Field(ge=1)
+    row_columns: int = Field(ge=1)
+
+
 class FileEntry(BaseModel):
     sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
     bytes: int = Field(ge=0)
 
 
 class ModelCard(BaseModel):
-    """``model.json`` as specified in docs/model-store.md; unknown keys are kept, not refused."""
+    """A card as specified in docs/model-store.md; unknown keys are kept, not refused."""
 
     model_config = ConfigDict(extra="allow")
 
-    schema_version: Literal[1]
+    schema_version: Literal[2]
     name: str
     version: int = Field(ge=1)
     family: str
@@ -53,6 +89,7 @@ class ModelCard(BaseModel):
     latent_dim: int | None = Field(default=None, ge=1)
     class_names: list[str] | None = None
     likelihood: Likelihood | None = None
+    sampler: WindowedSampler | None = None
     graphs: dict[str, GraphSpec]
     metrics: dict[str, float | None] = Field(default_factory=dict)
     evaluation: dict[str, Any] = Field(default_factory=dict)
@@ -63,43 +100,81 @@ class ModelCard(BaseModel):
 
 @dataclass(frozen=True)
 class StoreEntry:
-    """One model folder: its name and the folder of its highest version (None if it has none)."""
+    """One model of the store: the card of its highest version, or why it cannot be read."""
 
     name: str
-    version_dir: Path | None
+    card_path: Path | None
+    problem: str | None = None
+
+    @property
+    def folder(self) -> Path:
+        """The folder the card's file paths are relative to: the store's root."""
+        assert self.card_path is not None, f"{self.name}: {self.problem}"
+        return self.card_path.parent
+
+    @property
+    def version_dir(self) -> Path:
+        """The former name of ``folder``; registry.py still uses it."""
+        return self.folder
 
 
 def discover(root: Path) -> list[StoreEntry]:
-    entries = []
-    for model_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        versions = [p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
-        newest = max(versions, key=lambda p: int(p.name), default=None)
-        entries.append(StoreEntry(model_dir.name, newest))
-    return entries
+    """Every model with a card, at its highest version. A folder in the old layout
+    (``<name>/<version>/model.json``) is listed with the problem, so that it fails loudly."""
+    newest: dict[str, tuple[int, Path]] = {}
+    for path in root.iterdir():
+        match = CARD_FILE.fullmatch(path.name)
+        if match and path.is_file():
+            name, version = match["name"], int(match["version"])
+            if version > newest.get(name, (0, path))[0]:
+                newest[name] = (version, path)
+    entries = {name: StoreEntry(name, path) for name, (_, path) in newest.items()}
+    for name in old_layout_models(root):
+        entries[name] = StoreEntry(
+            name,
+            None,
+            f"{name}/ is in the old store layout; run "
+            f"`python -m training.migrate_store {root}` (docs/model-store.md)",
+        )
+    return [entries[name] for name in sorted(entries)]
+
+
+def old_layout_models(root: Path) -> list[str]:
+    """Folders ``<name>/`` holding ``<version>/model.json``: the layout before Triton's."""
+    return sorted(
+        folder.name
+        for folder in root.iterdir()
+        if MODEL_NAME.fullmatch(folder.name) and any(folder.glob(f"[0-9]*/{OLD_CARD_FILE}"))
+    )
 
 
 def read_card(entry: StoreEntry) -> ModelCard:
-    if entry.version_dir is None:
-        raise StoreError(f"{entry.name}: no version folder (a positive integer) found")
-    path = entry.version_dir / CARD_FILE
+    if entry.card_path is None:
+        raise StoreError(f"{entry.name}: {entry.problem or 'no card found'}")
+    path = entry.card_path
     try:
         card = ModelCard.model_validate(json.loads(path.read_text()))
     except FileNotFoundError as exc:
-        raise StoreError(f"{entry.name}: {CARD_FILE} is missing") from exc
+        raise StoreError(f"{entry.name}: {path.name} is missing") from exc
     except json.JSONDecodeError as exc:
-        raise StoreError(f"{entry.name}: {CARD_FILE} is not valid JSON") from exc
+        raise StoreError(f"{entry.name}: {path.name} is not valid JSON") from exc
     except ValidationError as exc:
         fields = ", ".join(".".join(map(str, e["loc"])) or "card" for e in exc.errors())
-        raise StoreError(f"{entry.name}: {CARD_FILE} breaks the schema at {fields}") from exc
-    if card.name != entry.name or card.version != int(entry.version_dir.name):
-        raise StoreError(
-            f"{entry.name}: card says {card.name} v{card.version}, "
-            f"folder is {entry.name}/{entry.version_dir.name}"
-        )
+        raise StoreError(f"{entry.name}: {path.name} breaks the schema at {fields}") from exc
+    if path.name != card_file(card.name, card.version) or card.name != entry.name:
+        raise StoreError(f"{entry.name}: {path.name} says it is {card.name} v{card.version}")
+    for file_name in card.files:
+        if not _inside(file_name):
+            raise StoreError(f"{entry.name}: file {file_name!r} is not a path inside the store")
     for role, graph in card.graphs.items():
         if graph.file not in card.files:
             raise StoreError(f"{entry.name}: graph {role!r} file {graph.file} is not in 'files'")
     return card
+
+
+def _inside(file_name: str) -> bool:
+    path = PurePosixPath(file_name)
+    return not path.is_absolute() and ".." not in path.parts and "\\" not in file_name
 
 
 def sha256_of(path: Path) -> str:
@@ -110,10 +185,10 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify_files(version_dir: Path, card: ModelCard) -> None:
+def verify_files(folder: Path, card: ModelCard) -> None:
     """Raise ChecksumMismatch unless every file listed in the card is present and matches."""
     for file_name, expected in card.files.items():
-        path = version_dir / file_name
+        path = folder / file_name
         if not path.is_file():
             raise ChecksumMismatch(f"{card.name}: {file_name} is missing")
         actual = sha256_of(path)

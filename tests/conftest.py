@@ -36,7 +36,7 @@ def tiny_store_with_ae(tmp_path_factory: pytest.TempPathFactory, tiny_store: Pat
 @pytest.fixture(scope="session")
 def shipped_or_tiny_store(tiny_store: Path) -> Path:
     """The repo's model_store/ once it holds a model the service serves, else the tiny store."""
-    cards = SHIPPED_STORE.glob("*/*/model.json")
+    cards = SHIPPED_STORE.glob("*.v*.json")
     families = {json.loads(card.read_text()).get("family") for card in cards}
     return SHIPPED_STORE if families & set(FAMILIES) else tiny_store
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import json
 import shutil
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+import anyio
 import numpy as np
 import pytest
 from PIL import Image
@@ -28,8 +32,16 @@ from service.likelihood import sample_pixel
 from service.registry import ModelState, Registry, load_registry
 from service.store import discover, read_card, verify_files
 from tests.conftest import tiny_settings
+from tests.tiny_store import copy_model
 
 LIMITS = ops.Limits(max_n=64, max_autoregressive_n=4, max_images=8)
+
+
+def call(operation: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
+    """Run one async domain operation to completion, as a route would."""
+    return anyio.run(functools.partial(operation, *args, **kwargs))
+
+
 SHAPE = (1, 28, 28)
 
 
@@ -40,33 +52,31 @@ def _png(array: np.ndarray, mode: str = "L") -> str:
 
 
 def test_store_discovers_highest_version(tmp_path: Path, tiny_store: Path) -> None:
-    shutil.copytree(tiny_store / "vae-tiny", tmp_path / "vae-tiny")
-    (tmp_path / "vae-tiny" / "10").mkdir()
-    (tmp_path / "vae-tiny" / "not-a-version").mkdir()
+    copy_model(tiny_store, "vae-tiny", tmp_path)
+    for other in ("vae-tiny.v10.json", "vae-tiny.v2.json", "vae-tiny.vx.json"):
+        shutil.copy(tmp_path / "vae-tiny.v1.json", tmp_path / other)
     [entry] = discover(tmp_path)
-    assert entry.version_dir == tmp_path / "vae-tiny" / "10"
+    assert entry.card_path == tmp_path / "vae-tiny.v10.json" and entry.folder == tmp_path
 
 
 def test_card_parses_and_checksums_match(tiny_store: Path) -> None:
     for entry in discover(tiny_store):
         card = read_card(entry)
-        assert entry.version_dir is not None
-        verify_files(entry.version_dir, card)
+        verify_files(entry.folder, card)
         assert card.name == entry.name and card.image_shape == SHAPE
 
 
 def test_checksum_mismatch_is_detected(tmp_path: Path, tiny_store: Path) -> None:
-    shutil.copytree(tiny_store / "dcgan-tiny", tmp_path / "dcgan-tiny")
-    (tmp_path / "dcgan-tiny" / "1" / "generator.onnx").write_bytes(b"tampered")
+    copy_model(tiny_store, "dcgan-tiny", tmp_path)
+    (tmp_path / "dcgan-tiny.generator" / "1" / "model.onnx").write_bytes(b"tampered")
     [entry] = discover(tmp_path)
-    assert entry.version_dir is not None
-    with pytest.raises(ChecksumMismatch, match="sha256 mismatch for generator.onnx"):
-        verify_files(entry.version_dir, read_card(entry))
+    with pytest.raises(ChecksumMismatch, match="mismatch for dcgan-tiny.generator/1/model.onnx"):
+        verify_files(entry.folder, read_card(entry))
 
 
 def test_card_breaking_schema_is_a_store_error(tmp_path: Path, tiny_store: Path) -> None:
-    shutil.copytree(tiny_store / "vae-tiny", tmp_path / "vae-tiny")
-    card_path = tmp_path / "vae-tiny" / "1" / "model.json"
+    copy_model(tiny_store, "vae-tiny", tmp_path)
+    card_path = tmp_path / "vae-tiny.v1.json"
     card = json.loads(card_path.read_text())
     del card["image_shape"]
     card_path.write_text(json.dumps(card))
@@ -108,10 +118,10 @@ def test_autoencoder_sample_refused_with_reason(registry: Registry) -> None:
 def test_sample_row_i_does_not_depend_on_n(registry: Registry) -> None:
     for name in ("vae-tiny", "dcgan-tiny"):
         model = registry.get(name)
-        four, one = ops.sample(model, 4, 123, LIMITS), ops.sample(model, 1, 123, LIMITS)
+        four, one = call(ops.sample, model, 4, 123, LIMITS), call(ops.sample, model, 1, 123, LIMITS)
         np.testing.assert_array_equal(four[:1], one)
         assert four.shape == (4, *SHAPE) and 0.0 <= four.min() and four.max() <= 1.0
-        assert not np.array_equal(four[0], ops.sample(model, 1, 124, LIMITS)[0])
+        assert not np.array_equal(four[0], call(ops.sample, model, 1, 124, LIMITS)[0])
 
 
 def test_truncation_keeps_latents_inside_and_is_stable() -> None:
@@ -122,59 +132,60 @@ def test_truncation_keeps_latents_inside_and_is_stable() -> None:
 
 
 def test_truncation_only_for_gans(registry: Registry) -> None:
-    ops.sample(registry.get("dcgan-tiny"), 2, 1, LIMITS, truncation=0.7)
+    call(ops.sample, registry.get("dcgan-tiny"), 2, 1, LIMITS, truncation=0.7)
     with pytest.raises(InvalidInput, match="truncation: applies only to dcgan, wgan-gp"):
-        ops.sample(registry.get("vae-tiny"), 1, 1, LIMITS, truncation=0.7)
+        call(ops.sample, registry.get("vae-tiny"), 1, 1, LIMITS, truncation=0.7)
 
 
 def test_pixelcnn_sample_is_reproducible_and_on_8bit_grid(registry: Registry) -> None:
     model = registry.get("pixelcnn-tiny")
-    two = ops.sample(model, 2, 9, LIMITS, temperature=0.8)
-    np.testing.assert_array_equal(two[:1], ops.sample(model, 1, 9, LIMITS, temperature=0.8))
+    two = call(ops.sample, model, 2, 9, LIMITS, temperature=0.8)
+    np.testing.assert_array_equal(two[:1], call(ops.sample, model, 1, 9, LIMITS, temperature=0.8))
     np.testing.assert_allclose(two * 255, np.round(two * 255), atol=1e-4)
 
 
 def test_pixelcnn_uses_autoregressive_limit(registry: Registry) -> None:
     with pytest.raises(LimitExceeded, match="n: must be <= 4 for autoregressive model"):
-        ops.sample(registry.get("pixelcnn-tiny"), 5, 1, LIMITS)
+        call(ops.sample, registry.get("pixelcnn-tiny"), 5, 1, LIMITS)
 
 
 def test_sample_n_limit(registry: Registry) -> None:
     with pytest.raises(LimitExceeded, match="n: must be <= 64"):
-        ops.sample(registry.get("vae-tiny"), 65, 1, LIMITS)
+        call(ops.sample, registry.get("vae-tiny"), 65, 1, LIMITS)
 
 
 def test_encode_vae_and_autoencoder(registry: Registry) -> None:
     images = [np.full((28, 28), 0.5).tolist(), _png(np.zeros((28, 28), np.uint8))]
-    vae = ops.encode(registry.get("vae-tiny"), images, LIMITS)
+    vae = call(ops.encode, registry.get("vae-tiny"), images, LIMITS)
     assert set(vae) == {"mean", "log_var"} and vae["mean"].shape == (2, 8)
-    assert set(ops.encode(registry.get("ae-tiny"), images, LIMITS)) == {"z"}
+    assert set(call(ops.encode, registry.get("ae-tiny"), images, LIMITS)) == {"z"}
 
 
 def test_reconstruct_error_is_mse(registry: Registry) -> None:
     image = np.random.default_rng(0).random((28, 28)).astype(np.float32)
-    recon, error = ops.reconstruct(registry.get("vae-tiny"), [image.tolist()], LIMITS)
+    recon, error = call(ops.reconstruct, registry.get("vae-tiny"), [image.tolist()], LIMITS)
     assert recon.shape == (1, *SHAPE)
     assert error[0] == pytest.approx(float(((recon[0, 0] - image) ** 2).mean()), rel=1e-5)
 
 
 def test_too_many_images(registry: Registry) -> None:
     with pytest.raises(LimitExceeded, match="at most 8 images per request, got 9"):
-        ops.encode(registry.get("vae-tiny"), [np.zeros((28, 28)).tolist()] * 9, LIMITS)
+        call(ops.encode, registry.get("vae-tiny"), [np.zeros((28, 28)).tolist()] * 9, LIMITS)
 
 
 def test_interpolate_seed_end_is_the_sampled_image(registry: Registry) -> None:
     for name in ("vae-tiny", "dcgan-tiny"):
         model = registry.get(name)
         start, end = ops.Endpoint(seed=5), ops.Endpoint(latent=[0.1] * 8)
-        images, z = ops.interpolate(model, start, end, 6, "slerp")
+        images, z = call(ops.interpolate, model, start, end, 6, "slerp")
         assert images.shape == (6, *SHAPE) and z.shape == (6, 8)
-        np.testing.assert_allclose(images[0], ops.sample(model, 1, 5, LIMITS)[0], atol=1e-6)
+        np.testing.assert_allclose(images[0], call(ops.sample, model, 1, 5, LIMITS)[0], atol=1e-6)
         np.testing.assert_allclose(z[-1], [0.1] * 8, atol=1e-6)
 
 
 def test_interpolate_vae_from_images(registry: Registry) -> None:
-    images, z = ops.interpolate(
+    images, z = call(
+        ops.interpolate,
         registry.get("vae-tiny"),
         ops.Endpoint(image=np.zeros((28, 28)).tolist()),
         ops.Endpoint(image=np.ones((28, 28)).tolist()),
@@ -186,7 +197,8 @@ def test_interpolate_vae_from_images(registry: Registry) -> None:
 
 def test_interpolate_gan_from_image_refused(registry: Registry) -> None:
     with pytest.raises(UnsupportedOperation, match="has no encoder"):
-        ops.interpolate(
+        call(
+            ops.interpolate,
             registry.get("dcgan-tiny"),
             ops.Endpoint(image=np.zeros((28, 28)).tolist()),
             ops.Endpoint(seed=1),
@@ -197,8 +209,13 @@ def test_interpolate_gan_from_image_refused(registry: Registry) -> None:
 
 def test_interpolate_latent_wrong_length(registry: Registry) -> None:
     with pytest.raises(InvalidInput, match="end.latent: expected 8 values"):
-        ops.interpolate(
-            registry.get("vae-tiny"), ops.Endpoint(seed=1), ops.Endpoint(latent=[0.0]), 3, "lerp"
+        call(
+            ops.interpolate,
+            registry.get("vae-tiny"),
+            ops.Endpoint(seed=1),
+            ops.Endpoint(latent=[0.0]),
+            3,
+            "lerp",
         )
 
 
@@ -210,13 +227,13 @@ def test_slerp_keeps_norm_between_orthogonal_unit_vectors() -> None:
 
 def test_failed_model_is_not_ready(tmp_path: Path, tiny_store: Path) -> None:
     shutil.copytree(tiny_store, tmp_path / "store")
-    (tmp_path / "store" / "vae-tiny" / "1" / "decoder.onnx").write_bytes(b"junk")
+    (tmp_path / "store" / "vae-tiny.decoder" / "1" / "model.onnx").write_bytes(b"junk")
     registry = load_registry(tiny_settings(tmp_path / "store"))
     vae = registry.get("vae-tiny")
     assert vae.state is ModelState.FAILED and "sha256 mismatch" in (vae.reason or "")
     assert not registry.ready
     with pytest.raises(ModelNotReady):
-        ops.sample(vae, 1, 1, LIMITS)
+        call(ops.sample, vae, 1, 1, LIMITS)
     assert registry.resolve(None, Operation.SAMPLE).name == "dcgan-tiny"
 
 

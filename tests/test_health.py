@@ -20,6 +20,7 @@ from service.config import Settings
 from service.errors import DeviceUnavailable, StoreError
 from service.runtime import CPU, CUDA, choose_providers
 from tests.conftest import tiny_settings
+from tests.tiny_store import copy_model
 
 
 def test_checksum_mismatch_marks_model_failed_and_others_serve(
@@ -27,14 +28,15 @@ def test_checksum_mismatch_marks_model_failed_and_others_serve(
 ) -> None:
     store = tmp_path / "store"
     shutil.copytree(tiny_store, store)
-    with (store / "vae-tiny" / "1" / "encoder.onnx").open("ab") as f:
+    with (store / "vae-tiny.encoder" / "1" / "model.onnx").open("ab") as f:
         f.write(b"\0")
     with TestClient(create_app(tiny_settings(store))) as client:
         ready = client.get("/health/ready")
         assert ready.status_code == 503
         body = ready.json()
         assert body["ready"] is False and body["code"] == "not_ready"
-        assert "vae-tiny (vae-tiny: sha256 mismatch for encoder.onnx" in body["error"]
+        mismatch = "vae-tiny (vae-tiny: sha256 mismatch for vae-tiny.encoder/1/model.onnx"
+        assert mismatch in body["error"]
         assert body["models"]["vae-tiny"]["state"] == "failed"
         assert "sha256 mismatch" in body["models"]["vae-tiny"]["reason"]
         assert body["models"]["dcgan-tiny"]["state"] == "ready"
@@ -50,17 +52,17 @@ def test_checksum_mismatch_marks_model_failed_and_others_serve(
 
 def test_unloadable_graph_marks_model_failed(tmp_path: Path, tiny_store: Path) -> None:
     store = tmp_path / "store"
-    shutil.copytree(tiny_store / "dcgan-tiny", store / "dcgan-tiny")
-    folder = store / "dcgan-tiny" / "1"
-    (folder / "generator.onnx").write_bytes(b"not onnx")
-    card = json.loads((folder / "model.json").read_text())
+    copy_model(tiny_store, "dcgan-tiny", store)
+    graph = "dcgan-tiny.generator/1/model.onnx"
+    (store / graph).write_bytes(b"not onnx")
+    card = json.loads((store / "dcgan-tiny.v1.json").read_text())
     digest = hashlib.sha256(b"not onnx").hexdigest()
-    card["files"]["generator.onnx"] = {"sha256": digest, "bytes": 8}
-    (folder / "model.json").write_text(json.dumps(card))
+    card["files"][graph] = {"sha256": digest, "bytes": 8}
+    (store / "dcgan-tiny.v1.json").write_text(json.dumps(card))
     with TestClient(create_app(tiny_settings(store))) as client:
         body = client.get("/health/ready").json()
     assert body["models"]["dcgan-tiny"]["reason"] == (
-        "dcgan-tiny: onnxruntime could not load generator.onnx"
+        "dcgan-tiny: onnxruntime could not load dcgan-tiny.generator/1/model.onnx"
     )
 
 
@@ -69,9 +71,8 @@ def test_unserved_family_is_listed_but_does_not_block_readiness(
 ) -> None:
     store = tmp_path / "store"
     shutil.copytree(tiny_store, store)
-    shutil.copytree(tiny_store / "dcgan-tiny", store / "classifier-tiny")
-    (store / "classifier-tiny" / "1" / "model.json").write_text(
-        (store / "dcgan-tiny" / "1" / "model.json")
+    (store / "classifier-tiny.v1.json").write_text(
+        (store / "dcgan-tiny.v1.json")
         .read_text()
         .replace('"dcgan-tiny"', '"classifier-tiny"')
         .replace('"dcgan"', '"classifier"')
@@ -174,7 +175,7 @@ def test_invalid_setting_stops_start_up_naming_the_variable(tmp_path: Path) -> N
 def test_model_whose_card_cannot_be_read_is_503_not_422(tmp_path: Path, tiny_store: Path) -> None:
     store = tmp_path / "store"
     shutil.copytree(tiny_store, store)
-    (store / "vae-tiny" / "1" / "model.json").write_text("{not json")
+    (store / "vae-tiny.v1.json").write_text("{not json")
     with TestClient(create_app(tiny_settings(store))) as client:
         refused = client.post("/sample", json={"model": "vae-tiny"})
         assert refused.status_code == 503 and refused.json()["code"] == "model_not_ready"
@@ -195,7 +196,7 @@ def test_pixelcnn_card_without_the_mixture_likelihood_is_refused(
 ) -> None:
     store = tmp_path / "store"
     shutil.copytree(tiny_store, store)
-    card_path = store / "pixelcnn-tiny" / "1" / "model.json"
+    card_path = store / "pixelcnn-tiny.v1.json"
     card = json.loads(card_path.read_text())
     card["likelihood"] = {"kind": "discretized_logistic", "components": 1}
     card_path.write_text(json.dumps(card))

@@ -15,6 +15,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from tests.triton_repository import check_repository  # noqa: E402
 from training import data  # noqa: E402
 from training.evaluate import evaluate  # noqa: E402
 from training.export import IR_VERSION, OPSET, export_checkpoint, sha256  # noqa: E402
@@ -150,7 +151,8 @@ def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
             metrics = evaluate(model, "synthetic", root / "x", limit=64)
         else:
             metrics = evaluate(
-                model, "synthetic", root / "store" / "classifier-synthetic", fd_samples=20,
+                model, "synthetic", root / "store" / "classifier-synthetic.classifier",
+                fd_samples=20,
                 iwae_k=3, limit=40,
             )  # fmt: skip
         export_checkpoint(ckpt, root / "store", f"{family}-synthetic", metrics=metrics)
@@ -158,35 +160,47 @@ def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_export_writes_a_card_that_describes_and_checksums_every_file(tiny_store: Path) -> None:
-    for folder in sorted(tiny_store.glob("*/1")):
-        card = json.loads((folder / "model.json").read_text())
+    cards = sorted(tiny_store.glob("*.v1.json"))
+    assert len(cards) == 4
+    for path in cards:
+        card = json.loads(path.read_text())
         required = set(
             "schema_version name version family dataset image_shape latent_dim graphs metrics "
             "evaluation training export files".split()
         )
-        assert required <= set(card), f"{folder}: missing {required - set(card)}"
-        on_disk = {p.name for p in folder.iterdir()} - {"model.json"}
+        assert required <= set(card), f"{path}: missing {required - set(card)}"
+        on_disk = {
+            p.relative_to(tiny_store).as_posix() for p in tiny_store.glob(f"{card['name']}.*/1/*")
+        }
         assert set(card["files"]) == on_disk
         for name, entry in card["files"].items():
-            assert entry["sha256"] == sha256(folder / name)
+            assert entry["sha256"] == sha256(tiny_store / name)
         for role, graph in card["graphs"].items():
-            model = onnx.load(str(folder / graph["file"]))
+            assert graph["file"] == f"{card['name']}.{role}/1/model.onnx"
+            model = onnx.load(str(tiny_store / graph["file"]))
             assert model.ir_version <= IR_VERSION and model.opset_import[0].version == OPSET
             assert card["export"]["parity"][role]["max_abs_diff"] <= 1e-4
             assert graph["inputs"][0]["shape"][0] == -1  # dynamic batch
         assert card["training"]["command"].startswith("python -m training train")
         assert card["training"]["seconds"] > 0 and card["training"]["hardware"]
+    # A Triton model repository: one model per graph, configs that match the graphs.
+    graphs = {f"{c.stem.rsplit('.', 1)[0]}.{role}" for c in cards for role in _graphs(c)}
+    assert check_repository(tiny_store) == sorted(graphs)
+
+
+def _graphs(card: Path) -> list[str]:
+    return list(json.loads(card.read_text())["graphs"])
 
 
 def test_export_records_the_metrics_each_family_promises(tiny_store: Path) -> None:
     def metrics(name: str) -> dict[str, float]:
-        return json.loads((tiny_store / name / "1" / "model.json").read_text())["metrics"]
+        return json.loads((tiny_store / f"{name}.v1.json").read_text())["metrics"]
 
     assert 0 <= metrics("classifier-synthetic")["test_accuracy"] <= 1
     vae = metrics("vae-synthetic")
     assert vae["test_bpd_iwae"] <= vae["test_bpd_neg_elbo"] + 1e-6  # IWAE is the tighter bound
     assert 0 < metrics("pixelcnn-synthetic")["test_bpd"] < 16
-    dcgan = json.loads((tiny_store / "dcgan-synthetic" / "1" / "model.json").read_text())
+    dcgan = json.loads((tiny_store / "dcgan-synthetic.v1.json").read_text())
     selection = dcgan["evaluation"]["generator_selection"]  # chosen on held-out, not test
     assert selection["chosen"] in {"ema", "trained"} and set(selection["heldout_fd"]) == {
         "ema",
@@ -208,7 +222,7 @@ def test_export_never_overwrites_a_version(tiny_store: Path) -> None:
             version=1,
             metrics={"metrics": {}, "evaluation": {}},
         )
-    assert not list(tiny_store.glob("dcgan-synthetic/.*"))
+    assert not list(tiny_store.glob(".*"))  # no staging folder left behind
 
 
 def test_mnist_digits_split_into_disjoint_train_heldout_and_test() -> None:
@@ -222,12 +236,12 @@ def test_mnist_digits_split_into_disjoint_train_heldout_and_test() -> None:
 def test_exported_dcgan_is_the_generator_its_card_says_was_chosen(tiny_store: Path) -> None:
     import onnxruntime as ort
 
-    folder = tiny_store / "dcgan-synthetic" / "1"
-    chosen = json.loads((folder / "model.json").read_text())["evaluation"]["generator_selection"]
+    card = json.loads((tiny_store / "dcgan-synthetic.v1.json").read_text())
+    chosen = card["evaluation"]["generator_selection"]
     model, _ = load_checkpoint(tiny_store.parent / "runs" / "dcgan" / "checkpoint.pt")
     generator = model.generator_ema if chosen["chosen"] == "ema" else model.generator
     z = torch.randn(4, model.config.latent_dim, generator=torch.Generator().manual_seed(0))
-    session = ort.InferenceSession(str(folder / "generator.onnx"))
+    session = ort.InferenceSession(str(tiny_store / card["graphs"]["generator"]["file"]))
     (got,) = session.run(["image"], {"z": z.numpy()})
     with torch.no_grad():
         expected = (generator.eval()(z) + 1) / 2

@@ -1,10 +1,12 @@
 """Tiny ONNX models of every served family, built with onnx.helper (no torch), written as a
-store that follows docs/model-store.md. ``python tests/tiny_store.py OUT`` writes one."""
+store that follows docs/model-store.md (a Triton model repository, config.pbtxt included).
+``python tests/tiny_store.py OUT`` writes one."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,9 @@ from typing import Any
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+from service.store import SCHEMA_VERSION, card_file, graph_file
+from training.triton_config import write_configs
 
 H = W = 28
 LATENT_DIM = 8
@@ -99,15 +104,15 @@ def write_model(
     likelihood: dict[str, Any] | None = None,
     version: int = 1,
 ) -> Path:
-    folder = root / name / str(version)
-    folder.mkdir(parents=True, exist_ok=True)
     files, graph_specs = {}, {}
     for role, (data, inputs, outputs) in graphs.items():
-        (folder / f"{role}.onnx").write_bytes(data)
-        files[f"{role}.onnx"] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-        graph_specs[role] = {"file": f"{role}.onnx", "inputs": inputs, "outputs": outputs}
+        file = graph_file(name, role, version)
+        (root / file).parent.mkdir(parents=True, exist_ok=True)
+        (root / file).write_bytes(data)
+        files[file] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+        graph_specs[role] = {"file": file, "inputs": inputs, "outputs": outputs}
     card: dict[str, Any] = {
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
         "name": name,
         "version": version,
         "family": family,
@@ -125,8 +130,10 @@ def write_model(
     }  # fmt: skip
     if likelihood is not None:
         card["likelihood"] = likelihood
-    (folder / "model.json").write_text(json.dumps(card, indent=2))
-    return folder
+    write_configs(root, card)
+    path = root / card_file(name, version)
+    path.write_text(json.dumps(card, indent=2))
+    return path
 
 
 def write_tiny_store(root: Path, seed: int = 0) -> Path:
@@ -189,6 +196,16 @@ def write_autoencoder(root: Path, seed: int = 1) -> Path:
         },
         latent_dim=d,
     )
+
+
+def copy_model(source: Path, name: str, target: Path) -> None:
+    """Copy one model, its cards and graph folders, from one store into another."""
+    target.mkdir(parents=True, exist_ok=True)
+    for path in source.glob(f"{name}.*"):
+        if path.is_dir():
+            shutil.copytree(path, target / path.name)
+        else:
+            shutil.copy2(path, target / path.name)
 
 
 if __name__ == "__main__":

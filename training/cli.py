@@ -54,8 +54,9 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--classifier",
         type=Path,
-        default=Path("model_store/classifier-fashion"),
-        help="the exported classifier whose features the Fréchet distance uses",
+        default=Path("model_store/classifier-fashion.classifier"),
+        help="the exported classifier graph (its Triton model folder) whose features the "
+        "Fréchet distance uses",
     )
     p.add_argument("--fd-samples", type=int, default=10_000)
     p.add_argument("--iwae-k", type=int, default=100)

@@ -1,4 +1,6 @@
-"""Export a checkpoint to `model_store/<name>/<version>/`: verified ONNX graphs plus model.json."""
+"""Export a checkpoint into the store (a Triton model repository, docs/model-store.md): one
+verified ONNX graph per role at `<name>.<role>/<version>/model.onnx` with Triton's
+`config.pbtxt`, and the card `<name>.v<version>.json`."""
 
 from __future__ import annotations
 
@@ -14,14 +16,23 @@ from typing import Any
 import numpy as np
 import torch
 
+from service.store import (
+    CARD_FILE,
+    MODEL_NAME,
+    SCHEMA_VERSION,
+    card_file,
+    graph_file,
+    graph_model,
+)
+
 from .data import class_names
 from .models import GenerativeModel, GraphSpec
 from .models.dcgan import DCGAN
 from .trainer import load_checkpoint
+from .triton_config import write_configs
 
 OPSET = 17
 IR_VERSION = 9  # onnxruntime 1.31 loads up to 13; the newest onnx writes 14
-SCHEMA_VERSION = 1
 TOLERANCE = 1e-4
 
 
@@ -137,11 +148,18 @@ def train_command(model: GenerativeModel, ckpt: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def next_version(folder: Path) -> int:
-    versions = (
-        [int(p.name) for p in folder.glob("*") if p.name.isdigit()] if folder.exists() else []
-    )
-    return max(versions, default=0) + 1
+def next_version(store: Path, name: str) -> int:
+    """One more than the newest version of ``name``, counting its cards and graph folders."""
+    cards = (CARD_FILE.fullmatch(p.name) for p in store.glob(f"{name}.v*.json"))
+    found = [int(m["version"]) for m in cards if m and m["name"] == name]
+    found += [int(p.name) for p in store.glob(f"{name}.*/*") if p.is_dir() and p.name.isdigit()]
+    return max(found, default=0) + 1
+
+
+def _taken(store: Path, name: str, version: int) -> list[Path]:
+    versioned = [p for p in store.glob(f"{name}.*/{version}") if p.is_dir()]
+    card = store / card_file(name, version)
+    return [card, *versioned] if card.exists() else versioned
 
 
 def export_checkpoint(
@@ -150,17 +168,19 @@ def export_checkpoint(
     name: str,
     version: int | None = None,
     metrics: dict[str, Any] | None = None,
-    classifier: Path = Path("model_store/classifier-fashion"),
+    classifier: Path = Path("model_store/classifier-fashion.classifier"),
     fd_samples: int = 10_000,
     iwae_k: int = 100,
     eval_limit: int | None = None,
 ) -> Path:
     if version is not None and version < 1:
         raise ValueError(f"version must be a positive integer, got {version}")
-    version = version or next_version(store / name)
-    final = store / name / str(version)
-    if final.exists():  # checked before an evaluation that may take many minutes
-        raise ValueError(f"{final} exists; versions are never overwritten")
+    if not MODEL_NAME.fullmatch(name):
+        raise ValueError(f"model name {name!r}: letters, digits, '-' and '_' only (no dots)")
+    version = version or next_version(store, name)
+    taken = _taken(store, name, version)
+    if taken:  # checked before an evaluation that may take many minutes
+        raise ValueError(f"{taken[0]} exists; versions are never overwritten")
     model, ckpt = load_checkpoint(checkpoint)
     if metrics is None:
         from .evaluate import evaluate
@@ -169,16 +189,27 @@ def export_checkpoint(
     selection = metrics.get("evaluation", {}).get("generator_selection")
     if isinstance(model, DCGAN) and selection:  # export the generator the metrics describe
         model.use_ema = selection["chosen"] == "ema"
-    (store / name).mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=store / name, prefix=f".{version}.staging-"))
+    store.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=store, prefix=f".export-{name}.v{version}-"))
     try:
         card = _write_graphs_and_card(model, ckpt, name, version, metrics, staging)
-        os.replace(staging, final)  # the version appears whole or not at all
-    except BaseException:
+        _publish(staging, store, card)
+    finally:
         shutil.rmtree(staging, ignore_errors=True)
-        raise
-    print(f"exported {name} v{version} to {final}: {json.dumps(card['metrics'])}")
-    return final
+    print(f"exported {name} v{version} to {store}: {json.dumps(card['metrics'])}")
+    return store / card_file(name, version)
+
+
+def _publish(staging: Path, store: Path, card: dict[str, Any]) -> None:
+    """Move the staged version into the store, graphs and configs first and the card last:
+    the service reads a model through its card, so it sees the version whole or not at all."""
+    name, version = card["name"], card["version"]
+    for role in card["graphs"]:
+        (store / graph_model(name, role)).mkdir(exist_ok=True)
+        folder = f"{graph_model(name, role)}/{version}"
+        os.replace(staging / folder, store / folder)
+    write_configs(store, card)
+    os.replace(staging / card_file(name, version), store / card_file(name, version))
 
 
 def _write_graphs_and_card(
@@ -191,12 +222,15 @@ def _write_graphs_and_card(
 ) -> dict[str, Any]:
     import onnx
 
-    graphs, parity = {}, {}
+    graphs, parity, files = {}, {}, {}
     for role, spec in model.onnx_graphs().items():
-        path = folder / f"{role}.onnx"
+        file = graph_file(name, role, version)
+        path = folder / file
+        path.parent.mkdir(parents=True)
         export_graph(spec, path)
         parity[role] = {"max_abs_diff": verify_graph(spec, path), "tolerance": TOLERANCE}
-        graphs[role] = {"file": path.name, **_tensor_specs(path)}
+        graphs[role] = {"file": file, **_tensor_specs(path)}
+        files[file] = {"sha256": sha256(path), "bytes": path.stat().st_size}
     card: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "name": name,
@@ -230,11 +264,7 @@ def _write_graphs_and_card(
             "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "parity": parity,
         },
-        "files": {
-            p.name: {"sha256": sha256(p), "bytes": p.stat().st_size}
-            for p in sorted(folder.iterdir())
-            if p.name != "model.json"
-        },
+        "files": dict(sorted(files.items())),
     }
-    (folder / "model.json").write_text(json.dumps(card, indent=2) + "\n")
+    (folder / card_file(name, version)).write_text(json.dumps(card, indent=2) + "\n")
     return card

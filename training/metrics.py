@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from service.store import GRAPH_FILE
+
 
 def bits_per_dim(nll_nats: np.ndarray | float, dims: int) -> float:
     """Mean negative log-likelihood in nats per image -> bits per dimension."""
@@ -46,7 +48,7 @@ class FeatureExtractor:
     def __init__(self, folder: Path) -> None:
         import onnxruntime as ort
 
-        path = _latest_graph(folder, "classifier.onnx")
+        path = _latest_graph(folder, GRAPH_FILE)
         self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         self.path = path
 
@@ -61,12 +63,13 @@ class FeatureExtractor:
 
 
 def _latest_graph(folder: Path, filename: str) -> Path:
-    if (folder / filename).is_file():
-        return folder / filename
+    """``folder`` is a graph's Triton model folder (``<name>.<role>/``) or a graph file."""
+    if folder.is_file():
+        return folder
     versions = sorted((p for p in folder.glob("*") if p.name.isdigit()), key=lambda p: int(p.name))
     if not versions or not (versions[-1] / filename).is_file():
         raise FileNotFoundError(
-            f"no {filename} under {folder}; export the classifier first: "
+            f"no <version>/{filename} under {folder}; export the classifier first: "
             "python -m training export runs/classifier-fashion-mnist/checkpoint.pt "
             "--name classifier-fashion"
         )

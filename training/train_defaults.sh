@@ -12,14 +12,14 @@ $PY -m training export runs/classifier-fashion-mnist/checkpoint.pt --store "$STO
 
 $PY -m training train vae --seed 0
 $PY -m training export runs/vae-fashion-mnist/checkpoint.pt --store "$STORE" --name vae-fashion \
-  --classifier "$STORE/classifier-fashion"
+  --classifier "$STORE/classifier-fashion.classifier"
 
 $PY -m training train dcgan --seed 0
 $PY -m training export runs/dcgan-fashion-mnist/checkpoint.pt --store "$STORE" --name dcgan-fashion \
-  --classifier "$STORE/classifier-fashion"
+  --classifier "$STORE/classifier-fashion.classifier"
 
 # Sampling a PixelCNN takes 784 network passes per image, so its Fréchet distance uses fewer
 # samples (the card says how many, and its floor uses as many real images).
 $PY -m training train pixelcnn --seed 0 --epochs 5
 $PY -m training export runs/pixelcnn-fashion-mnist/checkpoint.pt --store "$STORE" --name pixelcnn-fashion \
-  --classifier "$STORE/classifier-fashion" --fd-samples 300
+  --classifier "$STORE/classifier-fashion.classifier" --fd-samples 300

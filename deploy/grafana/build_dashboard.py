@@ -205,11 +205,46 @@ def panels() -> list[dict[str, Any]]:
                 }
             ],
         ),
+        _timeseries(
+            "Batch size by graph",
+            "Mean images (rows) per batched onnxruntime run. Near 1 under load means requests "
+            "are not coalescing; at SERVICE_BATCH_MAX_SIZE the batcher is saturated.",
+            [
+                _target(
+                    f"sum by (model, graph) (rate(genserve_batch_size_sum{{{MODEL}}}[{RATE}])) "
+                    f"/ sum by (model, graph) (rate(genserve_batch_size_count{{{MODEL}}}[{RATE}]))",
+                    "{{model}} {{graph}}",
+                )
+            ],
+            "short",
+        ),
+        _timeseries(
+            "Queue wait p99 and overload rejections",
+            "Time requests wait in a graph's batch queue before their run starts (p99), and "
+            "requests refused with 503 + Retry-After because the queue was full.",
+            [
+                _target(
+                    "histogram_quantile(0.99, sum by (model, graph, le) "
+                    f"(rate(genserve_queue_wait_seconds_bucket{{{MODEL}}}[{RATE}])))",
+                    "wait p99 {{model}} {{graph}}",
+                ),
+                _target(
+                    f"sum by (model, graph) (rate(genserve_rejected_requests_total{{{MODEL}}}"
+                    f"[{RATE}]))",
+                    "rejected/s {{model}} {{graph}}",
+                    ref="B",
+                ),
+            ],
+            "s",
+        ),
     ]
 
 
 # Grid: 24 columns wide; (width, height) per panel, in panels() order, filled left to right.
-SIZES = [(12, 8), (6, 8), (6, 8), (8, 8), (8, 8), (8, 8), (12, 8), (6, 8), (6, 8), (16, 6), (8, 6)]
+SIZES = [
+    (12, 8), (6, 8), (6, 8), (8, 8), (8, 8), (8, 8), (12, 8), (6, 8), (6, 8), (16, 6), (8, 6),
+    (12, 8), (12, 8),
+]  # fmt: skip
 
 
 def dashboard() -> dict[str, Any]:

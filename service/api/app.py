@@ -14,7 +14,7 @@ from service.api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from service.api.routes import api_router
 from service.config import Settings
 from service.metrics import Metrics
-from service.registry import ModelState, Registry, load_registry
+from service.registry import ModelState, Observers, Registry, load_registry
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,8 @@ DESCRIPTION = """Sample, encode, reconstruct and interpolate with the generative
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     metrics: Metrics = app.state.metrics
-    registry = await anyio.to_thread.run_sync(load_registry, settings, metrics.observe_run)
+    observers = Observers(runs=metrics.observe_run, batches=metrics)
+    registry = await anyio.to_thread.run_sync(load_registry, settings, observers)
     app.state.registry = registry
     app.state.autoregressive_limiter = anyio.CapacityLimiter(settings.max_concurrent_autoregressive)
     for name, model in registry.models.items():
@@ -44,6 +45,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ", ".join(providers) or "none",
     )
     yield
+    await registry.close()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -1,8 +1,10 @@
-"""The one place where errors become HTTP responses, all in the ErrorResponse shape."""
+"""The one place where errors become HTTP responses: in the ErrorResponse shape, and under
+``/v2`` in the Open Inference Protocol's ``{"error": ...}``, with 400 for a bad request."""
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -13,12 +15,17 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.errors import (
+    AdminDisabled,
     InvalidInput,
     LimitExceeded,
+    ModelLoadFailed,
     ModelNotFound,
     ModelNotReady,
+    ModelRunFailed,
+    Overloaded,
     PayloadTooLarge,
     ServiceError,
+    Unauthorized,
     UnsupportedOperation,
 )
 
@@ -31,8 +38,14 @@ STATUS_BY_ERROR: dict[type[ServiceError], int] = {
     LimitExceeded: 422,
     PayloadTooLarge: 413,
     ModelNotReady: 503,
+    ModelRunFailed: 503,
+    Overloaded: 503,
+    ModelLoadFailed: 409,
+    Unauthorized: 401,
+    AdminDisabled: 404,
 }
 _MAX_LISTED = 5
+V2_PREFIX = "/v2"
 
 
 def status_for(exc: ServiceError) -> int:
@@ -61,13 +74,40 @@ def error_response(
     return JSONResponse(error_content(message, code, details), status_code=status, headers=headers)
 
 
+def is_v2(path: str) -> bool:
+    return path == V2_PREFIX or path.startswith(V2_PREFIX + "/")
+
+
+def error_content_for(path: str, message: str, code: str) -> dict[str, Any]:
+    return {"error": message} if is_v2(path) else error_content(message, code)
+
+
+def _reply(
+    request: Request,
+    status: int,
+    message: str,
+    code: str,
+    details: list[dict[str, Any]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    if is_v2(request.url.path):
+        status = 400 if status == 422 else status
+        return JSONResponse({"error": message}, status_code=status, headers=headers)
+    return error_response(status, message, code, details, headers)
+
+
 async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
     status = status_for(exc)
     if status == 500:
         log.error("%s %s: %s", request.method, request.url.path, exc.message)
-        return error_response(500, "internal error", "internal_error")
-    return error_response(status, exc.message, exc.code)
+        return _reply(request, 500, "internal error", "internal_error")
+    headers = None
+    if isinstance(exc, Overloaded):
+        headers = {"Retry-After": str(math.ceil(exc.retry_after))}
+    elif isinstance(exc, Unauthorized):
+        headers = {"WWW-Authenticate": "Bearer"}
+    return _reply(request, status, exc.message, exc.code, headers=headers)
 
 
 def _loc(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -83,8 +123,11 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     errors = list(exc.errors())
     if any(e.get("type") == "json_invalid" for e in errors):
         reason = next(e for e in errors if e.get("type") == "json_invalid").get("ctx", {})
-        return error_response(
-            422, f"body: invalid JSON ({reason.get('error', 'cannot parse')})", "invalid_json"
+        return _reply(
+            request,
+            422,
+            f"body: invalid JSON ({reason.get('error', 'cannot parse')})",
+            "invalid_json",
         )
     details = [
         {
@@ -97,7 +140,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     parts = [f"{_loc(e['loc'])}: {_clean(str(e['msg']))}" for e in errors[:_MAX_LISTED]]
     if len(errors) > _MAX_LISTED:
         parts.append(f"and {len(errors) - _MAX_LISTED} more")
-    return error_response(422, "; ".join(parts), "validation_error", details=details)
+    return _reply(request, 422, "; ".join(parts), "validation_error", details=details)
 
 
 def _clean(msg: str) -> str:
@@ -116,7 +159,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     if status >= 500:
         log.error("%s %s: HTTP %s %s", request.method, path, status, exc.detail)
         message = "internal error"
-    return error_response(status, message, code, headers=exc.headers)
+    return _reply(request, status, message, code, headers=exc.headers)
 
 
 def _snake(status: int) -> str:
@@ -129,7 +172,7 @@ def _snake(status: int) -> str:
 
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     log.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
-    return error_response(500, "internal error", "internal_error")
+    return _reply(request, 500, "internal error", "internal_error")
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -8,10 +8,12 @@ import time
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.errors import error_content
+from service.api.errors import error_content_for
 from service.metrics import Metrics
 
-_OPERATIONS = {"sample", "encode", "reconstruct", "interpolate", "models", "health", "metrics"}
+_OPERATIONS = {
+    "sample", "encode", "reconstruct", "interpolate", "models", "health", "metrics", "v2",
+}  # fmt: skip
 
 
 def operation_label(path: str) -> str:
@@ -66,7 +68,7 @@ class BodyLimitMiddleware:
             return
         declared = Headers(scope=scope).get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
+            await self._refuse(send, scope["path"])
             return
         chunks, size = [], 0
         while True:
@@ -76,7 +78,7 @@ class BodyLimitMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await self._refuse(send)
+                await self._refuse(send, scope["path"])
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -92,9 +94,9 @@ class BodyLimitMiddleware:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, send: Send) -> None:
+    async def _refuse(self, send: Send, path: str) -> None:
         message = f"request body exceeds the limit of {self.max_bytes} bytes"
-        body = json.dumps(error_content(message, "payload_too_large")).encode()
+        body = json.dumps(error_content_for(path, message, "payload_too_large")).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})

@@ -7,7 +7,7 @@ B. A vertical stack, shifted down one row, feeds the horizontal stack, so there 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -53,9 +53,16 @@ class GatedLayer(nn.Module):
 
     def forward(self, v: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         v_pre = self.v_conv(v)  # (B, 2c, H, W): sees rows <= i
-        h_pre = self.h_conv(h) + self.v_to_h(down_shift(v_pre))  # rows < i, and row i left of j
-        h_new = self.h_out(self.gate(h_pre))
-        return self.gate(v_pre), h + h_new if self.residual else h_new
+        return self.gate(v_pre), self.horizontal(h, self.link(v_pre))
+
+    def link(self, v_pre: torch.Tensor) -> torch.Tensor:
+        """What the vertical stack passes to the horizontal one: row i gets rows < i."""
+        return self.v_to_h(down_shift(v_pre))
+
+    def horizontal(self, h: torch.Tensor, link: torch.Tensor) -> torch.Tensor:
+        """The horizontal stack: row i, left of j (and j itself after the first layer)."""
+        h_new = self.h_out(self.gate(self.h_conv(h) + link))
+        return h + h_new if self.residual else h_new
 
 
 class PixelCNNNet(nn.Module):
@@ -72,13 +79,49 @@ class PixelCNNNet(nn.Module):
             nn.ReLU(), nn.Conv2d(c, 2 * c, 1), nn.ReLU(),
             nn.Conv2d(2 * c, 3 * cfg.mixture_components, 1),
         )  # fmt: skip
+        # Receptive fields: the first layer reaches k//2 rows up and left, each later one 1.
+        reach = cfg.first_kernel // 2 + cfg.layers - 1
+        self.context_rows = reach + 2
+        """Rows the last row's context depends on: its own, one for the down-shift, `reach`."""
+        self.row_columns = reach + 1
+        """Columns of row i the params at column j depend on, j included."""
+
+    @property
+    def gated(self) -> list[GatedLayer]:
+        return [cast(GatedLayer, layer) for layer in self.layers]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         v = h = x * 2 - 1
         for layer in self.layers:
             v, h = layer(v, h)
+        return self.params(h)
+
+    def params(self, h: torch.Tensor) -> torch.Tensor:
         logits, mu, log_s = self.head(h).chunk(3, dim=1)
         return torch.cat([logits, mu * 0.5 + 0.5, torch.clamp(log_s, min=MIN_LOG_SCALE)], dim=1)
+
+    # The fast sampler's two halves. Row i's vertical context depends on rows < i only, so it
+    # is computed once per row; the horizontal stack then runs per pixel on row i alone. Both
+    # work on windows as large as the receptive field, which makes them exact: every value
+    # they return is computed from the same inputs, by the same operations, as in forward().
+
+    def context(self, window: torch.Tensor) -> torch.Tensor:
+        """(B, 1, R, W) rows i-R+1..i (row i's content is ignored) -> (B, L*2c, 1, W): every
+        layer's vertical-to-horizontal link for row i."""
+        v, links = window * 2 - 1, []
+        for layer in self.gated:
+            v_pre = layer.v_conv(v)
+            links.append(layer.link(v_pre)[:, :, -1:])
+            v = layer.gate(v_pre)
+        return torch.cat(links, dim=1)
+
+    def row(self, pixels: torch.Tensor, links: torch.Tensor) -> torch.Tensor:
+        """(B, 1, 1, C) row i up to column j, and its links (B, L*2c, 1, C) -> params
+        (B, 3K, 1, C); only the last column is exact unless the row starts at column 0."""
+        h = pixels * 2 - 1
+        for layer, link in zip(self.gated, links.chunk(len(self.gated), dim=1), strict=True):
+            h = layer.horizontal(h, link)
+        return self.params(h)
 
 
 class PixelCNN(GenerativeModel):
@@ -121,12 +164,24 @@ class PixelCNN(GenerativeModel):
         return x
 
     def onnx_graphs(self) -> dict[str, GraphSpec]:
+        net, rows, cols = self.net, self.net.context_rows, self.net.row_columns
+        image = torch.randint(0, 256, (2, 1, 28, 28)).float() / 255
+        links = torch.randn(2, len(net.layers) * 2 * self.config.channels, 1, cols)
         return {
             "pixelcnn": GraphSpec(
-                self.net, (torch.randint(0, 256, (2, 1, 28, 28)).float() / 255,),
-                ["image"], ["params"],
+                net, (image,), ["image"], ["params"],
                 {"image": {0: "batch", 2: "height"}, "params": {0: "batch", 2: "height"}},
-            )
+            ),
+            "context": GraphSpec(
+                _Method(net, "context"), (image[:, :, :rows],), ["image"], ["links"],
+                {"image": {0: "batch", 2: "height"}, "links": {0: "batch"}},
+            ),
+            "row": GraphSpec(
+                _Method(net, "row"), (image[:, :, :1, :cols], links), ["image", "links"],
+                ["params"],
+                {"image": {0: "batch", 3: "width"}, "links": {0: "batch", 3: "width"},
+                 "params": {0: "batch", 3: "width"}},
+            ),
         }  # fmt: skip
 
     def card_fields(self) -> dict[str, Any]:
@@ -136,4 +191,21 @@ class PixelCNN(GenerativeModel):
                 "kind": "discretized_logistic_mixture",
                 "components": self.config.mixture_components,
             },
+            "sampler": {
+                "kind": "windowed",
+                "context_rows": self.net.context_rows,
+                "row_columns": self.net.row_columns,
+            },
         }
+
+
+class _Method(nn.Module):
+    """Exports one method of a module as the graph's forward."""
+
+    def __init__(self, module: nn.Module, method: str) -> None:
+        super().__init__()
+        self.module, self.method = module, method
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        result: torch.Tensor = getattr(self.module, self.method)(*inputs)
+        return result

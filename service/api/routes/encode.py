@@ -1,7 +1,6 @@
 from typing import Any
 
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
 
 from service import operations
 from service.api.deps import LimitsDep, RegistryDep, resolve_model
@@ -22,6 +21,6 @@ async def encode(
 ) -> Any:
     """Encode images: `{mean, log_var}` for a VAE, `{z}` for an autoencoder."""
     model = resolve_model(request, registry, body.model, Operation.ENCODE)
-    out = await run_in_threadpool(operations.encode, model, body.images, limits)
+    out = await operations.encode(model, body.images, limits)
     lists = {name: value.tolist() for name, value in out.items()}
     return EncodeResponse(model=model.name, version=model.ready_card.version, **lists)

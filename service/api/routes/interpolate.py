@@ -1,7 +1,7 @@
 from typing import Any
 
+import numpy as np
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
 
 from service import operations
 from service.api.deps import MetricsDep, RegistryDep, resolve_model
@@ -34,18 +34,17 @@ async def interpolate(
     latents, i.e. the image /sample gives for n=1 and that seed)."""
     model = resolve_model(request, registry, body.model, Operation.INTERPOLATE)
 
-    def work() -> tuple[list[int], list[Any], list[list[float]]]:
-        images, z = operations.interpolate(
-            model, _endpoint(body.start), _endpoint(body.end), body.steps, body.method
-        )
-        return list(images.shape), encode_images(images, body.format), z.tolist()
+    def finish(images: np.ndarray) -> tuple[list[int], list[Any]]:
+        return list(images.shape), encode_images(images, body.format)
 
-    shape, images, latents = await run_in_threadpool(work)
+    (shape, images), z = await operations.interpolate(
+        model, _endpoint(body.start), _endpoint(body.end), body.steps, body.method, finish
+    )
     metrics.images.labels(model.name, Operation.INTERPOLATE.value).inc(len(images))
     return InterpolateResponse(
         model=model.name,
         version=model.ready_card.version,
         shape=shape,
         images=images,
-        latents=latents,
+        latents=z.tolist(),
     )

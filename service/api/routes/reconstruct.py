@@ -1,7 +1,6 @@
 from typing import Any
 
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
 
 from service import operations
 from service.api.deps import LimitsDep, MetricsDep, RegistryDep, resolve_model
@@ -28,12 +27,10 @@ async def reconstruct(
     mean squared error on [0, 1] pixels."""
     model = resolve_model(request, registry, body.model, Operation.RECONSTRUCT)
 
-    def work() -> tuple[list[Any], list[float]]:
-        images, error = operations.reconstruct(model, body.images, limits)
-        return encode_images(images, body.format), error.tolist()
-
-    images, error = await run_in_threadpool(work)
+    images, error = await operations.reconstruct(
+        model, body.images, limits, lambda recon: encode_images(recon, body.format)
+    )
     metrics.images.labels(model.name, Operation.RECONSTRUCT.value).inc(len(images))
     return ReconstructResponse(
-        model=model.name, version=model.ready_card.version, images=images, error=error
+        model=model.name, version=model.ready_card.version, images=images, error=error.tolist()
     )

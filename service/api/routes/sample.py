@@ -1,10 +1,10 @@
 from typing import Any
 
-import anyio.to_thread
+import numpy as np
 from fastapi import APIRouter, Request, Response
-from starlette.concurrency import run_in_threadpool
 
 from service import operations
+from service.api.content import wants_png
 from service.api.deps import LimitsDep, MetricsDep, RegistryDep, resolve_model
 from service.api.schemas import SampleRequest, SampleResponse, error_responses
 from service.families import Operation
@@ -36,22 +36,29 @@ async def sample(
     body = body or SampleRequest()
     model = resolve_model(request, registry, body.model, Operation.SAMPLE)
     seed = body.seed if body.seed is not None else operations.new_seed()
-    as_grid = "image/png" in request.headers.get("accept", "")
+    as_grid = wants_png(request)
 
-    def work() -> tuple[list[int], Any]:
-        images = operations.sample(model, body.n, seed, limits, body.temperature, body.truncation)
-        payload = grid_png(images) if as_grid else encode_images(images, body.format)
-        return list(images.shape), payload
+    def finish(images: np.ndarray) -> tuple[list[int], Any]:
+        return list(images.shape), grid_png(images) if as_grid else encode_images(
+            images, body.format
+        )
 
-    family = model.family
-    if family is not None and family.autoregressive:  # 784 runs that each use every core
-        limiter = request.app.state.autoregressive_limiter
-        shape, payload = await anyio.to_thread.run_sync(work, limiter=limiter)
-    else:
-        shape, payload = await run_in_threadpool(work)
+    shape, payload = await operations.sample(
+        model,
+        body.n,
+        seed,
+        limits,
+        body.temperature,
+        body.truncation,
+        finish,
+        request.app.state.autoregressive_limiter,
+    )
     metrics.images.labels(model.name, Operation.SAMPLE.value).inc(body.n)
     version = model.ready_card.version
     if as_grid:
         headers = {"X-Seed": str(seed), "X-Model": model.name, "X-Model-Version": str(version)}
         return Response(payload, media_type="image/png", headers=headers)
-    return SampleResponse(model=model.name, version=version, seed=seed, shape=shape, images=payload)
+    response = SampleResponse(
+        model=model.name, version=version, seed=seed, shape=shape, images=payload
+    )
+    return Response(response.model_dump_json(), media_type="application/json")

@@ -1,0 +1,130 @@
+"""Load: wrk with a fixed request count against a server, and the in-process onnxruntime limit."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+from servers import PEERS
+
+FIXED_COUNT_LUA = Path(__file__).resolve().parent / "wrk" / "fixed_count.lua"
+WRK = shutil.which("wrk") or "/usr/bin/wrk"
+
+
+@dataclass
+class LoadResult:
+    requests: int
+    """Responses received (2xx or not)."""
+    ok: int
+    errors: int
+    """Non-2xx responses plus socket errors and time-outs."""
+    seconds: float
+    requests_per_s: float
+    """Over the steady window (from the first wave's end to the last response)."""
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    complete: bool
+    """False when wrk's time cap ended the run before the fixed count came back."""
+
+
+def run_wrk(
+    url: str,
+    body: dict[str, object],
+    requests: int,
+    connections: int,
+    cap_s: float,
+    timeout_s: float,
+) -> LoadResult:
+    """``requests`` POSTs over ``connections`` keep-alive connections, one wrk thread."""
+    skip = connections if requests >= 2 * connections else 0  # else: the whole run is timed
+    env = {
+        **os.environ,
+        "BENCH_BODY": json.dumps(body),
+        "BENCH_REQUESTS": str(requests),
+        "BENCH_SKIP": str(skip),
+    }
+    command = [WRK, "-t1", f"-c{connections}", f"-d{max(1, round(cap_s))}s"]
+    command += [f"--timeout={max(1, round(timeout_s))}s", "-s", str(FIXED_COUNT_LUA), url]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=cap_s + 60)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("WRK_RESULT ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no result: {done.stdout[-500:]} {done.stderr[-500:]}")
+    r = json.loads(line.removeprefix("WRK_RESULT "))
+    received = r["ok"] + r["non2xx"]
+    socket_errors = r["connect"] + r["read"] + r["write"] + r["timeout"]
+    complete = received >= requests
+    if complete and r["window_us"] > 0:
+        rate = (requests - skip) / (r["window_us"] / 1e6)
+    else:  # cut short: the whole run is the only window
+        rate = received / max(r["duration_us"] / 1e6, 1e-9)
+    return LoadResult(
+        requests=received,
+        ok=r["ok"],
+        errors=r["non2xx"] + socket_errors,
+        seconds=r["duration_us"] / 1e6,
+        requests_per_s=rate,
+        p50_ms=r["p50_us"] / 1e3,
+        p90_ms=r["p90_us"] / 1e3,
+        p99_ms=r["p99_us"] / 1e3,
+        max_ms=r["max_us"] / 1e3,
+        complete=complete,
+    )
+
+
+def wrk_version() -> str:
+    done = subprocess.run([WRK, "-v"], capture_output=True, text=True)
+    return (done.stdout + done.stderr).splitlines()[0].split(" Copyright")[0].strip()
+
+
+@dataclass
+class RawResult:
+    batch: int
+    images_per_s: float
+    p50_ms: float
+    """Median of one run at this batch."""
+    runs: int
+    png: bool = False
+    """True when each run also encoded its images as base64 PNGs."""
+
+
+def raw_onnxruntime(model: str, store: Path, batches: list[int], seconds: float) -> list[RawResult]:
+    """The graph alone, in this process: images/s and p50 of one run for each batch size; then
+    the same with base64 PNG encoding, at batch 1 and at the best batch."""
+    workload = peers_workload()
+    sampler = workload.Sampler(model, store)
+
+    def timed(batch: int, png: bool) -> RawResult:
+        feeds = {"z": workload.latents(0, batch, sampler.latent_dim)}
+        sampler.session.run(["image"], feeds)  # warm this shape
+        times: list[float] = []
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end or len(times) < 5:
+            start = time.perf_counter()
+            (images,) = sampler.session.run(["image"], feeds)
+            if png:
+                workload.png_base64(images)
+            times.append(time.perf_counter() - start)
+        images_per_s = batch * len(times) / sum(times)
+        return RawResult(batch, images_per_s, statistics.median(times) * 1e3, len(times), png)
+
+    results = [timed(batch, png=False) for batch in batches]
+    best = max(results, key=lambda r: r.images_per_s)
+    return results + [timed(batch, png=True) for batch in sorted({1, best.batch})]
+
+
+def peers_workload() -> ModuleType:
+    """bench/peers/workload.py: the peers' own latents, session and PNG code."""
+    if str(PEERS) not in sys.path:
+        sys.path.insert(0, str(PEERS))
+    return importlib.import_module("workload")

@@ -1,0 +1,64 @@
+"""LitServe peer: one LitAPI per model at POST /sample/<model>, with LitServe's own dynamic
+batching (``max_batch_size`` requests, ``batch_timeout`` seconds). Body as the service's
+/sample: ``{"n": 1, "seed": 7}``; reply ``{"images": [base64 PNG, ...]}``.
+
+    python bench/peers/litserve_server.py --port 8001 [--max-batch-size 64]
+"""
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import litserve as ls
+from workload import DEFAULT_STORE, GRAPH_ROLES, Sampler
+
+
+class SampleAPI(ls.LitAPI):
+    def __init__(self, model: str, store: Path, max_batch_size: int, batch_timeout: float) -> None:
+        super().__init__(
+            max_batch_size=max_batch_size,
+            batch_timeout=batch_timeout,
+            api_path=f"/sample/{model}",
+        )
+        self.graph_model, self.store = model, store
+
+    def setup(self, device: str) -> None:
+        self.sampler = Sampler(self.graph_model, self.store)
+
+    # `request` stays unannotated: LitServe picks the request type from the annotation, and
+    # with none it passes the JSON body as a dict.
+    def decode_request(self, request) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+        return int(request.get("n", 1)), int(request.get("seed", 0))
+
+    def batch(self, inputs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        return inputs
+
+    def predict(self, x: Any) -> Any:
+        if self.max_batch_size == 1:  # LitServe passes one request, not a list
+            return self.sampler.sample([x])[0]
+        return self.sampler.sample(x)
+
+    def unbatch(self, output: list[list[str]]) -> list[list[str]]:
+        return output
+
+    def encode_response(self, output: list[str]) -> dict[str, Any]:
+        return {"images": output}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8001)
+    parser.add_argument("--store", type=Path, default=DEFAULT_STORE)
+    parser.add_argument("--max-batch-size", type=int, default=64, help="requests per batch")
+    parser.add_argument("--batch-timeout-us", type=int, default=1000)
+    args = parser.parse_args()
+
+    timeout = args.batch_timeout_us / 1e6
+    apis = [SampleAPI(m, args.store, args.max_batch_size, timeout) for m in GRAPH_ROLES]
+    server = ls.LitServer(apis, accelerator="cpu", workers_per_device=1, timeout=120)
+    server.run(host=args.host, port=args.port, log_level="warning", generate_client_file=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Mosec peer: one worker process per model at POST /sample/<model>, behind Mosec's Rust HTTP
+server with its own dynamic batching (``max_batch_size`` requests, ``max_wait_time`` ms, at
+least 1). Body as the service's /sample: ``{"n": 1, "seed": 7}``; reply ``{"images": [...]}``.
+
+    python bench/peers/mosec_server.py --port 8002 [--max-batch-size 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from mosec import Server, Worker
+from workload import DEFAULT_STORE, Sampler
+
+STORE_ENV = "GENSERVE_BENCH_STORE"  # read by the spawned worker processes
+
+
+class SampleWorker(Worker):
+    model = ""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sampler = Sampler(self.model, Path(os.environ.get(STORE_ENV, DEFAULT_STORE)))
+
+    def forward(self, data: Any) -> Any:
+        if isinstance(data, dict):  # max_batch_size 1: one request, not a list
+            return self.forward([data])[0]
+        outputs = self.sampler.sample([(int(d.get("n", 1)), int(d.get("seed", 0))) for d in data])
+        return [{"images": images} for images in outputs]
+
+
+class DCGANWorker(SampleWorker):
+    model = "dcgan-fashion"
+
+
+class VAEWorker(SampleWorker):
+    model = "vae-fashion"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8002)
+    parser.add_argument("--store", type=Path, default=DEFAULT_STORE)
+    parser.add_argument("--max-batch-size", type=int, default=64, help="requests per batch")
+    parser.add_argument("--batch-timeout-us", type=int, default=1000, help="rounded up to 1 ms")
+    args = parser.parse_args()
+
+    os.environ[STORE_ENV] = str(args.store.resolve())
+    wait_ms = max(1, round(args.batch_timeout_us / 1000))
+    # Mosec reads its own settings from the command line.
+    sys.argv = [sys.argv[0], "--address", args.host, "--port", str(args.port)]
+    sys.argv += ["--timeout", "120000", "--log-level", "warning"]
+    server = Server()
+    for worker in (DCGANWorker, VAEWorker):
+        server.append_worker(
+            worker,
+            max_batch_size=args.max_batch_size,
+            max_wait_time=wait_ms,
+            route=f"/sample/{worker.model}",
+        )
+    server.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""Naive peer: FastAPI + PyTorch eager, written as a tutorial writes it. One request, one
+forward pass: no batching, a sync route in FastAPI's thread pool, torch's default threads.
+POST /sample ``{"model": "dcgan-fashion", "n": 1, "seed": 7}`` -> ``{"images": [...]}``.
+
+The torch modules are the exported ones, rebuilt by ``training``: from the run's checkpoint
+(runs/<run>/checkpoint.pt) when there is one, otherwise from the model card's config with the
+weights read back from the ONNX graph's initializers, so that a fresh clone can run it too.
+
+    python bench/peers/naive_torch.py --port 8006
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import uvicorn
+from fastapi import FastAPI, HTTPException
+from pydantic import BaseModel
+from workload import DEFAULT_STORE, GRAPH_ROLES, REPO, graph_file, latents, png_base64
+
+RUNS = {"dcgan-fashion": "dcgan-fashion-mnist", "vae-fashion": "vae-fashion-mnist"}
+
+
+def load_module(model: str, store: Path, runs: Path) -> torch.nn.Module:
+    """The torch module that was exported as the model's image graph, in eval mode."""
+    from training.trainer import build_model, load_checkpoint
+
+    graph = graph_file(model, store)
+    card = graph.card
+    checkpoint = runs / RUNS[model] / "checkpoint.pt"
+    if checkpoint.is_file():
+        generative, _ = load_checkpoint(checkpoint)
+    else:
+        generative = build_model(card["family"], card["training"]["config"])
+    selection = card.get("evaluation", {}).get("generator_selection")
+    if selection is not None:  # the DCGAN exports whichever generator scored better
+        generative.use_ema = selection["chosen"] == "ema"
+    module = generative.onnx_graphs()[GRAPH_ROLES[model]].module
+    if not checkpoint.is_file():
+        load_onnx_weights(module, graph.path)
+    return module.eval()
+
+
+def load_onnx_weights(module: torch.nn.Module, path: Path) -> None:
+    """Copy the graph's initializers into the module: by name, or, for the few that the
+    exporter renamed (a Linear's weight becomes a transposed MatMul operand), by shape."""
+    import onnx
+    from onnx import numpy_helper
+
+    state = module.state_dict()
+    arrays = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}
+    renamed = [array for name, array in arrays.items() if name not in state]
+    weights = {}
+    for key, tensor in state.items():
+        if key in arrays:
+            weights[key] = torch.from_numpy(arrays[key].copy())
+            continue
+        if key.endswith("num_batches_tracked"):
+            continue
+        shape = tuple(tensor.shape)
+        found = [a for a in renamed if a.shape == shape or (a.ndim == 2 and a.T.shape == shape)]
+        if len(found) != 1:
+            raise ValueError(f"{path}: no single initializer fits {key} {list(shape)}")
+        array = found[0] if found[0].shape == shape else found[0].T
+        weights[key] = torch.from_numpy(np.ascontiguousarray(array))
+    module.load_state_dict(weights, strict=False)
+
+
+class SampleRequest(BaseModel):
+    model: str
+    n: int = 1
+    seed: int = 0
+
+
+def create_app(store: Path, runs: Path) -> FastAPI:
+    app = FastAPI(title="naive torch")
+    models = {name: load_module(name, store, runs) for name in GRAPH_ROLES}
+    dims = {name: graph_file(name, store).latent_dim for name in GRAPH_ROLES}
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/sample")
+    def sample(request: SampleRequest) -> dict[str, Any]:
+        if request.model not in models:
+            raise HTTPException(status_code=404, detail=f"unknown model {request.model}")
+        z = torch.from_numpy(latents(request.seed, request.n, dims[request.model]))
+        with torch.no_grad():
+            output = models[request.model](z)
+        images = output[0] if isinstance(output, tuple) else output
+        return {"images": png_base64(images.numpy())}
+
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8006)
+    parser.add_argument("--store", type=Path, default=DEFAULT_STORE)
+    parser.add_argument("--runs", type=Path, default=REPO / "runs", help="checkpoints, if any")
+    args = parser.parse_args()
+    uvicorn.run(
+        create_app(args.store, args.runs), host=args.host, port=args.port, log_level="warning"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""PyTriton peer: the real Triton Inference Server (its Python backend hands each batch to this
+process), one Triton model per graph with Triton's dynamic batcher and PyTriton's ``@batch``.
+
+KServe v2 over HTTP JSON: POST /v2/models/<model>/infer with inputs ``seed`` (INT64, [1, 1])
+and ``n`` (INT32, [1, 1]); the reply's output ``images`` is a BYTES tensor [1, n] of base64 PNGs.
+Requests batched together should ask for the same n: shorter ones are padded with empty
+strings, since ``@batch`` splits one (batch, width) output back into requests.
+
+Runs on Python 3.12 (PyTriton 0.7 fails on 3.11), with LD_LIBRARY_PATH holding that Python's
+lib/ so that Triton's Python backend finds libpython:
+
+    LD_LIBRARY_PATH=$(pyenv prefix 3.12.1)/lib .venv-pytriton/bin/python \\
+        bench/peers/pytriton_server.py --http-port 8003 --grpc-port 8004 --metrics-port 8005
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from pytriton.decorators import batch
+from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
+from pytriton.triton import Triton, TritonConfig
+from workload import DEFAULT_STORE, GRAPH_ROLES, Sampler
+
+
+def infer_function(sampler: Sampler) -> Callable[..., dict[str, np.ndarray]]:
+    @batch
+    def infer(seed: np.ndarray, n: np.ndarray) -> dict[str, np.ndarray]:
+        requests = [(int(k), int(s)) for k, s in zip(n[:, 0], seed[:, 0], strict=True)]
+        images = sampler.sample(requests)
+        width = max(len(row) for row in images)
+        padded = [row + [""] * (width - len(row)) for row in images]
+        return {"images": np.array(padded, dtype=np.bytes_)}  # (B, width)
+
+    return infer
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--http-port", type=int, default=8003)
+    parser.add_argument("--grpc-port", type=int, default=8004)
+    parser.add_argument("--metrics-port", type=int, default=8005)
+    parser.add_argument("--store", type=Path, default=DEFAULT_STORE)
+    parser.add_argument("--max-batch-size", type=int, default=64, help="requests per batch")
+    parser.add_argument("--batch-timeout-us", type=int, default=1000)
+    args = parser.parse_args()
+
+    config = TritonConfig(
+        http_address=args.host,
+        http_port=args.http_port,
+        grpc_address=args.host,
+        grpc_port=args.grpc_port,
+        metrics_address=args.host,
+        metrics_port=args.metrics_port,
+        log_verbose=0,
+    )
+    with Triton(config=config) as triton:
+        for model in GRAPH_ROLES:
+            triton.bind(
+                model_name=model,
+                infer_func=infer_function(Sampler(model, args.store)),
+                inputs=[
+                    Tensor(name="seed", dtype=np.int64, shape=(1,)),
+                    Tensor(name="n", dtype=np.int32, shape=(1,)),
+                ],
+                outputs=[Tensor(name="images", dtype=bytes, shape=(-1,))],
+                config=ModelConfig(
+                    max_batch_size=args.max_batch_size,
+                    batcher=DynamicBatcher(max_queue_delay_microseconds=args.batch_timeout_us),
+                ),
+                strict=True,
+            )
+        triton.serve()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""The work every peer server does for one /sample request, the same as the service does it:
+seed -> latents -> one onnxruntime run for the whole batch -> 8-bit PNG -> base64.
+
+Peers import this module from their own folder, so it needs only numpy, Pillow and onnxruntime
+(the PyTriton peer runs it in a separate Python 3.12 environment without the service package).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_STORE = REPO / "model_store"
+
+GRAPH_ROLES = {"dcgan-fashion": "generator", "vae-fashion": "decoder"}
+"""The models the bench measures, and the graph of each that turns latents into images."""
+
+
+def latents(seed: int, n: int, dim: int) -> np.ndarray:
+    """The service's latents: row i depends on the seed only, never on n."""
+    return np.random.default_rng(seed).standard_normal((n, dim), dtype=np.float32)
+
+
+def png_base64(images: np.ndarray) -> list[str]:
+    """(B, 1, H, W) floats in [0, 1] to base64 8-bit grayscale PNGs."""
+    encoded = []
+    for image in images:
+        pixels = np.round(np.clip(image[0], 0.0, 1.0) * 255).astype(np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(pixels, mode="L").save(buffer, format="PNG")
+        encoded.append(base64.b64encode(buffer.getvalue()).decode("ascii"))
+    return encoded
+
+
+@dataclass(frozen=True)
+class GraphFile:
+    model: str
+    path: Path
+    latent_dim: int
+    card: dict[str, Any]
+
+
+def graph_file(model: str, store: Path = DEFAULT_STORE) -> GraphFile:
+    """The image graph of the newest version of ``model``, as its model card names it. Reads
+    the store's layout (cards ``<name>.v<version>.json``, files relative to the store) and the
+    older one (``<name>/<version>/model.json``, files beside the card)."""
+    cards = {
+        _version(p.name.removeprefix(f"{model}.v").removesuffix(".json")): p
+        for p in store.glob(f"{model}.v*.json")
+    }
+    older = {_version(p.parent.name): p for p in store.glob(f"{model}/*/model.json")}
+    if cards:
+        card_path = cards[max(cards)]
+        base = store
+    elif older:
+        card_path = older[max(older)]
+        base = card_path.parent
+    else:
+        raise FileNotFoundError(f"{store} has no model card for {model}")
+    card = json.loads(card_path.read_text())
+    path = base / card["graphs"][GRAPH_ROLES[model]]["file"]
+    return GraphFile(model, path, int(card["latent_dim"]), card)
+
+
+def _version(text: str) -> int:
+    return int(text) if text.isdigit() else -1
+
+
+def open_session(path: Path, threads: int = 0) -> ort.InferenceSession:
+    """onnxruntime's defaults (every optimisation, one thread per physical core), on the CPU."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class Sampler:
+    """One graph in one session; ``sample`` serves a whole batch of requests with one run."""
+
+    def __init__(self, model: str, store: Path = DEFAULT_STORE, threads: int = 0) -> None:
+        graph = graph_file(model, store)
+        self.model, self.latent_dim = model, graph.latent_dim
+        self.session = open_session(graph.path, threads)
+        self.sample([(1, 0)])  # warm-up
+
+    def images(self, requests: list[tuple[int, int]]) -> list[np.ndarray]:
+        """(n, seed) per request -> that request's (n, 1, H, W) images."""
+        z = np.concatenate([latents(seed, n, self.latent_dim) for n, seed in requests])
+        (images,) = self.session.run(["image"], {"z": z})  # (sum n, 1, 28, 28)
+        bounds = np.cumsum([n for n, _ in requests])[:-1]
+        return np.split(images, bounds)
+
+    def sample(self, requests: list[tuple[int, int]]) -> list[list[str]]:
+        """(n, seed) per request -> that request's base64 PNGs."""
+        return [png_base64(images) for images in self.images(requests)]

@@ -1,0 +1,257 @@
+"""The benchmark's results, the ratios the issue asks for, and their markdown and JSON forms."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loadgen import LoadResult, RawResult
+
+SERVICE = "service"
+RATIO_CONCURRENCY = 64
+
+
+@dataclass
+class LoadRow:
+    server: str
+    model: str
+    n: int
+    """Images per request."""
+    concurrency: int
+    result: LoadResult | None = None
+    rss_mib: float | None = None
+    pss_mib: float | None = None
+    failure: str | None = None
+
+    @property
+    def images_per_s(self) -> float | None:
+        r = self.result
+        if r is None or r.requests == 0:
+            return None
+        return r.requests_per_s * self.n * r.ok / r.requests
+
+
+@dataclass
+class ServerStatus:
+    name: str
+    about: str
+    state: str = "not run"
+    ready_s: float | None = None
+    max_pixel_diff: dict[str, int] = field(default_factory=dict)
+    """Per model: largest |difference| in 8-bit pixels from in-process onnxruntime's images."""
+    idle_rss_mib: float | None = None
+
+
+@dataclass
+class Report:
+    machine: dict[str, Any]
+    command: str
+    settings: dict[str, Any]
+    raw: dict[str, list[RawResult]] = field(default_factory=dict)
+    rows: list[LoadRow] = field(default_factory=list)
+    servers: list[ServerStatus] = field(default_factory=list)
+
+    def raw_best(self, model: str) -> RawResult | None:
+        plain = [r for r in self.raw.get(model, []) if not r.png]
+        return max(plain, key=lambda r: r.images_per_s, default=None)
+
+    def raw_batch1(self, model: str) -> RawResult | None:
+        return next((r for r in self.raw.get(model, []) if r.batch == 1 and not r.png), None)
+
+    def row(self, server: str, model: str, n: int, c: int) -> LoadRow | None:
+        return next(
+            (
+                r
+                for r in self.rows
+                if (r.server, r.model, r.n, r.concurrency) == (server, model, n, c)
+            ),
+            None,
+        )
+
+    def ratios(self) -> list[dict[str, Any]]:
+        """At concurrency 64, per model and images per request: service / raw-best and
+        service / best peer (images/s)."""
+        out = []
+        for model, n in sorted({(r.model, r.n) for r in self.rows}):
+            service = self.row(SERVICE, model, n, RATIO_CONCURRENCY)
+            peers = [
+                r
+                for r in self.rows
+                if r.server != SERVICE
+                and (r.model, r.n, r.concurrency) == (model, n, RATIO_CONCURRENCY)
+                and r.images_per_s is not None
+            ]
+            best_peer = max(peers, key=lambda r: r.images_per_s or 0.0, default=None)
+            raw = self.raw_best(model)
+            ours = service.images_per_s if service else None
+            out.append(
+                {
+                    "model": model,
+                    "n": n,
+                    "service_images_per_s": ours,
+                    "raw_best_images_per_s": raw.images_per_s if raw else None,
+                    "raw_best_batch": raw.batch if raw else None,
+                    "service_over_raw_best": _ratio(ours, raw.images_per_s if raw else None),
+                    "best_peer": best_peer.server if best_peer else None,
+                    "best_peer_images_per_s": best_peer.images_per_s if best_peer else None,
+                    "service_over_best_peer": _ratio(
+                        ours, best_peer.images_per_s if best_peer else None
+                    ),
+                }
+            )
+        return out
+
+    def latency_overheads(self) -> list[dict[str, Any]]:
+        """p50 of the service at concurrency 1 and 1 image, minus raw p50 of one batch-1 run."""
+        out = []
+        for model in self.raw:
+            row = self.row(SERVICE, model, 1, 1)
+            raw = self.raw_batch1(model)
+            service_p50 = row.result.p50_ms if row and row.result else None
+            raw_p50 = raw.p50_ms if raw else None
+            overhead = None
+            if service_p50 is not None and raw_p50 is not None:
+                overhead = service_p50 - raw_p50
+            out.append(
+                {
+                    "model": model,
+                    "service_p50_ms": service_p50,
+                    "raw_p50_ms": raw_p50,
+                    "overhead_ms": overhead,
+                }
+            )
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "machine": self.machine,
+            "command": self.command,
+            "settings": self.settings,
+            "raw_onnxruntime": {
+                model: [dataclasses.asdict(r) for r in results]
+                for model, results in self.raw.items()
+            },
+            "servers": [dataclasses.asdict(s) for s in self.servers],
+            "loads": [
+                {
+                    **{k: v for k, v in dataclasses.asdict(row).items() if k != "result"},
+                    "images_per_s": row.images_per_s,
+                    "result": dataclasses.asdict(row.result) if row.result else None,
+                }
+                for row in self.rows
+            ],
+            "ratios_at_concurrency_64": self.ratios(),
+            "latency_overhead": self.latency_overheads(),
+        }
+
+    def to_markdown(self) -> str:
+        m = self.machine
+        lines = [
+            "# Throughput: this service, raw onnxruntime and peer model servers",
+            "",
+            f"- Machine: {m['cpu']}, {m['cores']} logical cores ({m['usable_cores']} usable), "
+            f"{m['memory_gib']:.1f} GiB, {m['kernel']}",
+            f"- Date: {m['date']}",
+            f"- Command: `{self.command}`",
+            f"- Versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}",
+            f"- Settings: {', '.join(f'{k}={v}' for k, v in self.settings.items())}",
+            "",
+            "## Raw onnxruntime, in process (the limit)",
+            "",
+            "| model | batch | images/s | p50 of one run (ms) | runs |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        for model, results in self.raw.items():
+            best = self.raw_best(model)
+            for r in results:
+                label = f"{r.batch}{' + PNG' if r.png else ''}{' (best)' if r is best else ''}"
+                lines.append(
+                    f"| {model} | {label} | {r.images_per_s:,.0f} | {r.p50_ms:.3f} | {r.runs} |"
+                )
+        lines += [
+            "",
+            "## Servers over HTTP on 127.0.0.1 (wrk, fixed request count)",
+            "",
+            "| server | model | images/request | concurrency | requests | images/s | p50 ms "
+            "| p99 ms | errors | RSS MiB | PSS MiB |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for row in self.rows:
+            r = row.result
+            if r is None:
+                lines.append(
+                    f"| {row.server} | {row.model} | {row.n} | {row.concurrency} | - | - | - | - "
+                    f"| failed: {row.failure} | - | - |"
+                )
+                continue
+            short = "" if r.complete else " (cut short)"
+            lines.append(
+                f"| {row.server} | {row.model} | {row.n} | {row.concurrency} | {r.requests}{short} "
+                f"| {_num(row.images_per_s)} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} "
+                f"| {_num(row.rss_mib)} | {_num(row.pss_mib)} |"
+            )
+        lines += [
+            "",
+            f"## Ratios at concurrency {RATIO_CONCURRENCY} (images/s)",
+            "",
+            "| model | images/request | service | raw best (batch) | service / raw best "
+            "| best peer | service / best peer |",
+            "| --- | ---: | ---: | ---: | ---: | --- | ---: |",
+        ]
+        for q in self.ratios():
+            lines.append(
+                f"| {q['model']} | {q['n']} | {_num(q['service_images_per_s'])} "
+                f"| {_num(q['raw_best_images_per_s'])} ({q['raw_best_batch']}) "
+                f"| {_x(q['service_over_raw_best'])} | {q['best_peer'] or '-'} "
+                f"{_num(q['best_peer_images_per_s'])} | {_x(q['service_over_best_peer'])} |"
+            )
+        lines += [
+            "",
+            "## Latency of one request (concurrency 1, 1 image)",
+            "",
+            "| model | service p50 ms | raw onnxruntime p50 ms (batch 1) | difference ms |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        for q in self.latency_overheads():
+            lines.append(
+                f"| {q['model']} | {_num(q['service_p50_ms'], 2)} | {_num(q['raw_p50_ms'], 3)} "
+                f"| {_num(q['overhead_ms'], 2)} |"
+            )
+        lines += [
+            "",
+            "## Servers",
+            "",
+            "| server | what | state | ready after s | idle RSS MiB | max pixel diff vs raw |",
+            "| --- | --- | --- | ---: | ---: | --- |",
+        ]
+        for s in self.servers:
+            diffs = ", ".join(f"{k}: {v}" for k, v in s.max_pixel_diff.items()) or "-"
+            lines.append(
+                f"| {s.name} | {s.about} | {s.state} | {_num(s.ready_s, 1)} "
+                f"| {_num(s.idle_rss_mib)} | {diffs} |"
+            )
+        return "\n".join(lines) + "\n"
+
+    def write(self, out: Path) -> list[Path]:
+        """Markdown to ``out`` (or beside it for a .json path) and JSON beside it."""
+        md = out if out.suffix != ".json" else out.with_suffix(".md")
+        js = out.with_suffix(".json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        md.write_text(self.to_markdown())
+        js.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        return [md, js]
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def _num(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _x(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"

@@ -1,0 +1,39 @@
+"""Content negotiation for the routes that can answer with a PNG instead of JSON."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+_JSON_RANGES = ("application/json", "application/*", "*/*")
+
+
+def wants_png(request: Request) -> bool:
+    """True if the Accept header prefers image/png to JSON (RFC 9110 quality values).
+
+    ``image/png`` must be named: a bare ``*/*`` keeps the JSON default. On a tie the named
+    image/png wins, since a client only names it on purpose.
+    """
+    accept = next((v for k, v in request.scope["headers"] if k == b"accept"), b"")
+    if b"image/png" not in accept:  # the common case, decided without parsing
+        return False
+    png_q, json_q = 0.0, 0.0
+    for item in accept.decode("latin-1").split(","):
+        media, _, params = item.strip().partition(";")
+        media = media.strip().lower()
+        q = _quality(params)
+        if media == "image/png":
+            png_q = max(png_q, q)
+        elif media in _JSON_RANGES:
+            json_q = max(json_q, q)
+    return png_q > 0 and png_q >= json_q
+
+
+def _quality(params: str) -> float:
+    for param in params.split(";"):
+        name, _, value = param.strip().partition("=")
+        if name.strip().lower() == "q":
+            try:
+                return min(max(float(value), 0.0), 1.0)
+            except ValueError:
+                return 0.0
+    return 1.0

@@ -1,0 +1,196 @@
+"""The Open Inference Protocol (KServe v2) REST endpoints, beside the service's own API. The
+protocol lives in ``service.inference_protocol``; errors become ``{"error": ...}`` in
+``service.api.errors``."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import anyio.to_thread
+from fastapi import APIRouter, Request, Response
+
+from service.api.deps import LimitsDep, MetricsDep, RegistryDep, SettingsDep
+from service.config import Settings
+from service.errors import InvalidInput, ModelNotReady, PayloadTooLarge
+from service.inference_protocol import models
+from service.inference_protocol.schema import (
+    ErrorObject,
+    InferenceResponse,
+    ModelMetadata,
+    ModelReady,
+    ServerLive,
+    ServerMetadata,
+    ServerReady,
+)
+from service.inference_protocol.tensors import (
+    HEADER_LENGTH,
+    decode_request,
+    encode_response,
+    requested_outputs,
+)
+from service.metrics import Metrics
+from service.operations import Limits
+from service.registry import Registry
+
+router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"])
+
+EXTENSIONS = ["binary_tensor_data"]
+INLINE_BYTES = 64 * 1024
+T = TypeVar("T")
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorObject} for status in (400, 404, 413, 503)
+}
+_INFER_BODY = {
+    "description": "JSON, or with `Inference-Header-Content-Length`: that many bytes of JSON, "
+    "then the binary outputs in order (the binary tensor data extension).",
+    "content": {"application/octet-stream": {}},
+}
+
+
+@router.get("", response_model=ServerMetadata)
+async def server_metadata(request: Request) -> ServerMetadata:
+    return ServerMetadata(name="genserve", version=request.app.version, extensions=EXTENSIONS)
+
+
+@router.get("/health/live", response_model=ServerLive)
+async def server_live() -> ServerLive:
+    return ServerLive(live=True)
+
+
+@router.get("/health/ready", response_model=ServerReady, responses=_ERRORS)
+async def server_ready(registry: RegistryDep) -> ServerReady:
+    """200 when every model loaded and one at least serves, as ``GET /health/ready``."""
+    if not registry.ready:
+        raise ModelNotReady("not ready: see GET /health/ready for each model's state")
+    return ServerReady(ready=True)
+
+
+@router.get("/models/{model_name}", response_model=ModelMetadata, responses=_ERRORS)
+async def model_metadata(model_name: str, registry: RegistryDep) -> ModelMetadata:
+    return models.find(registry, model_name).metadata()
+
+
+@router.get(
+    "/models/{model_name}/versions/{model_version}",
+    response_model=ModelMetadata,
+    responses=_ERRORS,
+)
+async def model_version_metadata(
+    model_name: str, model_version: str, registry: RegistryDep
+) -> ModelMetadata:
+    return models.find(registry, model_name, model_version).metadata()
+
+
+@router.get("/models/{model_name}/ready", response_model=ModelReady, responses=_ERRORS)
+async def model_ready(model_name: str, registry: RegistryDep) -> ModelReady:
+    return ModelReady(name=models.find(registry, model_name).name, ready=True)
+
+
+@router.get(
+    "/models/{model_name}/versions/{model_version}/ready",
+    response_model=ModelReady,
+    responses=_ERRORS,
+)
+async def model_version_ready(
+    model_name: str, model_version: str, registry: RegistryDep
+) -> ModelReady:
+    return ModelReady(name=models.find(registry, model_name, model_version).name, ready=True)
+
+
+@router.post(
+    "/models/{model_name}/infer",
+    response_model=InferenceResponse,
+    responses={200: _INFER_BODY, **_ERRORS},
+)
+async def infer(
+    model_name: str,
+    request: Request,
+    registry: RegistryDep,
+    settings: SettingsDep,
+    limits: LimitsDep,
+    metrics: MetricsDep,
+) -> Response:
+    """Run one v2 model. The body is an inference request as JSON; with the binary tensor data
+    extension, the inputs' bytes follow it."""
+    return await _infer(model_name, None, request, registry, settings, limits, metrics)
+
+
+@router.post(
+    "/models/{model_name}/versions/{model_version}/infer",
+    response_model=InferenceResponse,
+    responses={200: _INFER_BODY, **_ERRORS},
+)
+async def infer_version(
+    model_name: str,
+    model_version: str,
+    request: Request,
+    registry: RegistryDep,
+    settings: SettingsDep,
+    limits: LimitsDep,
+    metrics: MetricsDep,
+) -> Response:
+    return await _infer(model_name, model_version, request, registry, settings, limits, metrics)
+
+
+async def _infer(
+    model_name: str,
+    model_version: str | None,
+    request: Request,
+    registry: Registry,
+    settings: Settings,
+    limits: Limits,
+    metrics: Metrics,
+) -> Response:
+    v2 = models.find(registry, model_name, model_version)
+    request.state.model = v2.model.name
+    body = _decoded(await request.body(), request.headers.get("content-encoding"), settings)
+    decoded = await _off_loop_if_large(
+        len(body), decode_request, body, request.headers.get(HEADER_LENGTH)
+    )
+    outputs = requested_outputs(decoded.request, [t.name for t in v2.outputs])
+    limiter = request.app.state.autoregressive_limiter
+    result = await models.infer(v2, decoded.tensors, limits, limiter)
+    if v2.kind is not models.Kind.GRAPH:
+        metrics.images.labels(v2.model.name, v2.kind.value).inc(len(result.outputs["images"]))
+    head: dict[str, Any] = {"model_name": v2.name, "model_version": v2.version}
+    if decoded.request.id is not None:
+        head["id"] = decoded.request.id
+    if result.parameters:
+        head["parameters"] = result.parameters
+    chosen = [(name, result.outputs[name], binary) for name, binary in outputs]
+    size = sum(array.nbytes for _, array, _ in chosen)
+    payload, json_length = await _off_loop_if_large(size, encode_response, head, chosen)
+    if json_length is None:
+        return Response(payload, media_type="application/json")
+    return Response(
+        payload,
+        media_type="application/octet-stream",
+        headers={HEADER_LENGTH: str(json_length)},
+    )
+
+
+async def _off_loop_if_large(size: int, work: Callable[..., T], *args: Any) -> T:
+    """Parsing or writing a large tensor would hold up the event loop; a small one costs less
+    than the hop to a worker thread."""
+    if size <= INLINE_BYTES:
+        return work(*args)
+    return await anyio.to_thread.run_sync(work, *args)
+
+
+def _decoded(body: bytes, encoding: str | None, settings: Settings) -> bytes:
+    """The body as sent before ``Content-Encoding`` (gzip or deflate, as tritonclient can send
+    it), inflated to at most the body limit."""
+    if encoding in (None, "identity"):
+        return body
+    if encoding not in ("gzip", "deflate"):
+        raise InvalidInput(f"Content-Encoding {encoding!r} is not supported (gzip, deflate)")
+    inflate = zlib.decompressobj(zlib.MAX_WBITS | (16 if encoding == "gzip" else 0))
+    try:
+        data = inflate.decompress(body, settings.max_body_bytes + 1)
+    except zlib.error as exc:
+        raise InvalidInput(f"body: not valid {encoding} data") from exc
+    if len(data) > settings.max_body_bytes or inflate.unconsumed_tail:
+        raise PayloadTooLarge(f"request body exceeds the limit of {settings.max_body_bytes} bytes")
+    return data
