@@ -55,6 +55,11 @@ class ServerSpec:
     env: Callable[[], dict[str, str]] = dict
     missing: Callable[[], str | None] = lambda: None
     """Why the server cannot run here (not installed), or None."""
+    stop_grace_s: float = 5.0
+    """How long SIGTERM has before SIGKILL."""
+    stop_signal: signal.Signals = signal.SIGTERM
+    stops_its_children: bool = False
+    """The stop signal goes to its own process only, which shuts its children down in order."""
 
 
 def _sample_body(model: str, n: int) -> Request:
@@ -168,6 +173,9 @@ SERVERS: dict[str, ServerSpec] = {
             ports=3,
             env=_pytriton_env,
             missing=_pytriton_missing,
+            stop_grace_s=20.0,
+            stop_signal=signal.SIGINT,  # PyTriton's documented way to quit
+            stops_its_children=True,  # it stops Triton, which unloads models and shared memory
         ),
         ServerSpec(
             "mosec",
@@ -234,7 +242,6 @@ class RunningServer:
     log_path: Path
     started: float = field(default_factory=time.perf_counter)
     ready_s: float | None = None
-    _known: set[int] = field(default_factory=set)
 
     @classmethod
     def start(
@@ -290,7 +297,6 @@ class RunningServer:
             pid = todo.pop()
             tree.append(pid)
             todo.extend(children.get(pid, []))
-        self._known.update(tree)
         return tree
 
     def memory(self) -> Memory:
@@ -302,26 +308,28 @@ class RunningServer:
             pss += _kib(Path(f"/proc/{pid}/smaps_rollup"), "Pss")
         return Memory(rss / 1024, pss / 1024, len(pids))
 
-    def stop(self, grace_s: float = 15.0) -> None:
-        """SIGTERM to its process group and every process of its tree, then SIGKILL."""
-        pids = set(self.tree()) | self._known
-        self._signal_all(pids, signal.SIGTERM)
+    def stop(self) -> None:
+        """The stop signal to its process group and every process of its tree (or to its own
+        process only); once that has exited (or its grace is up), SIGKILL to what is left."""
+        pids = set(self.tree())
+        if self.spec.stops_its_children:
+            self._signal_all({self.process.pid}, self.spec.stop_signal, group=False)
+        else:
+            self._signal_all(pids, self.spec.stop_signal)
         try:
-            self.process.wait(timeout=grace_s)
+            self.process.wait(timeout=self.spec.stop_grace_s)
+            time.sleep(0.5)  # a moment for its children to finish exiting
         except subprocess.TimeoutExpired:
             pass
-        deadline = time.perf_counter() + 5
-        while time.perf_counter() < deadline and any(_alive(p) for p in pids):
-            time.sleep(0.1)
-        self._signal_all({p for p in pids if _alive(p)}, signal.SIGKILL)
-        if self.process.poll() is None:
-            self.process.wait(timeout=5)
+        self._signal_all(pids, signal.SIGKILL)
+        self.process.wait(timeout=10)
 
-    def _signal_all(self, pids: set[int], sig: signal.Signals) -> None:
-        try:
-            os.killpg(self.process.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
+    def _signal_all(self, pids: set[int], sig: signal.Signals, group: bool = True) -> None:
+        if group:
+            try:
+                os.killpg(self.process.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
         for pid in pids:
             try:
                 os.kill(pid, sig)
@@ -344,12 +352,3 @@ def _kib(path: Path, key: str) -> int:
     except (OSError, ValueError, IndexError):
         pass
     return 0
-
-
-def _alive(pid: int) -> bool:
-    """True while the process exists and is not a zombie."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"

@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
         port=args.port,
         log_level=args.log_level,
         access_log=args.access_log,
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
     )
 
 

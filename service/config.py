@@ -18,7 +18,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SERVICE_", protected_namespaces=(), frozen=True)
 
     model_store: Path = Field(
-        default=BUNDLED_STORE, description="Folder holding <name>/<version>/."
+        default=BUNDLED_STORE, description="A Triton model repository with genserve cards."
     )
     device: Device = Field(default="auto", description="auto prefers CUDA and falls back to CPU.")
     intra_op_threads: int = Field(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from contextlib import suppress
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 # 0.5 ms .. 30 s, roughly x2.5 per bucket.
@@ -14,6 +17,7 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._model_series: dict[str, list[tuple[Gauge, tuple[str, ...]]]] = {}
         self.request_duration = Histogram(
             "genserve_request_duration_seconds",
             "HTTP request latency, by model, operation and status code.",
@@ -79,10 +83,29 @@ class Metrics:
         )
         self.rejections = Counter(
             "genserve_rejected_requests",
-            "Requests refused with 503 because a graph's batch queue was full.",
+            "Requests refused with 503 because a graph's batch queue was full or they waited "
+            "in it too long.",
             ["model", "graph"],
             registry=self.registry,
         )
+
+    def publish_model(
+        self, name: str, version: str, ready: bool, providers: Mapping[str, str]
+    ) -> None:
+        """Replace the model's model_ready and provider_info series (after a load or reload)."""
+        self.forget_model(name)
+        self.model_ready.labels(name, version).set(1.0 if ready else 0.0)
+        series: list[tuple[Gauge, tuple[str, ...]]] = [(self.model_ready, (name, version))]
+        for role, provider in providers.items():
+            self.provider_info.labels(name, role, provider).set(1.0)
+            series.append((self.provider_info, (name, role, provider)))
+        self._model_series[name] = series
+
+    def forget_model(self, name: str) -> None:
+        """Drop the model's series: a model that is not served exports none."""
+        for gauge, labels in self._model_series.pop(name, []):
+            with suppress(KeyError):
+                gauge.remove(*labels)
 
     def observe_run(self, model: str, graph: str, seconds: float) -> None:
         self.onnx_run.labels(model, graph).observe(seconds)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -11,7 +13,7 @@ import anyio.to_thread
 import numpy as np
 
 from service.config import Settings
-from service.errors import InvalidInput, LimitExceeded, UnsupportedOperation
+from service.errors import InvalidInput, LimitExceeded, Overloaded, UnsupportedOperation
 from service.families import FAMILIES, Family, Operation
 from service.imaging import parse_image, parse_images
 from service.likelihood import sample_pixel
@@ -26,11 +28,21 @@ class Limits:
     max_n: int = 64
     max_autoregressive_n: int = 16
     max_images: int = 64
+    queue_limit: int = 256
+    """Most autoregressive samplings waiting for their turn (batched graphs have their own)."""
+    queue_timeout: float = 0.0
+    """Seconds a sampling may wait for its turn; 0: no limit."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
         autoregressive = min(settings.max_autoregressive_n, settings.max_n)
-        return cls(settings.max_n, autoregressive, settings.max_images)
+        return cls(
+            settings.max_n,
+            autoregressive,
+            settings.max_images,
+            settings.batch_queue_limit,
+            settings.queue_timeout_ms / 1000,
+        )
 
 
 @dataclass(frozen=True)
@@ -96,7 +108,8 @@ async def sample(
         def draw() -> Any:
             return finish(_sample_autoregressive(model, card, n, seed, temperature or 1.0))
 
-        return await anyio.to_thread.run_sync(draw, limiter=autoregressive_limiter)
+        async with _turn(card.name, autoregressive_limiter, limits):
+            return await anyio.to_thread.run_sync(draw)
     z = latents(seed, n, _latent_dim(card))
     if truncation is not None:
         z = truncate(z, seed, truncation)
@@ -146,6 +159,35 @@ async def interpolate(
     t = np.linspace(0.0, 1.0, steps, dtype=np.float32)
     z = slerp(a, b, t) if method == "slerp" else lerp(a, b, t)
     return await _decode(model, z, finish), z
+
+
+@asynccontextmanager
+async def _turn(
+    name: str, limiter: anyio.CapacityLimiter | None, limits: Limits
+) -> AsyncIterator[None]:
+    """Wait for a free autoregressive slot in a bounded queue, for a bounded time; Overloaded
+    when the queue is full or the wait too long."""
+    if limiter is None:
+        yield
+        return
+    waiting = limiter.statistics().tasks_waiting
+    if waiting >= limits.queue_limit:
+        raise Overloaded(
+            f"{name}: {waiting} autoregressive samplings are waiting; retry later",
+            float(max(1, waiting)),
+        )
+    with anyio.move_on_after(limits.queue_timeout or math.inf) as wait:
+        await limiter.acquire()
+    if wait.cancelled_caught:
+        raise Overloaded(
+            f"{name}: waited more than {limits.queue_timeout:g} s for an autoregressive "
+            "sampling slot; retry later",
+            float(max(1, limiter.statistics().tasks_waiting)),
+        )
+    try:
+        yield
+    finally:
+        limiter.release()
 
 
 def lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:

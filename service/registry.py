@@ -81,8 +81,8 @@ class LoadedModel:
         return operation in self.operations
 
 
-ModelSubscriber = Callable[[LoadedModel | None, LoadedModel], None]
-"""Called as subscriber(previous, current) whenever a model is swapped."""
+ModelSubscriber = Callable[[LoadedModel], None]
+"""Called with the model swapped in, whenever one is."""
 
 
 class Registry:
@@ -107,7 +107,7 @@ class Registry:
         previous = self.models.get(model.name)
         self.models = dict(sorted({**self.models, model.name: model}.items()))
         for subscriber in self.subscribers:
-            subscriber(previous, model)
+            subscriber(model)
         return previous
 
     @property
@@ -208,7 +208,6 @@ def _load_one(
     model = LoadedModel(entry.name)
     try:
         model.card = card = read_card(entry)
-        assert entry.version_dir is not None  # read_card refuses a model without one
         family = FAMILIES.get(card.family)
         if family is None:
             raise UnsupportedFamily(f"family {card.family!r} is not served by this service")
@@ -219,10 +218,10 @@ def _load_one(
             _check_mixture(card)
         if card.image_shape[0] != 1:
             raise ServiceError(f"{entry.name}: only 1-channel images are served")
-        verify_files(entry.version_dir, card)
+        verify_files(entry.folder, card)
         batching = None if family.autoregressive else batch_policy(settings)
         model.graphs = {
-            role: _open(entry.version_dir, card, role, settings, providers, observers, batching)
+            role: _open(entry.folder, card, role, settings, providers, observers, batching)
             for role in (*family.graphs, *(g for g in family.optional_graphs if g in card.graphs))
         }
         if warm_up:

@@ -112,11 +112,6 @@ class StoreEntry:
         assert self.card_path is not None, f"{self.name}: {self.problem}"
         return self.card_path.parent
 
-    @property
-    def version_dir(self) -> Path:
-        """The former name of ``folder``; registry.py still uses it."""
-        return self.folder
-
 
 def discover(root: Path) -> list[StoreEntry]:
     """Every model with a card, at its highest version. A folder in the old layout

@@ -13,6 +13,7 @@ import pytest
 from service.api.content import wants_png
 from service.batching import Batcher, BatchPolicy, Feeds, Outputs
 from service.errors import Overloaded
+from service.registry import Registry
 
 
 class Recorder:
@@ -199,3 +200,18 @@ class _Req:
 )
 def test_accept_header_negotiation(accept: str | None, png: bool) -> None:
     assert wants_png(_Req(accept)) is png  # type: ignore[arg-type]
+
+
+def test_io_binding_path_gives_the_same_outputs(registry: Registry) -> None:
+    """The CUDA path binds inputs and outputs; on CPU it must agree with a plain run."""
+    graph = registry.get("vae-tiny").graphs["decoder"]
+    z = np.random.default_rng(0).standard_normal((5, 8), dtype=np.float32)
+    plain = graph.run({"z": z})
+    try:
+        graph.io_binding = True
+        bound = graph.run({"z": z})
+    finally:
+        graph.io_binding = None
+    assert bound.keys() == plain.keys()
+    for name in plain:
+        np.testing.assert_array_equal(bound[name], plain[name])

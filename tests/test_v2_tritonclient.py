@@ -108,10 +108,29 @@ def test_json_and_binary_modes_give_the_same_tensors(client: triton.InferenceSer
     as_binary = client.infer(
         "vae-tiny.encoder",
         [tensor("image", x, True)],
+        model_version="1",
         outputs=wanted("mean", "log_var", binary=True),
     )
     for name in ("mean", "log_var"):
         np.testing.assert_array_equal(as_json.as_numpy(name), as_binary.as_numpy(name))
+
+
+def test_concurrent_requests_each_get_their_own_rows(server: str) -> None:
+    """Requests that the dynamic batcher may run together still get their own rows back."""
+    latents = [np.full((rows, 8), rows / 10, np.float32) for rows in (1, 3, 2, 4, 1, 2, 3, 1)]
+    alone = triton.InferenceServerClient(server.removeprefix("http://"))
+    expected = [
+        alone.infer("dcgan-tiny.generator", [tensor("z", z, True)]).as_numpy("image")
+        for z in latents
+    ]
+    parallel = triton.InferenceServerClient(server.removeprefix("http://"), concurrency=8)
+    pending = [
+        parallel.async_infer("dcgan-tiny.generator", [tensor("z", z, True)]) for z in latents
+    ]
+    for request, want in zip(pending, expected, strict=True):
+        np.testing.assert_allclose(request.get_result().as_numpy("image"), want, atol=1e-6)
+    alone.close()
+    parallel.close()
 
 
 def test_encoder_matches_post_encode(

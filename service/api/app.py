@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -14,7 +17,8 @@ from service.api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from service.api.routes import api_router
 from service.config import Settings
 from service.metrics import Metrics
-from service.registry import ModelState, Observers, Registry, load_registry
+from service.model_control import ModelControl
+from service.registry import LoadedModel, ModelState, Observers, Registry, load_registry
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +34,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     registry = await anyio.to_thread.run_sync(load_registry, settings, observers)
     app.state.registry = registry
     app.state.autoregressive_limiter = anyio.CapacityLimiter(settings.max_concurrent_autoregressive)
-    for name, model in registry.models.items():
-        if model.state is ModelState.UNSUPPORTED:  # not served, so neither ready nor failing
-            continue
-        ready = model.state is ModelState.READY
-        metrics.model_ready.labels(name, str(model.version or "")).set(1.0 if ready else 0.0)
-        for role, provider in model.providers.items():
-            metrics.provider_info.labels(name, role, provider).set(1.0)
+    app.state.control = control = ModelControl(registry)
+    for model in registry.models.values():
+        publish_model(metrics, model)
+    registry.subscribers.append(partial(publish_model, metrics))
     providers = sorted({m.provider for m in registry.models.values() if m.provider})
     log.info(
         "%d of %d models ready (provider: %s)",
@@ -44,8 +45,25 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         len(registry.models),
         ", ".join(providers) or "none",
     )
+    watch = None
+    if settings.watch_interval_s > 0:
+        watch = asyncio.create_task(control.watch(settings.watch_interval_s), name="store-watch")
     yield
+    if watch is not None:
+        watch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watch
     await registry.close()
+
+
+def publish_model(metrics: Metrics, model: LoadedModel) -> None:
+    """Export the model's readiness and providers; a model not served (unsupported family,
+    unloaded by an admin) exports no series, so that it is neither ready nor failing."""
+    if model.state in (ModelState.UNSUPPORTED, ModelState.UNLOADED):
+        metrics.forget_model(model.name)
+        return
+    ready = model.state is ModelState.READY
+    metrics.publish_model(model.name, str(model.version or ""), ready, model.providers)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -59,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.registry = Registry({}, {})
+    app.state.control = ModelControl(app.state.registry)
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)

@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 from service.config import Settings
 from service.families import Operation
 from service.metrics import Metrics
+from service.model_control import ModelControl
 from service.operations import Limits
 from service.registry import LoadedModel, Registry
 
@@ -32,6 +33,11 @@ async def get_metrics(request: Request) -> Metrics:
     return metrics
 
 
+async def get_control(request: Request) -> ModelControl:
+    control: ModelControl = request.app.state.control
+    return control
+
+
 async def get_limits(settings: Annotated[Settings, Depends(get_settings)]) -> Limits:
     return Limits.from_settings(settings)
 
@@ -40,6 +46,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 LimitsDep = Annotated[Limits, Depends(get_limits)]
+ControlDep = Annotated[ModelControl, Depends(get_control)]
 
 
 def resolve_model(

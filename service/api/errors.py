@@ -147,6 +147,10 @@ def _clean(msg: str) -> str:
     return msg.removeprefix("Value error, ")
 
 
+_UNPARSABLE_BODY = "There was an error parsing the body"
+"""FastAPI's 400 for a body it cannot even decode; the same mistake as invalid JSON, so 422."""
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     status, path = exc.status_code, request.url.path
@@ -154,6 +158,8 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         message, code = f"no route {request.method} {path}", "not_found"
     elif status == 405:
         message, code = f"method {request.method} not allowed on {path}", "method_not_allowed"
+    elif status == 400 and exc.detail == _UNPARSABLE_BODY:  # e.g. bytes that are not UTF-8
+        status, message, code = 422, "body: invalid JSON (cannot decode it)", "invalid_json"
     else:
         message, code = str(exc.detail), _snake(status)
     if status >= 500:

@@ -13,6 +13,7 @@ from service.metrics import Metrics
 
 _OPERATIONS = {
     "sample", "encode", "reconstruct", "interpolate", "models", "health", "metrics", "v2",
+    "admin",
 }  # fmt: skip
 
 

@@ -167,7 +167,7 @@ class InterpolateResponse(_Response):
 
 class ModelInfo(_Response):
     name: str
-    state: Literal["loading", "ready", "failed", "unsupported"]
+    state: Literal["loading", "ready", "failed", "unsupported", "unloaded"]
     reason: str | None = Field(default=None, description="Why the model failed, if it did.")
     version: int | None = None
     family: str | None = None
@@ -189,7 +189,7 @@ class LiveResponse(_Response):
 
 
 class ModelHealth(_Response):
-    state: Literal["loading", "ready", "failed", "unsupported"]
+    state: Literal["loading", "ready", "failed", "unsupported", "unloaded"]
     version: int | None = None
     provider: str | None = None
     reason: str | None = None
@@ -200,6 +200,16 @@ class ReadyResponse(_Response):
     models: dict[str, ModelHealth]
     error: str | None = Field(default=None, description="Why the service is not ready (503 only).")
     code: str | None = Field(default=None, description="not_ready (503 only).")
+
+
+class ModelChangeResponse(_Response):
+    model: str
+    action: Literal["load", "unload", "reload"]
+    changed: bool = Field(description="False when there was nothing to do.")
+    state: Literal["loading", "ready", "failed", "unsupported", "unloaded"]
+    version: int | None = Field(default=None, description="The version now in place.")
+    previous_version: int | None = Field(default=None, description="The version it replaced.")
+    seconds: float = Field(description="Spent loading and warming the new version.")
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

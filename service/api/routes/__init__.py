@@ -1,6 +1,7 @@
 from fastapi import APIRouter
 
 from service.api.routes import (
+    admin,
     encode,
     health,
     interpolate,
@@ -13,5 +14,5 @@ from service.api.routes import (
 )
 
 api_router = APIRouter()
-for module in (health, models, sample, encode, reconstruct, interpolate, metrics, ui, v2):
+for module in (health, models, sample, encode, reconstruct, interpolate, metrics, ui, v2, admin):
     api_router.include_router(module.router)

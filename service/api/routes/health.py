@@ -51,4 +51,7 @@ def _why_not_ready(registry: Registry) -> str:
     ]
     if failed:
         return "not ready: " + "; ".join(failed)
+    unloaded = [name for name, m in registry.models.items() if m.state is ModelState.UNLOADED]
+    if unloaded:
+        return "no model serves: unloaded by an admin: " + ", ".join(unloaded)
     return "the model store holds no model this service can serve"
