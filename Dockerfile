@@ -3,7 +3,8 @@
 #   docker build --target cuda -t genserve:cuda .    NVIDIA CUDA 13 + cuDNN 9, onnxruntime-gpu
 # Each runtime stage holds a venv with the service's dependencies only (no torch: the `train`
 # extra is never installed), service/ and model_store/. No compiler is installed anywhere: every
-# dependency ships a wheel. Both run as uid 10001 and serve on port 8000.
+# dependency ships a wheel, at the version constraints.txt pins. Both run as uid 10001 and serve
+# on port 8000.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 ARG CUDA_IMAGE=nvidia/cuda:13.0.2-cudnn-runtime-ubuntu24.04
@@ -17,10 +18,10 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 python3-venv \
     && rm -rf /var/lib/apt/lists/*
-COPY pyproject.toml deploy/docker/requirements.py /build/
+COPY pyproject.toml constraints.txt deploy/docker/requirements.py /build/
 RUN python3 -m venv /opt/venv \
     && python3 /build/requirements.py /build/pyproject.toml cuda > /build/requirements.txt \
-    && /opt/venv/bin/pip install -r /build/requirements.txt
+    && /opt/venv/bin/pip install -r /build/requirements.txt -c /build/constraints.txt
 
 FROM ${CUDA_IMAGE} AS cuda
 ARG DEBIAN_FRONTEND=noninteractive
@@ -49,10 +50,10 @@ CMD ["python", "-m", "service", "--host", "0.0.0.0", "--port", "8000"]
 # ---------------------------------------------------------------- CPU (onnxruntime 1.31)
 FROM ${PYTHON_IMAGE} AS cpu-builder
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-COPY pyproject.toml deploy/docker/requirements.py /build/
+COPY pyproject.toml constraints.txt deploy/docker/requirements.py /build/
 RUN python -m venv /opt/venv \
     && python /build/requirements.py /build/pyproject.toml cpu > /build/requirements.txt \
-    && /opt/venv/bin/pip install -r /build/requirements.txt
+    && /opt/venv/bin/pip install -r /build/requirements.txt -c /build/constraints.txt
 
 FROM ${PYTHON_IMAGE} AS cpu
 RUN groupadd --system --gid 10001 genserve \

@@ -9,21 +9,29 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 PROMETHEUS    := /usr/bin/prometheus
 CHROMIUM      := /usr/bin/chromium
 
-.PHONY: run test lint install install-dev dataset prometheus chromium bench train-defaults clean
+.PHONY: run test lint install install-dev constraints dataset prometheus chromium bench bench-throughput reliability train-defaults clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
+# Every install is held to the versions in constraints.txt (the Dockerfile's too).
 install: $(VENV)/.service-installed
-$(VENV)/.service-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e .
+$(VENV)/.service-installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install -q -c constraints.txt -e .
 	touch $@
 
 install-dev: $(VENV)/.dev-installed
-$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[train,dev]'
+$(VENV)/.dev-installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[train,dev]'
 	touch $@ $(VENV)/.service-installed
+
+# Re-pin after changing a dependency: the exact versions now in .venv (local labels such as
+# +cpu dropped, so that PyPI's wheels match too).
+constraints: install-dev
+	{ echo "# Pinned versions for every install (make constraints regenerates this file)."; \
+	  $(BIN)/python -m pip list --format=freeze --exclude-editable \
+	  | sed -E 's/\+[A-Za-z0-9.]+$$//' | grep -v -i -E '^(pip|setuptools|wheel)=='; } > constraints.txt
 
 dataset: $(FASHION_MNIST)
 $(FASHION_MNIST):
@@ -55,6 +63,39 @@ lint: install-dev
 
 bench: install-dev
 	$(BIN)/python bench/service_latency.py
+
+# Fuzzing, soak, overload, hot reload, corrupt-model start-up and graceful shutdown figures
+# (docs/reliability.md). RELIABILITY_ARGS=--quick runs each briefly.
+RELIABILITY_ARGS ?=
+reliability: install-dev
+	$(BIN)/python bench/reliability.py $(RELIABILITY_ARGS)
+
+# This service against raw onnxruntime and peer servers (bench/README.md). BENCH_ARGS=--quick
+# is a smoke check; BENCH_ARGS="--out docs/throughput.md" writes the table for the docs.
+BENCH_ARGS    ?=
+PYTRITON_VENV := .venv-pytriton
+PYTHON312     ?= $(shell pyenv prefix 3.12 2>/dev/null)/bin/python3.12
+WRK           := /usr/bin/wrk
+
+bench-throughput: install-dev $(VENV)/.bench-installed $(PYTRITON_VENV)/.installed $(WRK)
+	$(BIN)/python bench/throughput.py $(BENCH_ARGS)
+
+$(VENV)/.bench-installed: bench/requirements.txt constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install -q -c constraints.txt -r bench/requirements.txt
+	touch $@
+
+# PyTriton 0.7 needs Python 3.12 (with its shared libpython, which pyenv builds); without one
+# the bench reports the PyTriton peer as skipped.
+$(PYTRITON_VENV)/.installed: bench/requirements-pytriton.txt
+	@if [ -x "$(PYTHON312)" ]; then \
+	  $(PYTHON312) -m venv $(PYTRITON_VENV) && \
+	  $(PYTRITON_VENV)/bin/python -m pip install -q -r bench/requirements-pytriton.txt && \
+	  touch $@; \
+	else echo "no Python 3.12 at '$(PYTHON312)': the PyTriton peer will be skipped"; fi
+
+$(WRK):
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y -qq wrk
 
 # Retrains the shipped defaults (about 1.5 hours on 2 CPU cores), then exports them.
 train-defaults: install-dev dataset

@@ -20,406 +20,42 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import hashlib
-import io
 import json
-import os
-import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
-from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-import numpy as np
-from PIL import Image
-
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
+if str(REPO) not in sys.path:  # run as a script: make service/ and bench/ importable
     sys.path.insert(0, str(REPO))
 
-from service.store import card_file, discover, graph_file  # noqa: E402
+from bench.live_service import (  # noqa: E402
+    Call,
+    Json,
+    Outcome,
+    Service,
+    Workload,
+    decode_png,
+    drive,
+    histogram_p99,
+    serve,
+    tally_problems,
+    to_ms,
+)
+from bench.store_faults import CORRUPTIONS, copy_store, publish_next_version  # noqa: E402
+from service.store import discover  # noqa: E402
 
 SHIPPED_STORE = REPO / "model_store"
 ADMIN_TOKEN = "reliability-bench-token"
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
-REFERENCE_SEEDS = 32
-PIXEL_TOLERANCE = 2
-"""Gray levels two renderings of one seed may differ by (batched runs round differently)."""
-
-Json = dict[str, Any]
-
-
-# ---------------------------------------------------------------- the service, for real
-
-
-@dataclass
-class Service:
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def rss_bytes(self) -> int:
-        """Resident memory of the server process, from /proc."""
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        raise RuntimeError("no VmRSS in /proc status")
-
-    def get(self, path: str, token: str | None = None) -> tuple[int, Json]:
-        return _http("GET", self.url + path, None, token)
-
-    def post(
-        self, path: str, body: Json | None = None, token: str | None = None
-    ) -> tuple[int, Json]:
-        return _http("POST", self.url + path, body, token)
-
-    def log_tail(self, chars: int = 3000) -> str:
-        return self.log.read_text(errors="replace")[-chars:]
-
-
-def _http(method: str, url: str, body: Json | None, token: str | None) -> tuple[int, Json]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method)
-    request.add_header("Content-Type", "application/json")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return response.status, json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def serve(store: Path, start_s: float = 120, **settings: str) -> Iterator[Service]:
-    """``python -m service`` on 127.0.0.1 serving ``store``, once /health/live answers.
-    ``settings`` are environment variables (``SERVICE_BATCH_QUEUE_LIMIT="8"``)."""
-    port = free_port()
-    env = {**os.environ, "SERVICE_MODEL_STORE": str(store), "SERVICE_DEVICE": "cpu", **settings}
-    log_dir = Path(tempfile.mkdtemp(prefix="genserve-reliability-"))
-    log = log_dir / "service.log"
-    command = [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)]
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [*command, "--log-level", "warning"], cwd=REPO, env=env, stdout=sink,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    service = Service(f"http://127.0.0.1:{port}", process, log)
-    try:
-        deadline = time.monotonic() + start_s
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"the service exited at start-up:\n{service.log_tail()}")
-            try:
-                if service.get("/health/live")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"not live within {start_s} s:\n{service.log_tail()}")
-            time.sleep(0.1)
-        yield service
-    finally:
-        stop(process)
-        shutil.rmtree(log_dir, ignore_errors=True)
-
-
-def stop(process: subprocess.Popen[bytes], wait_s: float = 30) -> int:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    try:
-        return process.wait(timeout=wait_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        return process.wait()
-
-
-# ---------------------------------------------------------------- the store
-
-
-def copy_store(source: Path, target: Path) -> Path:
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
-    return target
-
-
-def newest_card(store: Path, name: str) -> Path:
-    entries = {entry.name: entry for entry in discover(store)}
-    path = entries[name].card_path
-    if path is None:
-        raise RuntimeError(f"{name}: {entries[name].problem}")
-    return path
-
-
-def publish_next_version(store: Path, name: str) -> int:
-    """Copy the newest version of ``name`` as the next one, graphs first and the card last,
-    as an export would: a watcher never sees a card before its files."""
-    card = json.loads(newest_card(store, name).read_text())
-    version = card["version"] + 1
-    for role, graph in card["graphs"].items():
-        target = graph_file(name, role, version)
-        (store / target).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(store / graph["file"], store / target)
-        card["files"][target] = card["files"].pop(graph["file"])
-        graph["file"] = target
-    card["version"] = version
-    (store / card_file(name, version)).write_text(json.dumps(card, indent=2))
-    return version
-
-
-def _rewrite_graph(store: Path, name: str, damage: Callable[[bytes], bytes], sign: bool) -> str:
-    """Damage the first graph of ``name``; ``sign``: record the damaged file's sha256 in the
-    card, so that it passes the checksum and reaches onnxruntime."""
-    card_path = newest_card(store, name)
-    card = json.loads(card_path.read_text())
-    file = next(iter(card["graphs"].values()))["file"]
-    data = damage((store / file).read_bytes())
-    (store / file).write_bytes(data)
-    if sign:
-        card["files"][file] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-        card_path.write_text(json.dumps(card, indent=2))
-    return file
-
-
-def _rewrite_card(store: Path, name: str, text: bytes) -> None:
-    newest_card(store, name).write_bytes(text)
-
-
-def _card_without_graphs(store: Path, name: str) -> bytes:
-    card = json.loads(newest_card(store, name).read_text())
-    del card["graphs"]
-    return json.dumps(card).encode()
-
-
-CORRUPTIONS: dict[str, Callable[[Path, str], object]] = {
-    "truncated graph": lambda s, n: _rewrite_graph(s, n, lambda b: b[: len(b) // 2], sign=True),
-    "garbage graph": lambda s, n: _rewrite_graph(
-        s, n, lambda b: np.random.default_rng(0).bytes(len(b)), sign=True
-    ),
-    "checksum mismatch": lambda s, n: _rewrite_graph(
-        s, n, lambda b: b[:-1] + bytes([b[-1] ^ 0xFF]), sign=False
-    ),
-    "card not JSON": lambda s, n: _rewrite_card(s, n, b'{"name": '),
-    "card not UTF-8": lambda s, n: _rewrite_card(s, n, b"\xff\xfe\x00garbage"),
-    "card breaks the schema": lambda s, n: _rewrite_card(s, n, _card_without_graphs(s, n)),
-}
-
-
-# ---------------------------------------------------------------- the workload and its checks
-
-
-@dataclass(frozen=True)
-class Models:
-    sampler: str
-    """A ready model that samples in one run (a GAN or VAE decoder)."""
-    autoencoder: str | None
-    """A ready model that reconstructs (encoder then decoder), if any."""
-    autoregressive: str | None
-    image_shape: tuple[int, int, int]
-
-
-def find_models(service: Service) -> Models:
-    _, listing = service.get("/models")
-    ready = [m for m in listing["models"] if m["state"] == "ready"]
-    samplers = [m for m in ready if "sample" in m["operations"] and m["family"] != "pixelcnn"]
-    if not samplers:
-        raise RuntimeError(f"no ready model samples in one run: {listing}")
-    autoencoders = [m["name"] for m in ready if "reconstruct" in m["operations"]]
-    autoregressive = [m["name"] for m in ready if m["family"] == "pixelcnn"]
-    sampler = next((m for m in samplers if m["family"] in ("dcgan", "gan")), samplers[0])
-    return Models(
-        sampler["name"],
-        autoencoders[0] if autoencoders else None,
-        autoregressive[0] if autoregressive else None,
-        tuple(sampler["image_shape"]),
-    )
-
-
-def decode_png(text: str, shape: tuple[int, int, int]) -> np.ndarray:
-    image = Image.open(io.BytesIO(base64.b64decode(text, validate=True)))
-    image.load()
-    _, h, w = shape
-    if image.size != (w, h) or image.mode != "L":
-        raise ValueError(f"PNG is {image.mode} {image.size}, expected L {(w, h)}")
-    return np.asarray(image, dtype=np.int16)
-
-
-@dataclass(frozen=True)
-class Call:
-    path: str
-    body: Json
-    check: Callable[[Json], str | None]
-    """None when the 200 body is whole and right, else what is wrong."""
-
-
-class Workload:
-    """Requests in rotation: sampler n=1 by seed (compared with a reference rendering of that
-    seed), sampler n=4, and reconstruct on the autoencoder; every image is decoded."""
-
-    def __init__(self, models: Models, references: dict[int, np.ndarray]) -> None:
-        self.models, self.references = models, references
-        self.reconstruct_input = _png(np.full(models.image_shape[1:], 128, np.uint8))
-
-    @classmethod
-    def prepare(cls, service: Service) -> Workload:
-        models = find_models(service)
-        references = {}
-        for seed in range(REFERENCE_SEEDS):
-            status, body = service.post("/sample", {"model": models.sampler, "seed": seed})
-            if status != 200:
-                raise RuntimeError(f"reference sample for seed {seed}: {status} {body}")
-            references[seed] = decode_png(body["images"][0], models.image_shape)
-        return cls(models, references)
-
-    def call(self, i: int) -> Call:
-        kind = i % 4
-        if kind in (0, 1):
-            seed = i % REFERENCE_SEEDS
-            body = {"model": self.models.sampler, "seed": seed}
-            return Call("/sample", body, lambda r: self._check_sample(r, 1, seed))
-        if kind == 2 or self.models.autoencoder is None:
-            body = {"model": self.models.sampler, "n": 4, "seed": i}
-            return Call("/sample", body, lambda r: self._check_sample(r, 4, None))
-        body = {"model": self.models.autoencoder, "images": [self.reconstruct_input]}
-        return Call("/reconstruct", body, self._check_reconstruct)
-
-    def _check_sample(self, body: Json, n: int, seed: int | None) -> str | None:
-        if body.get("shape") != [n, *self.models.image_shape]:
-            return f"shape {body.get('shape')} for n={n}"
-        if seed is not None and body.get("seed") != seed:
-            return f"seed {body.get('seed')} came back for seed {seed}"
-        problem = self._check_images(body, n)
-        if problem is None and seed is not None:
-            image = decode_png(body["images"][0], self.models.image_shape)
-            diff = int(np.abs(image - self.references[seed]).max())
-            if diff > PIXEL_TOLERANCE:
-                return f"seed {seed}: image differs from its reference by {diff} gray levels"
-        return problem
-
-    def _check_reconstruct(self, body: Json) -> str | None:
-        if len(body.get("error", [])) != 1:
-            return f"{len(body.get('error', []))} errors for 1 image"
-        return self._check_images(body, 1)
-
-    def _check_images(self, body: Json, n: int) -> str | None:
-        images = body.get("images", [])
-        if len(images) != n:
-            return f"{len(images)} images, expected {n}"
-        try:
-            for text in images:
-                decode_png(text, self.models.image_shape)
-        except Exception as exc:
-            return f"image does not decode: {exc}"
-        return None
-
-
-def _png(pixels: np.ndarray) -> str:
-    out = io.BytesIO()
-    Image.fromarray(pixels, mode="L").save(out, format="PNG")
-    return base64.b64encode(out.getvalue()).decode()
-
-
-# ---------------------------------------------------------------- the load generator
-
-
-@dataclass
-class Outcome:
-    status: int
-    """0: no HTTP answer (connection error, time-out)."""
-    seconds: float
-    problem: str | None = None
-    code: str | None = None
-    retry_after: str | None = None
-    version: int | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status == 200 and self.problem is None
-
-    @property
-    def refused(self) -> bool:
-        """503 overloaded with a Retry-After: the service said no, quickly and properly."""
-        return self.status == 503 and self.code == "overloaded" and bool(self.retry_after)
-
-
-async def drive(
-    url: str,
-    calls: Callable[[int], Call],
-    total: int | None,
-    concurrency: int,
-    until: asyncio.Event | None = None,
-    timeout_s: float = 120,
-) -> list[Outcome]:
-    """``total`` requests (or until ``until`` is set) over ``concurrency`` connections."""
-    outcomes: list[Outcome] = []
-    issued = 0
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    timeout = aiohttp.ClientTimeout(total=timeout_s)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-
-        async def worker() -> None:
-            nonlocal issued
-            while (total is None or issued < total) and not (until and until.is_set()):
-                call = calls(issued)
-                issued += 1
-                outcomes.append(await _one(session, url, call))
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return outcomes
-
-
-async def _one(session: aiohttp.ClientSession, url: str, call: Call) -> Outcome:
-    started = time.perf_counter()
-    try:
-        async with session.post(url + call.path, json=call.body) as response:
-            raw = await response.read()
-            seconds = time.perf_counter() - started
-            status = response.status
-            retry_after = response.headers.get("Retry-After")
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        return Outcome(0, time.perf_counter() - started, f"{type(exc).__name__}: {exc}")
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        return Outcome(status, seconds, "body is not JSON")
-    if status != 200:
-        problem = None if status == 503 else f"HTTP {status}: {body.get('error')}"
-        return Outcome(status, seconds, problem, body.get("code"), retry_after)
-    return Outcome(status, seconds, call.check(body), version=body.get("version"))
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
-
-
-def _ms(values: list[float], q: float) -> float:
-    return round(percentile(values, q) * 1000, 1)
-
-
-def _problems(outcomes: list[Outcome], keep: Callable[[Outcome], bool]) -> list[str]:
-    found = Counter(o.problem or f"HTTP {o.status} {o.code}" for o in outcomes if not keep(o))
-    return [f"{count} x {problem}" for problem, count in found.most_common(5)]
 
 
 # ---------------------------------------------------------------- the figures
@@ -452,16 +88,18 @@ limit that depends on the settings or the model (n <= SERVICE_MAX_N, a 28x28 PNG
 
 
 def schemathesis_figure(service: Service, examples: int, seed: int = 1) -> SchemathesisFigure:
-    """Run the schemathesis CLI on /openapi.json. The admin routes are fuzzed without the token
-    (all 401): with it, a generated unload would take a model away from the rest of the run."""
+    """Run the schemathesis CLI on /openapi.json (one worker: hypothesis's parser is not
+    thread-safe on Python 3.11). Serve with an admin token, and the admin routes are fuzzed
+    without it (all 401): with it, a generated unload would take a model away from the run."""
     with tempfile.TemporaryDirectory() as reports:
         command = [
             str(SCHEMATHESIS), "run", f"{service.url}/openapi.json", "--checks", ",".join(CHECKS),
-            "--max-examples", str(examples), "--seed", str(seed), "--workers", "2",
+            "--max-examples", str(examples), "--seed", str(seed), "--workers", "1",
             "--report", "json", "--report-dir", reports, "--request-timeout", "60",
         ]  # fmt: skip
         started = time.perf_counter()
-        run = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+        # cwd: schemathesis and hypothesis keep caches in the working directory.
+        run = subprocess.run(command, capture_output=True, text=True, timeout=1800, cwd=reports)
         seconds = time.perf_counter() - started
         found = list(Path(reports).glob("*.json"))
         if not found:
@@ -491,6 +129,8 @@ class SoakFigure:
     rss_start_mib: float
     rss_end_mib: float
     rss_growth_pct: float
+    rss_mib_every_tenth: list[float]
+    """RSS after each tenth of the run: a leak climbs, allocator warm-up levels off."""
     problems: list[str]
 
 
@@ -500,8 +140,14 @@ def soak(service: Service, requests: int, concurrency: int, warm_up: int) -> Soa
     workload = Workload.prepare(service)
     asyncio.run(drive(service.url, workload.call, warm_up, concurrency))
     rss_start = service.rss_bytes()
+    outcomes: list[Outcome] = []
+    samples = []
     started = time.perf_counter()
-    outcomes = asyncio.run(drive(service.url, workload.call, requests, concurrency))
+    for tenth in range(10):
+        count = requests * (tenth + 1) // 10 - requests * tenth // 10
+        calls = partial(_shifted, workload.call, warm_up + len(outcomes))
+        outcomes += asyncio.run(drive(service.url, calls, count, concurrency))
+        samples.append(round(service.rss_bytes() / 2**20, 1))
     seconds = time.perf_counter() - started
     rss_end = service.rss_bytes()
     latencies = [o.seconds for o in outcomes]
@@ -511,13 +157,18 @@ def soak(service: Service, requests: int, concurrency: int, warm_up: int) -> Soa
         errors=sum(o.status != 200 for o in outcomes),
         integrity_failures=sum(o.status == 200 and o.problem is not None for o in outcomes),
         requests_per_s=round(len(outcomes) / seconds, 1),
-        p50_ms=_ms(latencies, 50),
-        p99_ms=_ms(latencies, 99),
+        p50_ms=to_ms(latencies, 50),
+        p99_ms=to_ms(latencies, 99),
         rss_start_mib=round(rss_start / 2**20, 1),
         rss_end_mib=round(rss_end / 2**20, 1),
         rss_growth_pct=round(100 * (rss_end - rss_start) / rss_start, 2),
-        problems=_problems(outcomes, lambda o: o.ok),
+        rss_mib_every_tenth=samples,
+        problems=tally_problems(outcomes, lambda o: o.ok),
     )
+
+
+def _shifted(call: Callable[[int], Call], offset: int, i: int) -> Call:
+    return call(offset + i)
 
 
 OVERLOAD_SETTINGS = {
@@ -537,7 +188,11 @@ class OverloadFigure:
     """Neither a whole, right 200 nor a proper refusal (503 overloaded + Retry-After)."""
     rejection_p50_ms: float
     rejection_p99_ms: float
+    """As the client saw it: mostly waiting for the event loop among 512 connections."""
+    rejection_in_server_p99_ms: float
+    """Upper bound of the histogram bucket holding the p99 of the service's own 503 timings."""
     accepted_p99_ms: float
+    rss_growth_pct: float
     recovery_ok: int
     recovery_requests: int
     recovery_first_ok_ms: float
@@ -552,9 +207,12 @@ def overload(store: Path, requests: int, concurrency: int, recovery: int = 50) -
 
         def heavy(i: int) -> Call:
             body = {"model": workload.models.sampler, "n": 16, "seed": i}
-            return Call("/sample", body, lambda r: workload._check_sample(r, 16, None))
+            return Call("/sample", body, lambda r: workload.check_sample(r, 16, None))
 
+        rss_start = service.rss_bytes()
         outcomes = asyncio.run(drive(service.url, heavy, requests, concurrency))
+        rss_end = service.rss_bytes()
+        in_server_p99 = histogram_p99(service, "genserve_request_duration_seconds", "503")
         started = time.perf_counter()
         after = asyncio.run(drive(service.url, workload.call, recovery, 1))
         first_ok = next((i for i, o in enumerate(after) if o.ok), None)
@@ -571,13 +229,15 @@ def overload(store: Path, requests: int, concurrency: int, recovery: int = 50) -
         accepted=len(accepted),
         rejected=len(refused),
         failed=sum(not (o.ok or o.refused) for o in outcomes),
-        rejection_p50_ms=_ms([o.seconds for o in refused], 50),
-        rejection_p99_ms=_ms([o.seconds for o in refused], 99),
-        accepted_p99_ms=_ms([o.seconds for o in accepted], 99),
+        rejection_p50_ms=to_ms([o.seconds for o in refused], 50),
+        rejection_p99_ms=to_ms([o.seconds for o in refused], 99),
+        rejection_in_server_p99_ms=round(in_server_p99 * 1000, 1),
+        accepted_p99_ms=to_ms([o.seconds for o in accepted], 99),
+        rss_growth_pct=round(100 * (rss_end - rss_start) / rss_start, 2),
         recovery_ok=sum(o.ok for o in after),
         recovery_requests=len(after),
         recovery_first_ok_ms=round(first_ok_s * 1000, 1),
-        problems=_problems(outcomes + after, lambda o: o.ok or o.refused),
+        problems=tally_problems(outcomes + after, lambda o: o.ok or o.refused),
     )
 
 
@@ -592,7 +252,9 @@ class ReloadFigure:
     reload_p50_s: float
     reload_max_s: float
     rss_start_mib: float
+    """Under load, before the first reload."""
     rss_end_mib: float
+    """Under load, after the last: a version that is never freed shows here."""
     problems: list[str] = field(default_factory=list)
 
 
@@ -603,58 +265,59 @@ def hot_reload(store: Path, reloads: int, concurrency: int) -> ReloadFigure:
         store = copy_store(store, Path(tmp) / "store")
         with serve(store, SERVICE_ADMIN_TOKEN=ADMIN_TOKEN) as service:
             workload = Workload.prepare(service)
-            models = [m for m in (workload.models.sampler, workload.models.autoencoder) if m]
-            rss_start = service.rss_bytes()
-            seconds, published, answers = asyncio.run(
-                _reload_under_load(service, workload, models, store, reloads, concurrency)
-            )
-            rss_end = service.rss_bytes()
-    outcomes, refused = answers
+            run = _Reloads(service, store, reloads)
+            outcomes = asyncio.run(run.under_load(workload, concurrency))
     return ReloadFigure(
-        reloads=len(seconds),
-        new_versions=published,
+        reloads=len(run.seconds),
+        new_versions=run.published,
         requests=len(outcomes),
-        failed=sum(not o.ok for o in outcomes) + refused,
+        failed=sum(not o.ok for o in outcomes),
         concurrency=concurrency,
         versions_served=sorted({o.version for o in outcomes if o.version is not None}),
-        reload_p50_s=round(statistics.median(seconds), 3) if seconds else float("nan"),
-        reload_max_s=round(max(seconds, default=float("nan")), 3),
-        rss_start_mib=round(rss_start / 2**20, 1),
-        rss_end_mib=round(rss_end / 2**20, 1),
-        problems=_problems(outcomes, lambda o: o.ok),
+        reload_p50_s=round(statistics.median(run.seconds), 3),
+        reload_max_s=round(max(run.seconds), 3),
+        rss_start_mib=round(run.rss[0] / 2**20, 1),
+        rss_end_mib=round(run.rss[-1] / 2**20, 1),
+        problems=tally_problems(outcomes, lambda o: o.ok),
     )
 
 
-async def _reload_under_load(
-    service: Service,
-    workload: Workload,
-    models: list[str],
-    store: Path,
-    reloads: int,
-    concurrency: int,
-) -> tuple[list[float], int, tuple[list[Outcome], int]]:
-    done = asyncio.Event()
-    load = asyncio.create_task(drive(service.url, workload.call, None, concurrency, done))
-    seconds, published, refused = [], 0, 0
-    try:
-        await asyncio.sleep(0.5)
-        for i in range(reloads):
-            for name in models:
-                if i % 2 == 1:
-                    await asyncio.to_thread(publish_next_version, store, name)
-                    published += 1
-                path = f"/admin/models/{name}/reload"
-                status, body = await asyncio.to_thread(service.post, path, None, ADMIN_TOKEN)
-                if status != 200:
-                    refused += 1
-                    raise RuntimeError(f"reload {name}: {status} {body}")
-                seconds.append(body["seconds"])
-                await asyncio.sleep(0.2)
-        await asyncio.sleep(0.5)
-    finally:
-        done.set()
-        outcomes = await load
-    return seconds, published, (outcomes, refused)
+@dataclass
+class _Reloads:
+    service: Service
+    store: Path
+    reloads: int
+    seconds: list[float] = field(default_factory=list)
+    published: int = 0
+    rss: list[int] = field(default_factory=list)
+
+    async def under_load(self, workload: Workload, concurrency: int) -> list[Outcome]:
+        models = [m for m in (workload.models.sampler, workload.models.autoencoder) if m]
+        done = asyncio.Event()
+        load = asyncio.create_task(drive(self.service.url, workload.call, None, concurrency, done))
+        try:
+            await asyncio.sleep(1.0)
+            self.rss.append(self.service.rss_bytes())
+            for i in range(self.reloads):
+                for name in models:
+                    await self._reload(name, publish=i % 2 == 1)
+            await asyncio.sleep(0.5)
+            self.rss.append(self.service.rss_bytes())
+        finally:
+            done.set()
+            outcomes = await load
+        return outcomes
+
+    async def _reload(self, name: str, publish: bool) -> None:
+        if publish:
+            await asyncio.to_thread(publish_next_version, self.store, name)
+            self.published += 1
+        path = f"/admin/models/{name}/reload"
+        status, body = await asyncio.to_thread(self.service.post, path, None, ADMIN_TOKEN)
+        if status != 200:
+            raise RuntimeError(f"reload {name}: {status} {body}")
+        self.seconds.append(body["seconds"])
+        await asyncio.sleep(0.2)
 
 
 @dataclass
@@ -698,7 +361,9 @@ def corrupt_startup(store: Path, corruption: str) -> CorruptFigure:
 
 @dataclass
 class ShutdownFigure:
+    requests: int
     in_flight: int
+    """Requests not yet answered when SIGTERM was sent."""
     finished_ok: int
     exit_code: int
     exit_s: float
@@ -722,20 +387,22 @@ def graceful_shutdown(store: Path, in_flight: int) -> ShutdownFigure:
 
         async def run() -> tuple[list[Outcome], float, int]:
             load = asyncio.create_task(drive(service.url, slow, in_flight, in_flight))
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.2)
             started = time.perf_counter()
             service.process.send_signal(signal.SIGTERM)
             outcomes = await load
             code = await asyncio.to_thread(service.process.wait, 120)
-            return outcomes, time.perf_counter() - started, code
+            return outcomes, started, code
 
-        outcomes, exit_s, code = asyncio.run(run())
+        outcomes, signalled, code = asyncio.run(run())
+        exit_s = time.perf_counter() - signalled
     return ShutdownFigure(
-        in_flight=len(outcomes),
+        requests=len(outcomes),
+        in_flight=sum(o.finished_at > signalled for o in outcomes),
         finished_ok=sum(o.ok for o in outcomes),
         exit_code=code,
         exit_s=round(exit_s, 2),
-        problems=_problems(outcomes, lambda o: o.ok),
+        problems=tally_problems(outcomes, lambda o: o.ok),
     )
 
 
@@ -764,8 +431,8 @@ class Scale:
     in_flight: int
 
 
-FULL = Scale(100, 20_000, 2_000, 4_096, 10, list(CORRUPTIONS), 8)
-QUICK = Scale(10, 2_000, 500, 1_024, 2, ["truncated graph", "card not JSON"], 4)
+FULL = Scale(100, 20_000, 5_000, 4_096, 10, list(CORRUPTIONS), 8)
+QUICK = Scale(10, 2_000, 500, 1_024, 2, ["truncated graph", "card not JSON"], 8)
 FIGURES = ["schemathesis", "soak", "overload", "reload", "corrupt", "shutdown"]
 
 
@@ -791,7 +458,7 @@ def main(argv: list[str] | None = None) -> None:
 
     for name in args.figures or FIGURES:
         if name == "schemathesis":
-            with serve(store) as service:
+            with serve(store, SERVICE_ADMIN_TOKEN=ADMIN_TOKEN) as service:
                 report(name, schemathesis_figure(service, scale.examples))
         elif name == "soak":
             with serve(store) as service:

@@ -56,8 +56,10 @@ class ServerSpec:
     missing: Callable[[], str | None] = lambda: None
     """Why the server cannot run here (not installed), or None."""
     stop_grace_s: float = 5.0
-    """How long SIGTERM has before SIGKILL."""
+    """How long the stop signal has before SIGKILL."""
     stop_signal: signal.Signals = signal.SIGTERM
+    leftovers: Callable[[int], list[Path]] = lambda pid: []
+    """Files that a server with this process id leaves behind when it is killed."""
     stops_its_children: bool = False
     """The stop signal goes to its own process only, which shuts its children down in order."""
 
@@ -175,6 +177,7 @@ SERVERS: dict[str, ServerSpec] = {
             missing=_pytriton_missing,
             stop_grace_s=20.0,
             stop_signal=signal.SIGINT,  # PyTriton's documented way to quit
+            leftovers=lambda pid: list(Path("/dev/shm").glob(f"pytrtion{pid}-*")),
             stops_its_children=True,  # it stops Triton, which unloads models and shared memory
         ),
         ServerSpec(
@@ -323,6 +326,8 @@ class RunningServer:
             pass
         self._signal_all(pids, signal.SIGKILL)
         self.process.wait(timeout=10)
+        for path in self.spec.leftovers(self.process.pid):
+            path.unlink(missing_ok=True)
 
     def _signal_all(self, pids: set[int], sig: signal.Signals, group: bool = True) -> None:
         if group:

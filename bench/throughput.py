@@ -129,6 +129,9 @@ def measure_server(
     except (RuntimeError, OSError, urllib.error.URLError, KeyError, ValueError) as exc:
         status.state = f"failed: {exc}"
         say(f"{name}: {status.state}; log {server.log_path}:\n{server.log_tail()}")
+    except KeyboardInterrupt:
+        status.state = "interrupted"
+        raise
     finally:
         server.stop()
         say(f"{name}: stopped")

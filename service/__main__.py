@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
 
+    from service.memory import limit_malloc_arenas
+
+    limit_malloc_arenas()  # before onnxruntime and uvicorn start threads
     import uvicorn
     from pydantic import ValidationError
 

@@ -200,7 +200,7 @@ class Batcher:
                 await self._arrived.wait()
                 continue
             await free.acquire()
-            if self.policy.max_delay > 0:
+            if self.policy.max_delay > 0 and self._queue:  # time-outs may have emptied it
                 await self._hold_open(self._queue[0].queued_at + self.policy.max_delay)
             if not self._queue:
                 free.release()

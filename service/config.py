@@ -60,6 +60,12 @@ class Settings(BaseSettings):
         default=1, ge=1, le=64, description="PixelCNN samplings that run at once; others queue."
     )
     max_images: int = Field(default=64, ge=1, le=4096, description="Most input images per request.")
+    max_iwae_k: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="Largest k (importance samples per image) for /score on a VAE.",
+    )
     max_body_bytes: int = Field(
         default=8 * 1024 * 1024, ge=1024, description="Largest request body."
     )
@@ -76,6 +82,9 @@ class Settings(BaseSettings):
     default_encode_model: str | None = None
     default_reconstruct_model: str | None = None
     default_interpolate_model: str | None = None
+    default_score_model: str | None = None
+    default_complete_model: str | None = None
+    default_traverse_model: str | None = None
 
     @field_validator("model_store")
     @classmethod

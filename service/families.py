@@ -11,6 +11,9 @@ class Operation(StrEnum):
     ENCODE = "encode"
     RECONSTRUCT = "reconstruct"
     INTERPOLATE = "interpolate"
+    SCORE = "score"
+    COMPLETE = "complete"
+    TRAVERSE = "traverse"
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,10 @@ class Family:
     """Optional sampling knobs that mean something for this family."""
     why_not: dict[Operation, str] = field(default_factory=dict)
     """Why an operation is refused, where there is more to say than "not supported"."""
+    pixel_graph: str | None = None
+    """The graph of an autoregressive family: image -> params of the pixel mixture."""
+    conditional: bool = False
+    """Its graphs take a class ``label`` beside the image or latent."""
 
     @property
     def has_encoder(self) -> bool:
@@ -30,31 +37,60 @@ class Family:
 
     @property
     def autoregressive(self) -> bool:
-        return "pixelcnn" in self.graphs
+        return self.pixel_graph is not None
 
 
 S, E, R, INTERP = Operation.SAMPLE, Operation.ENCODE, Operation.RECONSTRUCT, Operation.INTERPOLATE
+SCORE, COMPLETE, TRAVERSE = Operation.SCORE, Operation.COMPLETE, Operation.TRAVERSE
+_ONLY_AUTOREGRESSIVE = "only an autoregressive model (pixelcnn, pixelrnn) completes images"
+_NO_LATENT = "it has no latent space"
 _GAN = Family(
     graphs=("generator",),
     operations=frozenset({S, INTERP}),
     knobs=frozenset({"truncation"}),
-    why_not={E: "a GAN has no encoder", R: "a GAN has no encoder"},
+    why_not={
+        E: "a GAN has no encoder",
+        R: "a GAN has no encoder",
+        SCORE: "a GAN defines no likelihood",
+        COMPLETE: _ONLY_AUTOREGRESSIVE,
+        TRAVERSE: "latent traversal is served for the VAE families",
+    },
+)
+_VAE = Family(
+    graphs=("encoder", "decoder"),
+    operations=frozenset({S, E, R, INTERP, SCORE, TRAVERSE}),
+    why_not={COMPLETE: _ONLY_AUTOREGRESSIVE},
 )
 
+
+def _autoregressive(graph: str, optional_graphs: tuple[str, ...] = ()) -> Family:
+    return Family(
+        graphs=(graph,),
+        optional_graphs=optional_graphs,
+        operations=frozenset({S, SCORE, COMPLETE}),
+        knobs=frozenset({"temperature"}),
+        why_not=dict.fromkeys((E, R, INTERP, TRAVERSE), _NO_LATENT),
+        pixel_graph=graph,
+    )
+
+
 FAMILIES: dict[str, Family] = {
-    "vae": Family(graphs=("encoder", "decoder"), operations=frozenset({S, E, R, INTERP})),
+    "vae": _VAE,
+    "cvae": Family(
+        graphs=_VAE.graphs, operations=_VAE.operations, why_not=_VAE.why_not, conditional=True
+    ),
     "autoencoder": Family(
         graphs=("encoder", "decoder"),
         operations=frozenset({E, R, INTERP}),
-        why_not={S: "a plain autoencoder has no prior to sample from"},
+        why_not={
+            S: "a plain autoencoder has no prior to sample from",
+            SCORE: "a plain autoencoder defines no likelihood",
+            COMPLETE: _ONLY_AUTOREGRESSIVE,
+            TRAVERSE: "a plain autoencoder has no prior that gives its latent axes a scale",
+        },
     ),
     "dcgan": _GAN,
     "wgan-gp": _GAN,
-    "pixelcnn": Family(
-        graphs=("pixelcnn",),
-        optional_graphs=("context", "row"),
-        operations=frozenset({S}),
-        knobs=frozenset({"temperature"}),
-        why_not=dict.fromkeys((E, R, INTERP), "a PixelCNN only samples for now"),
-    ),
+    "pixelcnn": _autoregressive("pixelcnn", optional_graphs=("context", "row")),
+    "pixelrnn": _autoregressive("pixelrnn"),
 }

@@ -133,11 +133,12 @@ def encode_images(images: np.ndarray, fmt: ImageFormat) -> list[Any]:
     return [base64.b64encode(png_bytes(image)).decode("ascii") for image in pixels]
 
 
-def grid_png(images: np.ndarray, padding: int = 2) -> bytes:
-    """Tile (B, 1, H, W) images into one PNG, ceil(sqrt(B)) per row, `padding` black pixels
-    between tiles only: a grid of one image is that image, so it can be sent back as input."""
+def grid_png(images: np.ndarray, padding: int = 2, columns: int | None = None) -> bytes:
+    """Tile (B, 1, H, W) images into one PNG, ``columns`` (default ceil(sqrt(B))) per row,
+    `padding` black pixels between tiles only: a grid of one image is that image, so it can be
+    sent back as input."""
     b, _, h, w = images.shape
-    cols = math.ceil(math.sqrt(b))
+    cols = columns or math.ceil(math.sqrt(b))
     rows = math.ceil(b / cols)
     canvas = np.zeros((rows * (h + padding) - padding, cols * (w + padding) - padding), np.float32)
     for i, image in enumerate(images):

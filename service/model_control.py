@@ -22,6 +22,7 @@ from pathlib import Path
 import anyio.to_thread
 
 from service.errors import ModelLoadFailed, ModelNotFound, ModelNotReady
+from service.memory import return_free_memory
 from service.registry import LoadedModel, ModelLoader, ModelState, Registry
 from service.store import CARD_FILE, StoreEntry, graph_model
 
@@ -206,3 +207,4 @@ async def _retire(model: LoadedModel) -> None:
             return
         await asyncio.sleep(0.01)
     gc.collect()
+    return_free_memory()

@@ -214,8 +214,10 @@ def _load_one(
         missing = [g for g in family.graphs if g not in card.graphs]
         if missing:
             raise ServiceError(f"{entry.name}: card lacks graph(s) {missing} for {card.family}")
-        if family.autoregressive:
-            _check_mixture(card)
+        if family.pixel_graph is not None:
+            _check_mixture(card, family.pixel_graph)
+        if family.conditional and not card.class_names:
+            raise ServiceError(f"{entry.name}: a {card.family} card needs its class_names")
         if card.image_shape[0] != 1:
             raise ServiceError(f"{entry.name}: only 1-channel images are served")
         verify_files(entry.folder, card)
@@ -247,15 +249,16 @@ def _load_one(
     return model
 
 
-def _check_mixture(card: ModelCard) -> None:
-    """A PixelCNN card must declare the mixture its params channels hold (docs/model-store.md)."""
+def _check_mixture(card: ModelCard, graph: str) -> None:
+    """An autoregressive card must declare the mixture its params channels hold
+    (docs/model-store.md)."""
     likelihood = card.likelihood
     if likelihood is None or likelihood.kind != "discretized_logistic_mixture":
         raise ServiceError(
             f"{card.name}: a {card.family} card needs "
             "likelihood.kind 'discretized_logistic_mixture'"
         )
-    channels = card.graphs["pixelcnn"].outputs[0].shape[1]
+    channels = card.graphs[graph].outputs[0].shape[1]
     if channels not in (-1, 3 * likelihood.components):
         raise ServiceError(
             f"{card.name}: params has {channels} channels, expected 3 x {likelihood.components}"

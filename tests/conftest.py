@@ -13,7 +13,7 @@ from service.api.app import create_app
 from service.config import Settings
 from service.families import FAMILIES
 from service.registry import Registry, load_registry
-from tests.tiny_store import write_autoencoder, write_tiny_store
+from tests.tiny_store import write_autoencoder, write_cvae, write_pixelrnn, write_tiny_store
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED_STORE = REPO / "model_store"
@@ -30,6 +30,16 @@ def tiny_store_with_ae(tmp_path_factory: pytest.TempPathFactory, tiny_store: Pat
     root = tmp_path_factory.mktemp("tiny_store_ae") / "store"
     shutil.copytree(tiny_store, root)
     write_autoencoder(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_store_all(tmp_path_factory: pytest.TempPathFactory, tiny_store_with_ae: Path) -> Path:
+    """Every tiny model: the tiny store, ae-tiny, cvae-tiny and pixelrnn-tiny."""
+    root = tmp_path_factory.mktemp("tiny_store_all") / "store"
+    shutil.copytree(tiny_store_with_ae, root)
+    write_cvae(root)
+    write_pixelrnn(root)
     return root
 
 

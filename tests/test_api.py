@@ -25,7 +25,10 @@ def test_models_lists_every_model(client: TestClient) -> None:
     assert set(models) == {"ae-tiny", "dcgan-tiny", "pixelcnn-tiny", "vae-tiny"}
     vae = models["vae-tiny"]
     assert vae["family"] == "vae" and vae["version"] == 1 and vae["latent_dim"] == 8
-    assert vae["operations"] == ["encode", "interpolate", "reconstruct", "sample"]
+    assert vae["operations"] == [
+        "encode", "interpolate", "reconstruct", "sample", "score", "traverse"
+    ]  # fmt: skip
+    assert vae["conditional"] is False and vae["class_names"] == [str(i) for i in range(10)]
     assert vae["image_shape"] == [1, 28, 28] and vae["metrics"] == {"fd": 1.5}
     assert vae["provider"] == "CPUExecutionProvider" and vae["state"] == "ready"
 
@@ -33,7 +36,7 @@ def test_models_lists_every_model(client: TestClient) -> None:
 def test_get_model_by_name(client: TestClient) -> None:
     response = client.get("/models/pixelcnn-tiny")
     assert response.status_code == 200
-    assert response.json()["operations"] == ["sample"]
+    assert response.json()["operations"] == ["complete", "sample", "score"]
     assert response.json()["latent_dim"] is None
 
 

@@ -55,7 +55,7 @@ CASES: list[tuple[str, str, Any, int, str, str]] = [
     ("truncation_on_vae", "/sample", {"model": "vae-tiny", "truncation": 0.5}, 422,
      "invalid_input", "truncation: applies only to dcgan, wgan-gp models; 'vae-tiny' is a vae"),
     ("temperature_on_gan", "/sample", {"model": "dcgan-tiny", "temperature": 0.5}, 422,
-     "invalid_input", "temperature: applies only to pixelcnn models"),
+     "invalid_input", "temperature: applies only to pixelcnn, pixelrnn models"),
     ("sample_on_autoencoder", "/sample", {"model": "ae-tiny"}, 422, "unsupported_operation",
      "a plain autoencoder has no prior to sample from; models that can: dcgan-tiny, "
      "pixelcnn-tiny, vae-tiny"),

@@ -21,6 +21,7 @@ from training.evaluate import evaluate  # noqa: E402
 from training.export import IR_VERSION, OPSET, export_checkpoint, sha256  # noqa: E402
 from training.metrics import bits_per_dim, class_entropy, frechet_distance  # noqa: E402
 from training.models.pixelcnn import PixelCNN, PixelCNNConfig  # noqa: E402
+from training.models.pixelrnn import PixelRNN, PixelRNNConfig  # noqa: E402
 from training.nn import mixture_log_prob  # noqa: E402
 from training.trainer import build_model, load_checkpoint, train  # noqa: E402
 
@@ -29,7 +30,12 @@ TINY = {
     "dcgan": {"channels": 8, "latent_dim": 8, "batch_size": 32},
     "pixelcnn": {"channels": 8, "layers": 2, "mixture_components": 2, "batch_size": 32},
     "classifier": {"channels": 4, "features": 8, "batch_size": 32},
+    "autoencoder": {"channels": 4, "latent_dim": 4, "batch_size": 32},
+    "cvae": {"channels": 4, "latent_dim": 4, "label_dim": 3, "batch_size": 32},
+    "wgan-gp": {"channels": 8, "latent_dim": 8, "batch_size": 32},
+    "pixelrnn": {"channels": 8, "layers": 2, "mixture_components": 2, "batch_size": 32},
 }
+GENERATIVE = ("vae", "dcgan", "pixelcnn", "autoencoder", "cvae", "wgan-gp", "pixelrnn")
 
 
 @pytest.mark.parametrize("family", sorted(TINY))
@@ -84,6 +90,65 @@ def test_pixelcnn_output_never_depends_on_the_current_or_later_pixels() -> None:
         assert not seen[order >= i * 28 + j].any(), f"pixel {(i, j)} sees itself or the future"
         if (i, j) == (27, 27):  # no blind spot: it sees the pixel up and to the right
             assert seen[26, 27] and seen[25, 27] and seen[27, 26]
+
+
+def test_pixelrnn_output_never_depends_on_the_current_or_later_pixels() -> None:
+    torch.manual_seed(0)
+    net = PixelRNN(PixelRNNConfig(channels=8, layers=2)).net
+    order = np.arange(28 * 28).reshape(28, 28)
+    for i, j in [(0, 0), (5, 17), (27, 27)]:
+        x = torch.rand(1, 1, 28, 28, requires_grad=True)
+        net(x)[0, :, i, j].sum().backward()
+        seen = (x.grad[0, 0].abs() > 0).numpy()
+        assert not seen[order >= i * 28 + j].any(), f"pixel {(i, j)} sees itself or the future"
+        if (i, j) == (27, 27):  # the row above through the LSTM state, the left neighbour too
+            assert seen[26, 27] and seen[0, 27] and seen[27, 26]
+
+
+def test_pixelrnn_row_steps_give_the_full_forward_pass_exactly() -> None:
+    """The sampler's one-row steps compute the same params as the whole-image forward pass,
+    and a shorter image gives the same rows as the full one (the graph's dynamic height)."""
+    torch.manual_seed(0)
+    model = PixelRNN(PixelRNNConfig(channels=8, layers=2, mixture_components=2)).eval()
+    net, reach = model.net, model.net.reach
+    x = model.sample(3, torch.Generator().manual_seed(0))
+    assert set(torch.unique(x * 255).round().tolist()) <= set(range(256))
+    with torch.no_grad():
+        full = net(x)
+        centred = torch.cat([torch.zeros(3, 1, reach, 28), x * 2 - 1], dim=2)
+        states = [layer.initial(torch.zeros(3, 8, 1, 28)) for layer in net.rows]
+        for i in range(28):
+            params, states = net.step(centred[:, :, i : i + reach + 1], states)
+            torch.testing.assert_close(params[:, :, 0], full[:, :, i], rtol=0, atol=1e-5)
+        torch.testing.assert_close(net(x[:, :, :13]), full[:, :, :13], rtol=0, atol=1e-6)
+
+
+def test_wgan_gp_generator_steps_once_per_n_critic_critic_steps() -> None:
+    torch.manual_seed(0)
+    model = build_model("wgan-gp", {**TINY["wgan-gp"], "n_critic": 3}).train()
+    optimizers = model.configure_optimizers()
+    batch = data.synthetic(32)
+    moved = []
+    for _ in range(7):
+        before = [p.detach().clone() for p in model.generator.parameters()]
+        model.training_step(batch.float_images(), batch.labels, optimizers)
+        moved.append(
+            any(
+                not torch.equal(b, p)
+                for b, p in zip(before, model.generator.parameters(), strict=True)
+            )
+        )
+    assert moved == [True, False, False, True, False, False, True]
+
+
+def test_cvae_decoder_follows_the_label() -> None:
+    torch.manual_seed(0)
+    model = build_model("cvae", TINY["cvae"]).eval()
+    z = torch.randn(2, 4)
+    with torch.no_grad():
+        a = model.decoder(z, torch.tensor([0, 0]))[0]
+        b = model.decoder(z, torch.tensor([0, 9]))[0]
+    assert torch.equal(a[0], b[0]) and not torch.equal(a[1], b[1])
 
 
 def test_bits_per_dim_of_a_uniform_model_is_exactly_8() -> None:
@@ -141,7 +206,7 @@ def test_test_split_is_disjoint_from_training() -> None:
 def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store exported from tiny checkpoints trained on the synthetic set, with real metrics."""
     root = tmp_path_factory.mktemp("store")
-    for family in ("classifier", "vae", "dcgan", "pixelcnn"):
+    for family in ("classifier", *GENERATIVE):
         ckpt = train(
             family, "synthetic", root / "runs" / family, overrides={**TINY[family], "epochs": 1},
             limit=64, progress=False,
@@ -161,7 +226,7 @@ def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_export_writes_a_card_that_describes_and_checksums_every_file(tiny_store: Path) -> None:
     cards = sorted(tiny_store.glob("*.v1.json"))
-    assert len(cards) == 4
+    assert len(cards) == 1 + len(GENERATIVE)
     for path in cards:
         card = json.loads(path.read_text())
         required = set(
@@ -206,10 +271,59 @@ def test_export_records_the_metrics_each_family_promises(tiny_store: Path) -> No
         "ema",
         "trained",
     }
-    for name in ("vae-synthetic", "dcgan-synthetic", "pixelcnn-synthetic"):
+    samplers = ("vae", "dcgan", "pixelcnn", "cvae", "wgan-gp", "pixelrnn")
+    for name in (f"{family}-synthetic" for family in samplers):
         m = metrics(name)
         assert m["fd"] >= 0 and m["fd_real_floor"] >= 0
         assert 0 <= m["class_entropy"] <= math.log(10) + 1e-9
+    assert 0 < metrics("pixelrnn-synthetic")["test_bpd"] < 16
+    cvae = metrics("cvae-synthetic")
+    assert cvae["test_bpd_iwae"] <= cvae["test_bpd_neg_elbo"] + 1e-6
+    assert 0 <= cvae["conditional_accuracy"] <= 1
+    autoencoder = metrics("autoencoder-synthetic")
+    assert "fd" not in autoencoder  # nothing to sample: its reconstructions are measured
+    assert autoencoder["test_reconstruction_mse"] > 0 and autoencoder["reconstruction_fd"] >= 0
+
+
+def test_new_families_export_the_graph_contracts_the_service_reads(tiny_store: Path) -> None:
+    def card(name: str) -> dict:
+        return json.loads((tiny_store / f"{name}.v1.json").read_text())
+
+    def io(graph: dict) -> tuple[list, list]:
+        def spec(ts: list) -> list:
+            return [(t["name"], t["dtype"], t["shape"]) for t in ts]
+
+        return spec(graph["inputs"]), spec(graph["outputs"])
+
+    cvae = card("cvae-synthetic")
+    assert cvae["family"] == "cvae" and cvae["latent_dim"] == 4 and len(cvae["class_names"]) == 10
+    assert io(cvae["graphs"]["encoder"]) == (
+        [("image", "float32", [-1, 1, 28, 28]), ("label", "int64", [-1])],
+        [("mean", "float32", [-1, 4]), ("log_var", "float32", [-1, 4])],
+    )
+    assert io(cvae["graphs"]["decoder"]) == (
+        [("z", "float32", [-1, 4]), ("label", "int64", [-1])],
+        [("image", "float32", [-1, 1, 28, 28]), ("log_scale", "float32", [-1, 1, 28, 28])],
+    )
+    ae = card("autoencoder-synthetic")
+    assert io(ae["graphs"]["encoder"])[1] == [("z", "float32", [-1, 4])]
+    assert io(ae["graphs"]["decoder"]) == (
+        [("z", "float32", [-1, 4])],
+        [("image", "float32", [-1, 1, 28, 28])],
+    )
+    wgan = card("wgan-gp-synthetic")
+    assert wgan["family"] == "wgan-gp"
+    assert io(wgan["graphs"]["generator"]) == (
+        [("z", "float32", [-1, 8])],
+        [("image", "float32", [-1, 1, 28, 28])],
+    )
+    rnn = card("pixelrnn-synthetic")
+    assert list(rnn["graphs"]) == ["pixelrnn"] and rnn["latent_dim"] is None
+    assert rnn["likelihood"] == {"kind": "discretized_logistic_mixture", "components": 2}
+    assert io(rnn["graphs"]["pixelrnn"]) == (
+        [("image", "float32", [-1, 1, -1, 28])],
+        [("params", "float32", [-1, 6, -1, 28])],
+    )
 
 
 def test_export_never_overwrites_a_version(tiny_store: Path) -> None:

@@ -21,6 +21,8 @@ from training.triton_config import write_configs
 H = W = 28
 LATENT_DIM = 8
 MIXTURE_K = 2
+FASHION_CLASSES = ["t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
+                   "sneaker", "bag", "ankle boot"]  # fmt: skip
 
 
 def _model(nodes: list[Any], inputs: list[Any], outputs: list[Any], inits: list[Any]) -> bytes:
@@ -88,8 +90,69 @@ def pixelcnn(rng: np.random.Generator, k: int = MIXTURE_K) -> bytes:
     )
 
 
-def _spec(name: str, shape: list[int]) -> dict[str, Any]:
-    return {"name": name, "dtype": "float32", "shape": shape}
+def cvae_encoder(rng: np.random.Generator, dim: int = LATENT_DIM, classes: int = 10) -> bytes:
+    """A VAE encoder whose mean is shifted by a per-class vector."""
+    w = rng.normal(0, 0.05, (H * W, dim)).astype(np.float32)
+    nodes = [
+        helper.make_node("Flatten", ["image"], ["flat"], axis=1),
+        helper.make_node("Gemm", ["flat", "w_mean", "b"], ["mean_x"]),
+        helper.make_node("Gather", ["shift", "label"], ["mean_y"], axis=0),
+        helper.make_node("Add", ["mean_x", "mean_y"], ["mean"]),
+        helper.make_node("Gemm", ["flat", "w_lv", "b"], ["log_var"], alpha=0.1),
+    ]
+    inits = [
+        _init("w_mean", w),
+        _init("w_lv", -np.abs(w)),
+        _init("b", np.zeros(dim, np.float32)),
+        _init("shift", rng.normal(0, 1.0, (classes, dim)).astype(np.float32)),
+    ]
+    inputs = [_io("image", ["batch", 1, H, W]), _io("label", ["batch"], TensorProto.INT64)]
+    outputs = [_io("mean", ["batch", dim]), _io("log_var", ["batch", dim])]
+    return _model(nodes, inputs, outputs, inits)
+
+
+def cvae_decoder(rng: np.random.Generator, dim: int = LATENT_DIM, classes: int = 10) -> bytes:
+    """A VAE decoder whose logits are shifted by a per-class image."""
+    w = rng.normal(0, 1.0, (dim, H * W)).astype(np.float32)
+    nodes = [
+        helper.make_node("Gemm", ["z", "w", "b"], ["logits_z"]),
+        helper.make_node("Gather", ["shift", "label"], ["logits_y"], axis=0),
+        helper.make_node("Add", ["logits_z", "logits_y"], ["logits"]),
+        helper.make_node("Sigmoid", ["logits"], ["flat"]),
+        helper.make_node("Reshape", ["flat", "shape"], ["image"]),
+        helper.make_node("Gemm", ["z", "w_s", "b_s"], ["s_flat"], alpha=0.01),
+        helper.make_node("Reshape", ["s_flat", "shape"], ["log_scale"]),
+    ]
+    inits = [
+        _init("w", w),
+        _init("b", np.zeros(H * W, np.float32)),
+        _init("shift", rng.normal(0, 2.0, (classes, H * W)).astype(np.float32)),
+        _init("shape", np.array([-1, 1, H, W], np.int64)),
+        _init("w_s", w),
+        _init("b_s", np.full(H * W, -3.0, np.float32)),
+    ]
+    inputs = [_io("z", ["batch", dim]), _io("label", ["batch"], TensorProto.INT64)]
+    outputs = [_io("image", ["batch", 1, H, W]), _io("log_scale", ["batch", 1, H, W])]
+    return _model(nodes, inputs, outputs, inits)
+
+
+def pixelrnn(rng: np.random.Generator, k: int = MIXTURE_K) -> bytes:
+    """The tiny PixelCNN's 1x1 conv, as a graph of fixed height: the sampler must run it on
+    whole images."""
+    w = rng.normal(0, 0.5, (3 * k, 1, 1, 1)).astype(np.float32)
+    b = np.concatenate([np.zeros(k), np.linspace(0.3, 0.7, k), np.full(k, -2.5)])
+    nodes = [helper.make_node("Conv", ["image", "w", "b"], ["params"])]
+    inits = [_init("w", w), _init("b", b.astype(np.float32))]
+    return _model(
+        nodes,
+        [_io("image", ["batch", 1, H, W])],
+        [_io("params", ["batch", 3 * k, H, W])],
+        inits,
+    )
+
+
+def _spec(name: str, shape: list[int], dtype: str = "float32") -> dict[str, Any]:
+    return {"name": name, "dtype": dtype, "shape": shape}
 
 
 IMAGE = [-1, 1, H, W]
@@ -103,6 +166,7 @@ def write_model(
     latent_dim: int | None,
     likelihood: dict[str, Any] | None = None,
     version: int = 1,
+    class_names: list[str] | None = None,
 ) -> Path:
     files, graph_specs = {}, {}
     for role, (data, inputs, outputs) in graphs.items():
@@ -119,7 +183,7 @@ def write_model(
         "dataset": "tiny",
         "image_shape": [1, H, W],
         "latent_dim": latent_dim,
-        "class_names": [str(i) for i in range(10)],
+        "class_names": class_names or [str(i) for i in range(10)],
         "graphs": graph_specs,
         "metrics": {"fd": 1.5},
         "evaluation": {"split": "test"},
@@ -195,6 +259,51 @@ def write_autoencoder(root: Path, seed: int = 1) -> Path:
             ),
         },
         latent_dim=d,
+    )
+
+
+def write_cvae(root: Path, seed: int = 2) -> Path:
+    """cvae-tiny: encoder and decoder take a class ``label`` (int64, (B,)) as well."""
+    rng = np.random.default_rng(seed)
+    d, label = LATENT_DIM, _spec("label", [-1], "int64")
+    return write_model(
+        root,
+        "cvae-tiny",
+        "cvae",
+        {
+            "encoder": (
+                cvae_encoder(rng),
+                [_spec("image", IMAGE), label],
+                [_spec("mean", [-1, d]), _spec("log_var", [-1, d])],
+            ),
+            "decoder": (
+                cvae_decoder(rng),
+                [_spec("z", [-1, d]), label],
+                [_spec("image", IMAGE), _spec("log_scale", IMAGE)],
+            ),
+        },
+        latent_dim=d,
+        likelihood={"kind": "discretized_logistic", "components": 1},
+        class_names=FASHION_CLASSES,
+    )
+
+
+def write_pixelrnn(root: Path, seed: int = 3) -> Path:
+    """pixelrnn-tiny: the pixelcnn contract under the role ``pixelrnn``, at a fixed height."""
+    rng = np.random.default_rng(seed)
+    return write_model(
+        root,
+        "pixelrnn-tiny",
+        "pixelrnn",
+        {
+            "pixelrnn": (
+                pixelrnn(rng),
+                [_spec("image", IMAGE)],
+                [_spec("params", [-1, 3 * MIXTURE_K, H, W])],
+            )
+        },
+        latent_dim=None,
+        likelihood={"kind": "discretized_logistic_mixture", "components": MIXTURE_K},
     )
 
 

@@ -11,7 +11,9 @@ from typing import Any
 
 from .data import DATASETS, DatasetMissingError
 
-FAMILY_CHOICES = ("vae", "dcgan", "pixelcnn", "classifier")
+FAMILY_CHOICES = (
+    "vae", "dcgan", "pixelcnn", "classifier", "autoencoder", "cvae", "wgan-gp", "pixelrnn",
+)  # fmt: skip
 
 
 def _setting(text: str) -> tuple[str, Any]:

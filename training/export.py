@@ -25,7 +25,7 @@ from service.store import (
     graph_model,
 )
 
-from .data import class_names
+from .data import FASHION_CLASSES, class_names
 from .models import GenerativeModel, GraphSpec
 from .models.dcgan import DCGAN
 from .trainer import load_checkpoint
@@ -81,6 +81,8 @@ def _probe_inputs(spec: GraphSpec, batch: int, height: int | None) -> list[torch
             shape[2] = height
         if name == "image":  # real pixel values, k/255
             probes.append(torch.randint(0, 256, shape, generator=g).float() / 255)
+        elif not example.is_floating_point():  # class labels
+            probes.append(torch.randint(0, len(FASHION_CLASSES), shape, generator=g))
         else:
             probes.append(torch.randn(shape, generator=g))
     return probes

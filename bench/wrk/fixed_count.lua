@@ -3,9 +3,10 @@
 --   BENCH_BODY='{"n": 1}' BENCH_REQUESTS=1000 BENCH_SKIP=16 \
 --     wrk -t1 -c16 -d300s -s fixed_count.lua URL
 --
--- Run it with one thread (-t1). On the last response the thread stops and sends wrk SIGINT,
--- which ends wrk's wait for -d at once (-d is only a cap); requests still in flight on the
--- other connections are dropped. wrk loses a SIGINT that comes before its main thread starts
+-- Run it with one thread (-t1). Exactly BENCH_REQUESTS requests are sent: past that, delay()
+-- holds every connection back, so nothing is left in flight to burden the next measurement.
+-- On the last response the thread stops and sends wrk SIGINT, which ends wrk's wait for -d at
+-- once (-d is only a cap). wrk loses a SIGINT that comes before its main thread starts
 -- that wait (or that another thread takes), so the first wave is sent FIRST_WAVE_DELAY_MS late
 -- and SIGINT is sent again every 0.1 s while wrk still runs. A response that is not 2xx counts
 -- as an error.
@@ -33,6 +34,7 @@ wrk.body = os.getenv("BENCH_BODY")
 wrk.headers["Content-Type"] = "application/json"
 
 local FIRST_WAVE_DELAY_MS = 50
+local HOLD_MS = 24 * 3600 * 1000
 local target = tonumber(os.getenv("BENCH_REQUESTS"))
 local skip = tonumber(os.getenv("BENCH_SKIP") or "0")
 local threads = {}
@@ -42,11 +44,15 @@ function setup(thread)
 end
 
 function init(args)
-  ok, non2xx = 0, 0
+  sent, ok, non2xx = 0, 0, 0
   window_start, window_ok, window_us = now_us() + FIRST_WAVE_DELAY_MS * 1e3, 0, 0
 end
 
-function delay()
+function delay()  -- wrk asks before each request it sends
+  if sent >= target then
+    return HOLD_MS
+  end
+  sent = sent + 1
   if ok + non2xx == 0 then
     return FIRST_WAVE_DELAY_MS
   end

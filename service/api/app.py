@@ -35,8 +35,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.registry = registry
     app.state.autoregressive_limiter = anyio.CapacityLimiter(settings.max_concurrent_autoregressive)
     app.state.control = control = ModelControl(registry)
-    for model in registry.models.values():
-        publish_model(metrics, model)
+    for name in registry.models:  # by name: a loop variable here would pin the model forever
+        publish_model(metrics, registry.models[name])
     registry.subscribers.append(partial(publish_model, metrics))
     providers = sorted({m.provider for m in registry.models.values() if m.provider})
     log.info(

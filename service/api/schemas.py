@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
 
 
 def _string_or_array(value: Any) -> Any:
@@ -33,6 +41,14 @@ ModelName = Annotated[
 FormatField = Annotated[
     ImageFormat, Field(description="png: base64 PNG strings; array: floats in [0, 1].")
 ]
+Label = Annotated[
+    StrictStr | StrictInt,
+    Field(
+        description="A class of a conditional (cvae) model: a name from its card's class_names "
+        '(any case, e.g. "sneaker") or its index.'
+    ),
+]
+Seed = Annotated[int, Field(ge=0, lt=2**64)]
 
 
 class _Request(BaseModel):
@@ -85,6 +101,11 @@ class SampleRequest(_Request):
         le=10,
         description="GANs only: latent entries with |z| > truncation are redrawn until inside.",
     )
+    label: Label | None = Field(
+        default=None,
+        description="Conditional models only: the class to draw. Omitted: each image's class is "
+        "drawn from the seed.",
+    )
 
 
 class SampleResponse(_Response):
@@ -93,11 +114,24 @@ class SampleResponse(_Response):
     seed: int = Field(description="The seed used; send it again to get the same images.")
     shape: list[int] = Field(description="(n, C, H, W)")
     images: list[ImageOutput]
+    labels: list[str] | None = Field(
+        default=None, description="Conditional models only: each image's class."
+    )
+
+
+ImageLabels = Annotated[
+    Label | list[Label] | None,
+    Field(
+        description="Conditional models only, and required there: one class for every image, "
+        "or a list with one per image."
+    ),
+]
 
 
 class EncodeRequest(_Request):
     model: ModelName = None
     images: list[ImageInput] = Field(min_length=1)
+    label: ImageLabels = None
 
 
 class EncodeResponse(_Response):
@@ -114,6 +148,7 @@ class ReconstructRequest(_Request):
     model: ModelName = None
     images: list[ImageInput] = Field(min_length=1)
     format: FormatField = "png"
+    label: ImageLabels = None
 
 
 class ReconstructResponse(_Response):
@@ -155,11 +190,152 @@ class InterpolateRequest(_Request):
     steps: int = Field(default=8, ge=2, le=64, description="Images returned, both ends included.")
     method: Literal["lerp", "slerp"] = "lerp"
     format: FormatField = "png"
+    label: Label | None = Field(
+        default=None,
+        description="Conditional models only, and required there: the class of the whole path.",
+    )
 
 
 class InterpolateResponse(_Response):
     model: str
     version: int
+    shape: list[int] = Field(description="(steps, C, H, W)")
+    images: list[ImageOutput]
+    latents: list[list[float]] = Field(description="The decoded latents, (steps, D).")
+
+
+class ScoreRequest(_Request):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"model": "pixelcnn-fashion", "images": ["<base64 PNG>"]}]}
+    )
+
+    model: ModelName = None
+    images: list[ImageInput] = Field(min_length=1)
+    k: int | None = Field(
+        default=None,
+        ge=1,
+        description="VAE families only: importance samples per image (default 100, at most "
+        "SERVICE_MAX_IWAE_K). More is a tighter bound and slower.",
+    )
+    seed: Seed | None = Field(
+        default=None,
+        description="VAE families only: the importance samples' seed. Omitted: one is drawn and "
+        "echoed back.",
+    )
+    label: ImageLabels = Field(
+        default=None,
+        description="Conditional models only: score log p(x | label). Omitted: log p(x) under "
+        "the uniform mixture of the classes (one bound per class, so k x classes decoder runs).",
+    )
+
+
+class ScoreResponse(_Response):
+    model: str
+    version: int
+    kind: Literal["exact", "iwae"] = Field(
+        description="exact: the model's log-likelihood (autoregressive families). iwae: the "
+        "importance-weighted lower bound on it, so bits_per_dim is an upper bound in expectation."
+    )
+    bits_per_dim: list[float] = Field(
+        description="Per image: -log2 p(x) / (C H W), on the image quantised to 8 bits."
+    )
+    log_likelihood: list[float] = Field(
+        description="Per image, in nats: log p(x), or its IWAE lower bound."
+    )
+    k: int | None = Field(default=None, description="iwae: importance samples per image.")
+    seed: int | None = Field(default=None, description="iwae: the seed; send it to repeat.")
+    labels: list[str] | None = Field(
+        default=None,
+        description="Conditional models: the class each image was scored under; absent when "
+        "scored under the mixture of all classes.",
+    )
+
+
+class CompleteRequest(_Request):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"model": "pixelcnn-fashion", "images": ["<base64 PNG>"], "rows": 14}]
+        }
+    )
+
+    model: ModelName = None
+    images: list[ImageInput] = Field(min_length=1)
+    rows: int | None = Field(
+        default=None, ge=0, description="Keep the top `rows` rows of each image, draw the rest."
+    )
+    mask: ImageInput | None = Field(
+        default=None,
+        description="Instead of rows: one image, 1 = keep the pixel, 0 = draw it (a PNG: white "
+        "keeps). Each drawn pixel sees only the pixels before it in raster order.",
+    )
+    samples: int = Field(default=1, ge=1, description="Completions per image.")
+    seed: Seed | None = Field(
+        default=None,
+        description="Completion i uses seed + i. Omitted: one is drawn and echoed back.",
+    )
+    temperature: float | None = Field(
+        default=None, gt=0, le=10, description="Scales logits and logistic noise (1 = exact)."
+    )
+    format: FormatField = "png"
+
+    @model_validator(mode="after")
+    def _rows_or_mask(self) -> Self:
+        if (self.rows is None) == (self.mask is None):
+            raise ValueError("give exactly one of rows or mask")
+        return self
+
+
+class CompleteResponse(_Response):
+    model: str
+    version: int
+    seeds: list[int] = Field(
+        description="Completion i's seed: send it as seed with samples = 1 to get it again."
+    )
+    shape: list[int] = Field(description="(images, samples, C, H, W)")
+    images: list[list[ImageOutput]] = Field(description="Per input image, its completions.")
+
+
+class TraverseRequest(_Request):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"model": "vae-fashion", "dim": 3, "steps": 9, "seed": 7}]}
+    )
+
+    model: ModelName = None
+    dim: int = Field(ge=0, description="The latent dimension to vary, 0 to latent_dim - 1.")
+    range: tuple[float, float] = Field(
+        default=(-3.0, 3.0), description="The values dim takes: first and last, both included."
+    )
+    steps: int = Field(default=8, ge=2, le=64, description="Images in the strip.")
+    seed: Seed | None = Field(
+        default=None,
+        description="Base latent: row 0 of that seed's latents (the image /sample gives for "
+        "n = 1). Omitted with no image or latent: one is drawn and echoed back.",
+    )
+    image: ImageInput | None = Field(
+        default=None, description="Base latent: the image's posterior mean."
+    )
+    latent: list[float] | None = Field(default=None, description="Base latent, D floats.")
+    label: Label | None = Field(
+        default=None,
+        description="Conditional models: the class to decode with; required with an image or a "
+        "latent, drawn from the seed as /sample does otherwise.",
+    )
+    format: FormatField = "png"
+
+    @model_validator(mode="after")
+    def _one_base(self) -> Self:
+        if sum(v is not None for v in (self.image, self.latent, self.seed)) > 1:
+            raise ValueError("give at most one of image, latent or seed")
+        return self
+
+
+class TraverseResponse(_Response):
+    model: str
+    version: int
+    seed: int | None = Field(default=None, description="The base latent's seed, if from one.")
+    dim: int
+    values: list[float] = Field(description="The value of dim in each image.")
+    label: str | None = Field(default=None, description="Conditional models: the class used.")
     shape: list[int] = Field(description="(steps, C, H, W)")
     images: list[ImageOutput]
     latents: list[list[float]] = Field(description="The decoded latents, (steps, D).")
@@ -175,6 +351,10 @@ class ModelInfo(_Response):
     operations: list[str] = Field(default_factory=list)
     image_shape: list[int] | None = Field(default=None, description="(C, H, W)")
     latent_dim: int | None = None
+    conditional: bool = Field(
+        default=False, description="Takes a class label (sample, encode, ...): a cvae."
+    )
+    class_names: list[str] | None = Field(default=None, description="The card's classes, by index.")
     metrics: dict[str, float | None] = Field(default_factory=dict)
     provider: str | None = Field(default=None, description="Execution provider in use.")
     providers: dict[str, str] = Field(default_factory=dict, description="Per graph role.")

@@ -110,15 +110,16 @@ def v2_models(model: LoadedModel) -> dict[str, V2Model]:
     one = (1,)
     if Operation.SAMPLE in family.operations:
         knobs = tuple(Tensor(k, "FP32", one) for k in sorted(family.knobs))
+        label = (Tensor("label", "INT64", one),) if family.conditional else ()
         found[f"{model.name}.sample"] = V2Model(
             f"{model.name}.sample",
             model,
             Kind.SAMPLE,
-            (Tensor("n", "INT64", one), Tensor("seed", "INT64", one), *knobs),
+            (Tensor("n", "INT64", one), Tensor("seed", "INT64", one), *knobs, *label),
             (Tensor("images", "UINT8", image),),
-            optional=frozenset({"seed", *family.knobs}),
+            optional=frozenset({"seed", "label", *family.knobs}),
         )
-    if Operation.RECONSTRUCT in family.operations:
+    if Operation.RECONSTRUCT in family.operations and not family.conditional:
         found[f"{model.name}.reconstruct"] = V2Model(
             f"{model.name}.reconstruct",
             model,
@@ -265,6 +266,7 @@ async def _sample(
         truncation=knobs.get("truncation"),
         finish=to_uint8,
         autoregressive_limiter=limiter,
+        label=_scalar(tensors, "label") if "label" in tensors else None,
     )
     return Result({"images": images}, {"seed": int(seed)})
 

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
+from .autoencoder import Autoencoder, AutoencoderConfig
 from .base import GenerativeModel, GraphSpec
 from .classifier import Classifier, ClassifierConfig
+from .cvae import CVAE, CVAEConfig
 from .dcgan import DCGAN, DCGANConfig
 from .pixelcnn import PixelCNN, PixelCNNConfig
+from .pixelrnn import PixelRNN, PixelRNNConfig
 from .vae import VAE, VAEConfig
+from .wgan_gp import WGANGP, WGANGPConfig
 
 FAMILIES: dict[str, tuple[type[GenerativeModel], type[Any]]] = {
     "vae": (VAE, VAEConfig),
     "dcgan": (DCGAN, DCGANConfig),
     "pixelcnn": (PixelCNN, PixelCNNConfig),
+    "autoencoder": (Autoencoder, AutoencoderConfig),
+    "cvae": (CVAE, CVAEConfig),
+    "wgan-gp": (WGANGP, WGANGPConfig),
+    "pixelrnn": (PixelRNN, PixelRNNConfig),
     "classifier": (Classifier, ClassifierConfig),
 }
 

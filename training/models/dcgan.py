@@ -77,9 +77,12 @@ class DCGAN(GenerativeModel):
     def __init__(self, config: DCGANConfig) -> None:
         super().__init__(config)
         self.generator = Generator(config.latent_dim, config.channels)
-        self.discriminator = Discriminator(config.channels)
+        self.discriminator = self.make_discriminator(config.channels)
         self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False)
         self.use_ema = True  # set by evaluation's held-out selection; not part of the weights
+
+    def make_discriminator(self, c: int) -> nn.Module:
+        return Discriminator(c)
 
     @property
     def sampler(self) -> Generator:

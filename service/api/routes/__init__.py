@@ -2,6 +2,7 @@ from fastapi import APIRouter
 
 from service.api.routes import (
     admin,
+    complete,
     encode,
     health,
     interpolate,
@@ -9,10 +10,26 @@ from service.api.routes import (
     models,
     reconstruct,
     sample,
+    score,
+    traverse,
     ui,
     v2,
 )
 
 api_router = APIRouter()
-for module in (health, models, sample, encode, reconstruct, interpolate, metrics, ui, v2, admin):
+for module in (
+    health,
+    models,
+    sample,
+    encode,
+    reconstruct,
+    interpolate,
+    score,
+    complete,
+    traverse,
+    metrics,
+    ui,
+    v2,
+    admin,
+):
     api_router.include_router(module.router)

@@ -19,8 +19,9 @@ router = APIRouter(tags=["latent"])
 async def encode(
     body: EncodeRequest, request: Request, registry: RegistryDep, limits: LimitsDep
 ) -> Any:
-    """Encode images: `{mean, log_var}` for a VAE, `{z}` for an autoencoder."""
+    """Encode images: `{mean, log_var}` for a VAE, `{z}` for an autoencoder. A conditional model
+    needs each image's `label`."""
     model = resolve_model(request, registry, body.model, Operation.ENCODE)
-    out = await operations.encode(model, body.images, limits)
+    out = await operations.encode(model, body.images, limits, body.label)
     lists = {name: value.tolist() for name, value in out.items()}
     return EncodeResponse(model=model.name, version=model.ready_card.version, **lists)

@@ -38,7 +38,13 @@ async def interpolate(
         return list(images.shape), encode_images(images, body.format)
 
     (shape, images), z = await operations.interpolate(
-        model, _endpoint(body.start), _endpoint(body.end), body.steps, body.method, finish
+        model,
+        _endpoint(body.start),
+        _endpoint(body.end),
+        body.steps,
+        body.method,
+        finish,
+        body.label,
     )
     metrics.images.labels(model.name, Operation.INTERPOLATE.value).inc(len(images))
     return InterpolateResponse(

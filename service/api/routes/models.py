@@ -2,6 +2,7 @@ from fastapi import APIRouter
 
 from service.api.deps import RegistryDep
 from service.api.schemas import ModelInfo, ModelList, error_responses
+from service.labels import is_conditional
 from service.registry import LoadedModel
 
 router = APIRouter(prefix="/models", tags=["models"])
@@ -31,6 +32,8 @@ def model_info(model: LoadedModel) -> ModelInfo:
         operations=[op.value for op in model.operations],
         image_shape=list(card.image_shape) if card else None,
         latent_dim=card.latent_dim if card else None,
+        conditional=is_conditional(card) if card else False,
+        class_names=card.class_names if card else None,
         metrics=card.metrics if card else {},
         provider=model.provider,
         providers=model.providers,

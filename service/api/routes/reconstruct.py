@@ -28,7 +28,7 @@ async def reconstruct(
     model = resolve_model(request, registry, body.model, Operation.RECONSTRUCT)
 
     images, error = await operations.reconstruct(
-        model, body.images, limits, lambda recon: encode_images(recon, body.format)
+        model, body.images, limits, lambda recon: encode_images(recon, body.format), body.label
     )
     metrics.images.labels(model.name, Operation.RECONSTRUCT.value).inc(len(images))
     return ReconstructResponse(

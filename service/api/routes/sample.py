@@ -9,6 +9,7 @@ from service.api.deps import LimitsDep, MetricsDep, RegistryDep, resolve_model
 from service.api.schemas import SampleRequest, SampleResponse, error_responses
 from service.families import Operation
 from service.imaging import encode_images, grid_png
+from service.labels import label_names
 
 router = APIRouter(tags=["generate"])
 
@@ -32,7 +33,8 @@ async def sample(
     body: SampleRequest | None = None,
 ) -> Any:
     """Draw `n` images. The seed used is always echoed, so every sample can be reproduced:
-    image i of seed s is the same whatever `n` is."""
+    image i of seed s is the same whatever `n` is. A conditional model (cvae) draws the class
+    `label`, or each image's class from the seed; the response lists them."""
     body = body or SampleRequest()
     model = resolve_model(request, registry, body.model, Operation.SAMPLE)
     seed = body.seed if body.seed is not None else operations.new_seed()
@@ -52,13 +54,20 @@ async def sample(
         body.truncation,
         finish,
         request.app.state.autoregressive_limiter,
+        body.label,
     )
     metrics.images.labels(model.name, Operation.SAMPLE.value).inc(body.n)
     version = model.ready_card.version
     if as_grid:
         headers = {"X-Seed": str(seed), "X-Model": model.name, "X-Model-Version": str(version)}
         return Response(payload, media_type="image/png", headers=headers)
+    classes = operations.sample_labels(model.ready_card, body.label, body.n, seed)
     response = SampleResponse(
-        model=model.name, version=version, seed=seed, shape=shape, images=payload
+        model=model.name,
+        version=version,
+        seed=seed,
+        shape=shape,
+        images=payload,
+        labels=None if classes is None else label_names(model.ready_card, classes),
     )
-    return Response(response.model_dump_json(), media_type="application/json")
+    return Response(response.model_dump_json(exclude_none=True), media_type="application/json")

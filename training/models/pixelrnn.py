@@ -1,0 +1,193 @@
+"""PixelRNN with Row LSTM layers (van den Oord et al. 2016) and the PixelCNN's output: a mixture
+of discretized logistics per pixel.
+
+A masked 7×7 type-A convolution reads the image; each Row LSTM layer then runs down the image
+one row at a time. Its input-to-state part is a masked 1×3 type-B convolution over the current
+row's features (the pixel and the one to its left, so a 1×2 kernel padded on the left); its state-to-state part is a 1×3
+convolution over the previous row's hidden state, so row i's state sees a triangle of every
+row above it. Layers are residual; two 1×1 convolutions map the last layer to the mixture.
+
+The exported graph has the PixelCNN's contract: image (B, 1, H, 28) -> params (B, 3K, H, 28),
+for any H ≤ 28 (the graph pads the image to 28 rows and runs the 28 row steps unrolled; rows
+below H cannot change the rows above, so the output is cut back to H).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, cast
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..nn import MIN_LOG_SCALE, MaskedConv2d, mean_bits_per_dim, mixture_log_prob, sample_mixture
+from .base import GenerativeModel, GraphSpec
+
+ROWS = 28
+
+State = tuple[torch.Tensor, torch.Tensor]
+"""One layer's hidden and cell state for one row: each (B, C, 1, W)."""
+
+
+@dataclass
+class PixelRNNConfig:
+    channels: int = 64
+    layers: int = 4
+    first_kernel: int = 7
+    mixture_components: int = 5
+    epochs: int = 4
+    batch_size: int = 64
+    lr: float = 2e-3
+    lr_decay: float = 0.9997
+
+
+class RowLSTM(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.c = c
+        self.input_to_state = nn.Conv2d(c, 4 * c, (1, 2))  # padded left: the pixel and j-1
+        self.state_to_state = nn.Conv2d(c, 4 * c, (1, 3), padding=(0, 1))
+        self.out = nn.Conv2d(c, c, 1)
+
+    def row_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The input-to-state convolution: a 1×3 kernel masked type B, i.e. columns j-1 and j,
+        written as a 1×2 kernel on the row padded by one column on the left."""
+        return self.input_to_state(F.pad(x, (1, 0, 0, 0)))
+
+    def cell(self, gates_in: torch.Tensor, state: State) -> State:
+        """One row step: (B, 4C, 1, W) input gates and the previous row's state -> its state."""
+        h, c = state
+        i, f, o, g = (gates_in + self.state_to_state(h)).chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c), c
+
+    def initial(self, x: torch.Tensor) -> State:
+        zeros = torch.zeros_like(x[:, :, :1])  # (B, C, 1, W), dynamic-batch safe in ONNX
+        return zeros, zeros
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gates_in = self.row_input(x)  # (B, 4C, H, W): each row's own part, all at once
+        state, rows = self.initial(x), []
+        for i in range(x.shape[2]):
+            state = self.cell(gates_in[:, :, i : i + 1], state)
+            rows.append(state[0])
+        return x + self.out(torch.cat(rows, dim=2))
+
+    def step(self, x_row: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """forward() for one row, given the state of the row above. (B, C, 1, W)."""
+        state = self.cell(self.row_input(x_row), state)
+        return x_row + self.out(state[0]), state
+
+
+class PixelRNNNet(nn.Module):
+    """image (B, 1, H, W) in k/255, H ≤ 28 -> params (B, 3K, H, W) of the mixture."""
+
+    def __init__(self, cfg: PixelRNNConfig) -> None:
+        super().__init__()
+        c = cfg.channels
+        self.first = MaskedConv2d("A", 1, c, (cfg.first_kernel, cfg.first_kernel))
+        self.layers = nn.ModuleList([RowLSTM(c) for _ in range(cfg.layers)])
+        self.head = nn.Sequential(
+            nn.ReLU(), nn.Conv2d(c, 2 * c, 1), nn.ReLU(),
+            nn.Conv2d(2 * c, 3 * cfg.mixture_components, 1),
+        )  # fmt: skip
+        self.reach = cfg.first_kernel // 2
+        """Rows above row i that the first layer reads for row i."""
+
+    @property
+    def rows(self) -> list[RowLSTM]:
+        return [cast(RowLSTM, layer) for layer in self.layers]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height = x.shape[2]
+        filler = torch.zeros_like(x[:, :, :1]).expand(-1, -1, ROWS, -1)
+        h = self.first(torch.cat([x, filler], dim=2)[:, :, :ROWS] * 2 - 1)  # (B, C, 28, W)
+        for layer in self.rows:
+            h = layer(h)
+        return self.params(h)[:, :, :height]
+
+    def params(self, h: torch.Tensor) -> torch.Tensor:
+        logits, mu, log_s = self.head(h).chunk(3, dim=1)
+        return torch.cat([logits, mu * 0.5 + 0.5, torch.clamp(log_s, min=MIN_LOG_SCALE)], dim=1)
+
+    def step(self, window: torch.Tensor, states: list[State]) -> tuple[torch.Tensor, list[State]]:
+        """Row i alone: window (B, 1, reach + 1, W) holds rows i-reach..i already mapped to
+        [-1, 1] (and zeros above the image, as the convolution's padding), states the layers'
+        states after row i-1 -> row i's params (B, 3K, 1, W) and states. Exact for every
+        column whose pixels left of it are filled in."""
+        h = self.first(window)[:, :, -1:]
+        new_states = []
+        for layer, state in zip(self.rows, states, strict=True):
+            h, state = layer.step(h, state)
+            new_states.append(state)
+        return self.params(h), new_states
+
+
+class PixelRNN(GenerativeModel):
+    family = "pixelrnn"
+
+    def __init__(self, config: PixelRNNConfig) -> None:
+        super().__init__(config)
+        self.net = PixelRNNNet(config)
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        return [torch.optim.Adam(self.parameters(), lr=self.config.lr)]
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """Exact per-image log-likelihood in nats. (B, 1, H, W) -> (B,)"""
+        return mixture_log_prob(x, self.net(x).float())
+
+    def training_step(
+        self, x: torch.Tensor, y: torch.Tensor, optimizers: list[torch.optim.Optimizer]
+    ) -> dict[str, float]:
+        (opt,) = optimizers
+        loss = mean_bits_per_dim(-self.log_prob(x), x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.parameters(), 1.0)
+        opt.step()
+        for group in opt.param_groups:
+            group["lr"] *= self.config.lr_decay
+        return {"bpd": loss.item(), "lr": opt.param_groups[0]["lr"]}
+
+    @torch.no_grad()
+    def validation_loss(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        return float(mean_bits_per_dim(-self.log_prob(x), x))
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator, temperature: float = 1.0) -> torch.Tensor:
+        """Exact ancestral sampling, one row step per pixel: the rows above are summed up in the
+        Row LSTM states, so each pixel costs one pass over one row, not over the image."""
+        net, reach = self.net, self.net.reach
+        x = torch.zeros(n, 1, ROWS, ROWS)
+        centred = torch.zeros(n, 1, reach + ROWS, ROWS)  # x * 2 - 1 below `reach` zero rows
+        states = [
+            layer.initial(torch.zeros(n, self.config.channels, 1, ROWS)) for layer in net.rows
+        ]
+        for i in range(ROWS):
+            window = centred[:, :, i : i + reach + 1]  # a view: rows i-reach..i
+            for j in range(ROWS):
+                params, row_states = net.step(window, states)
+                x[:, :, i, j] = sample_mixture(params[:, :, 0, j], temperature, generator)
+                window[:, :, -1, j] = x[:, :, i, j] * 2 - 1
+            states = row_states  # no column's state depends on the row's last pixel
+        return x
+
+    def onnx_graphs(self) -> dict[str, GraphSpec]:
+        image = torch.randint(0, 256, (2, 1, ROWS, ROWS)).float() / 255
+        return {
+            "pixelrnn": GraphSpec(
+                self.net, (image,), ["image"], ["params"],
+                {"image": {0: "batch", 2: "height"}, "params": {0: "batch", 2: "height"}},
+            ),
+        }  # fmt: skip
+
+    def card_fields(self) -> dict[str, Any]:
+        return {
+            "latent_dim": None,
+            "likelihood": {
+                "kind": "discretized_logistic_mixture",
+                "components": self.config.mixture_components,
+            },
+        }
