@@ -66,6 +66,12 @@ class Settings(BaseSettings):
         le=100_000,
         description="Largest k (importance samples per image) for /score on a VAE.",
     )
+    max_iwae_samples: int = Field(
+        default=6400,
+        ge=1,
+        description="Most decoder runs one /score request on a VAE may cost: images x k (x the "
+        "classes, for a cvae scored without labels).",
+    )
     max_body_bytes: int = Field(
         default=8 * 1024 * 1024, ge=1024, description="Largest request body."
     )

@@ -120,6 +120,14 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     )
 
 
+def compressed_png_size(pixels: np.ndarray) -> int:
+    """Bytes of an (H, W) uint8 image as the smallest PNG Pillow writes (optimize=True): a
+    measure of how complex the image is (docs/anomaly.md)."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, mode="L").save(buffer, format="PNG", optimize=True)
+    return len(buffer.getvalue())
+
+
 def _chunk(kind: bytes, data: bytes) -> bytes:
     crc = zlib.crc32(data, zlib.crc32(kind))
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)

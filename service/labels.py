@@ -40,7 +40,7 @@ def resolve(card: ModelCard, label: LabelInput, n: int, field: str = "label") ->
     if not is_conditional(card):
         raise InvalidInput(
             f"{field}: model {card.name!r} ({card.family}) is not class-conditional; "
-            f"a label applies to the {', '.join(conditional_families())} families only"
+            f"a label applies only to {', '.join(conditional_families())} models"
         )
     if isinstance(label, str | int):
         return np.full(n, index(card, label, field), dtype=np.int64)

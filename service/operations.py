@@ -35,6 +35,7 @@ class Limits:
     queue_timeout: float = 0.0
     """Seconds a sampling may wait for its turn; 0: no limit."""
     max_iwae_k: int = 1000
+    max_iwae_samples: int = 6400
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
@@ -46,6 +47,7 @@ class Limits:
             settings.batch_queue_limit,
             settings.queue_timeout_ms / 1000,
             settings.max_iwae_k,
+            settings.max_iwae_samples,
         )
 
 

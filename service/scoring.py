@@ -15,6 +15,7 @@ import numpy as np
 from service import labels
 from service.errors import InvalidInput, LimitExceeded
 from service.families import Operation
+from service.imaging import compressed_png_size, to_uint8
 from service.labels import LabelInput
 from service.likelihood import bits_per_dim, logistic_log_prob, mixture_log_prob, quantize
 from service.operations import Limits, parse_batch, ready
@@ -37,6 +38,8 @@ class Scores:
     """(B,) nats: log p(x) when exact, the IWAE lower bound on it otherwise."""
     bits_per_dim: np.ndarray
     """(B,) -log p(x) / (C H W ln 2): exact, or an upper bound (in expectation) for the IWAE."""
+    png_bits_per_dim: np.ndarray
+    """(B,) bits per dimension of the image as a compressed PNG: its complexity."""
     k: int | None = None
     seed: int | None = None
     labels: np.ndarray | None = None
@@ -60,24 +63,40 @@ async def score(
         raise InvalidInput(f"k: applies to the VAE families only; {card.name!r} is exact")
     x = quantize(await anyio.to_thread.run_sync(parse_batch, card, images, limits))
     dims = int(np.prod(card.image_shape))
+    png = await anyio.to_thread.run_sync(png_bits_per_dim, x)
     if family.pixel_graph is not None:
         log_p = await model.graphs[family.pixel_graph].infer(
             {"image": x}, lambda outputs: mixture_log_prob(x, outputs["params"])
         )
-        return Scores("exact", log_p, bits_per_dim(log_p, dims))
+        return Scores("exact", log_p, bits_per_dim(log_p, dims), png)
     k = min(DEFAULT_K, limits.max_iwae_k) if k is None else k
     if k > limits.max_iwae_k:
         raise LimitExceeded(f"k: must be <= {limits.max_iwae_k} (SERVICE_MAX_IWAE_K), got {k}")
     given = labels.resolve(card, label, len(x))
-    if given is not None or not labels.is_conditional(card):
+    mixed = given is None and labels.is_conditional(card)
+    classes = len(labels.class_names(card)) if mixed else 1
+    cost = len(x) * k * classes
+    if cost > limits.max_iwae_samples:
+        times = f" x {classes} classes" if mixed else ""
+        raise LimitExceeded(
+            f"images x k: at most {limits.max_iwae_samples} importance samples per request "
+            f"(SERVICE_MAX_IWAE_SAMPLES), got {len(x)} x {k}{times} = {cost}; send fewer "
+            "images or a smaller k" + (", or a label" if mixed else "")
+        )
+    if not mixed:
         log_p = await iwae(model, x, k, seed, given)
     else:
-        classes = len(labels.class_names(card))
         per_class = [
             await iwae(model, x, k, seed, np.full(len(x), c, np.int64)) for c in range(classes)
         ]
         log_p = np.logaddexp.reduce(np.stack(per_class), axis=0) - math.log(classes)
-    return Scores("iwae", log_p, bits_per_dim(log_p, dims), k, seed, given)
+    return Scores("iwae", log_p, bits_per_dim(log_p, dims), png, k, seed, given)
+
+
+def png_bits_per_dim(x: np.ndarray) -> np.ndarray:
+    """(B, 1, H, W) on the 8-bit grid -> (B,) bits per dimension of each as a compressed PNG."""
+    sizes = [compressed_png_size(pixels) for pixels in to_uint8(x[:, 0])]
+    return np.array(sizes, dtype=np.float64) * 8.0 / x[0].size
 
 
 async def iwae(

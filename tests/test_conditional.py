@@ -20,7 +20,9 @@ NOISE = np.random.default_rng(0).random((28, 28)).tolist()
 
 @pytest.fixture(scope="module")
 def client(tiny_store_all: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(tiny_settings(tiny_store_all, max_iwae_k=20))) as test_client:
+    with TestClient(
+        create_app(tiny_settings(tiny_store_all, max_iwae_k=20, max_iwae_samples=500))
+    ) as test_client:
         yield test_client
 
 
@@ -120,7 +122,7 @@ BAD: list[tuple[str, str, dict[str, Any], str, str]] = [
     ("index_out_of_range", "/sample", {"model": "cvae-tiny", "label": 10}, "invalid_input",
      "label: class index 10 is out of range for model 'cvae-tiny': 0 to 9"),
     ("label_on_vae", "/sample", {"model": "vae-tiny", "label": SNEAKER}, "invalid_input",
-     "label: model 'vae-tiny' (vae) is not class-conditional; a label applies to the cvae"),
+     "label: model 'vae-tiny' (vae) is not class-conditional; a label applies only to cvae"),
     ("label_on_gan", "/sample", {"model": "dcgan-tiny", "label": 1}, "invalid_input",
      "label: model 'dcgan-tiny' (dcgan) is not class-conditional"),
     ("label_on_pixelcnn", "/sample", {"model": "pixelcnn-tiny", "label": 1}, "invalid_input",
@@ -146,6 +148,9 @@ BAD: list[tuple[str, str, dict[str, Any], str, str]] = [
      "so a traversal from an image or a latent needs a label"),
     ("label_on_vae_encode", "/encode", {"model": "vae-tiny", "images": [NOISE], "label": 1},
      "invalid_input", "is not class-conditional"),
+    ("score_mixture_too_much_work", "/score",
+     {"model": "cvae-tiny", "images": [NOISE] * 3, "k": 20}, "limit_exceeded",
+     "got 3 x 20 x 10 classes = 600; send fewer images or a smaller k, or a label"),
     ("sample_autoencoder", "/sample", {"model": "ae-tiny"}, "unsupported_operation",
      "a plain autoencoder has no prior to sample from"),
 ]  # fmt: skip

@@ -25,7 +25,9 @@ NOISE = np.random.default_rng(0).random((H, W)).tolist()
 
 @pytest.fixture(scope="module")
 def client(tiny_store_all: Path) -> Iterator[TestClient]:
-    settings = tiny_settings(tiny_store_all, max_iwae_k=50, max_autoregressive_n=6)
+    settings = tiny_settings(
+        tiny_store_all, max_iwae_k=50, max_iwae_samples=100, max_autoregressive_n=6
+    )
     with TestClient(create_app(settings)) as test_client:
         yield test_client
 
@@ -174,6 +176,9 @@ BAD: list[tuple[str, str, dict[str, Any], int, str, str]] = [
      "validation_error", "images: List should have at least 1 item"),
     ("score_k_too_large", "/score", {"model": "vae-tiny", "images": [NOISE], "k": 51}, 422,
      "limit_exceeded", "k: must be <= 50 (SERVICE_MAX_IWAE_K), got 51"),
+    ("score_too_much_work", "/score", {"model": "vae-tiny", "images": [NOISE] * 3, "k": 50},
+     422, "limit_exceeded", "images x k: at most 100 importance samples per request "
+     "(SERVICE_MAX_IWAE_SAMPLES), got 3 x 50 = 150"),
     ("score_k_zero", "/score", {"model": "vae-tiny", "images": [NOISE], "k": 0}, 422,
      "validation_error", "k: Input should be greater than or equal to 1"),
     ("score_k_on_exact", "/score", {"model": "pixelcnn-tiny", "images": [NOISE], "k": 5}, 422,

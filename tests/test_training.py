@@ -116,7 +116,7 @@ def test_pixelrnn_row_steps_give_the_full_forward_pass_exactly() -> None:
     with torch.no_grad():
         full = net(x)
         centred = torch.cat([torch.zeros(3, 1, reach, 28), x * 2 - 1], dim=2)
-        states = [layer.initial(torch.zeros(3, 8, 1, 28)) for layer in net.rows]
+        states = [layer.initial(torch.zeros(3, 28, 8)) for layer in net.rows]
         for i in range(28):
             params, states = net.step(centred[:, :, i : i + reach + 1], states)
             torch.testing.assert_close(params[:, :, 0], full[:, :, i], rtol=0, atol=1e-5)

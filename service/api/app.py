@@ -14,10 +14,11 @@ from fastapi import FastAPI
 
 from service.api.errors import install_error_handlers
 from service.api.middleware import BodyLimitMiddleware, MetricsMiddleware
-from service.api.routes import api_router
+from service.api.routes import ROUTERS
 from service.config import Settings
 from service.metrics import Metrics
 from service.model_control import ModelControl
+from service.operations import Limits
 from service.registry import LoadedModel, ModelState, Observers, Registry, load_registry
 
 log = logging.getLogger(__name__)
@@ -76,10 +77,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
+    app.state.limits = Limits.from_settings(settings)
     app.state.registry = Registry({}, {})
     app.state.control = ModelControl(app.state.registry)
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
-    app.include_router(api_router)
+    for router in ROUTERS:  # on the app itself: each nested router adds a matching layer
+        app.include_router(router)
     return app

@@ -38,8 +38,9 @@ async def get_control(request: Request) -> ModelControl:
     return control
 
 
-async def get_limits(settings: Annotated[Settings, Depends(get_settings)]) -> Limits:
-    return Limits.from_settings(settings)
+async def get_limits(request: Request) -> Limits:
+    limits: Limits = request.app.state.limits
+    return limits
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -12,8 +12,8 @@ from service.api.errors import error_content_for
 from service.metrics import Metrics
 
 _OPERATIONS = {
-    "sample", "encode", "reconstruct", "interpolate", "models", "health", "metrics", "v2",
-    "admin",
+    "sample", "encode", "reconstruct", "interpolate", "score", "complete", "traverse", "models",
+    "health", "metrics", "v2", "admin",
 }  # fmt: skip
 
 

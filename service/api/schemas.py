@@ -242,6 +242,15 @@ class ScoreResponse(_Response):
     log_likelihood: list[float] = Field(
         description="Per image, in nats: log p(x), or its IWAE lower bound."
     )
+    png_bits_per_dim: list[float] = Field(
+        description="Per image: bits per dimension of the image as a compressed PNG (Pillow, "
+        "optimize), a measure of its complexity."
+    )
+    anomaly_score: list[float] = Field(
+        description="Per image: bits_per_dim - png_bits_per_dim, the complexity-corrected "
+        "out-of-distribution score (Serra et al. 2020); higher is more anomalous. See "
+        "docs/anomaly.md."
+    )
     k: int | None = Field(default=None, description="iwae: importance samples per image.")
     seed: int | None = Field(default=None, description="iwae: the seed; send it to repeat.")
     labels: list[str] | None = Field(

@@ -3,7 +3,7 @@ of discretized logistics per pixel.
 
 A masked 7×7 type-A convolution reads the image; each Row LSTM layer then runs down the image
 one row at a time. Its input-to-state part is a masked 1×3 type-B convolution over the current
-row's features (the pixel and the one to its left, so a 1×2 kernel padded on the left); its state-to-state part is a 1×3
+row's features (the pixel and the one to its left); its state-to-state part is a 1×3
 convolution over the previous row's hidden state, so row i's state sees a triangle of every
 row above it. Layers are residual; two 1×1 convolutions map the last layer to the mixture.
 
@@ -27,7 +27,7 @@ from .base import GenerativeModel, GraphSpec
 ROWS = 28
 
 State = tuple[torch.Tensor, torch.Tensor]
-"""One layer's hidden and cell state for one row: each (B, C, 1, W)."""
+"""One layer's hidden and cell state for one row: each (B, W, C)."""
 
 
 @dataclass
@@ -42,41 +42,47 @@ class PixelRNNConfig:
     lr_decay: float = 0.9997
 
 
+def _columns(x: torch.Tensor, left: int, right: int) -> torch.Tensor:
+    """(..., W, C) -> (..., W, (left + 1 + right) C): column j beside its neighbours j-left ..
+    j+right, zeros past the edges. A 1×k convolution is then one matrix product."""
+    padded = F.pad(x, (0, 0, left, right))
+    width = x.shape[-2]
+    return torch.cat([padded[..., k : k + width, :] for k in range(left + 1 + right)], dim=-1)
+
+
 class RowLSTM(nn.Module):
+    """Works on channels-last rows, (B, H, W, C), so each 1×k convolution is a matrix product
+    (much faster on a CPU than a convolution over a single row)."""
+
     def __init__(self, c: int) -> None:
         super().__init__()
-        self.c = c
-        self.input_to_state = nn.Conv2d(c, 4 * c, (1, 2))  # padded left: the pixel and j-1
-        self.state_to_state = nn.Conv2d(c, 4 * c, (1, 3), padding=(0, 1))
-        self.out = nn.Conv2d(c, c, 1)
-
-    def row_input(self, x: torch.Tensor) -> torch.Tensor:
-        """The input-to-state convolution: a 1×3 kernel masked type B, i.e. columns j-1 and j,
-        written as a 1×2 kernel on the row padded by one column on the left."""
-        return self.input_to_state(F.pad(x, (1, 0, 0, 0)))
+        self.input_to_state = nn.Linear(2 * c, 4 * c)  # masked 1×3 type B: columns j-1, j
+        self.state_to_state = nn.Linear(3 * c, 4 * c, bias=False)  # 1×3: columns j-1, j, j+1
+        self.out = nn.Linear(c, c)
 
     def cell(self, gates_in: torch.Tensor, state: State) -> State:
-        """One row step: (B, 4C, 1, W) input gates and the previous row's state -> its state."""
+        """One row step: (B, W, 4C) input gates and the previous row's state -> its state."""
         h, c = state
-        i, f, o, g = (gates_in + self.state_to_state(h)).chunk(4, dim=1)
+        i, f, o, g = (gates_in + self.state_to_state(_columns(h, 1, 1))).chunk(4, dim=-1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         return torch.sigmoid(o) * torch.tanh(c), c
 
-    def initial(self, x: torch.Tensor) -> State:
-        zeros = torch.zeros_like(x[:, :, :1])  # (B, C, 1, W), dynamic-batch safe in ONNX
+    def initial(self, row: torch.Tensor) -> State:
+        """The zero state above the first row, shaped like ``row`` (B, W, C)."""
+        zeros = torch.zeros_like(row)  # dynamic-batch safe in ONNX
         return zeros, zeros
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gates_in = self.row_input(x)  # (B, 4C, H, W): each row's own part, all at once
-        state, rows = self.initial(x), []
-        for i in range(x.shape[2]):
-            state = self.cell(gates_in[:, :, i : i + 1], state)
+        gates_in = self.input_to_state(_columns(x, 1, 0))  # (B, H, W, 4C), all rows at once
+        state, rows = self.initial(x[:, 0]), []
+        for gates_row in gates_in.unbind(1):  # unbind, not slicing: its backward is one stack
+            state = self.cell(gates_row, state)
             rows.append(state[0])
-        return x + self.out(torch.cat(rows, dim=2))
+        return x + self.out(torch.stack(rows, dim=1))
 
     def step(self, x_row: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        """forward() for one row, given the state of the row above. (B, C, 1, W)."""
-        state = self.cell(self.row_input(x_row), state)
+        """forward() for one row (B, W, C), given the state of the row above."""
+        state = self.cell(self.input_to_state(_columns(x_row, 1, 0)), state)
         return x_row + self.out(state[0]), state
 
 
@@ -89,9 +95,8 @@ class PixelRNNNet(nn.Module):
         self.first = MaskedConv2d("A", 1, c, (cfg.first_kernel, cfg.first_kernel))
         self.layers = nn.ModuleList([RowLSTM(c) for _ in range(cfg.layers)])
         self.head = nn.Sequential(
-            nn.ReLU(), nn.Conv2d(c, 2 * c, 1), nn.ReLU(),
-            nn.Conv2d(2 * c, 3 * cfg.mixture_components, 1),
-        )  # fmt: skip
+            nn.ReLU(), nn.Linear(c, 2 * c), nn.ReLU(), nn.Linear(2 * c, 3 * cfg.mixture_components)
+        )
         self.reach = cfg.first_kernel // 2
         """Rows above row i that the first layer reads for row i."""
 
@@ -103,12 +108,14 @@ class PixelRNNNet(nn.Module):
         height = x.shape[2]
         filler = torch.zeros_like(x[:, :, :1]).expand(-1, -1, ROWS, -1)
         h = self.first(torch.cat([x, filler], dim=2)[:, :, :ROWS] * 2 - 1)  # (B, C, 28, W)
+        h = h.permute(0, 2, 3, 1)  # (B, 28, W, C)
         for layer in self.rows:
             h = layer(h)
         return self.params(h)[:, :, :height]
 
     def params(self, h: torch.Tensor) -> torch.Tensor:
-        logits, mu, log_s = self.head(h).chunk(3, dim=1)
+        """(B, H, W, C) -> (B, 3K, H, W)"""
+        logits, mu, log_s = self.head(h).permute(0, 3, 1, 2).chunk(3, dim=1)
         return torch.cat([logits, mu * 0.5 + 0.5, torch.clamp(log_s, min=MIN_LOG_SCALE)], dim=1)
 
     def step(self, window: torch.Tensor, states: list[State]) -> tuple[torch.Tensor, list[State]]:
@@ -116,12 +123,12 @@ class PixelRNNNet(nn.Module):
         [-1, 1] (and zeros above the image, as the convolution's padding), states the layers'
         states after row i-1 -> row i's params (B, 3K, 1, W) and states. Exact for every
         column whose pixels left of it are filled in."""
-        h = self.first(window)[:, :, -1:]
+        h = self.first(window)[:, :, -1].permute(0, 2, 1)  # (B, W, C)
         new_states = []
         for layer, state in zip(self.rows, states, strict=True):
             h, state = layer.step(h, state)
             new_states.append(state)
-        return self.params(h), new_states
+        return self.params(h[:, None]), new_states
 
 
 class PixelRNN(GenerativeModel):
@@ -162,9 +169,7 @@ class PixelRNN(GenerativeModel):
         net, reach = self.net, self.net.reach
         x = torch.zeros(n, 1, ROWS, ROWS)
         centred = torch.zeros(n, 1, reach + ROWS, ROWS)  # x * 2 - 1 below `reach` zero rows
-        states = [
-            layer.initial(torch.zeros(n, self.config.channels, 1, ROWS)) for layer in net.rows
-        ]
+        states = [layer.initial(torch.zeros(n, ROWS, self.config.channels)) for layer in net.rows]
         for i in range(ROWS):
             window = centred[:, :, i : i + reach + 1]  # a view: rows i-reach..i
             for j in range(ROWS):

@@ -16,20 +16,21 @@ from service.api.routes import (
     v2,
 )
 
-api_router = APIRouter()
-for module in (
-    health,
-    models,
-    sample,
-    encode,
-    reconstruct,
-    interpolate,
-    score,
-    complete,
-    traverse,
-    metrics,
-    ui,
-    v2,
-    admin,
-):
-    api_router.include_router(module.router)
+ROUTERS: list[APIRouter] = [
+    module.router
+    for module in (
+        sample,  # first: routes are matched in order, and /sample is the hot path
+        health,
+        models,
+        encode,
+        reconstruct,
+        interpolate,
+        score,
+        complete,
+        traverse,
+        metrics,
+        ui,
+        v2,
+        admin,
+    )
+]

@@ -33,6 +33,8 @@ async def score(
         kind=scores.kind,
         bits_per_dim=scores.bits_per_dim.tolist(),
         log_likelihood=scores.log_likelihood.tolist(),
+        png_bits_per_dim=scores.png_bits_per_dim.tolist(),
+        anomaly_score=(scores.bits_per_dim - scores.png_bits_per_dim).tolist(),
         k=scores.k,
         seed=scores.seed,
         labels=None if scores.labels is None else label_names(card, scores.labels),

@@ -417,8 +417,11 @@ function showNumbers(data) {
   $("numbers").hidden = false;
 }
 
+// A conditional model's class, as picked, for the calls that take one; "any" sends none.
+const pickedLabel = () => (isConditional(state.model) && $("label").value !== "" ? { label: $("label").value } : {});
+
 async function imageCall(path, extra = {}) {
-  const body = { model: state.model.name, images: [state.upload.b64], ...extra };
+  const body = { model: state.model.name, images: [state.upload.b64], ...pickedLabel(), ...extra };
   return run($("upload-section"), $("upload-status"), "POST", path, body);
 }
 
@@ -448,7 +451,7 @@ async function complete() {
 async function traverse() {
   const dim = readNumber($("dim"));
   const seed = readSeed($("traverse-seed"));
-  const body = { model: state.model.name, dim, steps: readNumber($("traverse-steps")), seed };
+  const body = { model: state.model.name, dim, steps: readNumber($("traverse-steps")), seed, ...pickedLabel() };
   const data = await run($("traverse-section"), $("traverse-status"), "POST", "traverse", body);
   if (!data) return;
   showImages($("traversal"), data.images, (i, n) => `${data.model}, latent dimension ${dim}, seed ${seed}, step ${i + 1} of ${n}`);
