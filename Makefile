@@ -61,8 +61,10 @@ lint: install-dev
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# Latency per operation, then the exact PixelCNN sampler against the naive one (about 2 min).
 bench: install-dev
 	$(BIN)/python bench/service_latency.py
+	$(BIN)/python bench/pixelcnn_sampler.py
 
 # Fuzzing, soak, overload, hot reload, corrupt-model start-up and graceful shutdown figures
 # (docs/reliability.md). RELIABILITY_ARGS=--quick runs each briefly.
@@ -71,7 +73,7 @@ reliability: install-dev
 	$(BIN)/python bench/reliability.py $(RELIABILITY_ARGS)
 
 # This service against raw onnxruntime and peer servers (bench/README.md). BENCH_ARGS=--quick
-# is a smoke check; BENCH_ARGS="--out docs/throughput.md" writes the table for the docs.
+# is a smoke check; BENCH_ARGS="--out docs/bench/throughput.md" writes the table for the docs.
 BENCH_ARGS    ?=
 PYTRITON_VENV := .venv-pytriton
 PYTHON312     ?= $(shell pyenv prefix 3.12 2>/dev/null)/bin/python3.12

@@ -56,6 +56,9 @@ def test_sample_without_a_label_draws_each_class_from_the_seed(client: TestClien
                                     "label": four["labels"][0]})  # fmt: skip
     assert fixed["images"] == four["images"][:1]
     assert "labels" not in _ok(client, "/sample", {"model": "vae-tiny", "seed": 9})
+    grid = client.post("/sample", json={"model": "cvae-tiny", "n": 4, "seed": 9},
+                       headers={"Accept": "image/png"})  # fmt: skip
+    assert grid.headers["x-labels"] == ",".join(four["labels"])
 
 
 def test_latent_operations_take_a_label(client: TestClient) -> None:
@@ -110,6 +113,7 @@ def test_v2_sample_takes_a_label(client: TestClient) -> None:
         return data
 
     assert infer(7) != infer(8)
+    assert client.get("/v2/models/cvae-tiny.reconstruct").status_code == 404  # needs labels
     rest = _ok(client, "/sample", {"model": "cvae-tiny", "n": 1, "seed": 4, "label": 7,
                                    "format": "array"})  # fmt: skip
     assert infer(7) == np.rint(np.array(rest["images"][0]) * 255).astype(int).ravel().tolist()

@@ -135,6 +135,7 @@ def _one_round(client: httpx.Client, models: list[dict[str, Any]]) -> int:
         name, ops = model["name"], model["operations"]
         image = [[0.5] * model["image_shape"][2]] * model["image_shape"][1]
         autoregressive = model["latent_dim"] is None
+        label = {"label": 0} if model["conditional"] else {}  # a cvae's latent ops need one
         if "sample" in ops:
             for seed in range(1 if autoregressive else 16):
                 post("/sample", {"model": name, "n": 1 + seed % 3, "seed": seed})
@@ -143,12 +144,13 @@ def _one_round(client: httpx.Client, models: list[dict[str, Any]]) -> int:
         for op in ("encode", "reconstruct"):
             if op in ops:
                 for _ in range(6):
-                    post(f"/{op}", {"model": name, "images": [image, image]})
+                    post(f"/{op}", {"model": name, "images": [image, image], **label})
                 post(f"/{op}", {"model": name, "images": [[[2.0]]]}, expect=422)
         if "interpolate" in ops:
             start = {"seed": 1} if "sample" in ops else {"image": image}
             for steps in (2, 4, 8):
-                post("/interpolate", {"model": name, "start": start, "end": start, "steps": steps})
+                body = {"model": name, "start": start, "end": start, "steps": steps, **label}
+                post("/interpolate", body)
     post("/sample", {"model": "no-such-model"}, expect=404)
     assert client.get("/no-such-route").status_code == 404
     return sent

@@ -64,6 +64,15 @@ def test_score_is_exact_for_the_autoregressive_families(client: TestClient) -> N
         assert again == pytest.approx(bpd[1:], rel=1e-12)
 
 
+def test_score_reports_complexity_and_the_corrected_anomaly_score(client: TestClient) -> None:
+    flat = np.zeros((H, W)).tolist()
+    body = _ok(client, "/score", {"model": "vae-tiny", "images": [flat, NOISE], "k": 4})
+    png = np.array(body["png_bits_per_dim"])
+    assert png[0] < 1 < 7 < png[1]  # a flat image compresses to almost nothing, noise does not
+    expected = np.array(body["bits_per_dim"]) - png
+    np.testing.assert_allclose(body["anomaly_score"], expected)
+
+
 def test_score_quantises_the_input_to_8_bits(client: TestClient) -> None:
     on_grid = (np.round(np.array(NOISE) * 255) / 255).tolist()
     scores = [
@@ -234,6 +243,8 @@ BAD: list[tuple[str, str, dict[str, Any], int, str, str]] = [
      "invalid_input", "dim: must be 0 to 7 for model 'vae-tiny', got 8"),
     ("traverse_flat_range", "/traverse", {"model": "vae-tiny", "dim": 0, "range": [1, 1]}, 422,
      "invalid_input", "range: two different finite values expected"),
+    ("traverse_range_huge", "/traverse", {"model": "vae-tiny", "dim": 0, "range": [0, 1e300]},
+     422, "validation_error", "range[1]: Input should be less than or equal to 100"),
     ("traverse_range_length", "/traverse", {"model": "vae-tiny", "dim": 0, "range": [1]}, 422,
      "validation_error", "range[1]: Field required"),
     ("traverse_two_bases", "/traverse",

@@ -304,6 +304,9 @@ class CompleteResponse(_Response):
     images: list[list[ImageOutput]] = Field(description="Per input image, its completions.")
 
 
+LatentValue = Annotated[float, Field(ge=-100, le=100)]
+
+
 class TraverseRequest(_Request):
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"model": "vae-fashion", "dim": 3, "steps": 9, "seed": 7}]}
@@ -311,7 +314,7 @@ class TraverseRequest(_Request):
 
     model: ModelName = None
     dim: int = Field(ge=0, description="The latent dimension to vary, 0 to latent_dim - 1.")
-    range: tuple[float, float] = Field(
+    range: tuple[LatentValue, LatentValue] = Field(
         default=(-3.0, 3.0), description="The values dim takes: first and last, both included."
     )
     steps: int = Field(default=8, ge=2, le=64, description="Images in the strip.")

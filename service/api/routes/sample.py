@@ -15,7 +15,8 @@ router = APIRouter(tags=["generate"])
 
 _PNG_GRID = {
     "description": "With `Accept: image/png`: one PNG grid of all images; the seed, model and "
-    "version come in the X-Seed, X-Model and X-Model-Version headers.",
+    "version come in the X-Seed, X-Model and X-Model-Version headers, a conditional model's "
+    "classes in X-Labels (comma-separated).",
     "content": {"image/png": {}},
 }
 
@@ -57,17 +58,15 @@ async def sample(
         body.label,
     )
     metrics.images.labels(model.name, Operation.SAMPLE.value).inc(body.n)
-    version = model.ready_card.version
+    card = model.ready_card
+    classes = operations.sample_labels(card, body.label, body.n, seed)
+    names = None if classes is None else label_names(card, classes)
     if as_grid:
-        headers = {"X-Seed": str(seed), "X-Model": model.name, "X-Model-Version": str(version)}
+        headers = {"X-Seed": str(seed), "X-Model": model.name, "X-Model-Version": str(card.version)}
+        if names is not None:
+            headers["X-Labels"] = ",".join(names)
         return Response(payload, media_type="image/png", headers=headers)
-    classes = operations.sample_labels(model.ready_card, body.label, body.n, seed)
     response = SampleResponse(
-        model=model.name,
-        version=version,
-        seed=seed,
-        shape=shape,
-        images=payload,
-        labels=None if classes is None else label_names(model.ready_card, classes),
+        model=model.name, version=card.version, seed=seed, shape=shape, images=payload, labels=names
     )
     return Response(response.model_dump_json(exclude_none=True), media_type="application/json")
