@@ -94,3 +94,30 @@ FAMILIES: dict[str, Family] = {
     "pixelcnn": _autoregressive("pixelcnn", optional_graphs=("context", "row")),
     "pixelrnn": _autoregressive("pixelrnn"),
 }
+
+
+KNOB_BOUNDS: dict[str, dict[str, float]] = {
+    "temperature": {"gt": 0.0, "le": 10.0},
+    "truncation": {"ge": 0.05, "le": 10.0},
+}
+"""The sampling knobs' accepted ranges, in pydantic's Field terms; every API takes them here."""
+
+_CHECKS = {
+    "gt": (lambda v, b: v > b, "<"),
+    "ge": (lambda v, b: v >= b, "<="),
+    "lt": (lambda v, b: v < b, "<"),
+    "le": (lambda v, b: v <= b, "<="),
+}
+
+
+def knob_accepts(knob: str, value: float) -> bool:
+    return all(_CHECKS[op][0](value, bound) for op, bound in KNOB_BOUNDS[knob].items())
+
+
+def knob_rule(knob: str) -> str:
+    """E.g. "0 < temperature <= 10"."""
+    bounds = KNOB_BOUNDS[knob]
+    low = next(((b, _CHECKS[op][1]) for op, b in bounds.items() if op in ("gt", "ge")), None)
+    high = next(((b, _CHECKS[op][1]) for op, b in bounds.items() if op in ("lt", "le")), None)
+    text = f"{low[0]:g} {low[1]} {knob}" if low else knob
+    return f"{text} {high[1]} {high[0]:g}" if high else text

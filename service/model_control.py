@@ -88,7 +88,14 @@ class ModelControl:
         loader = self._loader()
         entries = await anyio.to_thread.run_sync(loader.entries)
         root = loader.settings.model_store
-        self._tried = {name: _fingerprint(root, e) for name, e in entries.items()}
+        # Versions that failed at start-up are not retried until their files change. Anything
+        # else is judged by poll(): a version published while the service started is news.
+        self._tried = {
+            name: _fingerprint(root, entry)
+            for name, entry in entries.items()
+            if (model := self.registry.models.get(name)) is not None
+            and model.state is ModelState.FAILED
+        }
         while True:
             await asyncio.sleep(interval)
             try:

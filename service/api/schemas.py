@@ -14,6 +14,8 @@ from pydantic import (
     model_validator,
 )
 
+from service.families import KNOB_BOUNDS
+
 
 def _string_or_array(value: Any) -> Any:
     if not isinstance(value, str | list):
@@ -49,6 +51,10 @@ Label = Annotated[
     ),
 ]
 Seed = Annotated[int, Field(ge=0, lt=2**64)]
+
+
+Temperature = Annotated[float, Field(**KNOB_BOUNDS["temperature"])]
+Truncation = Annotated[float, Field(**KNOB_BOUNDS["truncation"])]
 
 
 class _Request(BaseModel):
@@ -89,16 +95,12 @@ class SampleRequest(_Request):
         default=None, ge=0, lt=2**64, description="Omitted: one is drawn and echoed back."
     )
     format: FormatField = "png"
-    temperature: float | None = Field(
+    temperature: Temperature | None = Field(
         default=None,
-        gt=0,
-        le=10,
         description="PixelCNN only: scales logits and logistic noise (1=exact).",
     )
-    truncation: float | None = Field(
+    truncation: Truncation | None = Field(
         default=None,
-        ge=0.05,
-        le=10,
         description="GANs only: latent entries with |z| > truncation are redrawn until inside.",
     )
     label: Label | None = Field(
@@ -282,8 +284,8 @@ class CompleteRequest(_Request):
         default=None,
         description="Completion i uses seed + i. Omitted: one is drawn and echoed back.",
     )
-    temperature: float | None = Field(
-        default=None, gt=0, le=10, description="Scales logits and logistic noise (1 = exact)."
+    temperature: Temperature | None = Field(
+        default=None, description="Scales logits and logistic noise (1 = exact)."
     )
     format: FormatField = "png"
 

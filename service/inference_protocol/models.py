@@ -12,7 +12,6 @@ map naturally onto tensors and are v2 models too:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -22,7 +21,7 @@ import numpy as np
 
 from service import operations
 from service.errors import InvalidInput, ModelNotFound, ModelNotReady
-from service.families import Operation
+from service.families import KNOB_BOUNDS, Operation, knob_accepts, knob_rule
 from service.imaging import to_uint8
 from service.inference_protocol.schema import MetadataTensor, ModelMetadata
 from service.inference_protocol.tensors import datatype_of
@@ -33,11 +32,6 @@ from service.store import TensorSpec
 
 ONNX_PLATFORM = "onnxruntime_onnx"
 OPERATION_PLATFORM = "genserve"
-KNOBS: dict[str, tuple[Callable[[float], bool], str]] = {
-    "temperature": (lambda t: 0.0 < t <= 10.0, "0 < temperature <= 10"),
-    "truncation": (lambda t: 0.05 <= t <= 10.0, "0.05 <= truncation <= 10"),
-}
-"""The sampling knobs, accepted in the same ranges as POST /sample accepts them."""
 
 
 class Kind(StrEnum):
@@ -251,11 +245,11 @@ async def _sample(
     if seed < 0:
         raise InvalidInput(f"input 'seed': must be at least 0, got {seed}")
     knobs = {}
-    for knob, (accepted, rule) in KNOBS.items():
+    for knob in KNOB_BOUNDS:
         if knob in tensors:
             value = float(tensors[knob].reshape(-1)[0])
-            if not accepted(value):
-                raise InvalidInput(f"input {knob!r}: must be {rule}, got {value}")
+            if not knob_accepts(knob, value):
+                raise InvalidInput(f"input {knob!r}: must be {knob_rule(knob)}, got {value}")
             knobs[knob] = value
     images = await operations.sample(
         v2.model,

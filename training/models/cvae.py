@@ -25,7 +25,7 @@ class CVAEConfig:
     latent_dim: int = 32
     channels: int = 32
     label_dim: int = 16
-    epochs: int = 8
+    epochs: int = 12
     batch_size: int = 128
     lr: float = 2e-3
     kl_warmup_steps: int = 2000

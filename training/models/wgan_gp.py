@@ -22,7 +22,7 @@ from .dcgan import DCGAN
 class WGANGPConfig:
     latent_dim: int = 64
     channels: int = 64
-    epochs: int = 10
+    epochs: int = 7
     batch_size: int = 64
     lr: float = 1e-4
     beta1: float = 0.0
