@@ -91,15 +91,21 @@ def main() -> None:
     started = time.perf_counter()
     process = subprocess.Popen([*command, "--log-level", "warning"], cwd=REPO, env=env)
     url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
     try:
         while True:
             if process.poll() is not None:
                 sys.exit("the service exited during start-up")
             try:
-                if httpx.get(f"{url}/health/ready", timeout=5).status_code == 200:
+                ready = httpx.get(f"{url}/health/ready", timeout=5)
+                if ready.status_code == 200:
                     break
+                # The store is loaded before the first answer: a 503 will stay a 503.
+                sys.exit(f"the service is not ready: {ready.json().get('error', ready.text)}")
             except httpx.TransportError:
                 pass
+            if time.monotonic() > deadline:
+                sys.exit("the service did not answer within 120 s")
             time.sleep(0.05)
         ready_s = time.perf_counter() - started
         loaded = memory_kib(process.pid)

@@ -128,13 +128,21 @@ class Batcher:
         self._queued_rows += rows
         if self.policy.queue_timeout > 0:
             request.expiry = loop.call_later(self.policy.queue_timeout, self._expire, request)
+        request.future.add_done_callback(lambda future: self._forget(request, future))
         assert self._arrived is not None
         self._arrived.set()
         return await request.future
 
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Bind a worker to this event loop. Requests queued on a loop that has gone away can
-        never be answered, so they are dropped with it."""
+        """Bind a worker to this event loop. Requests left queued by a worker that stopped are
+        refused (where their loop still runs) rather than left waiting forever."""
+        for request in self._queue:
+            if request.expiry is not None:
+                request.expiry.cancel()
+            owner = request.future.get_loop()
+            if not request.future.done() and not owner.is_closed():
+                error = Overloaded(f"{self.model}: the {self.graph} worker restarted", 1.0)
+                owner.call_soon_threadsafe(_refuse, request.future, error)
         self._queue.clear()
         self._queued_rows = 0
         self._arrived = asyncio.Event()
@@ -144,6 +152,18 @@ class Batcher:
     def retry_after(self) -> float:
         """Seconds until the queue as it is now has drained, at the recent speed."""
         return max(1.0, math.ceil(self._queued_rows * self._seconds_per_row))
+
+    def _forget(self, request: _Request, future: asyncio.Future[Any]) -> None:
+        """A request cancelled while queued leaves the queue at once (and the count)."""
+        if not future.cancelled():
+            return
+        if request.expiry is not None:
+            request.expiry.cancel()
+        try:
+            self._queue.remove(request)
+        except ValueError:  # already taken into a batch
+            return
+        self._queued_rows -= request.rows
 
     def _expire(self, request: _Request) -> None:
         """A request still queued at its deadline is refused rather than run late."""
@@ -177,7 +197,7 @@ class Batcher:
         self._closed = True
         if self._worker is not None:
             assert self._arrived is not None
-            while self._queue or self._running:
+            while (self._queue and not self._worker.done()) or self._running:
                 self._arrived.set()
                 await asyncio.sleep(0.001)
             self._worker.cancel()
@@ -287,18 +307,25 @@ class Batcher:
             cuts = np.cumsum([r.rows for r in live])[:-1]
             split = {k: np.split(v, cuts) for k, v in merged.items()}
             outputs = [{k: parts[i] for k, parts in split.items()} for i in range(len(live))]
-        done = iter(outputs)
+        # Pair outputs with the requests they were computed for: one cancelled during the run
+        # still gets (and drops) its own rows, never a neighbour's.
+        by_request = {id(r): out for r, out in zip(live, outputs, strict=True)}
         results: list[tuple[bool, Any]] = []
         for request in batch:
-            if request.future.cancelled():
+            out = by_request.get(id(request))
+            if out is None:
                 results.append((False, None))
                 continue
-            out = next(done)
             try:
                 results.append((True, request.finish(out) if request.finish else out))
             except Exception as exc:
                 results.append((False, exc))
         return results
+
+
+def _refuse(future: asyncio.Future[Any], error: Exception) -> None:
+    if not future.done():
+        future.set_exception(error)
 
 
 def _rows(feeds: Feeds) -> int:

@@ -150,7 +150,10 @@ class ModelControl:
                     f"{name}{version} did not load, v{previous.version} keeps serving: "
                     f"{loaded.reason}"
                 )
-            self.registry.swap(loaded)  # nothing served before: /health/ready now says why
+            if previous is not None and previous.state is ModelState.FAILED:
+                self.registry.swap(loaded)  # still failed: /health/ready gives the new reason
+            # A model that was not serving stays out: one bad publish must not take the
+            # service out of readiness while every other model serves.
             raise ModelLoadFailed(f"{name}{version} did not load: {loaded.reason}")
 
     def _loader(self) -> ModelLoader:

@@ -107,11 +107,11 @@ async def sample(
     card, family = ready(model, Operation.SAMPLE)
     check_knob(card, family, "temperature", temperature)
     check_knob(card, family, "truncation", truncation)
-    classes = sample_labels(card, label, n, seed)
     limit = limits.max_autoregressive_n if family.autoregressive else limits.max_n
-    if n > limit:
+    if n > limit:  # before anything is allocated for n images
         kind = "autoregressive model" if family.autoregressive else "model"
         raise LimitExceeded(f"n: must be <= {limit} for {kind} {card.name!r}")
+    classes = sample_labels(card, label, n, seed)
     if family.autoregressive:
 
         def draw() -> Any:
@@ -124,8 +124,8 @@ async def sample(
         async with autoregressive_turn(card.name, autoregressive_limiter, limits):
             return await anyio.to_thread.run_sync(draw)
     z = latents(seed, n, _latent_dim(card))
-    if truncation is not None:
-        z = truncate(z, seed, truncation)
+    if truncation is not None:  # a Python loop per redrawn row: off the event loop
+        z = await anyio.to_thread.run_sync(truncate, z, seed, truncation)
     return await _decode(model, z, finish, classes)
 
 

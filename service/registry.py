@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 
@@ -221,7 +221,9 @@ def _load_one(
         if card.image_shape[0] != 1:
             raise ServiceError(f"{entry.name}: only 1-channel images are served")
         verify_files(entry.folder, card)
-        batching = None if family.autoregressive else batch_policy(settings)
+        batching = batch_policy(settings)
+        if family.autoregressive:  # one run at a time, on every core: the sampler's way too
+            batching = replace(batching, instances=1)
         model.graphs = {
             role: _open(entry.folder, card, role, settings, providers, observers, batching)
             for role in (*family.graphs, *(g for g in family.optional_graphs if g in card.graphs))
@@ -282,10 +284,10 @@ def _open(
     settings: Settings,
     providers: list[str],
     observers: Observers,
-    batching: BatchPolicy | None,
+    batching: BatchPolicy,
 ) -> Graph:
     threads = settings.intra_op_threads
-    if threads == 0 and batching is not None:  # the batch instances share the cores
+    if threads == 0 and batching.instances > 1:  # the batch instances share the cores
         threads = max(1, len(os.sched_getaffinity(0)) // batching.instances)
     tuning = SessionTuning(threads, settings.ort_spinning, settings.ort_log_severity)
     return open_graph(

@@ -215,3 +215,43 @@ def test_io_binding_path_gives_the_same_outputs(registry: Registry) -> None:
     assert bound.keys() == plain.keys()
     for name in plain:
         np.testing.assert_array_equal(bound[name], plain[name])
+
+
+def test_a_request_cancelled_during_its_run_never_shifts_the_others_outputs() -> None:
+    run = Recorder(seconds=0.2)
+    batcher = Batcher(run, BatchPolicy(max_batch=8))
+
+    async def main() -> list[Any]:
+        blocker = asyncio.ensure_future(batcher.submit({"x": rows(100, 1)}))
+        await asyncio.sleep(0.05)  # the blocker runs; the next three queue and batch together
+        tasks = [asyncio.ensure_future(batcher.submit({"x": rows(i, 1)})) for i in range(3)]
+        await asyncio.sleep(0.2)  # their batch is now running
+        tasks[0].cancel()
+        return await gather(blocker, *tasks)
+
+    results = asyncio.run(main())
+    assert run.batches == [1, 3]
+    assert isinstance(results[1], asyncio.CancelledError)
+    for i, out in enumerate(results[2:], start=1):
+        np.testing.assert_array_equal(out["y"], rows(i, 1) * 2)
+
+
+def test_a_request_cancelled_while_queued_leaves_the_queue() -> None:
+    run = Recorder()
+    run.gate.clear()
+    batcher = Batcher(run, BatchPolicy(queue_limit=1))
+
+    async def main() -> Any:
+        first = asyncio.ensure_future(batcher.submit({"x": rows(0, 1)}))
+        await asyncio.sleep(0.05)
+        queued = asyncio.ensure_future(batcher.submit({"x": rows(0, 1)}))
+        await asyncio.sleep(0.01)
+        queued.cancel()
+        await asyncio.sleep(0.01)
+        assert batcher.depth == 0  # its place is free again
+        again = asyncio.ensure_future(batcher.submit({"x": rows(5, 1)}))
+        run.gate.set()
+        await first
+        return await again
+
+    np.testing.assert_array_equal(asyncio.run(main())["y"], rows(5, 1) * 2)

@@ -170,3 +170,13 @@ def test_bad_labels_are_422(
     assert response.status_code == 422, response.text
     assert response.json()["code"] == code
     assert message in response.json()["error"]
+
+
+@pytest.mark.parametrize("label", [None, 0])
+def test_a_huge_n_is_refused_before_any_label_is_drawn(
+    client: TestClient, label: int | None
+) -> None:
+    body = {"model": "cvae-tiny", "n": 2**62, "label": label}
+    response = client.post("/sample", json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "limit_exceeded"

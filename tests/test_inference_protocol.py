@@ -97,3 +97,10 @@ def test_sample_model_is_post_sample_in_8_bits(registry: Registry) -> None:
     expected = anyio.run(functools.partial(ops.sample, registry.get("vae-tiny"), 3, 5, LIMITS))
     np.testing.assert_array_equal(result.outputs["images"], to_uint8(expected))
     assert result.parameters == {"seed": 5}
+
+
+@pytest.mark.parametrize("length", ["²", "-1", "0", "9999", "1e3", " 12"])
+def test_a_bad_header_length_is_invalid_input_not_a_crash(length: str) -> None:
+    body = json.dumps({"inputs": []}).encode()
+    with pytest.raises(InvalidInput, match="Inference-Header-Content-Length"):
+        decode_request(body, length)

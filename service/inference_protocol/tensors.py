@@ -92,7 +92,8 @@ def decode_request(body: bytes, header_length: str | None) -> DecodedRequest:
 def _split(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     if header_length is None:
         return body, b""
-    if not header_length.isdigit() or not 0 < int(header_length) <= len(body):
+    valid = header_length.isascii() and header_length.isdigit()
+    if not valid or not 0 < int(header_length) <= len(body):
         raise InvalidInput(
             f"{HEADER_LENGTH}: must be the JSON header's length in bytes, 1 to {len(body)}; "
             f"got {header_length!r}"
