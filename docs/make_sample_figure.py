@@ -12,6 +12,7 @@ python docs/make_sample_figure.py --url http://127.0.0.1:8000
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,14 @@ def _tiles(images: list[Any]) -> list[Image.Image]:
 
 
 def _post(client: httpx.Client, path: str, body: dict[str, Any]) -> list[Image.Image]:
+    """The images a request returns; prints the request's wall-clock time per image."""
+    started = time.perf_counter()
     response = client.post(path, json={**body, "format": "array"})
+    seconds = time.perf_counter() - started
     response.raise_for_status()
-    return _tiles(response.json()["images"])
+    images = response.json()["images"]
+    print(f"{body['model']} {path}: {seconds / len(images):.4f} s per image ({len(images)} images)")
+    return _tiles(images)
 
 
 def _test_images() -> list[np.ndarray]:

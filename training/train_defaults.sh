@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Retrain and export the models shipped in model_store/, exactly as they were made.
-# About 1.5 hours on 2 CPU cores (bf16 autocast); checkpoints go to runs/ (git-ignored).
+# About 2.5 hours on 2 CPU cores (bf16 autocast); checkpoints go to runs/ (git-ignored).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -25,7 +25,7 @@ $PY -m training export runs/pixelcnn-fashion-mnist/checkpoint.pt --store "$STORE
   --classifier "$STORE/classifier-fashion.classifier" --fd-samples 300
 
 # Issue 6's families. The conditional VAE's importance-weighted bound uses k = 10 (its decoder
-# runs k times per test image; k = 100 would take half an hour here).
+# runs k times per test image; k = 100 would make its export about ten times longer).
 $PY -m training train cvae --seed 0
 $PY -m training export runs/cvae-fashion-mnist/checkpoint.pt --store "$STORE" --name cvae-fashion \
   --classifier "$STORE/classifier-fashion.classifier" --iwae-k 10

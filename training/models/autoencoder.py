@@ -22,7 +22,7 @@ from .base import GenerativeModel, GraphSpec
 class AutoencoderConfig:
     latent_dim: int = 32
     channels: int = 32
-    epochs: int = 6
+    epochs: int = 4
     batch_size: int = 128
     lr: float = 2e-3
 

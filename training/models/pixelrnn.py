@@ -36,10 +36,10 @@ class PixelRNNConfig:
     layers: int = 4
     first_kernel: int = 7
     mixture_components: int = 5
-    epochs: int = 4
+    epochs: int = 2
     batch_size: int = 64
     lr: float = 2e-3
-    lr_decay: float = 0.9997
+    lr_decay: float = 0.998
 
 
 def _columns(x: torch.Tensor, left: int, right: int) -> torch.Tensor:
