@@ -17,11 +17,9 @@ from ..nn import (
     MaskedConv2d,
     VerticalConv2d,
     down_shift,
-    mean_bits_per_dim,
-    mixture_log_prob,
     sample_mixture,
 )
-from .base import GenerativeModel, GraphSpec
+from .base import AutoregressiveModel, GraphSpec
 
 
 @dataclass
@@ -124,35 +122,13 @@ class PixelCNNNet(nn.Module):
         return self.params(h)
 
 
-class PixelCNN(GenerativeModel):
+class PixelCNN(AutoregressiveModel):
     family = "pixelcnn"
+    net: PixelCNNNet
 
     def __init__(self, config: PixelCNNConfig) -> None:
         super().__init__(config)
         self.net = PixelCNNNet(config)
-
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        return [torch.optim.Adam(self.parameters(), lr=self.config.lr)]
-
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """Exact per-image log-likelihood in nats. (B, 1, H, W) -> (B,)"""
-        return mixture_log_prob(x, self.net(x).float())
-
-    def training_step(
-        self, x: torch.Tensor, y: torch.Tensor, optimizers: list[torch.optim.Optimizer]
-    ) -> dict[str, float]:
-        (opt,) = optimizers
-        loss = mean_bits_per_dim(-self.log_prob(x), x)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        for group in opt.param_groups:
-            group["lr"] *= self.config.lr_decay
-        return {"bpd": loss.item(), "lr": opt.param_groups[0]["lr"]}
-
-    @torch.no_grad()
-    def validation_loss(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        return float(mean_bits_per_dim(-self.log_prob(x), x))
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator, temperature: float = 1.0) -> torch.Tensor:

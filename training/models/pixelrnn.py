@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..nn import MIN_LOG_SCALE, MaskedConv2d, mean_bits_per_dim, mixture_log_prob, sample_mixture
-from .base import GenerativeModel, GraphSpec
+from ..nn import MIN_LOG_SCALE, MaskedConv2d, sample_mixture
+from .base import AutoregressiveModel, GraphSpec
 
 ROWS = 28
 
@@ -131,36 +131,15 @@ class PixelRNNNet(nn.Module):
         return self.params(h[:, None]), new_states
 
 
-class PixelRNN(GenerativeModel):
+class PixelRNN(AutoregressiveModel):
     family = "pixelrnn"
+    net: PixelRNNNet
+
+    clip_grad_norm = 1.0
 
     def __init__(self, config: PixelRNNConfig) -> None:
         super().__init__(config)
         self.net = PixelRNNNet(config)
-
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        return [torch.optim.Adam(self.parameters(), lr=self.config.lr)]
-
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """Exact per-image log-likelihood in nats. (B, 1, H, W) -> (B,)"""
-        return mixture_log_prob(x, self.net(x).float())
-
-    def training_step(
-        self, x: torch.Tensor, y: torch.Tensor, optimizers: list[torch.optim.Optimizer]
-    ) -> dict[str, float]:
-        (opt,) = optimizers
-        loss = mean_bits_per_dim(-self.log_prob(x), x)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(self.parameters(), 1.0)
-        opt.step()
-        for group in opt.param_groups:
-            group["lr"] *= self.config.lr_decay
-        return {"bpd": loss.item(), "lr": opt.param_groups[0]["lr"]}
-
-    @torch.no_grad()
-    def validation_loss(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        return float(mean_bits_per_dim(-self.log_prob(x), x))
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator, temperature: float = 1.0) -> torch.Tensor:
