@@ -112,8 +112,8 @@ class Graph:
     async def infer(self, feeds: dict[str, np.ndarray], finish: Finish | None = None) -> Any:
         """Run through the dynamic batcher, off the event loop; ``finish`` (if given) maps this
         request's outputs in the worker thread, and its result is returned."""
-        if self.batcher is None:
-            self.batcher = Batcher(self.run, BatchPolicy(), self.model, self.role)
+        if self.batcher is None:  # open_graph always gives one; a bare Graph has none
+            raise RuntimeError(f"{self.model}: graph {self.role!r} has no batcher")
         return await self.batcher.submit(feeds, finish)
 
     async def close(self) -> None:
@@ -151,7 +151,7 @@ def open_graph(
     providers: list[str],
     tuning: SessionTuning,
     observer: RunObserver | None,
-    batching: BatchPolicy | None = None,
+    batching: BatchPolicy,
     batch_observer: BatchObserver | None = None,
 ) -> Graph:
     options = tuning.options()
@@ -162,8 +162,7 @@ def open_graph(
         raise StoreError(f"{model}: onnxruntime could not load {spec.file}") from exc
     _check_names(model, role, spec, session)
     graph = Graph(model, role, spec, session, observer)
-    if batching is not None:
-        graph.batcher = Batcher(graph.run, batching, model, role, batch_observer)
+    graph.batcher = Batcher(graph.run, batching, model, role, batch_observer)
     return graph
 
 
