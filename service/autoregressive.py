@@ -12,7 +12,7 @@ import numpy as np
 from service.families import FAMILIES
 from service.likelihood import sample_pixel
 from service.registry import LoadedModel
-from service.store import ModelCard
+from service.store import ModelCard, RowStepSampler, WindowedSampler
 
 
 def pixel_noise(seed: int, n: int, h: int, w: int) -> np.ndarray:
@@ -35,8 +35,10 @@ def generate(
     """
     card = model.ready_card
     x = _start(x, keep)
-    if card.sampler is not None and {"context", "row"} <= model.graphs.keys():
-        return _generate_windowed(model, card, x, keep, noise, temperature)
+    if isinstance(card.sampler, WindowedSampler) and {"context", "row"} <= model.graphs.keys():
+        return _generate_windowed(model, card.sampler, x, keep, noise, temperature)
+    if isinstance(card.sampler, RowStepSampler) and "step" in model.graphs:
+        return _generate_row_steps(model, card.sampler, x, keep, noise, temperature)
     pixel_graph = FAMILIES[card.family].pixel_graph
     assert pixel_graph is not None
     graph = model.graphs[pixel_graph]
@@ -72,7 +74,7 @@ def generate_naive(
 
 def _generate_windowed(
     model: LoadedModel,
-    card: ModelCard,
+    sampler: WindowedSampler,
     x: np.ndarray,
     keep: np.ndarray,
     noise: np.ndarray,
@@ -80,9 +82,8 @@ def _generate_windowed(
 ) -> np.ndarray:
     """The PixelCNN's context graph once per row, its row graph once per pixel, each on a window
     as large as the receptive field (docs/model-store.md): exact."""
-    assert card.sampler is not None
-    rows, cols = card.sampler.context_rows, card.sampler.row_columns
-    context, row, k = model.graphs["context"], model.graphs["row"], _components(card)
+    rows, cols = sampler.context_rows, sampler.row_columns
+    context, row, k = model.graphs["context"], model.graphs["row"], _components(model.ready_card)
     for i in np.flatnonzero(~keep.all(axis=1)):
         window = np.ascontiguousarray(x[:, :, max(0, i - rows + 1) : i + 1])
         links = context.run({"image": window})["links"]  # (N, L*2c, 1, W): row i's context
@@ -94,6 +95,39 @@ def _generate_windowed(
             }
             params = row.run(feeds)["params"][:, :, 0, -1]
             x[:, 0, i, j] = sample_pixel(params, noise[:, i, j], temperature, k)
+    return x
+
+
+def _generate_row_steps(
+    model: LoadedModel,
+    sampler: RowStepSampler,
+    x: np.ndarray,
+    keep: np.ndarray,
+    noise: np.ndarray,
+    temperature: float,
+) -> np.ndarray:
+    """The PixelRNN's step graph once per pixel to generate, on the image rows it reads and the
+    Row LSTM state of the rows above (docs/model-store.md): exact.
+
+    Column j's state depends on the row's pixels left of j, so a row's final state comes from
+    a step that saw the whole row: the last pixel's step, when that pixel was generated (no
+    column reads it), else one more step."""
+    step, rows, k = model.graphs["step"], sampler.window_rows, _components(model.ready_card)
+    n, _, height, width = x.shape
+    (state_spec,) = (t for t in step.spec.inputs if t.name == "state")
+    state = np.zeros((n, *state_spec.shape[1:]), dtype=np.float32)
+    for i in range(height):
+        window = x[:, :, max(0, i - rows + 1) : i + 1]
+        todo = np.flatnonzero(~keep[i])
+        out: dict[str, np.ndarray] = {}
+        for j in todo:
+            out = step.run({"image": np.ascontiguousarray(window), "state": state})
+            x[:, 0, i, j] = sample_pixel(out["params"][:, :, 0, j], noise[:, i, j], temperature, k)
+        if i == height - 1:
+            break
+        if todo.size == 0 or todo[-1] != width - 1:
+            out = step.run({"image": np.ascontiguousarray(window), "state": state})
+        state = out["next_state"]
     return x
 
 

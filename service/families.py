@@ -92,7 +92,7 @@ FAMILIES: dict[str, Family] = {
     "dcgan": _GAN,
     "wgan-gp": _GAN,
     "pixelcnn": _autoregressive("pixelcnn", optional_graphs=("context", "row")),
-    "pixelrnn": _autoregressive("pixelrnn"),
+    "pixelrnn": _autoregressive("pixelrnn", optional_graphs=("step",)),
 }
 
 

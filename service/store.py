@@ -12,7 +12,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -70,6 +70,14 @@ class WindowedSampler(BaseModel):
     row_columns: int = Field(ge=1)
 
 
+class RowStepSampler(BaseModel):
+    """How the PixelRNN's ``step`` graph samples exactly, one row step per pixel, carrying its
+    state from row to row (docs/model-store.md)."""
+
+    kind: Literal["row_step"]
+    window_rows: int = Field(ge=1)
+
+
 class FileEntry(BaseModel):
     sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
     bytes: int = Field(ge=0)
@@ -89,7 +97,7 @@ class ModelCard(BaseModel):
     latent_dim: int | None = Field(default=None, ge=1)
     class_names: list[str] | None = None
     likelihood: Likelihood | None = None
-    sampler: WindowedSampler | None = None
+    sampler: Annotated[WindowedSampler | RowStepSampler, Field(discriminator="kind")] | None = None
     graphs: dict[str, GraphSpec]
     metrics: dict[str, float | None] = Field(default_factory=dict)
     evaluation: dict[str, Any] = Field(default_factory=dict)

@@ -262,8 +262,11 @@ def test_export_records_the_metrics_each_family_promises(tiny_store: Path) -> No
         return json.loads((tiny_store / f"{name}.v1.json").read_text())["metrics"]
 
     assert 0 <= metrics("classifier-synthetic")["test_accuracy"] <= 1
+    # IWAE is the tighter bound in expectation; both are Monte Carlo estimates, and on a barely
+    # trained model (posterior near the prior) their gap is within that noise.
+    noise = 1e-3
     vae = metrics("vae-synthetic")
-    assert vae["test_bpd_iwae"] <= vae["test_bpd_neg_elbo"] + 1e-6  # IWAE is the tighter bound
+    assert vae["test_bpd_iwae"] <= vae["test_bpd_neg_elbo"] + noise
     assert 0 < metrics("pixelcnn-synthetic")["test_bpd"] < 16
     dcgan = json.loads((tiny_store / "dcgan-synthetic.v1.json").read_text())
     selection = dcgan["evaluation"]["generator_selection"]  # chosen on held-out, not test
@@ -278,7 +281,7 @@ def test_export_records_the_metrics_each_family_promises(tiny_store: Path) -> No
         assert 0 <= m["class_entropy"] <= math.log(10) + 1e-9
     assert 0 < metrics("pixelrnn-synthetic")["test_bpd"] < 16
     cvae = metrics("cvae-synthetic")
-    assert cvae["test_bpd_iwae"] <= cvae["test_bpd_neg_elbo"] + 1e-6
+    assert cvae["test_bpd_iwae"] <= cvae["test_bpd_neg_elbo"] + noise
     assert 0 <= cvae["conditional_accuracy"] <= 1
     autoencoder = metrics("autoencoder-synthetic")
     assert "fd" not in autoencoder  # nothing to sample: its reconstructions are measured
@@ -318,11 +321,18 @@ def test_new_families_export_the_graph_contracts_the_service_reads(tiny_store: P
         [("image", "float32", [-1, 1, 28, 28])],
     )
     rnn = card("pixelrnn-synthetic")
-    assert list(rnn["graphs"]) == ["pixelrnn"] and rnn["latent_dim"] is None
+    assert list(rnn["graphs"]) == ["pixelrnn", "step"] and rnn["latent_dim"] is None
     assert rnn["likelihood"] == {"kind": "discretized_logistic_mixture", "components": 2}
+    assert rnn["sampler"] == {"kind": "row_step", "window_rows": 4}  # the 7×7 mask's rows
     assert io(rnn["graphs"]["pixelrnn"]) == (
         [("image", "float32", [-1, 1, -1, 28])],
         [("params", "float32", [-1, 6, -1, 28])],
+    )
+    layers, channels = TINY["pixelrnn"]["layers"], TINY["pixelrnn"]["channels"]
+    state = [-1, layers, 2, 28, channels]
+    assert io(rnn["graphs"]["step"]) == (
+        [("image", "float32", [-1, 1, -1, 28]), ("state", "float32", state)],
+        [("params", "float32", [-1, 6, 1, 28]), ("next_state", "float32", state)],
     )
 
 
