@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import anyio
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from service import operations as ops  # noqa: E402
 from service.registry import load_registry  # noqa: E402
 from tests.conftest import tiny_settings  # noqa: E402
+from tests.sampler_parity import assert_fast_sampler_equals_naive  # noqa: E402
 from training.export import export_checkpoint  # noqa: E402
 from training.models.pixelcnn import PixelCNNConfig, PixelCNNNet  # noqa: E402
 from training.trainer import train  # noqa: E402
@@ -57,13 +55,4 @@ def test_fast_sampler_gives_the_same_samples_as_the_naive_one(small_pixelcnn_sto
     registry = load_registry(tiny_settings(small_pixelcnn_store))
     model = registry.get("pixelcnn-small")
     assert {"pixelcnn", "context", "row"} <= set(model.graphs)  # the fast path is taken
-    limits = ops.Limits(max_n=8, max_autoregressive_n=8)
-    for seed, temperature in ((3, 1.0), (11, 0.7)):
-
-        async def fast(seed: int = seed, temperature: float = temperature) -> np.ndarray:
-            images: np.ndarray = await ops.sample(model, 3, seed, limits, temperature)
-            return images
-
-        naive = ops.sample_naive(model, 3, seed, temperature)
-        np.testing.assert_array_equal(anyio.run(fast), naive)
-        assert len(np.unique(naive)) > 10  # a real image, not a constant
+    assert_fast_sampler_equals_naive(model)

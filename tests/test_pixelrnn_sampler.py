@@ -5,16 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import anyio
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
 from service import autoregressive  # noqa: E402
-from service import operations as ops  # noqa: E402
 from service.registry import load_registry  # noqa: E402
 from tests.conftest import tiny_settings  # noqa: E402
+from tests.sampler_parity import assert_fast_sampler_equals_naive  # noqa: E402
 from training.export import export_checkpoint  # noqa: E402
 from training.models.pixelrnn import PixelRNNConfig, PixelRNNNet, RowStep  # noqa: E402
 from training.trainer import train  # noqa: E402
@@ -58,16 +57,7 @@ def test_row_step_sampler_gives_the_same_pixels_as_the_naive_one(
     model = load_registry(tiny_settings(small_pixelrnn_store)).get("pixelrnn-small")
     assert {"pixelrnn", "step"} <= set(model.graphs)  # the fast path is taken
     assert model.ready_card.sampler is not None and model.ready_card.sampler.kind == "row_step"
-    limits = ops.Limits(max_n=8, max_autoregressive_n=8)
-    for seed, temperature in ((3, 1.0), (11, 0.7)):
-
-        async def fast(seed: int = seed, temperature: float = temperature) -> np.ndarray:
-            images: np.ndarray = await ops.sample(model, 3, seed, limits, temperature)
-            return images
-
-        naive = ops.sample_naive(model, 3, seed, temperature)
-        np.testing.assert_array_equal(anyio.run(fast), naive)
-        assert len(np.unique(naive)) > 10  # a real image, not a constant
+    assert_fast_sampler_equals_naive(model)
 
     # Completion around given pixels: kept pixels in the middle and at the end of rows, whole
     # rows kept, and the last row kept, so every way a row's state is carried is exercised.

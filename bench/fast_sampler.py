@@ -1,10 +1,11 @@
-"""PixelCNN sampling: the service's fast exact sampler against the naive one (H x W full passes).
+"""Autoregressive sampling: the service's exact fast sampler (the PixelCNN's windowed one, the
+PixelRNN's row steps) against the naive one (H x W full passes of the model's graph).
 
-    .venv/bin/python bench/pixelcnn_sampler.py [--model pixelcnn-fashion] [--n 16] [--repeats 3]
+    .venv/bin/python bench/fast_sampler.py [--model pixelcnn-fashion] [--n 16] [--repeats 3]
 
 Both run in onnxruntime from the model store, with the same seed; the script checks that they
 return the same samples and prints the median times and their ratio. Naive is run once (it is
-slow, about two minutes for 16 samples on 2 cores); the fast sampler ``--repeats`` times.
+slow, one to two minutes for 16 samples on 2 cores); the fast sampler ``--repeats`` times.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from service import operations as ops  # noqa: E402
 from service.config import Settings  # noqa: E402
 from service.registry import load_registry  # noqa: E402
 
+SAMPLER_GRAPHS = {"windowed": ("context", "row"), "row_step": ("step",)}
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -40,8 +43,9 @@ def main() -> None:
 
     settings = Settings(model_store=args.store, device="cpu")
     model = load_registry(settings).get(args.model)
-    if not {"context", "row"} <= model.graphs.keys():
-        sys.exit(f"{args.model} has no fast-sampler graphs (context, row); re-export it")
+    sampler = model.ready_card.sampler
+    if sampler is None or not set(SAMPLER_GRAPHS[sampler.kind]) <= model.graphs.keys():
+        sys.exit(f"{args.model} ships no fast sampler (the card's `sampler` and its graphs)")
     limits = ops.Limits(max_n=args.n, max_autoregressive_n=args.n)
 
     async def fast() -> np.ndarray:
@@ -62,6 +66,7 @@ def main() -> None:
     fast_median = statistics.median(fast_times)
     result = {
         "model": args.model,
+        "sampler": sampler.kind,
         "n": args.n,
         "machine": f"{platform.processor() or platform.machine()}, {_cores()} cores",
         "naive_seconds": round(naive_time, 3),
@@ -71,9 +76,10 @@ def main() -> None:
         "identical_samples": f"{same}/{args.n}",
         "fast_ms_per_image": round(fast_median / args.n * 1000, 1),
     }
-    print(f"PixelCNN sampling, {args.n} samples of {args.model}, seed {args.seed}:")
+    family = model.ready_card.family
+    print(f"{family} sampling, {args.n} samples of {args.model}, seed {args.seed}:")
     print(f"  naive (H x W full passes): {naive_time:8.2f} s")
-    print(f"  fast (windowed, exact):    {fast_median:8.2f} s  (median of {args.repeats})")
+    print(f"  fast ({sampler.kind}, exact): {fast_median:8.2f} s  (median of {args.repeats})")
     print(f"  speedup: {result['speedup']}x; identical samples: {result['identical_samples']}")
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
