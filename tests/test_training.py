@@ -18,7 +18,7 @@ torch = pytest.importorskip("torch")
 from tests.triton_repository import check_repository  # noqa: E402
 from training import data  # noqa: E402
 from training.evaluate import evaluate  # noqa: E402
-from training.export import IR_VERSION, OPSET, export_checkpoint, sha256  # noqa: E402
+from training.export import IR_VERSION, OPSET, export_checkpoint, sha256, train_command  # noqa: E402
 from training.metrics import bits_per_dim, class_entropy, frechet_distance  # noqa: E402
 from training.models.pixelcnn import PixelCNN, PixelCNNConfig  # noqa: E402
 from training.models.pixelrnn import PixelRNN, PixelRNNConfig  # noqa: E402
@@ -333,6 +333,17 @@ def test_new_families_export_the_graph_contracts_the_service_reads(tiny_store: P
     assert io(rnn["graphs"]["step"]) == (
         [("image", "float32", [-1, 1, -1, 28]), ("state", "float32", state)],
         [("params", "float32", [-1, 6, 1, 28]), ("next_state", "float32", state)],
+    )
+
+
+def test_the_card_command_trains_the_epochs_that_were_trained() -> None:
+    """A run planned for 40 epochs and stopped after 12 is reproduced by asking for 12."""
+    model = build_model("wgan-gp", {"epochs": 40, "n_critic": 2})
+    ckpt = {"dataset": "fashion-mnist", "seed": 0, "precision": "fp32", "limit": None,
+            "config": {**vars(model.config)}, "epoch": 12}  # fmt: skip
+    assert train_command(model, ckpt) == (
+        "python -m training train wgan-gp --dataset fashion-mnist --seed 0 --precision fp32 "
+        "--set epochs=12 --set n_critic=2"
     )
 
 

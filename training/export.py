@@ -138,11 +138,13 @@ def _tensor_specs(path: Path) -> dict[str, list[dict[str, Any]]]:
 
 
 def train_command(model: GenerativeModel, ckpt: dict[str, Any]) -> str:
-    """The command that reproduces the checkpoint: non-default settings spelled out."""
+    """The command that reproduces the checkpoint: non-default settings spelled out. Epochs are
+    the ones trained, which may be fewer than the config asked for (no setting depends on the
+    planned count, so a run stopped after epoch e equals a run planned for e epochs)."""
     defaults = type(model.config)()
     parts = ["python -m training train", model.family, "--dataset", ckpt["dataset"]]
     parts += ["--seed", str(ckpt["seed"]), "--precision", ckpt["precision"]]
-    for key, value in ckpt["config"].items():
+    for key, value in {**ckpt["config"], "epochs": ckpt["epoch"]}.items():
         if getattr(defaults, key) != value:
             parts += ["--set", f"{key}={value}"]
     if ckpt["limit"]:
