@@ -7,6 +7,8 @@ depends on its noise and its given pixels only, never on the other rows.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
 from service.families import FAMILIES
@@ -35,9 +37,9 @@ def generate(
     """
     card = model.ready_card
     x = _start(x, keep)
-    if isinstance(card.sampler, WindowedSampler) and {"context", "row"} <= model.graphs.keys():
+    if isinstance(card.sampler, WindowedSampler) and sampler_in_use(model) == "windowed":
         return _generate_windowed(model, card.sampler, x, keep, noise, temperature)
-    if isinstance(card.sampler, RowStepSampler) and "step" in model.graphs:
+    if isinstance(card.sampler, RowStepSampler) and sampler_in_use(model) == "row_step":
         return _generate_row_steps(model, card.sampler, x, keep, noise, temperature)
     pixel_graph = FAMILIES[card.family].pixel_graph
     assert pixel_graph is not None
@@ -50,6 +52,26 @@ def generate(
         params = graph.run({"image": image})["params"]
         x[:, 0, i, j] = sample_pixel(params[:, :, i, j], noise[:, i, j], temperature, k)
     return x
+
+
+SamplerKind = Literal["windowed", "row_step", "naive"]
+
+SAMPLER_GRAPHS = {"windowed": {"context", "row"}, "row_step": {"step"}}
+
+METHODS: dict[SamplerKind, str] = {
+    "windowed": "exact fast sampler: the context graph once per row, the row graph once per pixel",
+    "row_step": "exact row steps: the step graph once per pixel, the rows above in its state",
+    "naive": "one full pass of the model's graph per pixel (no fast sampler in this version)",
+}
+
+
+def sampler_in_use(model: LoadedModel) -> SamplerKind:
+    """``windowed``, ``row_step`` (the card's fast sampler, when its graphs are open) or
+    ``naive``."""
+    sampler = model.ready_card.sampler
+    if sampler is not None and SAMPLER_GRAPHS[sampler.kind] <= model.graphs.keys():
+        return sampler.kind
+    return "naive"
 
 
 def generate_naive(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import secrets
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -119,7 +120,10 @@ async def sample(
             empty = np.zeros((n, 1, h, w), np.float32)
             nothing = np.zeros((h, w), dtype=bool)
             noise = autoregressive.pixel_noise(seed, n, h, w)
-            return finish(autoregressive.generate(model, empty, nothing, noise, temperature or 1.0))
+            started = time.perf_counter()
+            images = autoregressive.generate(model, empty, nothing, noise, temperature or 1.0)
+            model.sampling_times.record(time.perf_counter() - started, n)
+            return finish(images)
 
         async with autoregressive_turn(card.name, autoregressive_limiter, limits):
             return await anyio.to_thread.run_sync(draw)

@@ -20,6 +20,7 @@ from service.errors import (
 )
 from service.families import FAMILIES, Family, Operation
 from service.runtime import Graph, RunObserver, SessionTuning, choose_providers, open_graph
+from service.sampling_times import SamplingTimes
 from service.store import ModelCard, StoreEntry, discover, read_card, verify_files
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class LoadedModel:
     reason: str | None = None
     card: ModelCard | None = None
     graphs: dict[str, Graph] = field(default_factory=dict)
+    sampling_times: SamplingTimes = field(default_factory=SamplingTimes)
 
     @property
     def version(self) -> int | None:

@@ -40,6 +40,20 @@ def test_get_model_by_name(client: TestClient) -> None:
     assert response.json()["latent_dim"] is None
 
 
+def test_an_autoregressive_model_says_how_it_samples_and_how_long_it_took(
+    tiny_store: Path,
+) -> None:
+    with TestClient(create_app(tiny_settings(tiny_store))) as fresh:
+        sampling = fresh.get("/models/pixelcnn-tiny").json()["sampling"]
+        assert sampling["method"] == "naive"  # the tiny PixelCNN ships no fast sampler
+        assert "one full pass" in sampling["description"]
+        assert sampling["seconds_per_image"] is None and sampling["measured_runs"] == 0
+        assert fresh.post("/sample", json={"model": "pixelcnn-tiny", "n": 2}).status_code == 200
+        sampling = fresh.get("/models/pixelcnn-tiny").json()["sampling"]
+        assert sampling["seconds_per_image"] > 0 and sampling["measured_runs"] == 1
+        assert fresh.get("/models/vae-tiny").json()["sampling"] is None  # one decoder pass
+
+
 def test_get_model_unknown_404(client: TestClient) -> None:
     response = client.get("/models/nope")
     assert response.status_code == 404

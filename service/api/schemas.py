@@ -355,6 +355,17 @@ class TraverseResponse(_Response):
     latents: list[list[float]] = Field(description="The decoded latents, (steps, D).")
 
 
+class SamplingInfo(_Response):
+    method: Literal["windowed", "row_step", "naive"]
+    description: str
+    seconds_per_image: float | None = Field(
+        description="Median wall-clock seconds per image of this service's last "
+        "sampling runs of this model (null until one has run). Pixel-by-pixel sampling is slow: "
+        "read this before asking for many images."
+    )
+    measured_runs: int = Field(description="Sampling runs since the model was loaded.")
+
+
 class ModelInfo(_Response):
     name: str
     state: Literal["loading", "ready", "failed", "unsupported", "unloaded"]
@@ -372,6 +383,11 @@ class ModelInfo(_Response):
     metrics: dict[str, float | None] = Field(default_factory=dict)
     provider: str | None = Field(default=None, description="Execution provider in use.")
     providers: dict[str, str] = Field(default_factory=dict, description="Per graph role.")
+    sampling: SamplingInfo | None = Field(
+        default=None,
+        description="Autoregressive models (pixelcnn, pixelrnn): how they are sampled, and how "
+        "long it takes here.",
+    )
 
 
 class ModelList(_Response):

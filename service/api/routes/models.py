@@ -1,9 +1,10 @@
 from fastapi import APIRouter
 
+from service import autoregressive
 from service.api.deps import RegistryDep
-from service.api.schemas import ModelInfo, ModelList, error_responses
+from service.api.schemas import ModelInfo, ModelList, SamplingInfo, error_responses
 from service.labels import is_conditional
-from service.registry import LoadedModel
+from service.registry import LoadedModel, ModelState
 
 router = APIRouter(prefix="/models", tags=["models"])
 
@@ -37,4 +38,17 @@ def model_info(model: LoadedModel) -> ModelInfo:
         metrics=card.metrics if card else {},
         provider=model.provider,
         providers=model.providers,
+        sampling=_sampling(model),
     )
+
+
+def _sampling(model: LoadedModel) -> SamplingInfo | None:
+    family = model.family
+    if family is None or not family.autoregressive or model.state is not ModelState.READY:
+        return None
+    method = autoregressive.sampler_in_use(model)
+    times = model.sampling_times
+    return SamplingInfo(
+        method=method, description=autoregressive.METHODS[method],
+        seconds_per_image=times.median(), measured_runs=times.runs,
+    )  # fmt: skip
