@@ -26,6 +26,8 @@ $PY -m training export runs/pixelcnn-fashion-mnist/checkpoint.pt --store "$STORE
 
 # Issue 6's families. The conditional VAE's importance-weighted bound uses k = 10 (its decoder
 # runs k times per test image; k = 100 would make its export about ten times longer).
+# The shipped versions (cvae v2, wgan-gp v2, pixelrnn v2) were trained with OMP_NUM_THREADS=1,
+# two trainings side by side.
 $PY -m training train cvae --seed 0
 $PY -m training export runs/cvae-fashion-mnist/checkpoint.pt --store "$STORE" --name cvae-fashion \
   --classifier "$STORE/classifier-fashion.classifier" --iwae-k 10
