@@ -101,7 +101,7 @@ $(WRK):
 	$(SUDO) apt-get update -qq
 	$(SUDO) apt-get install -y -qq wrk
 
-# Retrains the shipped defaults (about 1.5 hours on 2 CPU cores), then exports them.
+# Retrains the shipped defaults (about 6.5 hours on 2 CPU cores), then exports them.
 train-defaults: install-dev dataset
 	bash training/train_defaults.sh
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Retrain and export the models shipped in model_store/, exactly as they were made.
-# About 2.5 hours on 2 CPU cores (bf16 autocast); checkpoints go to runs/ (git-ignored).
+# About 6.5 hours on 2 CPU cores (bf16 autocast), exports included; checkpoints go to runs/
+# (git-ignored).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
