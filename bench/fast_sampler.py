@@ -24,11 +24,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from service import autoregressive  # noqa: E402
 from service import operations as ops  # noqa: E402
 from service.config import Settings  # noqa: E402
 from service.registry import load_registry  # noqa: E402
-
-SAMPLER_GRAPHS = {"windowed": ("context", "row"), "row_step": ("step",)}
 
 
 def main() -> None:
@@ -43,8 +42,8 @@ def main() -> None:
 
     settings = Settings(model_store=args.store, device="cpu")
     model = load_registry(settings).get(args.model)
-    sampler = model.ready_card.sampler
-    if sampler is None or not set(SAMPLER_GRAPHS[sampler.kind]) <= model.graphs.keys():
+    sampler = autoregressive.fast_sampler(model)
+    if sampler is None:
         sys.exit(f"{args.model} ships no fast sampler (the card's `sampler` and its graphs)")
     limits = ops.Limits(max_n=args.n, max_autoregressive_n=args.n)
 

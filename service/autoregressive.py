@@ -37,10 +37,11 @@ def generate(
     """
     card = model.ready_card
     x = _start(x, keep)
-    if isinstance(card.sampler, WindowedSampler) and sampler_in_use(model) == "windowed":
-        return _generate_windowed(model, card.sampler, x, keep, noise, temperature)
-    if isinstance(card.sampler, RowStepSampler) and sampler_in_use(model) == "row_step":
-        return _generate_row_steps(model, card.sampler, x, keep, noise, temperature)
+    sampler = fast_sampler(model)
+    if isinstance(sampler, WindowedSampler):
+        return _generate_windowed(model, sampler, x, keep, noise, temperature)
+    if isinstance(sampler, RowStepSampler):
+        return _generate_row_steps(model, sampler, x, keep, noise, temperature)
     pixel_graph = FAMILIES[card.family].pixel_graph
     assert pixel_graph is not None
     graph = model.graphs[pixel_graph]
@@ -65,13 +66,18 @@ METHODS: dict[SamplerKind, str] = {
 }
 
 
-def sampler_in_use(model: LoadedModel) -> SamplerKind:
-    """``windowed``, ``row_step`` (the card's fast sampler, when its graphs are open) or
-    ``naive``."""
+def fast_sampler(model: LoadedModel) -> WindowedSampler | RowStepSampler | None:
+    """The card's exact fast sampler, when its graphs are open; None means the naive loop."""
     sampler = model.ready_card.sampler
     if sampler is not None and SAMPLER_GRAPHS[sampler.kind] <= model.graphs.keys():
-        return sampler.kind
-    return "naive"
+        return sampler
+    return None
+
+
+def sampler_in_use(model: LoadedModel) -> SamplerKind:
+    """``windowed``, ``row_step`` or ``naive``."""
+    sampler = fast_sampler(model)
+    return "naive" if sampler is None else sampler.kind
 
 
 def generate_naive(
