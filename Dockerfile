@@ -2,7 +2,7 @@
 #   docker build -t genserve:cpu .                   CPU, onnxruntime (the default: last stage)
 #   docker build --target cuda -t genserve:cuda .    NVIDIA CUDA 13 + cuDNN 9, onnxruntime-gpu
 # Each runtime stage holds a venv with the service's dependencies only (no torch: the `train`
-# extra is never installed), service/ and model_store/. No compiler is installed anywhere: every
+# extra is never installed), modelstore/, service/ and model_store/. No compiler is installed anywhere: every
 # dependency ships a wheel, at the version constraints.txt pins. Both run as uid 10001 and serve
 # on port 8000.
 
@@ -33,6 +33,7 @@ RUN apt-get update \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin genserve
 WORKDIR /app
 COPY --from=cuda-builder /opt/venv /opt/venv
+COPY modelstore/ /app/modelstore/
 COPY service/ /app/service/
 COPY model_store/ /app/model_store/
 # SERVICE_DEVICE=cuda: refuse to start without a working GPU instead of quietly using the CPU.
@@ -60,6 +61,7 @@ RUN groupadd --system --gid 10001 genserve \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin genserve
 WORKDIR /app
 COPY --from=cpu-builder /opt/venv /opt/venv
+COPY modelstore/ /app/modelstore/
 COPY service/ /app/service/
 COPY model_store/ /app/model_store/
 ENV PATH=/opt/venv/bin:$PATH \

@@ -1,6 +1,6 @@
 """Anomaly detection with /score: MNIST digits (out of distribution) against Fashion-MNIST test
 garments (in distribution), scored by the shipped models through the service's own scoring
-code (``service.scoring``, in process, no HTTP), AUROC per scorer. See docs/anomaly.md.
+code (``service.generation.scoring``, in process, no HTTP), AUROC per scorer. See docs/anomaly.md.
 
     .venv/bin/python bench/anomaly_auroc.py [--store model_store] [--n 1000] [--k 100]
 
@@ -30,10 +30,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from service import scoring  # noqa: E402
-from service.config import Settings  # noqa: E402
-from service.operations import Limits  # noqa: E402
-from service.registry import LoadedModel, load_registry  # noqa: E402
+from service.config import ServiceConfig, Settings  # noqa: E402
+from service.generation import scoring  # noqa: E402
+from service.generation.specs import Limits, ScoreSpec  # noqa: E402
+from service.registry.registry import LoadedModel  # noqa: E402
 
 FASHION_TEST = (
     Path(os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
@@ -71,7 +71,7 @@ def scores(
         for start in range(0, len(floats), BATCH):
             batch = list(floats[start : start + BATCH])
             family_k = None if model.ready_card.family.startswith("pixel") else k
-            result = await scoring.score(model, batch, limits, seed, family_k)
+            result = await scoring.score(model, ScoreSpec(batch, family_k), seed, limits)
             bpd.append(result.bits_per_dim)
             png.append(result.png_bits_per_dim)
         return np.concatenate(bpd), np.concatenate(png)
@@ -106,7 +106,7 @@ def main() -> None:
     args = parser.parse_args()
 
     settings = Settings(model_store=args.store, device="cpu", warmup=False)
-    registry = load_registry(settings)
+    registry = ServiceConfig.from_settings(settings).load_registry()
     sets = {"fashion": fashion_test(args.n, args.seed), "mnist": mnist(args.n, args.seed)}
     if args.noise:
         rng = np.random.default_rng(args.seed)

@@ -24,10 +24,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from service import autoregressive  # noqa: E402
-from service import operations as ops  # noqa: E402
-from service.config import Settings  # noqa: E402
-from service.registry import load_registry  # noqa: E402
+from service.config import ServiceConfig, Settings  # noqa: E402
+from service.generation import autoregressive  # noqa: E402
+from service.generation.operations import Operations  # noqa: E402
+from service.generation.reference import sample_naive  # noqa: E402
+from service.generation.specs import Limits, SampleSpec  # noqa: E402
 
 
 def main() -> None:
@@ -41,14 +42,14 @@ def main() -> None:
     args = parser.parse_args()
 
     settings = Settings(model_store=args.store, device="cpu")
-    model = load_registry(settings).get(args.model)
+    model = ServiceConfig.from_settings(settings).load_registry().get(args.model)
     sampler = autoregressive.fast_sampler(model)
     if sampler is None:
         sys.exit(f"{args.model} ships no fast sampler (the card's `sampler` and its graphs)")
-    limits = ops.Limits(max_n=args.n, max_autoregressive_n=args.n)
+    operations = Operations(Limits(max_n=args.n, max_autoregressive_n=args.n))
 
     async def fast() -> np.ndarray:
-        images: np.ndarray = await ops.sample(model, args.n, args.seed, limits)
+        images: np.ndarray = (await operations.sample(model, SampleSpec(args.n, args.seed))).payload
         return images
 
     fast_times, fast_images = [], None
@@ -57,7 +58,7 @@ def main() -> None:
         fast_images = anyio.run(fast)
         fast_times.append(time.perf_counter() - start)
     start = time.perf_counter()
-    naive_images = ops.sample_naive(model, args.n, args.seed)
+    naive_images = sample_naive(model, args.n, args.seed)
     naive_time = time.perf_counter() - start
 
     assert fast_images is not None

@@ -51,7 +51,7 @@ from bench.live_service import (  # noqa: E402
     to_ms,
 )
 from bench.store_faults import CORRUPTIONS, copy_store, publish_next_version  # noqa: E402
-from service.store import discover  # noqa: E402
+from modelstore.discovery import discover  # noqa: E402
 
 SHIPPED_STORE = REPO / "model_store"
 ADMIN_TOKEN = "reliability-bench-token"

@@ -79,7 +79,7 @@ def main() -> None:
     store = args.store
     if args.tiny:
         sys.path.insert(0, str(REPO))
-        from tests.tiny_store import write_tiny_store
+        from tests.support.tiny_store import write_tiny_store
 
         store = write_tiny_store(Path(tempfile.mkdtemp(prefix="tiny_store_")))
     if not any(store.glob("*.v*.json")):

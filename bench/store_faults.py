@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from service.store import card_file, discover, graph_file
+from modelstore.discovery import discover
+from modelstore.layout import card_file, graph_file
 
 
 def copy_store(source: Path, target: Path) -> Path:

@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
 
-    from service.memory import limit_malloc_arenas
+    from service.runtime.memory import limit_malloc_arenas
 
     limit_malloc_arenas()  # before onnxruntime and uvicorn start threads
     import uvicorn

@@ -1,12 +1,22 @@
-"""Service settings: one pydantic-settings class, read once, environment prefix ``SERVICE_``."""
+"""Service settings: one pydantic-settings class, read once, environment prefix ``SERVICE_``;
+and ``ServiceConfig``, what they become for each layer."""
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.generation.specs import Limits
+from service.registry.families import Operation
+from service.registry.loader import LoadOptions, ModelLoader, load_registry
+from service.registry.registry import Registry
+from service.runtime.batching import BatchObserver, BatchPolicy
+from service.runtime.sessions import GraphOptions, RunObserver, SessionTuning, choose_providers
 
 BUNDLED_STORE = Path(__file__).resolve().parent.parent / "model_store"
 
@@ -111,3 +121,85 @@ class Settings(BaseSettings):
     def default_model(self, operation: str) -> str | None:
         value = getattr(self, f"default_{operation}_model", None)
         return value if isinstance(value, str) else None
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """The settings turned, once, into what each layer is configured by. A setting that feeds
+    two parts (the queue limit and time-out, for the batchers and the autoregressive slots) is
+    read once, here."""
+
+    settings: Settings
+    limits: Limits
+    batching: BatchPolicy
+    sessions: SessionTuning
+    """For the batched graphs: with SERVICE_INTRA_OP_THREADS=0, the cores shared among the
+    batch instances."""
+    autoregressive_sessions: SessionTuning
+    """For the pixel-by-pixel families, which run one at a time on every core."""
+    defaults: dict[str, str]
+    """The default model of each operation that has one."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ServiceConfig:
+        queue_limit, queue_timeout = settings.batch_queue_limit, settings.queue_timeout_ms / 1000
+        limits = Limits(
+            max_n=settings.max_n,
+            max_autoregressive_n=min(settings.max_autoregressive_n, settings.max_n),
+            max_images=settings.max_images,
+            queue_limit=queue_limit,
+            queue_timeout=queue_timeout,
+            max_iwae_k=settings.max_iwae_k,
+            max_iwae_samples=settings.max_iwae_samples,
+        )
+        batching = BatchPolicy(
+            max_batch=settings.batch_max_size,
+            max_delay=settings.batch_max_delay_us / 1e6,
+            queue_limit=queue_limit,
+            instances=settings.batch_instances,
+            queue_timeout=queue_timeout,
+        )
+        threads = settings.intra_op_threads
+        if threads == 0 and batching.instances > 1:  # the batch instances share the cores
+            threads = max(1, len(os.sched_getaffinity(0)) // batching.instances)
+        tuning = SessionTuning(
+            settings.intra_op_threads, settings.ort_spinning, settings.ort_log_severity
+        )
+        defaults = {
+            op.value: name for op in Operation if (name := settings.default_model(op.value))
+        }
+        return cls(
+            settings=settings,
+            limits=limits,
+            batching=batching,
+            sessions=replace(tuning, intra_op_threads=threads),
+            autoregressive_sessions=tuning,
+            defaults=defaults,
+        )
+
+    def load_options(self, providers: list[str], observers: Observers | None = None) -> LoadOptions:
+        """How models are loaded, once the providers are known (``choose_providers``)."""
+        observers = observers or Observers()
+        graphs = GraphOptions(
+            tuple(providers), self.sessions, self.batching, observers.runs, observers.batches
+        )
+        autoregressive = replace(
+            graphs,
+            tuning=self.autoregressive_sessions,
+            batching=replace(self.batching, instances=1),
+        )
+        return LoadOptions(self.settings.model_store, graphs, autoregressive, self.settings.warmup)
+
+    def load_registry(self, observers: Observers | None = None) -> Registry:
+        """Probe the providers, then load every model of the store (blocking)."""
+        providers = choose_providers(self.settings.device, self.settings.ort_log_severity)
+        loader = ModelLoader(self.load_options(providers, observers))
+        return load_registry(loader, self.defaults)
+
+
+@dataclass(frozen=True)
+class Observers:
+    """Who hears of each onnxruntime run and each batch (the metrics)."""
+
+    runs: RunObserver | None = None
+    batches: BatchObserver | None = None

@@ -10,10 +10,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.api.app import create_app
-from service.config import Settings
-from service.families import FAMILIES
-from service.registry import Registry, load_registry
-from tests.tiny_store import write_autoencoder, write_cvae, write_pixelrnn, write_tiny_store
+from service.config import ServiceConfig, Settings
+from service.registry.families import FAMILIES
+from service.registry.registry import Registry
+from tests.support.tiny_store import write_autoencoder, write_cvae, write_pixelrnn, write_tiny_store
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED_STORE = REPO / "model_store"
@@ -53,6 +53,11 @@ def shipped_or_tiny_store(tiny_store: Path) -> Path:
 
 def tiny_settings(store: Path, **overrides: Any) -> Settings:
     return Settings(model_store=store, device="cpu", intra_op_threads=1, **overrides)
+
+
+def load_registry(settings: Settings) -> Registry:
+    """Every model of the store, loaded as the service's start-up loads them."""
+    return ServiceConfig.from_settings(settings).load_registry()
 
 
 @pytest.fixture(scope="session")

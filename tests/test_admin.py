@@ -15,14 +15,15 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from bench.store_faults import CORRUPTIONS, newest_card, publish_next_version
-from service import operations
 from service.api.app import create_app
 from service.config import Settings
 from service.errors import ModelLoadFailed, ModelNotFound
-from service.model_control import ModelControl
-from service.registry import ModelState, load_registry
-from tests.conftest import tiny_settings
-from tests.tiny_store import copy_model
+from service.generation.operations import Operations
+from service.generation.specs import SampleSpec
+from service.registry.control import ModelControl
+from service.registry.registry import ModelState
+from tests.conftest import load_registry, tiny_settings
+from tests.support.tiny_store import copy_model
 
 TOKEN = "a-test-admin-token-0123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -181,9 +182,9 @@ def test_a_request_holding_the_old_version_still_runs_after_the_swap(store: Path
 
     async def scenario() -> tuple[np.ndarray, np.ndarray, int | None, int | None]:
         old = registry.get("dcgan-tiny")
-        before = await operations.sample(old, 2, 7, operations.Limits())
+        before = (await Operations().sample(old, SampleSpec(2, 7))).payload
         change = await control.reload("dcgan-tiny")
-        after = await operations.sample(old, 2, 7, operations.Limits())
+        after = (await Operations().sample(old, SampleSpec(2, 7))).payload
         return before, after, old.version, change.current.version
 
     before, after, old_version, new_version = asyncio.run(scenario())

@@ -12,7 +12,6 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from service.api.app import create_app
-from service.api.deps import get_registry
 from tests.conftest import tiny_settings
 
 ZEROS = np.zeros((28, 28)).tolist()
@@ -203,11 +202,11 @@ def test_openapi_documents_every_route(client: TestClient) -> None:
 def test_internal_error_hides_details(tiny_store: Path) -> None:
     app = create_app(tiny_settings(tiny_store))
 
-    def broken() -> None:
+    def broken(*args: object) -> None:
         raise RuntimeError("secret internal detail")
 
-    app.dependency_overrides[get_registry] = broken
     with TestClient(app, raise_server_exceptions=False) as test_client:
+        app.state.registry.resolve = broken
         response = test_client.post("/sample", json={})
     assert response.status_code == 500
     assert response.json() == {"error": "internal error", "code": "internal_error"}

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from service.api.content import wants_png
-from service.batching import Batcher, BatchPolicy, Feeds, Outputs
 from service.errors import Overloaded
-from service.registry import Registry
+from service.registry.registry import Registry
+from service.runtime.batching import Batcher, BatchPolicy, Feeds, Outputs
 
 
 class Recorder:

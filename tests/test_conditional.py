@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from service.api.app import create_app
 from tests.conftest import tiny_settings
-from tests.tiny_store import FASHION_CLASSES
+from tests.support.tiny_store import FASHION_CLASSES
 
 NOISE = np.random.default_rng(0).random((28, 28)).tolist()
 

@@ -20,7 +20,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.deploy_files import (
+from tests.support.deploy_files import (
     ALERTS,
     COMPOSE,
     COMPOSE_SCHEMA,

@@ -16,30 +16,49 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service import operations as ops
+from modelstore.checksums import verify_files
+from modelstore.discovery import discover, read_card
+from modelstore.errors import ChecksumMismatch, StoreError
 from service.errors import (
-    ChecksumMismatch,
     InvalidInput,
     LimitExceeded,
     ModelNotFound,
     ModelNotReady,
-    StoreError,
     UnsupportedOperation,
 )
-from service.families import Operation
-from service.imaging import encode_images, grid_png, parse_image, to_png
-from service.likelihood import sample_pixel
-from service.registry import ModelState, Registry, load_registry
-from service.store import discover, read_card, verify_files
-from tests.conftest import tiny_settings
-from tests.tiny_store import copy_model
+from service.generation import operations as ops
+from service.generation.imaging import encode_images, grid_png, parse_image, to_png
+from service.generation.likelihood import sample_pixel
+from service.generation.specs import (
+    EncodeSpec,
+    Endpoint,
+    InterpolateSpec,
+    Limits,
+    ReconstructSpec,
+    SampleSpec,
+)
+from service.registry.families import Operation
+from service.registry.registry import ModelState, Registry
+from tests.conftest import load_registry, tiny_settings
+from tests.support.tiny_store import copy_model
 
-LIMITS = ops.Limits(max_n=64, max_autoregressive_n=4, max_images=8)
+LIMITS = Limits(max_n=64, max_autoregressive_n=4, max_images=8)
+OPERATIONS = ops.Operations(LIMITS)
 
 
 def call(operation: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
     """Run one async domain operation to completion, as a route would."""
     return anyio.run(functools.partial(operation, *args, **kwargs))
+
+
+def sample(model: Any, n: int, seed: int, **knobs: Any) -> np.ndarray:
+    images: np.ndarray = call(OPERATIONS.sample, model, SampleSpec(n, seed, **knobs)).payload
+    return images
+
+
+def interpolate(model: Any, start: Endpoint, end: Endpoint, steps: int, method: Any) -> Any:
+    result = call(OPERATIONS.interpolate, model, InterpolateSpec(start, end, steps, method))
+    return result.payload, result.arrays["latents"]
 
 
 SHAPE = (1, 28, 28)
@@ -118,10 +137,10 @@ def test_autoencoder_sample_refused_with_reason(registry: Registry) -> None:
 def test_sample_row_i_does_not_depend_on_n(registry: Registry) -> None:
     for name in ("vae-tiny", "dcgan-tiny"):
         model = registry.get(name)
-        four, one = call(ops.sample, model, 4, 123, LIMITS), call(ops.sample, model, 1, 123, LIMITS)
+        four, one = sample(model, 4, 123), sample(model, 1, 123)
         np.testing.assert_array_equal(four[:1], one)
         assert four.shape == (4, *SHAPE) and 0.0 <= four.min() and four.max() <= 1.0
-        assert not np.array_equal(four[0], call(ops.sample, model, 1, 124, LIMITS)[0])
+        assert not np.array_equal(four[0], sample(model, 1, 124)[0])
 
 
 def test_truncation_keeps_latents_inside_and_is_stable() -> None:
@@ -132,63 +151,69 @@ def test_truncation_keeps_latents_inside_and_is_stable() -> None:
 
 
 def test_truncation_only_for_gans(registry: Registry) -> None:
-    call(ops.sample, registry.get("dcgan-tiny"), 2, 1, LIMITS, truncation=0.7)
+    sample(registry.get("dcgan-tiny"), 2, 1, truncation=0.7)
     with pytest.raises(InvalidInput, match="truncation: applies only to dcgan, wgan-gp"):
-        call(ops.sample, registry.get("vae-tiny"), 1, 1, LIMITS, truncation=0.7)
+        sample(registry.get("vae-tiny"), 1, 1, truncation=0.7)
 
 
 def test_pixelcnn_sample_is_reproducible_and_on_8bit_grid(registry: Registry) -> None:
     model = registry.get("pixelcnn-tiny")
-    two = call(ops.sample, model, 2, 9, LIMITS, temperature=0.8)
-    np.testing.assert_array_equal(two[:1], call(ops.sample, model, 1, 9, LIMITS, temperature=0.8))
+    two = sample(model, 2, 9, temperature=0.8)
+    np.testing.assert_array_equal(two[:1], sample(model, 1, 9, temperature=0.8))
     np.testing.assert_allclose(two * 255, np.round(two * 255), atol=1e-4)
 
 
 def test_pixelcnn_uses_autoregressive_limit(registry: Registry) -> None:
     with pytest.raises(LimitExceeded, match="n: must be <= 4 for autoregressive model"):
-        call(ops.sample, registry.get("pixelcnn-tiny"), 5, 1, LIMITS)
+        sample(registry.get("pixelcnn-tiny"), 5, 1)
 
 
 def test_sample_n_limit(registry: Registry) -> None:
     with pytest.raises(LimitExceeded, match="n: must be <= 64"):
-        call(ops.sample, registry.get("vae-tiny"), 65, 1, LIMITS)
+        sample(registry.get("vae-tiny"), 65, 1)
 
 
 def test_encode_vae_and_autoencoder(registry: Registry) -> None:
     images = [np.full((28, 28), 0.5).tolist(), _png(np.zeros((28, 28), np.uint8))]
-    vae = call(ops.encode, registry.get("vae-tiny"), images, LIMITS)
+    vae = call(OPERATIONS.encode, registry.get("vae-tiny"), EncodeSpec(images)).payload
     assert set(vae) == {"mean", "log_var"} and vae["mean"].shape == (2, 8)
-    assert set(call(ops.encode, registry.get("ae-tiny"), images, LIMITS)) == {"z"}
+    assert set(call(OPERATIONS.encode, registry.get("ae-tiny"), EncodeSpec(images)).payload) == {
+        "z"
+    }
 
 
 def test_reconstruct_error_is_mse(registry: Registry) -> None:
     image = np.random.default_rng(0).random((28, 28)).astype(np.float32)
-    recon, error = call(ops.reconstruct, registry.get("vae-tiny"), [image.tolist()], LIMITS)
+    done = call(OPERATIONS.reconstruct, registry.get("vae-tiny"), ReconstructSpec([image.tolist()]))
+    recon, error = done.payload, done.arrays["error"]
     assert recon.shape == (1, *SHAPE)
     assert error[0] == pytest.approx(float(((recon[0, 0] - image) ** 2).mean()), rel=1e-5)
 
 
 def test_too_many_images(registry: Registry) -> None:
     with pytest.raises(LimitExceeded, match="at most 8 images per request, got 9"):
-        call(ops.encode, registry.get("vae-tiny"), [np.zeros((28, 28)).tolist()] * 9, LIMITS)
+        call(
+            OPERATIONS.encode,
+            registry.get("vae-tiny"),
+            EncodeSpec([np.zeros((28, 28)).tolist()] * 9),
+        )
 
 
 def test_interpolate_seed_end_is_the_sampled_image(registry: Registry) -> None:
     for name in ("vae-tiny", "dcgan-tiny"):
         model = registry.get(name)
-        start, end = ops.Endpoint(seed=5), ops.Endpoint(latent=[0.1] * 8)
-        images, z = call(ops.interpolate, model, start, end, 6, "slerp")
+        start, end = Endpoint(seed=5), Endpoint(latent=[0.1] * 8)
+        images, z = interpolate(model, start, end, 6, "slerp")
         assert images.shape == (6, *SHAPE) and z.shape == (6, 8)
-        np.testing.assert_allclose(images[0], call(ops.sample, model, 1, 5, LIMITS)[0], atol=1e-6)
+        np.testing.assert_allclose(images[0], sample(model, 1, 5)[0], atol=1e-6)
         np.testing.assert_allclose(z[-1], [0.1] * 8, atol=1e-6)
 
 
 def test_interpolate_vae_from_images(registry: Registry) -> None:
-    images, z = call(
-        ops.interpolate,
+    images, z = interpolate(
         registry.get("vae-tiny"),
-        ops.Endpoint(image=np.zeros((28, 28)).tolist()),
-        ops.Endpoint(image=np.ones((28, 28)).tolist()),
+        Endpoint(image=np.zeros((28, 28)).tolist()),
+        Endpoint(image=np.ones((28, 28)).tolist()),
         3,
         "lerp",
     )
@@ -197,11 +222,10 @@ def test_interpolate_vae_from_images(registry: Registry) -> None:
 
 def test_interpolate_gan_from_image_refused(registry: Registry) -> None:
     with pytest.raises(UnsupportedOperation, match="has no encoder"):
-        call(
-            ops.interpolate,
+        interpolate(
             registry.get("dcgan-tiny"),
-            ops.Endpoint(image=np.zeros((28, 28)).tolist()),
-            ops.Endpoint(seed=1),
+            Endpoint(image=np.zeros((28, 28)).tolist()),
+            Endpoint(seed=1),
             3,
             "lerp",
         )
@@ -209,11 +233,10 @@ def test_interpolate_gan_from_image_refused(registry: Registry) -> None:
 
 def test_interpolate_latent_wrong_length(registry: Registry) -> None:
     with pytest.raises(InvalidInput, match="end.latent: expected 8 values"):
-        call(
-            ops.interpolate,
+        interpolate(
             registry.get("vae-tiny"),
-            ops.Endpoint(seed=1),
-            ops.Endpoint(latent=[0.0]),
+            Endpoint(seed=1),
+            Endpoint(latent=[0.0]),
             3,
             "lerp",
         )
@@ -233,7 +256,7 @@ def test_failed_model_is_not_ready(tmp_path: Path, tiny_store: Path) -> None:
     assert vae.state is ModelState.FAILED and "sha256 mismatch" in (vae.reason or "")
     assert not registry.ready
     with pytest.raises(ModelNotReady):
-        call(ops.sample, vae, 1, 1, LIMITS)
+        sample(vae, 1, 1)
     assert registry.resolve(None, Operation.SAMPLE).name == "dcgan-tiny"
 
 

@@ -15,12 +15,13 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
+from modelstore.errors import StoreError
 from service.api.app import create_app
 from service.config import Settings
-from service.errors import DeviceUnavailable, StoreError
-from service.runtime import CPU, CUDA, choose_providers
+from service.errors import DeviceUnavailable
+from service.runtime.sessions import CPU, CUDA, choose_providers
 from tests.conftest import tiny_settings
-from tests.tiny_store import copy_model
+from tests.support.tiny_store import copy_model
 
 
 def test_checksum_mismatch_marks_model_failed_and_others_serve(

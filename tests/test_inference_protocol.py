@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import functools
 import json
 
 import anyio
 import numpy as np
 import pytest
 
-from service import operations as ops
 from service.errors import InvalidInput, ModelNotFound
-from service.imaging import to_uint8
+from service.generation.imaging import to_uint8
+from service.generation.operations import Operations
+from service.generation.specs import Limits, SampleSpec
 from service.inference_protocol import models
 from service.inference_protocol.schema import InferenceRequest
 from service.inference_protocol.tensors import decode_request, encode_response, requested_outputs
-from service.registry import Registry
+from service.registry.registry import Registry
 
-LIMITS = ops.Limits(max_n=64, max_autoregressive_n=4, max_images=8)
+LIMITS = Limits(max_n=64, max_autoregressive_n=4, max_images=8)
+OPERATIONS = Operations(LIMITS)
 
 
 def test_binary_inputs_are_sliced_in_order_into_native_arrays() -> None:
@@ -93,8 +94,8 @@ def test_v2_models_of_each_family(registry: Registry) -> None:
 def test_sample_model_is_post_sample_in_8_bits(registry: Registry) -> None:
     v2 = models.find(registry, "vae-tiny.sample")
     tensors = {"n": np.array([3]), "seed": np.array([5])}
-    result = anyio.run(models.infer, v2, tensors, LIMITS)
-    expected = anyio.run(functools.partial(ops.sample, registry.get("vae-tiny"), 3, 5, LIMITS))
+    result = anyio.run(models.infer, v2, tensors, OPERATIONS)
+    expected = anyio.run(OPERATIONS.sample, registry.get("vae-tiny"), SampleSpec(3, 5)).payload
     np.testing.assert_array_equal(result.outputs["images"], to_uint8(expected))
     assert result.parameters == {"seed": 5}
 

@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.live_server import running_service
+from tests.support.live_server import running_service
 
 
 @pytest.fixture(scope="module")

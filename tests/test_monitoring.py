@@ -21,7 +21,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.deploy_files import (
+from tests.support.deploy_files import (
     ALERTS,
     PROMETHEUS_CONFIG,
     alert_rules,
@@ -32,7 +32,7 @@ from tests.deploy_files import (
     with_grafana_variables,
     without_threshold,
 )
-from tests.live_server import free_port, running_service, stop, wait_for
+from tests.support.live_server import free_port, running_service, stop, wait_for
 
 PROMETHEUS = tool("prometheus")
 pytestmark = [

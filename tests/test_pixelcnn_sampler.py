@@ -8,10 +8,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from service import autoregressive  # noqa: E402
-from service.registry import load_registry  # noqa: E402
-from tests.conftest import tiny_settings  # noqa: E402
-from tests.sampler_parity import assert_fast_sampler_equals_naive  # noqa: E402
+from service.generation import autoregressive  # noqa: E402
+from tests.conftest import load_registry, tiny_settings  # noqa: E402
+from tests.support.sampler_parity import assert_fast_sampler_equals_naive  # noqa: E402
 from training.export import export_checkpoint  # noqa: E402
 from training.models.pixelcnn import PixelCNNConfig, PixelCNNNet  # noqa: E402
 from training.trainer import train  # noqa: E402

@@ -10,10 +10,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from service import autoregressive  # noqa: E402
-from service.registry import load_registry  # noqa: E402
-from tests.conftest import tiny_settings  # noqa: E402
-from tests.sampler_parity import assert_fast_sampler_equals_naive  # noqa: E402
+from service.generation import autoregressive  # noqa: E402
+from service.generation.reference import generate_naive  # noqa: E402
+from tests.conftest import load_registry, tiny_settings  # noqa: E402
+from tests.support.sampler_parity import assert_fast_sampler_equals_naive  # noqa: E402
 from training.export import export_checkpoint  # noqa: E402
 from training.models.pixelrnn import PixelRNNConfig, PixelRNNNet, RowStep  # noqa: E402
 from training.trainer import train  # noqa: E402
@@ -23,7 +23,9 @@ SMALL = {"channels": 8, "layers": 2, "mixture_components": 3, "batch_size": 32, 
 
 def test_row_steps_equal_the_full_forward() -> None:
     torch.manual_seed(0)
-    net = PixelRNNNet(PixelRNNConfig(channels=8, layers=3, mixture_components=2)).eval()
+    net = PixelRNNNet(
+        PixelRNNConfig(channels=8, layers=3, mixture_components=2), (1, 28, 28)
+    ).eval()
     step, rows = RowStep(net), net.reach + 1
     x = torch.randint(0, 256, (2, 1, 28, 28)).float() / 255
     with torch.no_grad():
@@ -69,6 +71,6 @@ def test_row_step_sampler_gives_the_same_pixels_as_the_naive_one(
     given = np.random.default_rng(1).integers(0, 256, (2, 1, 28, 28)).astype(np.float32) / 255
     noise = autoregressive.pixel_noise(5, 2, 28, 28)
     fast_completion = autoregressive.generate(model, given, keep, noise)
-    naive_completion = autoregressive.generate_naive(model, given, keep, noise)
+    naive_completion = generate_naive(model, given, keep, noise)
     np.testing.assert_array_equal(fast_completion, naive_completion)
     np.testing.assert_array_equal(fast_completion[:, :, keep], given[:, :, keep])

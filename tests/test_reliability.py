@@ -22,14 +22,14 @@ from onnx import TensorProto, helper
 from bench import reliability
 from bench.live_service import Service, serve
 from bench.store_faults import CORRUPTIONS, copy_store, publish_next_version
-from service import operations
+from modelstore.layout import card_file, graph_file
 from service.api.app import create_app
-from service.batching import Batcher, BatchPolicy
 from service.errors import Overloaded
-from service.registry import load_registry
-from service.store import card_file, graph_file
-from tests.conftest import tiny_settings
-from tests.tiny_store import LATENT_DIM, write_model
+from service.generation.operations import Operations
+from service.generation.specs import Limits, SampleSpec
+from service.runtime.batching import Batcher, BatchPolicy
+from tests.conftest import load_registry, tiny_settings
+from tests.support.tiny_store import LATENT_DIM, write_model
 
 pytestmark = pytest.mark.slow
 
@@ -262,21 +262,20 @@ def test_autoregressive_samplings_wait_in_a_bounded_queue_for_a_bounded_time(
     tiny_store: Path,
 ) -> None:
     model = load_registry(tiny_settings(tiny_store)).get("pixelcnn-tiny")
-    limits = operations.Limits(queue_limit=1, queue_timeout=0.1)
+    limits = Limits(queue_limit=1, queue_timeout=0.1)
 
     async def scenario() -> list[object]:
         limiter = anyio.CapacityLimiter(1)
         await limiter.acquire_on_behalf_of("a long sampling")
-        waiting = asyncio.ensure_future(
-            operations.sample(model, 1, 0, limits, autoregressive_limiter=limiter)
-        )
+        operations = Operations(limits, limiter)
+        waiting = asyncio.ensure_future(operations.sample(model, SampleSpec(1, 0)))
         await asyncio.sleep(0.01)
         with pytest.raises(Overloaded, match="1 autoregressive samplings are waiting"):
-            await operations.sample(model, 1, 0, limits, autoregressive_limiter=limiter)
+            await operations.sample(model, SampleSpec(1, 0))
         with pytest.raises(Overloaded, match="waited more than 0.1 s"):
             await waiting
         limiter.release_on_behalf_of("a long sampling")
-        images = await operations.sample(model, 1, 0, limits, autoregressive_limiter=limiter)
+        images = (await operations.sample(model, SampleSpec(1, 0))).payload
         return [images.shape, limiter.borrowed_tokens]
 
     assert asyncio.run(scenario()) == [(1, 1, 28, 28), 0]

@@ -14,10 +14,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from service import likelihood, scoring  # noqa: E402
-from service.operations import Limits  # noqa: E402
-from service.registry import LoadedModel, load_registry  # noqa: E402
-from tests.conftest import tiny_settings  # noqa: E402
+from service.generation import likelihood, scoring  # noqa: E402
+from service.generation.specs import Limits, ScoreSpec  # noqa: E402
+from service.registry.registry import LoadedModel  # noqa: E402
+from tests.conftest import load_registry, tiny_settings  # noqa: E402
 from training import nn as train_nn  # noqa: E402
 from training.export import export_checkpoint  # noqa: E402
 from training.trainer import load_checkpoint, train  # noqa: E402
@@ -77,9 +77,11 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
     yield {"torch": torch_models, "registry": registry}
 
 
-def _score(model: LoadedModel, x: np.ndarray, **kwargs: Any) -> scoring.Scores:
+def _score(
+    model: LoadedModel, x: np.ndarray, seed: int, k: int | None = None, label: Any = None
+) -> scoring.Scores:
     async def run() -> scoring.Scores:
-        return await scoring.score(model, list(x), LIMITS, **kwargs)
+        return await scoring.score(model, ScoreSpec(list(x), k, seed, label), seed, LIMITS)
 
     return anyio.run(run)
 
@@ -108,7 +110,7 @@ def test_iwae_equals_the_vae_own_with_the_same_noise(
     monkeypatch.setattr(
         torch, "randn_like", lambda t: torch.from_numpy(next(draws)).expand_as(t).clone()
     )
-    theirs = vae.iwae_log_prob(torch.from_numpy(x), k).numpy()
+    theirs = vae.iwae_log_prob(torch.from_numpy(x), None, k).numpy()
     assert scores.kind == "iwae" and scores.k == k and scores.seed == seed
     np.testing.assert_allclose(scores.log_likelihood, theirs, rtol=0, atol=0.01)
 

@@ -15,10 +15,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from tests.triton_repository import check_repository  # noqa: E402
+from modelstore.checksums import sha256_of as sha256  # noqa: E402
+from tests.support.triton_repository import check_repository  # noqa: E402
 from training import data  # noqa: E402
 from training.evaluate import evaluate  # noqa: E402
-from training.export import IR_VERSION, OPSET, export_checkpoint, sha256, train_command  # noqa: E402
+from training.export import IR_VERSION, OPSET, export_checkpoint, train_command  # noqa: E402
 from training.metrics import bits_per_dim, class_entropy, frechet_distance  # noqa: E402
 from training.models.pixelcnn import PixelCNN, PixelCNNConfig  # noqa: E402
 from training.models.pixelrnn import PixelRNN, PixelRNNConfig  # noqa: E402
@@ -81,7 +82,7 @@ def test_resume_refuses_a_checkpoint_with_other_settings(tmp_path: Path) -> None
 
 def test_pixelcnn_output_never_depends_on_the_current_or_later_pixels() -> None:
     torch.manual_seed(0)
-    net = PixelCNN(PixelCNNConfig(channels=8, layers=3)).net
+    net = PixelCNN(PixelCNNConfig(channels=8, layers=3), data.spec("fashion-mnist")).net
     order = np.arange(28 * 28).reshape(28, 28)
     for i, j in [(0, 0), (5, 17), (27, 27)]:
         x = torch.rand(1, 1, 28, 28, requires_grad=True)
@@ -94,7 +95,7 @@ def test_pixelcnn_output_never_depends_on_the_current_or_later_pixels() -> None:
 
 def test_pixelrnn_output_never_depends_on_the_current_or_later_pixels() -> None:
     torch.manual_seed(0)
-    net = PixelRNN(PixelRNNConfig(channels=8, layers=2)).net
+    net = PixelRNN(PixelRNNConfig(channels=8, layers=2), data.spec("fashion-mnist")).net
     order = np.arange(28 * 28).reshape(28, 28)
     for i, j in [(0, 0), (5, 17), (27, 27)]:
         x = torch.rand(1, 1, 28, 28, requires_grad=True)
@@ -109,7 +110,9 @@ def test_pixelrnn_row_steps_give_the_full_forward_pass_exactly() -> None:
     """The sampler's one-row steps compute the same params as the whole-image forward pass,
     and a shorter image gives the same rows as the full one (the graph's dynamic height)."""
     torch.manual_seed(0)
-    model = PixelRNN(PixelRNNConfig(channels=8, layers=2, mixture_components=2)).eval()
+    model = PixelRNN(
+        PixelRNNConfig(channels=8, layers=2, mixture_components=2), data.spec("fashion-mnist")
+    ).eval()
     net, reach = model.net, model.net.reach
     x = model.sample(3, torch.Generator().manual_seed(0))
     assert set(torch.unique(x * 255).round().tolist()) <= set(range(256))

@@ -10,12 +10,14 @@ from pathlib import Path
 import pytest
 from tritonclient.grpc import model_config_pb2
 
-from service.registry import ModelState, load_registry
-from service.store import discover, old_layout_models, read_card, verify_files
-from tests.conftest import SHIPPED_STORE, tiny_settings
-from tests.triton_repository import check_repository, parse_config, parse_config_text
-from training.migrate_store import MigrationError, migrate
-from training.triton_config import config_pbtxt
+from modelstore.checksums import verify_files
+from modelstore.discovery import discover, old_layout_models, read_card
+from modelstore.errors import MigrationError
+from modelstore.migrate import migrate
+from modelstore.triton import config_pbtxt
+from service.registry.registry import ModelState
+from tests.conftest import SHIPPED_STORE, load_registry, tiny_settings
+from tests.support.triton_repository import check_repository, parse_config, parse_config_text
 
 
 def _graph_models(store: Path) -> list[str]:
@@ -91,7 +93,7 @@ def test_migration_rebuilds_the_store_and_can_be_rerun(tmp_path: Path, tiny_stor
     _write_old_layout(tiny_store, old)
     registry = load_registry(tiny_settings(old, warmup=False))
     assert registry.models["vae-tiny"].state is ModelState.FAILED
-    assert "old store layout; run `python -m training.migrate_store" in (
+    assert "old store layout; run `python -m modelstore.migrate" in (
         registry.models["vae-tiny"].reason or ""
     )
 

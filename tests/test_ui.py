@@ -30,7 +30,7 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from tests.live_server import running_service
+from tests.support.live_server import running_service
 
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium")
 FASHION_MNIST_TEST = (

@@ -16,7 +16,7 @@ import tritonclient.http as triton
 from PIL import Image
 from tritonclient.utils import InferenceServerException
 
-from tests.live_server import running_service
+from tests.support.live_server import running_service
 
 pytestmark = pytest.mark.slow
 

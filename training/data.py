@@ -1,4 +1,5 @@
-"""Datasets as uint8 tensors of shape (N, 28, 28) with int64 labels.
+"""Datasets as uint8 tensors of shape (N, H, W) with int64 labels, and what a model needs to know
+of one before any file is read: its image shape and class names (``DataSpec``).
 
 Fashion-MNIST comes from Debian's `dataset-fashion-mnist` package. Its official training split is
 divided once, deterministically: the first 50,000 images train, the last 10,000 are held out
@@ -31,8 +32,21 @@ class DatasetMissingError(FileNotFoundError):
 
 
 @dataclass(frozen=True)
+class DataSpec:
+    """The shape of a dataset's images and its classes: what sizes a model's layers."""
+
+    image_shape: tuple[int, int, int]
+    """(C, H, W)"""
+    class_names: tuple[str, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+@dataclass(frozen=True)
 class ImageSet:
-    images: torch.Tensor  # (N, 28, 28) uint8
+    images: torch.Tensor  # (N, H, W) uint8
     labels: torch.Tensor  # (N,) int64
     name: str
 
@@ -40,7 +54,7 @@ class ImageSet:
         return len(self.labels)
 
     def float_images(self) -> torch.Tensor:
-        """(N, 1, 28, 28) float32 in [0, 1], every value k/255."""
+        """(N, 1, H, W) float32 in [0, 1], every value k/255."""
         return self.images.unsqueeze(1).float() / 255.0
 
 
@@ -120,6 +134,12 @@ def load(dataset: str, split: str) -> ImageSet:
 
 
 def class_names(dataset: str) -> list[str]:
-    if dataset == "mnist":
-        return [str(d) for d in range(10)]
-    return list(FASHION_CLASSES)
+    return list(spec(dataset).class_names)
+
+
+def spec(dataset: str) -> DataSpec:
+    """What a model of ``dataset`` is sized by; known without reading the dataset's files."""
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    names = tuple(str(d) for d in range(10)) if dataset == "mnist" else FASHION_CLASSES
+    return DataSpec((1, 28, 28), names)

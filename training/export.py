@@ -4,7 +4,6 @@ verified ONNX graph per role at `<name>.<role>/<version>/model.onnx` with Triton
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -16,7 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from service.store import (
+from modelstore.checksums import sha256_of
+from modelstore.layout import (
     CARD_FILE,
     MODEL_NAME,
     SCHEMA_VERSION,
@@ -24,12 +24,10 @@ from service.store import (
     graph_file,
     graph_model,
 )
+from modelstore.triton import write_configs
 
-from .data import FASHION_CLASSES, class_names
 from .models import GenerativeModel, GraphSpec
-from .models.dcgan import DCGAN
 from .trainer import load_checkpoint
-from .triton_config import write_configs
 
 OPSET = 17
 IR_VERSION = 9  # onnxruntime 1.31 loads up to 13; the newest onnx writes 14
@@ -38,14 +36,6 @@ TOLERANCE = 1e-4
 
 class ExportError(RuntimeError):
     """An exported graph does not match its torch module."""
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def export_graph(spec: GraphSpec, path: Path) -> None:
@@ -72,7 +62,9 @@ def export_graph(spec: GraphSpec, path: Path) -> None:
     onnx.save(model, str(path))
 
 
-def _probe_inputs(spec: GraphSpec, batch: int, height: int | None) -> list[torch.Tensor]:
+def _probe_inputs(
+    spec: GraphSpec, batch: int, height: int | None, classes: int
+) -> list[torch.Tensor]:
     g = torch.Generator().manual_seed(batch)
     probes = []
     for example, name in zip(spec.example_inputs, spec.input_names, strict=True):
@@ -82,13 +74,13 @@ def _probe_inputs(spec: GraphSpec, batch: int, height: int | None) -> list[torch
         if name == "image":  # real pixel values, k/255
             probes.append(torch.randint(0, 256, shape, generator=g).float() / 255)
         elif not example.is_floating_point():  # class labels
-            probes.append(torch.randint(0, len(FASHION_CLASSES), shape, generator=g))
+            probes.append(torch.randint(0, classes, shape, generator=g))
         else:
             probes.append(torch.randn(shape, generator=g))
     return probes
 
 
-def verify_graph(spec: GraphSpec, path: Path, tolerance: float = TOLERANCE) -> float:
+def verify_graph(spec: GraphSpec, path: Path, classes: int, tolerance: float = TOLERANCE) -> float:
     """Run the graph in onnxruntime against torch on random inputs; return the max |diff|."""
     import onnxruntime as ort
 
@@ -97,7 +89,7 @@ def verify_graph(spec: GraphSpec, path: Path, tolerance: float = TOLERANCE) -> f
     worst = 0.0
     for batch in (1, 3, 17):
         for height in heights:
-            inputs = _probe_inputs(spec, batch, height)
+            inputs = _probe_inputs(spec, batch, height, classes)
             with torch.no_grad():
                 expected = spec.module.eval()(*inputs)
             expected = expected if isinstance(expected, tuple) else (expected,)
@@ -190,9 +182,7 @@ def export_checkpoint(
         from .evaluate import evaluate
 
         metrics = evaluate(model, ckpt["dataset"], classifier, fd_samples, iwae_k, eval_limit)
-    selection = metrics.get("evaluation", {}).get("generator_selection")
-    if isinstance(model, DCGAN) and selection:  # export the generator the metrics describe
-        model.use_ema = selection["chosen"] == "ema"
+    model.apply_evaluation(metrics.get("evaluation", {}))
     store.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=store, prefix=f".export-{name}.v{version}-"))
     try:
@@ -232,18 +222,19 @@ def _write_graphs_and_card(
         path = folder / file
         path.parent.mkdir(parents=True)
         export_graph(spec, path)
-        parity[role] = {"max_abs_diff": verify_graph(spec, path), "tolerance": TOLERANCE}
+        worst = verify_graph(spec, path, model.data.num_classes)
+        parity[role] = {"max_abs_diff": worst, "tolerance": TOLERANCE}
         graphs[role] = {"file": file, **_tensor_specs(path)}
-        files[file] = {"sha256": sha256(path), "bytes": path.stat().st_size}
+        files[file] = {"sha256": sha256_of(path), "bytes": path.stat().st_size}
     card: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "name": name,
         "version": version,
         "family": model.family,
         "dataset": ckpt["dataset"],
-        "image_shape": [1, 28, 28],
+        "image_shape": list(model.data.image_shape),
         "latent_dim": None,
-        "class_names": class_names(ckpt["dataset"]),
+        "class_names": list(model.data.class_names),
         **model.card_fields(),
         "graphs": graphs,
         "metrics": metrics["metrics"],

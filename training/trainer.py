@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from .data import load
+from .data import load, spec
 from .models import FAMILIES, GenerativeModel
 
 CHECKPOINT = "checkpoint.pt"
@@ -31,7 +31,11 @@ def hardware() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, no GPU"
 
 
-def build_model(family: str, config: dict[str, Any]) -> GenerativeModel:
+def build_model(
+    family: str, config: dict[str, Any], dataset: str = "fashion-mnist"
+) -> GenerativeModel:
+    """A new model of ``family`` for ``dataset`` (which sizes it), its defaults overridden by
+    ``config``."""
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; choose one of {', '.join(FAMILIES)}")
     model_cls, config_cls = FAMILIES[family]
@@ -42,13 +46,13 @@ def build_model(family: str, config: dict[str, Any]) -> GenerativeModel:
             f"{family} has no setting {', '.join(sorted(unknown))}; "
             f"it has {', '.join(sorted(known))}"
         )
-    return model_cls(config_cls(**config))
+    return model_cls(config_cls(**config), spec(dataset))
 
 
 def load_checkpoint(path: Path) -> tuple[GenerativeModel, dict[str, Any]]:
     """A model rebuilt from the config its checkpoint carries, with its trained weights."""
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    model = build_model(ckpt["family"], ckpt["config"])
+    model = build_model(ckpt["family"], ckpt["config"], ckpt["dataset"])
     model.load_state_dict(ckpt["model"])
     return model.eval(), ckpt
 
@@ -78,7 +82,7 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = run_dir / CHECKPOINT
     torch.manual_seed(seed)
-    model = build_model(family, overrides or {})
+    model = build_model(family, overrides or {}, dataset)
     cfg = model.config
     optimizers = model.configure_optimizers()
     state: dict[str, Any] = {
@@ -133,6 +137,7 @@ def train(
             state["step"] += 1
             rate = (b + 1) * cfg.batch_size / (time.perf_counter() - started)
             bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()} | {"img/s": f"{rate:.0f}"})
+        model.end_of_epoch()
         model.eval()
         val = model.validation_loss(x_val, y_val)
         state["seconds"] += time.perf_counter() - started

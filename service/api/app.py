@@ -15,11 +15,11 @@ from fastapi import FastAPI
 from service.api.errors import install_error_handlers
 from service.api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from service.api.routes import ROUTERS
-from service.config import Settings
+from service.config import Observers, ServiceConfig, Settings
+from service.generation.operations import Operations
 from service.metrics import Metrics
-from service.model_control import ModelControl
-from service.operations import Limits
-from service.registry import LoadedModel, ModelState, Observers, Registry, load_registry
+from service.registry.control import ModelControl
+from service.registry.registry import LoadedModel, ModelState, Registry
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +29,13 @@ DESCRIPTION = """Sample, encode, reconstruct and interpolate with the generative
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    settings: Settings = app.state.settings
+    config: ServiceConfig = app.state.config
     metrics: Metrics = app.state.metrics
     observers = Observers(runs=metrics.observe_run, batches=metrics)
-    registry = await anyio.to_thread.run_sync(load_registry, settings, observers)
+    registry = await anyio.to_thread.run_sync(config.load_registry, observers)
     app.state.registry = registry
-    app.state.autoregressive_limiter = anyio.CapacityLimiter(settings.max_concurrent_autoregressive)
+    slots = anyio.CapacityLimiter(config.settings.max_concurrent_autoregressive)
+    app.state.operations = Operations(config.limits, slots)
     app.state.control = control = ModelControl(registry)
     for name in registry.models:  # by name: a loop variable here would pin the model forever
         publish_model(metrics, registry.models[name])
@@ -47,8 +48,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ", ".join(providers) or "none",
     )
     watch = None
-    if settings.watch_interval_s > 0:
-        watch = asyncio.create_task(control.watch(settings.watch_interval_s), name="store-watch")
+    if config.settings.watch_interval_s > 0:
+        interval = config.settings.watch_interval_s
+        watch = asyncio.create_task(control.watch(interval), name="store-watch")
     yield
     if watch is not None:
         watch.cancel()
@@ -69,6 +71,7 @@ def publish_model(metrics: Metrics, model: LoadedModel) -> None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings if settings is not None else Settings()
+    config = ServiceConfig.from_settings(settings)
     app = FastAPI(
         title="genserve",
         version="0.1.0",
@@ -76,8 +79,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.config = config
     app.state.metrics = Metrics()
-    app.state.limits = Limits.from_settings(settings)
+    app.state.operations = Operations(config.limits)
     app.state.registry = Registry({}, {})
     app.state.control = ModelControl(app.state.registry)
     install_error_handlers(app)

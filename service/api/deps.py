@@ -11,11 +11,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from service.config import Settings
-from service.families import Operation
+from service.generation.operations import Operations
 from service.metrics import Metrics
-from service.model_control import ModelControl
-from service.operations import Limits
-from service.registry import LoadedModel, Registry
+from service.registry.control import ModelControl
+from service.registry.registry import Registry
 
 
 async def get_settings(request: Request) -> Settings:
@@ -38,22 +37,13 @@ async def get_control(request: Request) -> ModelControl:
     return control
 
 
-async def get_limits(request: Request) -> Limits:
-    limits: Limits = request.app.state.limits
-    return limits
+async def get_operations(request: Request) -> Operations:
+    operations: Operations = request.app.state.operations
+    return operations
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
-LimitsDep = Annotated[Limits, Depends(get_limits)]
 ControlDep = Annotated[ModelControl, Depends(get_control)]
-
-
-def resolve_model(
-    request: Request, registry: Registry, name: str | None, operation: Operation
-) -> LoadedModel:
-    """Pick the model and label the request's metrics with it."""
-    model = registry.resolve(name, operation)
-    request.state.model = model.name
-    return model
+OperationsDep = Annotated[Operations, Depends(get_operations)]

@@ -14,7 +14,8 @@ from pydantic import (
     model_validator,
 )
 
-from service.families import KNOB_BOUNDS
+from service.generation.imaging import ImageFormat
+from service.registry.families import KNOB_BOUNDS
 
 
 def _string_or_array(value: Any) -> Any:
@@ -35,7 +36,6 @@ ImageOutput = Annotated[
     str | list[Any],
     Field(description="A base64 PNG (format=png) or a (C, H, W) nested array in [0, 1]."),
 ]
-ImageFormat = Literal["png", "array"]
 ModelName = Annotated[
     str | None,
     Field(description="Model to use; omitted means the configured default for the operation."),

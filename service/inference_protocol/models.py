@@ -16,19 +16,18 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-import anyio
 import numpy as np
 
-from service import operations
+from modelstore.card import TensorSpec
 from service.errors import InvalidInput, ModelNotFound, ModelNotReady
-from service.families import KNOB_BOUNDS, Operation, knob_accepts, knob_rule
-from service.imaging import to_uint8
+from service.generation.imaging import to_uint8
+from service.generation.operations import Operations
+from service.generation.specs import Limits, ReconstructSpec, SampleSpec
 from service.inference_protocol.schema import MetadataTensor, ModelMetadata
 from service.inference_protocol.tensors import datatype_of
-from service.operations import Limits
-from service.registry import LoadedModel, ModelState, Registry
-from service.runtime import Graph
-from service.store import TensorSpec
+from service.registry.families import KNOB_BOUNDS, Operation, knob_accepts, knob_rule
+from service.registry.registry import LoadedModel, ModelState, Registry
+from service.runtime.sessions import Graph
 
 ONNX_PLATFORM = "onnxruntime_onnx"
 OPERATION_PLATFORM = "genserve"
@@ -210,20 +209,16 @@ class Result:
     parameters: dict[str, Any]
 
 
-async def infer(
-    v2: V2Model,
-    tensors: dict[str, np.ndarray],
-    limits: Limits,
-    autoregressive_limiter: anyio.CapacityLimiter | None = None,
-) -> Result:
-    check_inputs(v2, tensors, limits)
+async def infer(v2: V2Model, tensors: dict[str, np.ndarray], operations: Operations) -> Result:
+    check_inputs(v2, tensors, operations.limits)
     if v2.kind is Kind.GRAPH:
         assert v2.role is not None
         return Result(await run_graph(v2.model.graphs[v2.role], tensors), {})
     if v2.kind is Kind.SAMPLE:
-        return await _sample(v2, tensors, limits, autoregressive_limiter)
-    images, error = await operations.reconstruct(v2.model, list(tensors["images"]), limits)
-    return Result({"images": images.astype(np.float32), "error": error.astype(np.float32)}, {})
+        return await _sample(v2, tensors, operations)
+    done = await operations.reconstruct(v2.model, ReconstructSpec(list(tensors["images"])))
+    images, error = done.payload.astype(np.float32), done.arrays["error"].astype(np.float32)
+    return Result({"images": images, "error": error}, {})
 
 
 async def run_graph(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -232,17 +227,12 @@ async def run_graph(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.
     return outputs
 
 
-async def _sample(
-    v2: V2Model,
-    tensors: dict[str, np.ndarray],
-    limits: Limits,
-    limiter: anyio.CapacityLimiter | None,
-) -> Result:
+async def _sample(v2: V2Model, tensors: dict[str, np.ndarray], operations: Operations) -> Result:
     n = _scalar(tensors, "n")
     if n < 1:
         raise InvalidInput(f"input 'n': must be at least 1, got {n}")
-    seed = _scalar(tensors, "seed") if "seed" in tensors else operations.new_seed()
-    if seed < 0:
+    seed = _scalar(tensors, "seed") if "seed" in tensors else None
+    if seed is not None and seed < 0:
         raise InvalidInput(f"input 'seed': must be at least 0, got {seed}")
     knobs = {}
     for knob in KNOB_BOUNDS:
@@ -251,18 +241,15 @@ async def _sample(
             if not knob_accepts(knob, value):
                 raise InvalidInput(f"input {knob!r}: must be {knob_rule(knob)}, got {value}")
             knobs[knob] = value
-    images = await operations.sample(
-        v2.model,
-        int(n),
-        int(seed),
-        limits,
+    spec = SampleSpec(
+        n=int(n),
+        seed=None if seed is None else int(seed),
         temperature=knobs.get("temperature"),
         truncation=knobs.get("truncation"),
-        finish=to_uint8,
-        autoregressive_limiter=limiter,
         label=_scalar(tensors, "label") if "label" in tensors else None,
     )
-    return Result({"images": images}, {"seed": int(seed)})
+    done = await operations.sample(v2.model, spec, to_uint8)
+    return Result({"images": done.payload}, {"seed": done.seed})
 
 
 def _scalar(tensors: dict[str, np.ndarray], name: str) -> int:

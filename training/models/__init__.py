@@ -1,4 +1,5 @@
-"""One module per family; FAMILIES maps a family name to its model class and config."""
+"""One module per family; FAMILIES maps a family name to its model class and config, and is the
+one list of the families (the CLI's choices come from it)."""
 
 from __future__ import annotations
 

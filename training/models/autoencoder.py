@@ -9,13 +9,19 @@ model cannot sample: it encodes, reconstructs and interpolates between codes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data import DataSpec
+from ..metrics import class_entropy, frechet_distance
 from .base import GenerativeModel, GraphSpec
+from .latent import ConvDecoder, conv_encoder
+
+if TYPE_CHECKING:
+    from ..evaluate import Evaluation
 
 
 @dataclass
@@ -28,40 +34,25 @@ class AutoencoderConfig:
 
 
 class Encoder(nn.Module):
-    """image (B, 1, 28, 28) in [0, 1] -> z (B, d)."""
+    """image (B, C, H, W) in [0, 1] -> z (B, d)."""
 
-    def __init__(self, c: int, d: int) -> None:
+    def __init__(self, c: int, d: int, image_shape: tuple[int, int, int]) -> None:
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Conv2d(1, c, 3, padding=1), nn.SiLU(),
-            nn.Conv2d(c, 2 * c, 4, stride=2, padding=1), nn.SiLU(),  # (B, 2c, 14, 14)
-            nn.Conv2d(2 * c, 4 * c, 4, stride=2, padding=1), nn.SiLU(),  # (B, 4c, 7, 7)
-            nn.Flatten(),
-            nn.Linear(4 * c * 49, d),
-        )  # fmt: skip
+        self.net = conv_encoder(image_shape[0], c, d, image_shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z: torch.Tensor = self.net(x * 2 - 1)
         return z
 
 
-class Decoder(nn.Module):
-    """z (B, d) -> pixel logits (B, 1, 28, 28)."""
+class Decoder(ConvDecoder):
+    """z (B, d) -> pixel logits (B, C, H, W)."""
 
-    def __init__(self, c: int, d: int) -> None:
-        super().__init__()
-        self.c = c
-        self.fc = nn.Linear(d, 4 * c * 49)
-        self.net = nn.Sequential(
-            nn.SiLU(),
-            nn.ConvTranspose2d(4 * c, 2 * c, 4, stride=2, padding=1), nn.SiLU(),  # 14x14
-            nn.ConvTranspose2d(2 * c, c, 4, stride=2, padding=1), nn.SiLU(),  # 28x28
-            nn.Conv2d(c, 1, 3, padding=1),
-        )  # fmt: skip
+    def __init__(self, c: int, d: int, image_shape: tuple[int, int, int]) -> None:
+        super().__init__(d, c, image_shape[0], image_shape)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        logits: torch.Tensor = self.net(self.fc(z).view(-1, 4 * self.c, 7, 7))
-        return logits
+        return self.stack(z)
 
 
 class ImageOut(nn.Module):
@@ -78,16 +69,16 @@ class ImageOut(nn.Module):
 class Autoencoder(GenerativeModel):
     family = "autoencoder"
 
-    def __init__(self, config: AutoencoderConfig) -> None:
-        super().__init__(config)
-        self.encoder = Encoder(config.channels, config.latent_dim)
-        self.decoder = Decoder(config.channels, config.latent_dim)
+    def __init__(self, config: AutoencoderConfig, data: DataSpec) -> None:
+        super().__init__(config, data)
+        self.encoder = Encoder(config.channels, config.latent_dim, data.image_shape)
+        self.decoder = Decoder(config.channels, config.latent_dim, data.image_shape)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         return [torch.optim.Adam(self.parameters(), lr=self.config.lr)]
 
     def reconstruction_loss(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-image binary cross-entropy in nats, summed over pixels. (B, 1, 28, 28) -> (B,)"""
+        """Per-image binary cross-entropy in nats, summed over pixels. (B, C, H, W) -> (B,)"""
         logits = self.decoder(self.encoder(x)).float()
         return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
 
@@ -110,11 +101,33 @@ class Autoencoder(GenerativeModel):
         """Mean squared error per pixel of the reconstructions."""
         return float(((self.reconstruct(x) - x) ** 2).mean())
 
+    def evaluate(self, ev: Evaluation) -> dict[str, float]:
+        """No prior to sample from: the mean squared error per pixel of the split's
+        reconstructions, and their FD against the same images, beside the floor of as many
+        real images of the reference split."""
+        x = ev.x
+        recon = torch.cat([self.reconstruct(x[i : i + 500]) for i in range(0, len(x), 500)])
+        _, f_images = ev.features(x)
+        logits, f_recon = ev.features(recon)
+        bce = ev.per_image(lambda xb, _: self.reconstruction_loss(xb), "BCE")
+        n = len(x)
+        ev.how.update(
+            reconstruction_fd=f"reconstructions of the {n} {ev.split} images vs the same images",
+            fd_floor=f"{n} real {ev.reference_split} images vs the same {ev.split} images",
+        )  # fmt: skip
+        return {
+            f"{ev.split}_reconstruction_mse": float(((recon - x) ** 2).mean()),
+            f"{ev.split}_reconstruction_bce_nats": float(bce.mean()),
+            "reconstruction_fd": frechet_distance(f_recon, f_images),
+            "fd_real_floor": frechet_distance(ev.reference_features[:n], f_images),
+            "reconstruction_class_entropy": class_entropy(logits.argmax(1), len(logits[0])),
+        }
+
     def onnx_graphs(self) -> dict[str, GraphSpec]:
         d = self.config.latent_dim
         return {
             "encoder": GraphSpec(
-                self.encoder, (torch.rand(2, 1, 28, 28),), ["image"], ["z"],
+                self.encoder, (self.example_images(),), ["image"], ["z"],
                 {"image": {0: "batch"}, "z": {0: "batch"}},
             ),
             "decoder": GraphSpec(

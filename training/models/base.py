@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+from ..data import DataSpec
 from ..nn import mean_bits_per_dim, mixture_log_prob
+
+if TYPE_CHECKING:
+    from ..evaluate import Evaluation
 
 
 @dataclass
@@ -23,14 +27,16 @@ class GraphSpec:
 
 
 class GenerativeModel(nn.Module):
-    """Base class: a model configured by its own dataclass, which it carries into checkpoints."""
+    """Base class: a model configured by its own dataclass, which it carries into checkpoints,
+    and sized by the dataset it models (``data``: image shape and classes)."""
 
     family: str = ""
     uses_labels: bool = False
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: Any, data: DataSpec) -> None:
         super().__init__()
         self.config = config
+        self.data = data
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         raise NotImplementedError
@@ -38,8 +44,11 @@ class GenerativeModel(nn.Module):
     def training_step(
         self, x: torch.Tensor, y: torch.Tensor, optimizers: list[torch.optim.Optimizer]
     ) -> dict[str, float]:
-        """One optimisation step on a batch of images (B, 1, 28, 28) in [0, 1]."""
+        """One optimisation step on a batch of images (B, C, H, W) in [0, 1]."""
         raise NotImplementedError
+
+    def end_of_epoch(self) -> None:
+        """Called after each epoch's steps, before validation and the checkpoint."""
 
     def validation_loss(self, x: torch.Tensor, y: torch.Tensor) -> float:
         """A number to watch on the held-out split (lower is better)."""
@@ -47,8 +56,16 @@ class GenerativeModel(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        """(n, 1, 28, 28) in [0, 1]."""
+        """(n, C, H, W) in [0, 1]."""
         raise NotImplementedError
+
+    def evaluate(self, ev: Evaluation) -> dict[str, float]:
+        """The family's metrics for its card. By default: the quality of its samples."""
+        return ev.sample_quality(self)
+
+    def apply_evaluation(self, evaluation: dict[str, Any]) -> None:
+        """Make the model the one its evaluation describes, before export (e.g. the generator
+        a GAN's held-out selection chose). Nothing to do by default."""
 
     def onnx_graphs(self) -> dict[str, GraphSpec]:
         raise NotImplementedError
@@ -56,6 +73,10 @@ class GenerativeModel(nn.Module):
     def card_fields(self) -> dict[str, Any]:
         """Family-specific fields of the model card (latent size, likelihood)."""
         return {}
+
+    def example_images(self, n: int = 2) -> torch.Tensor:
+        """(n, C, H, W) pixel values k/255, for tracing the graphs."""
+        return torch.randint(0, 256, (n, *self.data.image_shape)).float() / 255
 
 
 class AutoregressiveModel(GenerativeModel):
@@ -89,3 +110,8 @@ class AutoregressiveModel(GenerativeModel):
     @torch.no_grad()
     def validation_loss(self, x: torch.Tensor, y: torch.Tensor) -> float:
         return float(mean_bits_per_dim(-self.log_prob(x), x))
+
+    def evaluate(self, ev: Evaluation) -> dict[str, float]:
+        """Exact test bits/dim, then the samples' quality."""
+        nll = ev.per_image(lambda xb, _: -self.log_prob(xb), "NLL")
+        return {"test_bpd": ev.bits_per_dim(nll), **super().evaluate(ev)}

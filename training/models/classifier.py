@@ -4,12 +4,17 @@ Fréchet distance, and its predictions give the class histogram of samples."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data import DataSpec
 from .base import GenerativeModel, GraphSpec
+
+if TYPE_CHECKING:
+    from ..evaluate import Evaluation
 
 
 @dataclass
@@ -22,21 +27,22 @@ class ClassifierConfig:
 
 
 class ClassifierNet(nn.Module):
-    """image (B, 1, 28, 28) in [0, 1] -> (logits (B, 10), features (B, F))."""
+    """image (B, C, H, W) in [0, 1] -> (logits (B, classes), features (B, F))."""
 
-    def __init__(self, c: int, f: int) -> None:
+    def __init__(self, c: int, f: int, data: DataSpec) -> None:
         super().__init__()
+        channels, h, w = data.image_shape
         self.body = nn.Sequential(
-            nn.Conv2d(1, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(),
+            nn.Conv2d(channels, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(),
             nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(),
             nn.MaxPool2d(2),  # (B, c, 14, 14)
             nn.Conv2d(c, 2 * c, 3, padding=1), nn.BatchNorm2d(2 * c), nn.ReLU(),
             nn.Conv2d(2 * c, 2 * c, 3, padding=1), nn.BatchNorm2d(2 * c), nn.ReLU(),
             nn.MaxPool2d(2),  # (B, 2c, 7, 7)
             nn.Flatten(), nn.Dropout(0.3),
-            nn.Linear(2 * c * 49, f), nn.ReLU(),
+            nn.Linear(2 * c * (h // 4) * (w // 4), f), nn.ReLU(),
         )  # fmt: skip
-        self.head = nn.Linear(f, 10)
+        self.head = nn.Linear(f, data.num_classes)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.body(x * 2 - 1)
@@ -48,9 +54,9 @@ class Classifier(GenerativeModel):
 
     family = "classifier"
 
-    def __init__(self, config: ClassifierConfig) -> None:
-        super().__init__(config)
-        self.net = ClassifierNet(config.channels, config.features)
+    def __init__(self, config: ClassifierConfig, data: DataSpec) -> None:
+        super().__init__(config, data)
+        self.net = ClassifierNet(config.channels, config.features, data)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         return [torch.optim.Adam(self.parameters(), lr=self.config.lr)]
@@ -73,10 +79,15 @@ class Classifier(GenerativeModel):
         """Error rate on the held-out split."""
         return float((self.net(x)[0].argmax(1) != y).float().mean())
 
+    def evaluate(self, ev: Evaluation) -> dict[str, float]:
+        """Accuracy on the split; a classifier has no samples to measure."""
+        pred = ev.per_image(lambda xb, _: self.net(xb)[0].argmax(1), "accuracy")
+        return {f"{ev.split}_accuracy": float((pred == ev.y.numpy()).mean())}
+
     def onnx_graphs(self) -> dict[str, GraphSpec]:
         return {
             "classifier": GraphSpec(
-                self.net, (torch.rand(2, 1, 28, 28),), ["image"], ["logits", "features"],
+                self.net, (self.example_images(),), ["image"], ["logits", "features"],
                 {"image": {0: "batch"}, "logits": {0: "batch"}, "features": {0: "batch"}},
             )
         }  # fmt: skip

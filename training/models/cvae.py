@@ -22,19 +22,22 @@ class 82% of the time, against 90% wanted):
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from ..nn import MIN_LOG_SCALE, discretized_logistic_log_prob, mean_bits_per_dim
-from .base import GenerativeModel, GraphSpec
+from ..data import DataSpec
+from ..nn import MIN_LOG_SCALE, mean_bits_per_dim
+from .base import GraphSpec
+from .latent import ConvDecoder, GaussianLatentModel, conv_encoder
 
-NUM_CLASSES = 10
+if TYPE_CHECKING:
+    from ..evaluate import Evaluation
+
 LOG_VAR_MIN, LOG_VAR_MAX = -12.0, 6.0
 """The posterior's log-variance is clamped: an unclamped one once overflowed exp() in the KL."""
 GRAD_CLIP = 5.0
@@ -57,10 +60,10 @@ class CVAEConfig:
 class ClassPrior(nn.Module):
     """label (B,) -> mean, log_std (B, d) of p(z | y); N(0, I) for every class at first."""
 
-    def __init__(self, d: int) -> None:
+    def __init__(self, classes: int, d: int) -> None:
         super().__init__()
-        self.mean = nn.Embedding(NUM_CLASSES, d)
-        self.log_std = nn.Embedding(NUM_CLASSES, d)
+        self.mean = nn.Embedding(classes, d)
+        self.log_std = nn.Embedding(classes, d)
         nn.init.zeros_(self.mean.weight)
         nn.init.zeros_(self.log_std.weight)
 
@@ -69,24 +72,18 @@ class ClassPrior(nn.Module):
 
 
 class Encoder(nn.Module):
-    """image (B, 1, 28, 28), label (B,) -> mean, log_var (B, d) of the standardised code
+    """image (B, C, H, W), label (B,) -> mean, log_var (B, d) of the standardised code
     (z - m_y) / s_y."""
 
-    def __init__(self, c: int, d: int, e: int, prior: ClassPrior) -> None:
+    def __init__(self, c: int, d: int, e: int, prior: ClassPrior, data: DataSpec) -> None:
         super().__init__()
         self.prior = prior
-        self.embed = nn.Embedding(NUM_CLASSES, e)
-        self.net = nn.Sequential(
-            nn.Conv2d(1 + e, c, 3, padding=1), nn.SiLU(),
-            nn.Conv2d(c, 2 * c, 4, stride=2, padding=1), nn.SiLU(),  # (B, 2c, 14, 14)
-            nn.Conv2d(2 * c, 4 * c, 4, stride=2, padding=1), nn.SiLU(),  # (B, 4c, 7, 7)
-            nn.Flatten(),
-            nn.Linear(4 * c * 49, 2 * d),
-        )  # fmt: skip
+        self.embed = nn.Embedding(data.num_classes, e)
+        self.net = conv_encoder(data.image_shape[0] + e, c, 2 * d, data.image_shape)
 
     def forward(self, x: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         e = self.embed(label)[:, :, None, None].expand(-1, -1, x.shape[2], x.shape[3])
-        h = torch.cat([x * 2 - 1, e.to(x.dtype)], dim=1)  # (B, 1 + e, 28, 28)
+        h = torch.cat([x * 2 - 1, e.to(x.dtype)], dim=1)  # (B, C + e, H, W)
         mean, log_var = self.net(h).chunk(2, dim=1)  # each (B, d), of z
         log_var = torch.clamp(log_var, LOG_VAR_MIN, LOG_VAR_MAX)
         prior_mean, prior_log_std = self.prior(label)
@@ -94,83 +91,76 @@ class Encoder(nn.Module):
         return (mean - prior_mean) * torch.exp(-prior_log_std), log_var - 2 * prior_log_std
 
 
-class Decoder(nn.Module):
+class Decoder(ConvDecoder):
     """standardised code (B, d), label (B,) -> (mu, log_scale) of the pixel likelihood; mu is
     the image."""
 
-    def __init__(self, c: int, d: int, e: int, prior: ClassPrior) -> None:
-        super().__init__()
-        self.c = c
+    def __init__(self, c: int, d: int, e: int, prior: ClassPrior, data: DataSpec) -> None:
+        nn.Module.__init__(self)
         self.prior = prior
-        self.embed = nn.Embedding(NUM_CLASSES, e)
-        self.fc = nn.Linear(d + e, 4 * c * 49)
-        self.net = nn.Sequential(
-            nn.SiLU(),
-            nn.ConvTranspose2d(4 * c, 2 * c, 4, stride=2, padding=1), nn.SiLU(),  # 14x14
-            nn.ConvTranspose2d(2 * c, c, 4, stride=2, padding=1), nn.SiLU(),  # 28x28
-            nn.Conv2d(c, 2, 3, padding=1),
-        )  # fmt: skip
+        self.embed = nn.Embedding(data.num_classes, e)
+        self.build(d + e, c, 2 * data.image_shape[0], data.image_shape)
 
     def forward(self, code: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         prior_mean, prior_log_std = self.prior(label)
         z = prior_mean.to(code.dtype) + torch.exp(prior_log_std).to(code.dtype) * code
-        h = self.fc(torch.cat([z, self.embed(label).to(z.dtype)], dim=1))
-        out = self.net(h.view(-1, 4 * self.c, 7, 7))  # (B, 2, 28, 28)
-        mu = torch.sigmoid(out[:, :1])
-        log_scale = torch.clamp(out[:, 1:], min=MIN_LOG_SCALE)
-        return mu, log_scale
+        out = self.stack(torch.cat([z, self.embed(label).to(z.dtype)], dim=1))  # (B, 2C, H, W)
+        mu, log_scale = out.chunk(2, dim=1)
+        return torch.sigmoid(mu), torch.clamp(log_scale, min=MIN_LOG_SCALE)
 
 
 class AuxiliaryClassifier(nn.Module):
-    """image (B, 1, 28, 28) in [0, 1] -> class logits (B, 10); used in training only."""
+    """image (B, C, H, W) in [0, 1] -> class logits (B, classes); used in training only."""
 
-    def __init__(self, c: int) -> None:
+    def __init__(self, c: int, data: DataSpec) -> None:
         super().__init__()
+        channels, h, w = data.image_shape
         self.net = nn.Sequential(
-            nn.Conv2d(1, c, 3, stride=2, padding=1), nn.SiLU(),  # (B, c, 14, 14)
-            nn.Conv2d(c, 2 * c, 3, stride=2, padding=1), nn.SiLU(),  # (B, 2c, 7, 7)
-            nn.Flatten(), nn.Dropout(0.25), nn.Linear(2 * c * 49, NUM_CLASSES),
+            nn.Conv2d(channels, c, 3, stride=2, padding=1), nn.SiLU(),  # (B, c, H/2, W/2)
+            nn.Conv2d(c, 2 * c, 3, stride=2, padding=1), nn.SiLU(),  # (B, 2c, H/4, W/4)
+            nn.Flatten(), nn.Dropout(0.25),
+            nn.Linear(2 * c * ((h + 3) // 4) * ((w + 3) // 4), data.num_classes),
         )  # fmt: skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x * 2 - 1)
 
 
-def balanced_labels(n: int) -> torch.Tensor:
-    """0, 1, ..., 9, 0, 1, ...: n labels, every class as often as possible."""
-    return torch.arange(n) % NUM_CLASSES
+def balanced_labels(n: int, classes: int) -> torch.Tensor:
+    """0, 1, ..., classes - 1, 0, 1, ...: n labels, every class as often as possible."""
+    return torch.arange(n) % classes
 
 
-class CVAE(GenerativeModel):
+class CVAE(GaussianLatentModel):
     family = "cvae"
     uses_labels = True
 
-    def __init__(self, config: CVAEConfig) -> None:
-        super().__init__(config)
-        prior = ClassPrior(config.latent_dim)
-        self.encoder = Encoder(config.channels, config.latent_dim, config.label_dim, prior)
-        self.decoder = Decoder(config.channels, config.latent_dim, config.label_dim, prior)
-        self.classifier = AuxiliaryClassifier(config.channels)
+    def __init__(self, config: CVAEConfig, data: DataSpec) -> None:
+        super().__init__(config, data)
+        d, c, e = config.latent_dim, config.channels, config.label_dim
+        prior = ClassPrior(data.num_classes, d)
+        self.encoder = Encoder(c, d, e, prior, data)
+        self.decoder = Decoder(c, d, e, prior, data)
+        self.classifier = AuxiliaryClassifier(c, data)
         self.step: torch.Tensor  # optimisation steps taken, for the KL warm-up; checkpointed
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         return [torch.optim.Adam(self.parameters(), lr=self.config.lr)]
 
-    def neg_elbo(self, x: torch.Tensor, y: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
-        """Per-image negative ELBO of log p(x | y) in nats. (B, 1, 28, 28), (B,) -> (B,)"""
+    def posterior(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, log_var = self.encoder(x, y)
-        z = mean + torch.randn_like(mean) * torch.exp(0.5 * log_var)
+        return mean, log_var
+
+    def likelihood(self, z: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, log_scale = self.decoder(z, y)
-        rec = discretized_logistic_log_prob(x, mu.float(), log_scale.float())
-        kl = 0.5 * (mean.float() ** 2 + log_var.float().exp() - 1 - log_var.float()).sum(1)
-        return -rec + beta * kl
+        return mu, log_scale
 
     def training_step(
         self, x: torch.Tensor, y: torch.Tensor, optimizers: list[torch.optim.Optimizer]
     ) -> dict[str, float]:
         (opt,) = optimizers
-        beta = min(1.0, (int(self.step) + 1) / max(1, self.config.kl_warmup_steps))
+        beta = self.kl_weight(int(self.step))
         bpd = mean_bits_per_dim(self.neg_elbo(x, y, beta), x)
         real_ce = F.cross_entropy(self.classifier(x).float(), y)
         sample_ce = self.sample_cross_entropy(y)
@@ -194,42 +184,45 @@ class CVAE(GenerativeModel):
         return F.cross_entropy(logits.float(), labels)
 
     @torch.no_grad()
-    def validation_loss(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        return float(mean_bits_per_dim(self.neg_elbo(x, y), x))
-
-    @torch.no_grad()
-    def iwae_log_prob(self, x: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
-        """Importance-weighted lower bound on log p(x | y) in nats, k samples. -> (B,)"""
-        mean, log_var = self.encoder(x, y)
-        std = torch.exp(0.5 * log_var)
-        log_w = []
-        for _ in range(k):
-            eps = torch.randn_like(mean)
-            z = mean + eps * std
-            mu, log_scale = self.decoder(z, y)
-            log_px_z = discretized_logistic_log_prob(x, mu, log_scale)
-            log_pz = -0.5 * (z**2 + math.log(2 * math.pi)).sum(1)
-            log_qz = -0.5 * (eps**2 + log_var + math.log(2 * math.pi)).sum(1)
-            log_w.append(log_px_z + log_pz - log_qz)
-        return torch.logsumexp(torch.stack(log_w), dim=0) - math.log(k)
-
-    @torch.no_grad()
     def sample_labels(self, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """One image (the decoder's mean) per requested label. (n,) -> (n, 1, 28, 28)"""
+        """One image (the decoder's mean) per requested label. (n,) -> (n, C, H, W)"""
         z = torch.randn(len(labels), self.config.latent_dim, generator=generator)
         return self.decoder(z, labels)[0]
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """n images with balanced labels (0, 1, ..., 9, 0, ...)."""
-        return self.sample_labels(balanced_labels(n), generator)
+        return self.sample_labels(balanced_labels(n, self.data.num_classes), generator)
+
+    def evaluate(self, ev: Evaluation) -> dict[str, float]:
+        """The bounds on log p(x | y), given each image's own label; the samples' quality; and
+        how often a sample asked for class c is classified as c."""
+        metrics = super().evaluate(ev)
+        ev.how["likelihood"] = "conditional on the test image's label, p(x | y)"
+        return {**metrics, **self.conditional_accuracy(ev)}
+
+    def conditional_accuracy(self, ev: Evaluation) -> dict[str, float]:
+        """The fraction of samples asked for class c that the project classifier classifies as
+        c, over ``fd_samples`` samples with balanced labels (and per class)."""
+        n, classes = ev.fd_samples, self.data.num_classes
+        g = torch.Generator().manual_seed(ev.seed + 2)
+        labels = balanced_labels(n, classes)
+        samples = torch.cat([self.sample_labels(labels[i : i + 500], g) for i in range(0, n, 500)])
+        logits, _ = ev.features(samples)
+        hit = logits.argmax(1) == labels.numpy()
+        per_class = [float(hit[labels.numpy() == c].mean()) for c in range(classes)]
+        ev.how["conditional_accuracy"] = {
+            "samples": n, "per_class": per_class, "seed": ev.seed + 2,
+            "meaning": "fraction of samples for class c that the classifier calls c",
+        }  # fmt: skip
+        return {"conditional_accuracy": float(hit.mean())}
 
     def onnx_graphs(self) -> dict[str, GraphSpec]:
         d = self.config.latent_dim
-        label = torch.tensor([3, 7])
+        label = torch.tensor([3, 7]) % self.data.num_classes
         return {
             "encoder": GraphSpec(
-                self.encoder, (torch.rand(2, 1, 28, 28), label), ["image", "label"],
+                self.encoder, (self.example_images(), label), ["image", "label"],
                 ["mean", "log_var"],
                 {"image": {0: "batch"}, "label": {0: "batch"}, "mean": {0: "batch"},
                  "log_var": {0: "batch"}},
@@ -245,5 +238,5 @@ class CVAE(GenerativeModel):
         return {
             "latent_dim": self.config.latent_dim,
             "likelihood": {"kind": "discretized_logistic", "components": 1},
-            "conditioning": {"input": "label", "dtype": "int64", "classes": NUM_CLASSES},
+            "conditioning": {"input": "label", "dtype": "int64", "classes": self.data.num_classes},
         }

@@ -12,6 +12,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
+from ..data import DataSpec
 from ..nn import (
     MIN_LOG_SCALE,
     MaskedConv2d,
@@ -126,22 +127,23 @@ class PixelCNN(AutoregressiveModel):
     family = "pixelcnn"
     net: PixelCNNNet
 
-    def __init__(self, config: PixelCNNConfig) -> None:
-        super().__init__(config)
+    def __init__(self, config: PixelCNNConfig, data: DataSpec) -> None:
+        super().__init__(config, data)
         self.net = PixelCNNNet(config)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator, temperature: float = 1.0) -> torch.Tensor:
-        x = torch.zeros(n, 1, 28, 28)
-        for i in range(28):
-            for j in range(28):
+        x = torch.zeros(n, *self.data.image_shape)
+        _, height, width = self.data.image_shape
+        for i in range(height):
+            for j in range(width):
                 params = self.net(x[:, :, : i + 1])[:, :, i, j]  # rows > i cannot matter
                 x[:, :, i, j] = sample_mixture(params, temperature, generator)
         return x
 
     def onnx_graphs(self) -> dict[str, GraphSpec]:
         net, rows, cols = self.net, self.net.context_rows, self.net.row_columns
-        image = torch.randint(0, 256, (2, 1, 28, 28)).float() / 255
+        image = self.example_images()
         links = torch.randn(2, len(net.layers) * 2 * self.config.channels, 1, cols)
         return {
             "pixelcnn": GraphSpec(

@@ -7,9 +7,9 @@ row's features (the pixel and the one to its left); its state-to-state part is a
 convolution over the previous row's hidden state, so row i's state sees a triangle of every
 row above it. Layers are residual; two 1×1 convolutions map the last layer to the mixture.
 
-The exported graph has the PixelCNN's contract: image (B, 1, H, 28) -> params (B, 3K, H, 28),
-for any H ≤ 28 (the graph pads the image to 28 rows and runs the 28 row steps unrolled; rows
-below H cannot change the rows above, so the output is cut back to H).
+The exported graph has the PixelCNN's contract: image (B, 1, h, W) -> params (B, 3K, h, W),
+for any h up to the image's height H (the graph pads the image to H rows and runs the H row
+steps unrolled; rows below h cannot change the rows above, so the output is cut back to h).
 
 Sampling that graph costs a full pass per pixel. A second graph, `step`, is the exact sampler's
 unit: row i from the `reach + 1` image rows above and including it and the layers' states
@@ -25,10 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data import DataSpec
 from ..nn import MIN_LOG_SCALE, MaskedConv2d, sample_mixture
 from .base import AutoregressiveModel, GraphSpec
-
-ROWS = 28
 
 State = tuple[torch.Tensor, torch.Tensor]
 """One layer's hidden and cell state for one row: each (B, W, C)."""
@@ -93,11 +92,12 @@ class RowLSTM(nn.Module):
 
 
 class PixelRNNNet(nn.Module):
-    """image (B, 1, H, W) in k/255, H ≤ 28 -> params (B, 3K, H, W) of the mixture."""
+    """image (B, 1, h, W) in k/255, h ≤ H -> params (B, 3K, h, W) of the mixture."""
 
-    def __init__(self, cfg: PixelRNNConfig) -> None:
+    def __init__(self, cfg: PixelRNNConfig, image_shape: tuple[int, int, int]) -> None:
         super().__init__()
         c = cfg.channels
+        _, self.height, self.width = image_shape
         self.first = MaskedConv2d("A", 1, c, (cfg.first_kernel, cfg.first_kernel))
         self.layers = nn.ModuleList([RowLSTM(c) for _ in range(cfg.layers)])
         self.head = nn.Sequential(
@@ -112,9 +112,10 @@ class PixelRNNNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height = x.shape[2]
-        filler = torch.zeros_like(x[:, :, :1]).expand(-1, -1, ROWS, -1)
-        h = self.first(torch.cat([x, filler], dim=2)[:, :, :ROWS] * 2 - 1)  # (B, C, 28, W)
-        h = h.permute(0, 2, 3, 1)  # (B, 28, W, C)
+        rows = self.height
+        filler = torch.zeros_like(x[:, :, :1]).expand(-1, -1, rows, -1)
+        h = self.first(torch.cat([x, filler], dim=2)[:, :, :rows] * 2 - 1)  # (B, C, H, W)
+        h = h.permute(0, 2, 3, 1)  # (B, H, W, C)
         for layer in self.rows:
             h = layer(h)
         return self.params(h)[:, :, :height]
@@ -157,7 +158,7 @@ class RowStep(nn.Module):
 
     def initial(self, n: int) -> torch.Tensor:
         net = self.net
-        return torch.zeros(n, len(net.layers), 2, ROWS, net.rows[0].out.in_features)
+        return torch.zeros(n, len(net.layers), 2, net.width, net.rows[0].out.in_features)
 
 
 class PixelRNN(AutoregressiveModel):
@@ -166,26 +167,26 @@ class PixelRNN(AutoregressiveModel):
 
     clip_grad_norm = 1.0
 
-    def __init__(self, config: PixelRNNConfig) -> None:
-        super().__init__(config)
-        self.net = PixelRNNNet(config)
+    def __init__(self, config: PixelRNNConfig, data: DataSpec) -> None:
+        super().__init__(config, data)
+        self.net = PixelRNNNet(config, data.image_shape)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator, temperature: float = 1.0) -> torch.Tensor:
         """Exact ancestral sampling, one row step per pixel: the rows above are summed up in the
         Row LSTM states, so each pixel costs one pass over one row, not over the image."""
         step, rows = RowStep(self.net), self.net.reach + 1
-        x, state = torch.zeros(n, 1, ROWS, ROWS), step.initial(n)
-        for i in range(ROWS):
+        x, state = torch.zeros(n, *self.data.image_shape), step.initial(n)
+        for i in range(self.net.height):
             window = x[:, :, max(0, i - rows + 1) : i + 1]  # a view: it sees each new pixel
-            for j in range(ROWS):
+            for j in range(self.net.width):
                 params, row_state = step(window, state)
                 x[:, :, i, j] = sample_mixture(params[:, :, 0, j], temperature, generator)
             state = row_state  # no column's state depends on the row's last pixel
         return x
 
     def onnx_graphs(self) -> dict[str, GraphSpec]:
-        image = torch.randint(0, 256, (2, 1, ROWS, ROWS)).float() / 255
+        image = self.example_images()
         step = RowStep(self.net)
         state = torch.randn_like(step.initial(2))
         return {

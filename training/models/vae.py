@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..nn import MIN_LOG_SCALE, discretized_logistic_log_prob, mean_bits_per_dim
-from .base import GenerativeModel, GraphSpec
+from ..data import DataSpec
+from ..nn import MIN_LOG_SCALE, mean_bits_per_dim
+from .base import GraphSpec
+from .latent import ConvDecoder, GaussianLatentModel, conv_encoder
 
 
 @dataclass
@@ -24,96 +25,60 @@ class VAEConfig:
 
 
 class Encoder(nn.Module):
-    def __init__(self, c: int, d: int) -> None:
+    """image (B, C, H, W) -> mean, log_var (B, d)."""
+
+    def __init__(self, c: int, d: int, image_shape: tuple[int, int, int]) -> None:
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Conv2d(1, c, 3, padding=1), nn.SiLU(),
-            nn.Conv2d(c, 2 * c, 4, stride=2, padding=1), nn.SiLU(),  # (B, 2c, 14, 14)
-            nn.Conv2d(2 * c, 4 * c, 4, stride=2, padding=1), nn.SiLU(),  # (B, 4c, 7, 7)
-            nn.Flatten(),
-            nn.Linear(4 * c * 49, 2 * d),
-        )  # fmt: skip
+        self.net = conv_encoder(image_shape[0], c, 2 * d, image_shape)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, log_var = self.net(x * 2 - 1).chunk(2, dim=1)  # each (B, d)
         return mean, log_var
 
 
-class Decoder(nn.Module):
+class Decoder(ConvDecoder):
     """z -> (mu, log_scale) of the pixel likelihood; mu in (0, 1) is also the image shown."""
 
-    def __init__(self, c: int, d: int) -> None:
-        super().__init__()
-        self.c = c
-        self.fc = nn.Linear(d, 4 * c * 49)
-        self.net = nn.Sequential(
-            nn.SiLU(),
-            nn.ConvTranspose2d(4 * c, 2 * c, 4, stride=2, padding=1), nn.SiLU(),  # 14x14
-            nn.ConvTranspose2d(2 * c, c, 4, stride=2, padding=1), nn.SiLU(),  # 28x28
-            nn.Conv2d(c, 2, 3, padding=1),
-        )  # fmt: skip
+    def __init__(self, c: int, d: int, image_shape: tuple[int, int, int]) -> None:
+        super().__init__(d, c, 2 * image_shape[0], image_shape)
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.fc(z).view(-1, 4 * self.c, 7, 7)
-        out = self.net(h)  # (B, 2, 28, 28)
-        mu = torch.sigmoid(out[:, :1])
-        log_scale = torch.clamp(out[:, 1:], min=MIN_LOG_SCALE)
-        return mu, log_scale
+        mu, log_scale = self.stack(z).chunk(2, dim=1)  # each (B, C, H, W)
+        return torch.sigmoid(mu), torch.clamp(log_scale, min=MIN_LOG_SCALE)
 
 
-class VAE(GenerativeModel):
+class VAE(GaussianLatentModel):
     family = "vae"
 
-    def __init__(self, config: VAEConfig) -> None:
-        super().__init__(config)
-        self.encoder = Encoder(config.channels, config.latent_dim)
-        self.decoder = Decoder(config.channels, config.latent_dim)
+    def __init__(self, config: VAEConfig, data: DataSpec) -> None:
+        super().__init__(config, data)
+        self.encoder = Encoder(config.channels, config.latent_dim, data.image_shape)
+        self.decoder = Decoder(config.channels, config.latent_dim, data.image_shape)
         self.step: torch.Tensor  # optimisation steps taken, for the KL warm-up; checkpointed
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         return [torch.optim.Adam(self.parameters(), lr=self.config.lr)]
 
-    def neg_elbo(self, x: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
-        """Per-image negative ELBO in nats. (B, 1, 28, 28) -> (B,)"""
+    def posterior(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, log_var = self.encoder(x)
-        z = mean + torch.randn_like(mean) * torch.exp(0.5 * log_var)
+        return mean, log_var
+
+    def likelihood(self, z: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, log_scale = self.decoder(z)
-        rec = discretized_logistic_log_prob(x, mu.float(), log_scale.float())
-        kl = 0.5 * (mean.float() ** 2 + log_var.float().exp() - 1 - log_var.float()).sum(1)
-        return -rec + beta * kl
+        return mu, log_scale
 
     def training_step(
         self, x: torch.Tensor, y: torch.Tensor, optimizers: list[torch.optim.Optimizer]
     ) -> dict[str, float]:
         (opt,) = optimizers
-        beta = min(1.0, (int(self.step) + 1) / max(1, self.config.kl_warmup_steps))
-        loss = mean_bits_per_dim(self.neg_elbo(x, beta), x)
+        beta = self.kl_weight(int(self.step))
+        loss = mean_bits_per_dim(self.neg_elbo(x, y, beta), x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         self.step.add_(1)
         return {"bpd": loss.item(), "beta": beta}
-
-    @torch.no_grad()
-    def validation_loss(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        return float(mean_bits_per_dim(self.neg_elbo(x), x))
-
-    @torch.no_grad()
-    def iwae_log_prob(self, x: torch.Tensor, k: int) -> torch.Tensor:
-        """Importance-weighted lower bound on log p(x) in nats, k samples. (B,...) -> (B,)"""
-        mean, log_var = self.encoder(x)
-        std = torch.exp(0.5 * log_var)
-        log_w = []
-        for _ in range(k):
-            eps = torch.randn_like(mean)
-            z = mean + eps * std
-            mu, log_scale = self.decoder(z)
-            log_px_z = discretized_logistic_log_prob(x, mu, log_scale)
-            log_pz = -0.5 * (z**2 + math.log(2 * math.pi)).sum(1)
-            log_qz = -0.5 * (eps**2 + log_var + math.log(2 * math.pi)).sum(1)
-            log_w.append(log_px_z + log_pz - log_qz)
-        return torch.logsumexp(torch.stack(log_w), dim=0) - math.log(k)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -124,7 +89,7 @@ class VAE(GenerativeModel):
         d = self.config.latent_dim
         return {
             "encoder": GraphSpec(
-                self.encoder, (torch.rand(2, 1, 28, 28),), ["image"], ["mean", "log_var"],
+                self.encoder, (self.example_images(),), ["image"], ["mean", "log_var"],
                 {"image": {0: "batch"}, "mean": {0: "batch"}, "log_var": {0: "batch"}},
             ),
             "decoder": GraphSpec(

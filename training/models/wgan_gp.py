@@ -15,35 +15,36 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .dcgan import DCGAN
+from ..data import DataSpec
+from .dcgan import DCGAN, GANConfig
 
 
 @dataclass
-class WGANGPConfig:
-    latent_dim: int = 64
-    channels: int = 64
+class WGANGPConfig(GANConfig):
     epochs: int = 30
     """About 4,700 generator steps at n_critic = 5; 7 epochs (1,095) left the classes unbalanced."""
     batch_size: int = 64
     lr: float = 1e-4
     beta1: float = 0.0
     beta2: float = 0.9
+    ema_decay: float = 0.995
     n_critic: int = 5
     gp_weight: float = 10.0
-    ema_decay: float = 0.995
 
 
 class Critic(nn.Module):
-    """image (B, 1, 28, 28) in [-1, 1] -> score (B,); no batch norm, so the gradient penalty
+    """image (B, C, H, W) in [-1, 1] -> score (B,); no batch norm, so the gradient penalty
     of each image depends on that image alone."""
 
-    def __init__(self, c: int) -> None:
+    def __init__(self, c: int, data: DataSpec) -> None:
         super().__init__()
+        channels, h, w = data.image_shape
+        grid = ((h // 4 + 1) // 2) * ((w // 4 + 1) // 2)  # (H/8) x (W/8), rounded up
         self.net = nn.Sequential(
-            nn.Conv2d(1, c, 4, stride=2, padding=1), nn.LeakyReLU(0.2),  # (B, c, 14, 14)
-            nn.Conv2d(c, 2 * c, 4, stride=2, padding=1), nn.LeakyReLU(0.2),  # (B, 2c, 7, 7)
-            nn.Conv2d(2 * c, 4 * c, 3, stride=2, padding=1), nn.LeakyReLU(0.2),  # (B, 4c, 4, 4)
-            nn.Flatten(), nn.Linear(4 * c * 16, 1, bias=False),  # a bias cancels in the loss
+            nn.Conv2d(channels, c, 4, stride=2, padding=1), nn.LeakyReLU(0.2),  # (B, c, H/2)
+            nn.Conv2d(c, 2 * c, 4, stride=2, padding=1), nn.LeakyReLU(0.2),  # (B, 2c, H/4)
+            nn.Conv2d(2 * c, 4 * c, 3, stride=2, padding=1), nn.LeakyReLU(0.2),  # (B, 4c, H/8)
+            nn.Flatten(), nn.Linear(4 * c * grid, 1, bias=False),  # a bias cancels in the loss
         )  # fmt: skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -53,25 +54,18 @@ class Critic(nn.Module):
 class WGANGP(DCGAN):
     family = "wgan-gp"
 
-    def __init__(self, config: WGANGPConfig) -> None:
-        super().__init__(config)  # type: ignore[arg-type]
+    def __init__(self, config: WGANGPConfig, data: DataSpec) -> None:
+        super().__init__(config, data)
         self.step: torch.Tensor  # critic steps taken; checkpointed, so resuming keeps the rhythm
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
 
     def make_discriminator(self, c: int) -> nn.Module:
-        return Critic(c)
-
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        betas = (self.config.beta1, self.config.beta2)
-        return [
-            torch.optim.Adam(self.generator.parameters(), lr=self.config.lr, betas=betas),
-            torch.optim.Adam(self.discriminator.parameters(), lr=self.config.lr, betas=betas),
-        ]
+        return Critic(c, self.data)
 
     def gradient_penalty(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         eps = torch.rand(len(real), 1, 1, 1)
         mixed = (eps * real + (1 - eps) * fake).requires_grad_(True)
-        (grad,) = torch.autograd.grad(self.discriminator(mixed).sum(), mixed, create_graph=True)
+        (grad,) = torch.autograd.grad(self.critic(mixed).sum(), mixed, create_graph=True)
         norm = grad.float().flatten(1).norm(dim=1)
         return ((norm - 1) ** 2).mean()
 
@@ -83,7 +77,7 @@ class WGANGP(DCGAN):
         z = torch.randn(len(x), self.config.latent_dim)
         with torch.no_grad():
             fake = self.generator(z)
-        wasserstein = self.discriminator(real).mean() - self.discriminator(fake).mean()
+        wasserstein = self.critic(real).mean() - self.critic(fake).mean()
         penalty = self.gradient_penalty(real, fake)
         c_loss = -wasserstein + self.config.gp_weight * penalty
         opt_c.zero_grad(set_to_none=True)
@@ -93,7 +87,7 @@ class WGANGP(DCGAN):
         logs = {"w_estimate": wasserstein.item(), "gp": penalty.item()}
         if (int(self.step) - 1) % self.config.n_critic == 0:  # after critic steps 1, 6, 11, ...
             self.discriminator.requires_grad_(False)
-            g_loss = -self.discriminator(self.generator(z)).mean()
+            g_loss = -self.critic(self.generator(z)).mean()
             opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
             opt_g.step()

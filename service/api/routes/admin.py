@@ -10,11 +10,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from modelstore.layout import MODEL_NAME
 from service.api.deps import ControlDep, SettingsDep
 from service.api.schemas import ModelChangeResponse, error_responses
 from service.errors import AdminDisabled, Unauthorized
-from service.model_control import ModelChange
-from service.store import MODEL_NAME
+from service.registry.control import ModelChange
 
 _bearer = HTTPBearer(auto_error=False, description="The value of SERVICE_ADMIN_TOKEN.")
 

@@ -1,13 +1,12 @@
 from typing import Any
 
-import numpy as np
 from fastapi import APIRouter, Request
 
-from service import completion, operations
-from service.api.deps import LimitsDep, MetricsDep, RegistryDep, resolve_model
+from service.api.running import images_as, run_operation
 from service.api.schemas import CompleteRequest, CompleteResponse, error_responses
-from service.families import Operation
-from service.imaging import encode_images
+from service.generation.completion import completion_seeds
+from service.generation.specs import CompleteSpec, Given
+from service.registry.families import Operation
 
 router = APIRouter(tags=["generate"])
 
@@ -17,39 +16,22 @@ router = APIRouter(tags=["generate"])
     response_model=CompleteResponse,
     responses=error_responses(404, 413, 422, 503),
 )
-async def complete(
-    body: CompleteRequest,
-    request: Request,
-    registry: RegistryDep,
-    limits: LimitsDep,
-    metrics: MetricsDep,
-) -> Any:
+async def complete(body: CompleteRequest, request: Request) -> Any:
     """Complete images with an autoregressive model (PixelCNN, PixelRNN): keep the top `rows`,
     or the pixels a `mask` marks 1, exactly, and draw the rest pixel by pixel. Completion i of
     every image uses seed + i, so each one can be drawn again alone (`seeds`)."""
-    model = resolve_model(request, registry, body.model, Operation.COMPLETE)
-    seed = body.seed if body.seed is not None else operations.new_seed()
-
-    def finish(images: np.ndarray) -> tuple[list[int], list[Any]]:
-        return list(images.shape), encode_images(images, body.format)
-
-    (shape, images) = await completion.complete(
-        model,
-        body.images,
-        completion.Given(body.rows, body.mask),
-        body.samples,
-        seed,
-        limits,
-        body.temperature,
-        finish,
-        request.app.state.autoregressive_limiter,
+    spec = CompleteSpec(
+        body.images, Given(body.rows, body.mask), body.samples, body.seed, body.temperature
     )
-    metrics.images.labels(model.name, Operation.COMPLETE.value).inc(len(images))
-    s = body.samples
+    result = await run_operation(
+        request, Operation.COMPLETE, body.model, spec, images_as(body.format)
+    )
+    s, images = body.samples, result.payload
+    assert result.seed is not None
     return CompleteResponse(
-        model=model.name,
-        version=model.ready_card.version,
-        seeds=completion.completion_seeds(seed, s),
-        shape=[len(body.images), s, *shape[1:]],
+        model=result.model,
+        version=result.version,
+        seeds=completion_seeds(result.seed, s),
+        shape=[len(body.images), s, *result.shape[1:]],
         images=[images[i : i + s] for i in range(0, len(images), s)],
     )

@@ -2,10 +2,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from service import operations
-from service.api.deps import LimitsDep, RegistryDep, resolve_model
+from service.api.running import run_operation
 from service.api.schemas import EncodeRequest, EncodeResponse, error_responses
-from service.families import Operation
+from service.generation.specs import EncodeSpec
+from service.registry.families import Operation
 
 router = APIRouter(tags=["latent"])
 
@@ -16,12 +16,10 @@ router = APIRouter(tags=["latent"])
     response_model_exclude_none=True,
     responses=error_responses(404, 413, 422, 503),
 )
-async def encode(
-    body: EncodeRequest, request: Request, registry: RegistryDep, limits: LimitsDep
-) -> Any:
+async def encode(body: EncodeRequest, request: Request) -> Any:
     """Encode images: `{mean, log_var}` for a VAE, `{z}` for an autoencoder. A conditional model
     needs each image's `label`."""
-    model = resolve_model(request, registry, body.model, Operation.ENCODE)
-    out = await operations.encode(model, body.images, limits, body.label)
-    lists = {name: value.tolist() for name, value in out.items()}
-    return EncodeResponse(model=model.name, version=model.ready_card.version, **lists)
+    spec = EncodeSpec(body.images, body.label)
+    result = await run_operation(request, Operation.ENCODE, body.model, spec)
+    lists = {name: value.tolist() for name, value in result.payload.items()}
+    return EncodeResponse(model=result.model, version=result.version, **lists)

@@ -5,7 +5,7 @@ from fastapi.responses import JSONResponse
 
 from service.api.deps import RegistryDep
 from service.api.schemas import LiveResponse, ModelHealth, ReadyResponse
-from service.registry import ModelState, Registry
+from service.registry.registry import ModelState, Registry
 
 router = APIRouter(prefix="/health", tags=["health"])
 

@@ -1,10 +1,10 @@
 from fastapi import APIRouter
 
-from service import autoregressive
 from service.api.deps import RegistryDep
 from service.api.schemas import ModelInfo, ModelList, SamplingInfo, error_responses
-from service.labels import is_conditional
-from service.registry import LoadedModel, ModelState
+from service.generation import autoregressive
+from service.generation.labels import is_conditional
+from service.registry.registry import LoadedModel, ModelState
 
 router = APIRouter(prefix="/models", tags=["models"])
 

@@ -1,15 +1,13 @@
 from typing import Any
 
-import numpy as np
 from fastapi import APIRouter, Request, Response
 
-from service import operations
 from service.api.content import wants_png
-from service.api.deps import MetricsDep, RegistryDep, resolve_model
+from service.api.running import images_as, run_operation
 from service.api.schemas import TraverseRequest, TraverseResponse, error_responses
-from service.families import Operation
-from service.imaging import encode_images, grid_png
-from service.labels import class_names
+from service.generation.imaging import grid_png
+from service.generation.specs import Endpoint, TraverseSpec
+from service.registry.families import Operation
 
 router = APIRouter(tags=["latent"])
 
@@ -26,45 +24,32 @@ _PNG_STRIP = {
     response_model_exclude_none=True,
     responses={200: _PNG_STRIP, **error_responses(404, 413, 422, 503)},
 )
-async def traverse(
-    body: TraverseRequest, request: Request, registry: RegistryDep, metrics: MetricsDep
-) -> Any:
+async def traverse(body: TraverseRequest, request: Request) -> Any:
     """Vary latent dimension `dim` of a VAE (or CVAE) over `range` in `steps` images, the other
     dimensions held at a base latent: a seed's prior draw, an image's posterior mean, or a
     given latent."""
-    model = resolve_model(request, registry, body.model, Operation.TRAVERSE)
-    seed = body.seed
-    if body.image is None and body.latent is None and seed is None:
-        seed = operations.new_seed()
     as_strip = wants_png(request)
+    base = Endpoint(image=body.image, latent=body.latent, seed=body.seed)
+    spec = TraverseSpec(base, body.dim, body.range, body.steps, body.label)
 
-    def finish(images: np.ndarray) -> tuple[list[int], Any]:
-        strip = grid_png(images, columns=len(images)) if as_strip else None
-        return list(images.shape), strip if strip is not None else encode_images(
-            images, body.format
-        )
+    def strip(images: Any) -> bytes:
+        return grid_png(images, columns=len(images))
 
-    base = operations.Endpoint(image=body.image, latent=body.latent, seed=seed)
-    result = await operations.traverse(
-        model, base, body.dim, body.range, body.steps, finish, body.label
-    )
-    shape, payload = result.images
-    metrics.images.labels(model.name, Operation.TRAVERSE.value).inc(body.steps)
-    card = model.ready_card
-    label = None if result.label is None else class_names(card)[result.label]
+    finish = strip if as_strip else images_as(body.format)
+    result = await run_operation(request, Operation.TRAVERSE, body.model, spec, finish)
     if as_strip:
-        headers = {"X-Model": model.name, "X-Model-Version": str(card.version)}
-        if seed is not None:
-            headers["X-Seed"] = str(seed)
-        return Response(payload, media_type="image/png", headers=headers)
+        headers = {"X-Model": result.model, "X-Model-Version": str(result.version)}
+        if result.seed is not None:
+            headers["X-Seed"] = str(result.seed)
+        return Response(result.payload, media_type="image/png", headers=headers)
     return TraverseResponse(
-        model=model.name,
-        version=card.version,
-        seed=seed,
+        model=result.model,
+        version=result.version,
+        seed=result.seed,
         dim=body.dim,
-        values=result.values.tolist(),
-        label=label,
-        shape=shape,
-        images=payload,
-        latents=result.latents.tolist(),
+        values=result.arrays["values"].tolist(),
+        label=result.labels[0] if result.labels else None,
+        shape=list(result.shape),
+        images=result.payload,
+        latents=result.arrays["latents"].tolist(),
     )

@@ -11,8 +11,7 @@ from typing import Any, TypeVar
 import anyio.to_thread
 from fastapi import APIRouter, Request, Response
 
-from service.api.deps import LimitsDep, MetricsDep, RegistryDep, SettingsDep
-from service.config import Settings
+from service.api.deps import MetricsDep, OperationsDep, RegistryDep, SettingsDep
 from service.errors import InvalidInput, ModelNotReady, PayloadTooLarge
 from service.inference_protocol import models
 from service.inference_protocol.schema import (
@@ -30,9 +29,6 @@ from service.inference_protocol.tensors import (
     encode_response,
     requested_outputs,
 )
-from service.metrics import Metrics
-from service.operations import Limits
-from service.registry import Registry
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"])
 
@@ -42,6 +38,18 @@ T = TypeVar("T")
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorObject} for status in (400, 404, 413, 503)
 }
+_VERSION: dict[str, Any] = {
+    "parameters": [
+        {
+            "in": "path",
+            "name": "model_version",
+            "required": True,
+            "schema": {"title": "Model Version", "type": "string"},
+        }
+    ]
+}
+"""The versioned path's parameter: one handler serves both paths and reads it from the path, so
+OpenAPI is told of it here."""
 _INFER_BODY = {
     "description": "JSON, or with `Inference-Header-Content-Length`: that many bytes of JSON, "
     "then the binary outputs in order (the binary tensor data extension).",
@@ -67,38 +75,42 @@ async def server_ready(registry: RegistryDep) -> ServerReady:
     return ServerReady(ready=True)
 
 
-@router.get("/models/{model_name}", response_model=ModelMetadata, responses=_ERRORS)
-async def model_metadata(model_name: str, registry: RegistryDep) -> ModelMetadata:
-    return models.find(registry, model_name).metadata()
+def _version(request: Request) -> str | None:
+    version: str | None = request.path_params.get("model_version")
+    return version
 
 
 @router.get(
     "/models/{model_name}/versions/{model_version}",
     response_model=ModelMetadata,
     responses=_ERRORS,
+    name="model_version_metadata",
+    openapi_extra=_VERSION,
 )
-async def model_version_metadata(
-    model_name: str, model_version: str, registry: RegistryDep
-) -> ModelMetadata:
-    return models.find(registry, model_name, model_version).metadata()
-
-
-@router.get("/models/{model_name}/ready", response_model=ModelReady, responses=_ERRORS)
-async def model_ready(model_name: str, registry: RegistryDep) -> ModelReady:
-    return ModelReady(name=models.find(registry, model_name).name, ready=True)
+@router.get("/models/{model_name}", response_model=ModelMetadata, responses=_ERRORS)
+async def model_metadata(model_name: str, request: Request, registry: RegistryDep) -> ModelMetadata:
+    return models.find(registry, model_name, _version(request)).metadata()
 
 
 @router.get(
     "/models/{model_name}/versions/{model_version}/ready",
     response_model=ModelReady,
     responses=_ERRORS,
+    name="model_version_ready",
+    openapi_extra=_VERSION,
 )
-async def model_version_ready(
-    model_name: str, model_version: str, registry: RegistryDep
-) -> ModelReady:
-    return ModelReady(name=models.find(registry, model_name, model_version).name, ready=True)
+@router.get("/models/{model_name}/ready", response_model=ModelReady, responses=_ERRORS)
+async def model_ready(model_name: str, request: Request, registry: RegistryDep) -> ModelReady:
+    return ModelReady(name=models.find(registry, model_name, _version(request)).name, ready=True)
 
 
+@router.post(
+    "/models/{model_name}/versions/{model_version}/infer",
+    response_model=InferenceResponse,
+    responses={200: _INFER_BODY, **_ERRORS},
+    name="infer_version",
+    openapi_extra=_VERSION,
+)
 @router.post(
     "/models/{model_name}/infer",
     response_model=InferenceResponse,
@@ -109,49 +121,20 @@ async def infer(
     request: Request,
     registry: RegistryDep,
     settings: SettingsDep,
-    limits: LimitsDep,
+    operations: OperationsDep,
     metrics: MetricsDep,
 ) -> Response:
     """Run one v2 model. The body is an inference request as JSON; with the binary tensor data
     extension, the inputs' bytes follow it."""
-    return await _infer(model_name, None, request, registry, settings, limits, metrics)
-
-
-@router.post(
-    "/models/{model_name}/versions/{model_version}/infer",
-    response_model=InferenceResponse,
-    responses={200: _INFER_BODY, **_ERRORS},
-)
-async def infer_version(
-    model_name: str,
-    model_version: str,
-    request: Request,
-    registry: RegistryDep,
-    settings: SettingsDep,
-    limits: LimitsDep,
-    metrics: MetricsDep,
-) -> Response:
-    return await _infer(model_name, model_version, request, registry, settings, limits, metrics)
-
-
-async def _infer(
-    model_name: str,
-    model_version: str | None,
-    request: Request,
-    registry: Registry,
-    settings: Settings,
-    limits: Limits,
-    metrics: Metrics,
-) -> Response:
-    v2 = models.find(registry, model_name, model_version)
+    v2 = models.find(registry, model_name, _version(request))
     request.state.model = v2.model.name
-    body = _decoded(await request.body(), request.headers.get("content-encoding"), settings)
+    encoding = request.headers.get("content-encoding")
+    body = _decoded(await request.body(), encoding, settings.max_body_bytes)
     decoded = await _off_loop_if_large(
         len(body), decode_request, body, request.headers.get(HEADER_LENGTH)
     )
     outputs = requested_outputs(decoded.request, [t.name for t in v2.outputs])
-    limiter = request.app.state.autoregressive_limiter
-    result = await models.infer(v2, decoded.tensors, limits, limiter)
+    result = await models.infer(v2, decoded.tensors, operations)
     if v2.kind is not models.Kind.GRAPH:
         metrics.images.labels(v2.model.name, v2.kind.value).inc(len(result.outputs["images"]))
     head: dict[str, Any] = {"model_name": v2.name, "model_version": v2.version}
@@ -179,7 +162,7 @@ async def _off_loop_if_large(size: int, work: Callable[..., T], *args: Any) -> T
     return await anyio.to_thread.run_sync(work, *args)
 
 
-def _decoded(body: bytes, encoding: str | None, settings: Settings) -> bytes:
+def _decoded(body: bytes, encoding: str | None, limit: int) -> bytes:
     """The body as sent before ``Content-Encoding`` (gzip or deflate, as tritonclient can send
     it), inflated to at most the body limit."""
     if encoding in (None, "identity"):
@@ -188,9 +171,9 @@ def _decoded(body: bytes, encoding: str | None, settings: Settings) -> bytes:
         raise InvalidInput(f"Content-Encoding {encoding!r} is not supported (gzip, deflate)")
     inflate = zlib.decompressobj(zlib.MAX_WBITS | (16 if encoding == "gzip" else 0))
     try:
-        data = inflate.decompress(body, settings.max_body_bytes + 1)
+        data = inflate.decompress(body, limit + 1)
     except zlib.error as exc:
         raise InvalidInput(f"body: not valid {encoding} data") from exc
-    if len(data) > settings.max_body_bytes or inflate.unconsumed_tail:
-        raise PayloadTooLarge(f"request body exceeds the limit of {settings.max_body_bytes} bytes")
+    if len(data) > limit or inflate.unconsumed_tail:
+        raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
     return data

@@ -5,20 +5,24 @@ from __future__ import annotations
 import anyio
 import numpy as np
 
-from service import operations as ops
-from service.registry import LoadedModel
+from service.generation.operations import Operations
+from service.generation.reference import sample_naive
+from service.generation.specs import Limits, SampleSpec
+from service.registry.registry import LoadedModel
 
 
 def assert_fast_sampler_equals_naive(model: LoadedModel, n: int = 3) -> None:
     """The service's sampler returns the naive sampler's pixels, bit for bit, for two seeds and
     temperatures."""
-    limits = ops.Limits(max_n=n, max_autoregressive_n=n)
+    limits = Limits(max_n=n, max_autoregressive_n=n)
     for seed, temperature in ((3, 1.0), (11, 0.7)):
 
         async def fast(seed: int = seed, temperature: float = temperature) -> np.ndarray:
-            images: np.ndarray = await ops.sample(model, n, seed, limits, temperature)
+            images: np.ndarray = (
+                await Operations(limits).sample(model, SampleSpec(n, seed, temperature))
+            ).payload
             return images
 
-        naive = ops.sample_naive(model, n, seed, temperature)
+        naive = sample_naive(model, n, seed, temperature)
         np.testing.assert_array_equal(anyio.run(fast), naive)
         assert len(np.unique(naive)) > 10  # a real image, not a constant

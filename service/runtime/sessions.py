@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from service.batching import Batcher, BatchObserver, BatchPolicy, Finish
-from service.errors import DeviceUnavailable, ModelRunFailed, StoreError
-from service.store import GraphSpec
+from modelstore.card import GraphSpec
+from modelstore.errors import StoreError
+from service.errors import DeviceUnavailable, ModelRunFailed
+from service.runtime.batching import Batcher, BatchObserver, BatchPolicy, Finish
 
 log = logging.getLogger(__name__)
 
@@ -143,29 +144,6 @@ def _concrete(dim: int, axis: int, image_shape: tuple[int, int, int]) -> int:
     return 1 if axis == 0 else image_shape[axis - 1]
 
 
-def open_graph(
-    model: str,
-    role: str,
-    spec: GraphSpec,
-    folder: Path,
-    providers: list[str],
-    tuning: SessionTuning,
-    observer: RunObserver | None,
-    batching: BatchPolicy,
-    batch_observer: BatchObserver | None = None,
-) -> Graph:
-    options = tuning.options()
-    try:
-        session = ort.InferenceSession(str(folder / spec.file), options, providers=providers)
-    except Exception as exc:
-        log.exception("%s: onnxruntime could not load %s", model, spec.file)
-        raise StoreError(f"{model}: onnxruntime could not load {spec.file}") from exc
-    _check_names(model, role, spec, session)
-    graph = Graph(model, role, spec, session, observer)
-    graph.batcher = Batcher(graph.run, batching, model, role, batch_observer)
-    return graph
-
-
 @dataclass(frozen=True)
 class SessionTuning:
     intra_op_threads: int = 0
@@ -184,6 +162,36 @@ class SessionTuning:
         spin = "1" if self.spinning else "0"
         options.add_session_config_entry("session.intra_op.allow_spinning", spin)
         return options
+
+
+@dataclass(frozen=True)
+class GraphOptions:
+    """How a graph is opened and run: the providers (from ``choose_providers``), the session's
+    tuning, its batcher's policy, and who observes its runs and batches."""
+
+    providers: tuple[str, ...]
+    tuning: SessionTuning
+    batching: BatchPolicy
+    runs: RunObserver | None = None
+    batches: BatchObserver | None = None
+
+
+def open_graph(
+    model: str, role: str, spec: GraphSpec, folder: Path, options: GraphOptions
+) -> Graph:
+    """An onnxruntime session for the graph file ``spec`` names under ``folder``, checked
+    against the card's tensor names, with its batcher."""
+    try:
+        session = ort.InferenceSession(
+            str(folder / spec.file), options.tuning.options(), providers=list(options.providers)
+        )
+    except Exception as exc:
+        log.exception("%s: onnxruntime could not load %s", model, spec.file)
+        raise StoreError(f"{model}: onnxruntime could not load {spec.file}") from exc
+    _check_names(model, role, spec, session)
+    graph = Graph(model, role, spec, session, options.runs)
+    graph.batcher = Batcher(graph.run, options.batching, model, role, options.batches)
+    return graph
 
 
 def _check_names(model: str, role: str, spec: GraphSpec, session: ort.InferenceSession) -> None:

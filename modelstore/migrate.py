@@ -4,7 +4,7 @@ layout of docs/model-store.md. Every file keeps its bytes, so every sha256 stays
 It can be re-run at any time, including after an interrupted run: it migrates whatever is still
 in the old layout and leaves the rest alone.
 
-    python -m training.migrate_store [model_store]
+    python -m modelstore.migrate [model_store]
 """
 
 from __future__ import annotations
@@ -15,20 +15,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from service.store import (
-    OLD_CARD_FILE,
-    SCHEMA_VERSION,
-    card_file,
-    graph_file,
-    old_layout_models,
-    sha256_of,
-)
-
-from .triton_config import write_atomically, write_configs
-
-
-class MigrationError(RuntimeError):
-    """The old store is not what its cards say; nothing past the problem was moved."""
+from modelstore.checksums import sha256_of
+from modelstore.discovery import old_layout_models
+from modelstore.errors import MigrationError
+from modelstore.layout import OLD_CARD_FILE, SCHEMA_VERSION, card_file, graph_file, write_atomically
+from modelstore.triton import write_configs
 
 
 def migrate(store: Path) -> list[str]:

@@ -7,14 +7,20 @@ depends on its noise and its given pixels only, never on the other rows.
 
 from __future__ import annotations
 
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Literal
 
+import anyio
 import numpy as np
 
-from service.families import FAMILIES
-from service.likelihood import sample_pixel
-from service.registry import LoadedModel
-from service.store import ModelCard, RowStepSampler, WindowedSampler
+from modelstore.card import ModelCard, RowStepSampler, WindowedSampler
+from service.errors import Overloaded
+from service.generation.likelihood import sample_pixel
+from service.generation.specs import Limits
+from service.registry.families import FAMILIES
+from service.registry.registry import LoadedModel
 
 
 def pixel_noise(seed: int, n: int, h: int, w: int) -> np.ndarray:
@@ -36,7 +42,7 @@ def generate(
     (N, H, W, 2). Returns a new array; kept pixels are returned unchanged.
     """
     card = model.ready_card
-    x = _start(x, keep)
+    x = start(x, keep)
     sampler = fast_sampler(model)
     if isinstance(sampler, WindowedSampler):
         return _generate_windowed(model, sampler, x, keep, noise, temperature)
@@ -45,9 +51,9 @@ def generate(
     pixel_graph = FAMILIES[card.family].pixel_graph
     assert pixel_graph is not None
     graph = model.graphs[pixel_graph]
-    k = _components(card)
+    k = components(card)
     rows_vary = graph.spec.inputs[0].shape[2] == -1
-    for i, j in _to_generate(keep):
+    for i, j in to_generate(keep):
         # Row i depends on rows <= i only: where the graph allows it, run on those rows alone.
         image = np.ascontiguousarray(x[:, :, : i + 1]) if rows_vary else x
         params = graph.run({"image": image})["params"]
@@ -80,26 +86,6 @@ def sampler_in_use(model: LoadedModel) -> SamplerKind:
     return "naive" if sampler is None else sampler.kind
 
 
-def generate_naive(
-    model: LoadedModel,
-    x: np.ndarray,
-    keep: np.ndarray,
-    noise: np.ndarray,
-    temperature: float = 1.0,
-) -> np.ndarray:
-    """One full pass of the pixel graph per generated pixel: the reference the fast sampler must
-    equal (tests and bench/ use it; the service never does)."""
-    card = model.ready_card
-    pixel_graph = FAMILIES[card.family].pixel_graph
-    assert pixel_graph is not None
-    graph, k = model.graphs[pixel_graph], _components(card)
-    x = _start(x, keep)
-    for i, j in _to_generate(keep):
-        params = graph.run({"image": x})["params"]
-        x[:, 0, i, j] = sample_pixel(params[:, :, i, j], noise[:, i, j], temperature, k)
-    return x
-
-
 def _generate_windowed(
     model: LoadedModel,
     sampler: WindowedSampler,
@@ -111,7 +97,7 @@ def _generate_windowed(
     """The PixelCNN's context graph once per row, its row graph once per pixel, each on a window
     as large as the receptive field (docs/model-store.md): exact."""
     rows, cols = sampler.context_rows, sampler.row_columns
-    context, row, k = model.graphs["context"], model.graphs["row"], _components(model.ready_card)
+    context, row, k = model.graphs["context"], model.graphs["row"], components(model.ready_card)
     for i in np.flatnonzero(~keep.all(axis=1)):
         window = np.ascontiguousarray(x[:, :, max(0, i - rows + 1) : i + 1])
         links = context.run({"image": window})["links"]  # (N, L*2c, 1, W): row i's context
@@ -140,7 +126,7 @@ def _generate_row_steps(
     Column j's state depends on the row's pixels left of j, so a row's final state comes from
     a step that saw the whole row: the last pixel's step, when that pixel was generated (no
     column reads it), else one more step."""
-    step, rows, k = model.graphs["step"], sampler.window_rows, _components(model.ready_card)
+    step, rows, k = model.graphs["step"], sampler.window_rows, components(model.ready_card)
     n, _, height, width = x.shape
     (state_spec,) = (t for t in step.spec.inputs if t.name == "state")
     state = np.zeros((n, *state_spec.shape[1:]), dtype=np.float32)
@@ -159,17 +145,46 @@ def _generate_row_steps(
     return x
 
 
-def _start(x: np.ndarray, keep: np.ndarray) -> np.ndarray:
+def start(x: np.ndarray, keep: np.ndarray) -> np.ndarray:
     """A copy with every pixel to generate at 0, so what the client sent there cannot matter."""
     x = np.array(x, dtype=np.float32, copy=True)
     x[:, :, ~keep] = 0.0
     return x
 
 
-def _to_generate(keep: np.ndarray) -> list[tuple[int, int]]:
+def to_generate(keep: np.ndarray) -> list[tuple[int, int]]:
     return [(int(i), int(j)) for i, j in zip(*np.nonzero(~keep), strict=True)]
 
 
-def _components(card: ModelCard) -> int:
+def components(card: ModelCard) -> int:
     assert card.likelihood is not None  # the registry refuses an autoregressive card without
     return card.likelihood.components
+
+
+@asynccontextmanager
+async def turn(
+    name: str, limiter: anyio.CapacityLimiter | None, limits: Limits
+) -> AsyncIterator[None]:
+    """Wait for a free autoregressive slot in a bounded queue, for a bounded time; Overloaded
+    when the queue is full or the wait too long."""
+    if limiter is None:
+        yield
+        return
+    waiting = limiter.statistics().tasks_waiting
+    if waiting >= limits.queue_limit:
+        raise Overloaded(
+            f"{name}: {waiting} autoregressive samplings are waiting; retry later",
+            float(max(1, waiting)),
+        )
+    with anyio.move_on_after(limits.queue_timeout or math.inf) as wait:
+        await limiter.acquire()
+    if wait.cancelled_caught:
+        raise Overloaded(
+            f"{name}: waited more than {limits.queue_timeout:g} s for an autoregressive "
+            "sampling slot; retry later",
+            float(max(1, limiter.statistics().tasks_waiting)),
+        )
+    try:
+        yield
+    finally:
+        limiter.release()

@@ -1,6 +1,6 @@
 """Tiny ONNX models of every served family, built with onnx.helper (no torch), written as a
 store that follows docs/model-store.md (a Triton model repository, config.pbtxt included).
-``python tests/tiny_store.py OUT`` writes one."""
+``python tests/support/tiny_store.py OUT`` writes one."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from service.store import SCHEMA_VERSION, card_file, graph_file
-from training.triton_config import write_configs
+from modelstore.layout import SCHEMA_VERSION, card_file, graph_file
+from modelstore.triton import write_configs
 
 H = W = 28
 LATENT_DIM = 8
@@ -188,7 +188,7 @@ def write_model(
         "metrics": {"fd": 1.5},
         "evaluation": {"split": "test"},
         "training": {"config": {}, "epochs": 0, "steps": 0, "seconds": 0.0, "hardware": "none",
-                     "seed": 0, "command": "tests/tiny_store.py"},
+                     "seed": 0, "command": "tests/support/tiny_store.py"},
         "export": {"torch": None, "onnx": onnx.__version__, "opset": 17, "ir_version": 9},
         "files": files,
     }  # fmt: skip

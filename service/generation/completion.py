@@ -3,40 +3,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import anyio
 import anyio.to_thread
 import numpy as np
 
-from service import autoregressive
+from modelstore.card import ModelCard
 from service.errors import InvalidInput, LimitExceeded
-from service.families import Operation
-from service.imaging import parse_image
-from service.likelihood import quantize
-from service.operations import (
-    ImageFinish,
-    Limits,
-    autoregressive_turn,
-    check_knob,
-    parse_batch,
-    ready,
-)
-from service.registry import LoadedModel
-from service.store import ModelCard
+from service.generation import autoregressive
+from service.generation.checks import check_knob, parse_batch, ready
+from service.generation.imaging import parse_image
+from service.generation.likelihood import quantize
+from service.generation.specs import CompleteSpec, Given, Limits
+from service.registry.families import Operation
+from service.registry.registry import LoadedModel
 
 SEEDS = 2**64
-
-
-@dataclass(frozen=True)
-class Given:
-    """Which pixels a client gives: exactly one of the top ``rows``, or a ``mask`` image
-    (1 = keep, 0 = generate)."""
-
-    rows: int | None = None
-    mask: Any = None
 
 
 def completion_seeds(seed: int, samples: int) -> list[int]:
@@ -47,19 +31,18 @@ def completion_seeds(seed: int, samples: int) -> list[int]:
 
 async def complete(
     model: LoadedModel,
-    images: Sequence[Any],
-    given: Given,
-    samples: int,
+    spec: CompleteSpec,
     seed: int,
     limits: Limits,
-    temperature: float | None = None,
-    finish: ImageFinish = lambda images: images,
-    autoregressive_limiter: anyio.CapacityLimiter | None = None,
-) -> Any:
-    """(B x samples, C, H, W) completions, image-major (the samples of image 0 first), through
-    ``finish``. Completion i of every image uses seed + i (``completion_seeds``)."""
+    finish: Callable[[np.ndarray], Any],
+    slots: anyio.CapacityLimiter | None = None,
+) -> tuple[Any, int]:
+    """``finish`` of the (B x samples, C, H, W) completions, image-major (the samples of image
+    0 first), and how many there are. Completion i of every image uses seed + i
+    (``completion_seeds``)."""
     card, family = ready(model, Operation.COMPLETE)
-    check_knob(card, family, "temperature", temperature)
+    check_knob(card, family, "temperature", spec.temperature)
+    images, samples = spec.images, spec.samples
     count = len(images) * samples
     if count > limits.max_autoregressive_n:
         raise LimitExceeded(
@@ -67,21 +50,20 @@ async def complete(
             f"for autoregressive model {card.name!r}, got {len(images)} x {samples} = {count}"
         )
     x = quantize(await anyio.to_thread.run_sync(parse_batch, card, images, limits))
-    keep = await anyio.to_thread.run_sync(kept_pixels, card, given)
+    keep = await anyio.to_thread.run_sync(kept_pixels, card, spec.given)
     _, h, w = card.image_shape
     noise = np.concatenate(
         [autoregressive.pixel_noise(s, 1, h, w) for s in completion_seeds(seed, samples)]
     )
     starts = np.repeat(x, samples, axis=0)  # (B S, 1, H, W)
+    temperature = spec.temperature or 1.0
 
     def draw() -> Any:
-        filled = autoregressive.generate(
-            model, starts, keep, np.tile(noise, (len(x), 1, 1, 1)), temperature or 1.0
-        )
-        return finish(filled)
+        noises = np.tile(noise, (len(x), 1, 1, 1))
+        return finish(autoregressive.generate(model, starts, keep, noises, temperature))
 
-    async with autoregressive_turn(card.name, autoregressive_limiter, limits):
-        return await anyio.to_thread.run_sync(draw)
+    async with autoregressive.turn(card.name, slots, limits):
+        return await anyio.to_thread.run_sync(draw), count
 
 
 def kept_pixels(card: ModelCard, given: Given) -> np.ndarray:

@@ -5,21 +5,25 @@ docs/model-store.md ("Pixel likelihoods"), on the image quantised to 8 bits."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import anyio.to_thread
 import numpy as np
 
-from service import labels
 from service.errors import InvalidInput, LimitExceeded
-from service.families import Operation
-from service.imaging import compressed_png_size, to_uint8
-from service.labels import LabelInput
-from service.likelihood import bits_per_dim, logistic_log_prob, mixture_log_prob, quantize
-from service.operations import Limits, parse_batch, ready
-from service.registry import LoadedModel
+from service.generation import labels
+from service.generation.checks import parse_batch, ready
+from service.generation.imaging import compressed_png_size, to_uint8
+from service.generation.likelihood import (
+    bits_per_dim,
+    logistic_log_prob,
+    mixture_log_prob,
+    quantize,
+)
+from service.generation.specs import Limits, ScoreSpec
+from service.registry.families import Operation
+from service.registry.registry import LoadedModel
 
 DEFAULT_K = 100
 """Importance samples per image when a request names none (as the training's evaluation),
@@ -46,22 +50,16 @@ class Scores:
     """The classes a conditional model scored under; None: the uniform mixture over classes."""
 
 
-async def score(
-    model: LoadedModel,
-    images: Sequence[Any],
-    limits: Limits,
-    seed: int,
-    k: int | None = None,
-    label: LabelInput = None,
-) -> Scores:
+async def score(model: LoadedModel, spec: ScoreSpec, seed: int, limits: Limits) -> Scores:
     """Bits/dim of each image. ``k`` and ``seed`` apply to the VAE families only: the same
     image, k and seed always give the same score, whichever images it comes with. A
     conditional model scores under each image's ``label``, or without one under the uniform
     mixture of its classes, log p(x) = log mean_y p(x | y)."""
     card, family = ready(model, Operation.SCORE)
+    k, label = spec.k, spec.label
     if family.autoregressive and k is not None:
         raise InvalidInput(f"k: applies to the VAE families only; {card.name!r} is exact")
-    x = quantize(await anyio.to_thread.run_sync(parse_batch, card, images, limits))
+    x = quantize(await anyio.to_thread.run_sync(parse_batch, card, spec.images, limits))
     dims = int(np.prod(card.image_shape))
     png = await anyio.to_thread.run_sync(png_bits_per_dim, x)
     if family.pixel_graph is not None:

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from modelstore.card import ModelCard
 from service.errors import InvalidInput
-from service.families import FAMILIES
-from service.store import ModelCard
+from service.registry.families import FAMILIES
 
 Label = str | int
 LabelInput = Label | Sequence[Label] | None

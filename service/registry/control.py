@@ -21,10 +21,12 @@ from pathlib import Path
 
 import anyio.to_thread
 
+from modelstore.discovery import StoreEntry
+from modelstore.layout import graph_model
 from service.errors import ModelLoadFailed, ModelNotFound, ModelNotReady
-from service.memory import return_free_memory
-from service.registry import LoadedModel, ModelLoader, ModelState, Registry
-from service.store import CARD_FILE, StoreEntry, graph_model
+from service.registry.loader import ModelLoader
+from service.registry.registry import LoadedModel, ModelState, Registry
+from service.runtime.memory import return_free_memory
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +89,7 @@ class ModelControl:
         only once its files change."""
         loader = self._loader()
         entries = await anyio.to_thread.run_sync(loader.entries)
-        root = loader.settings.model_store
+        root = loader.store
         # Versions that failed at start-up are not retried until their files change. Anything
         # else is judged by poll(): a version published while the service started is news.
         self._tried = {
@@ -109,7 +111,7 @@ class ModelControl:
         entries = await anyio.to_thread.run_sync(loader.entries)
         changes = []
         for name, entry in entries.items():
-            mark = await anyio.to_thread.run_sync(_fingerprint, loader.settings.model_store, entry)
+            mark = await anyio.to_thread.run_sync(_fingerprint, loader.store, entry)
             if self._tried.get(name) == mark or not _is_news(entry, self.registry.models.get(name)):
                 continue
             self._tried[name] = mark
@@ -128,7 +130,7 @@ class ModelControl:
                 action is Action.LOAD
                 and previous is not None
                 and previous.state is ModelState.READY
-                and previous.version == _version(entry)
+                and previous.version == entry.version
             ):
                 return ModelChange(name, action, previous, previous, False, 0.0)
             started = time.perf_counter()
@@ -178,13 +180,8 @@ def _is_news(entry: StoreEntry, current: LoadedModel | None) -> bool:
     if current.state is ModelState.UNLOADED:
         return False
     if current.state is ModelState.READY:
-        return (_version(entry) or 0) > (current.version or 0)
+        return (entry.version or 0) > (current.version or 0)
     return True  # failed or unsupported, and its files changed: maybe fixed
-
-
-def _version(entry: StoreEntry) -> int | None:
-    match = CARD_FILE.fullmatch(entry.card_path.name) if entry.card_path else None
-    return int(match["version"]) if match else None
 
 
 def _fingerprint(root: Path, entry: StoreEntry) -> Fingerprint:
@@ -192,7 +189,7 @@ def _fingerprint(root: Path, entry: StoreEntry) -> Fingerprint:
     if entry.card_path is None:
         return ()
     paths = [entry.card_path]
-    version = _version(entry)
+    version = entry.version
     if version is not None:
         paths += sorted(root.glob(f"{graph_model(entry.name, '*')}/{version}/*"))
     marks = []

@@ -1,0 +1,43 @@
+"""What every operation's route does around the operation: resolve the model (and label the
+request's metrics with it), run the operation with the route's ``finish``, count the images."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+
+from service.generation.imaging import ImageFormat, encode_images
+from service.generation.operations import ImageFinish, Operations
+from service.generation.specs import Result
+from service.metrics import Metrics
+from service.registry.families import Operation
+from service.registry.registry import Registry
+
+
+def images_as(fmt: ImageFormat) -> ImageFinish:
+    """Base64 PNGs, or nested float lists: a request's ``format``."""
+    return lambda images: encode_images(images, fmt)
+
+
+async def run_operation(
+    request: Request,
+    operation: Operation,
+    model: str | None,
+    spec: Any,
+    finish: ImageFinish | None = None,
+) -> Result[Any]:
+    """Run ``operation`` on the model a request names (or the operation's default) and count
+    the images it made. ``finish`` is for the operations that make images."""
+    registry: Registry = request.app.state.registry
+    operations: Operations = request.app.state.operations
+    metrics: Metrics = request.app.state.metrics
+    resolved = registry.resolve(model, operation)
+    request.state.model = resolved.name
+    run = getattr(operations, operation.value)
+    result: Result[Any] = await (
+        run(resolved, spec) if finish is None else run(resolved, spec, finish)
+    )
+    if result.count:
+        metrics.images.labels(resolved.name, operation.value).inc(result.count)
+    return result

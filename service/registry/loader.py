@@ -1,0 +1,139 @@
+"""Loading a store's models: each card checked against its family and its files, each graph
+opened in onnxruntime behind its batcher, and warmed up. A model that fails is marked failed,
+saying why; the others still load."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelstore.card import ModelCard
+from modelstore.checksums import verify_files
+from modelstore.discovery import StoreEntry, discover, read_card
+from modelstore.errors import StoreError
+from service.errors import ServiceError
+from service.registry.families import FAMILIES
+from service.registry.registry import LoadedModel, ModelState, Registry
+from service.runtime.sessions import Graph, GraphOptions, open_graph
+
+log = logging.getLogger(__name__)
+
+
+class UnsupportedFamily(ServiceError):
+    code = "unsupported_family"
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """Everything loading needs, built once from the settings."""
+
+    store: Path
+    graphs: GraphOptions
+    """For the batched graphs."""
+    autoregressive_graphs: GraphOptions
+    """For the pixel-by-pixel families: one run at a time, on every core (the sampler's way)."""
+    warm_up: bool = True
+    """Run every graph once before the model is ready."""
+
+
+@dataclass(frozen=True)
+class ModelLoader:
+    """Loads one model of the store as start-up did: same options, providers and observers."""
+
+    options: LoadOptions
+
+    @property
+    def store(self) -> Path:
+        return self.options.store
+
+    def entries(self) -> dict[str, StoreEntry]:
+        """The store's models as they are now, by name."""
+        return {entry.name: entry for entry in discover(self.options.store)}
+
+    def load(self, entry: StoreEntry, warm_up: bool | None = None) -> LoadedModel:
+        """Blocking (reads files, opens sessions): call it off the event loop."""
+        warm = self.options.warm_up if warm_up is None else warm_up
+        model = LoadedModel(entry.name)
+        try:
+            model.card = card = read_card(entry)
+            model.graphs = self._open(entry, card)
+            if warm:
+                for graph in model.graphs.values():
+                    graph.warm_up(card.image_shape)
+            model.state = ModelState.READY
+            wanted = self.options.graphs.providers[0]
+            if model.provider != wanted:
+                log.warning("%s asked for %s but got %s", entry.name, wanted, model.provider)
+            log.info("%s v%s ready on %s", entry.name, card.version, model.provider)
+        except UnsupportedFamily as exc:
+            model.state, model.reason = ModelState.UNSUPPORTED, exc.message
+            log.warning("model %s skipped: %s", entry.name, exc.message)
+        except (ServiceError, StoreError) as exc:
+            model.state, model.reason = ModelState.FAILED, exc.message
+            log.error("model %s failed: %s", entry.name, exc.message)
+        except (OSError, UnicodeDecodeError) as exc:
+            model.state = ModelState.FAILED
+            model.reason = (
+                f"{entry.name}: a file of the model cannot be read ({type(exc).__name__})"
+            )
+            log.error("model %s failed: %s", entry.name, exc)
+        except Exception:
+            model.state, model.reason = ModelState.FAILED, "failed to load (see server log)"
+            log.exception("model %s failed to load", entry.name)
+        return model
+
+    def _open(self, entry: StoreEntry, card: ModelCard) -> dict[str, Graph]:
+        """Check the card against its family and its files, then open its graphs."""
+        family = FAMILIES.get(card.family)
+        if family is None:
+            raise UnsupportedFamily(f"family {card.family!r} is not served by this service")
+        missing = [g for g in family.graphs if g not in card.graphs]
+        if missing:
+            raise ServiceError(f"{entry.name}: card lacks graph(s) {missing} for {card.family}")
+        if family.pixel_graph is not None:
+            _check_mixture(card, family.pixel_graph)
+        if family.conditional and not card.class_names:
+            raise ServiceError(f"{entry.name}: a {card.family} card needs its class_names")
+        if card.image_shape[0] != 1:
+            raise ServiceError(f"{entry.name}: only 1-channel images are served")
+        verify_files(entry.folder, card)
+        options = (
+            self.options.autoregressive_graphs if family.autoregressive else self.options.graphs
+        )
+        roles = (*family.graphs, *(g for g in family.optional_graphs if g in card.graphs))
+        return {
+            role: open_graph(card.name, role, card.graphs[role], entry.folder, options)
+            for role in roles
+        }
+
+
+def load_registry(loader: ModelLoader, defaults: Mapping[str, str]) -> Registry:
+    """Load every model of the store, and check that each operation's default model is one."""
+    models = {name: loader.load(entry) for name, entry in loader.entries().items()}
+    registry = Registry(models, defaults, loader)
+    for op, name in registry.defaults.items():
+        if name not in registry.models:
+            known = ", ".join(registry.models) or "none"
+            raise StoreError(
+                f"SERVICE_DEFAULT_{op.upper()}_MODEL={name!r} is not in the store (models: {known})"
+            )
+    registry.loaded = True
+    return registry
+
+
+def _check_mixture(card: ModelCard, graph: str) -> None:
+    """An autoregressive card must declare the mixture its params channels hold
+    (docs/model-store.md)."""
+    likelihood = card.likelihood
+    if likelihood is None or likelihood.kind != "discretized_logistic_mixture":
+        raise ServiceError(
+            f"{card.name}: a {card.family} card needs "
+            "likelihood.kind 'discretized_logistic_mixture'"
+        )
+    channels = card.graphs[graph].outputs[0].shape[1]
+    if channels not in (-1, 3 * likelihood.components):
+        raise ServiceError(
+            f"{card.name}: params has {channels} channels, expected 3 x {likelihood.components}"
+        )

@@ -1,0 +1,144 @@
+"""What the latent-variable families share: the convolutional encoder and decoder stacks, and
+the ELBO and importance-weighted bound (IWAE, Burda et al. 2016) of a Gaussian posterior.
+
+The stacks halve the image twice (28 -> 14 -> 7) and grow the channels c -> 2c -> 4c; the
+decoder mirrors the encoder.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from ..nn import discretized_logistic_log_prob, mean_bits_per_dim
+from .base import GenerativeModel
+
+if TYPE_CHECKING:
+    from ..evaluate import Evaluation
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+def conv_encoder(
+    in_channels: int, c: int, out_features: int, image_shape: tuple[int, int, int]
+) -> nn.Sequential:
+    """(B, in_channels, H, W) -> (B, out_features)."""
+    _, h, w = image_shape
+    return nn.Sequential(
+        nn.Conv2d(in_channels, c, 3, padding=1), nn.SiLU(),
+        nn.Conv2d(c, 2 * c, 4, stride=2, padding=1), nn.SiLU(),  # (B, 2c, H/2, W/2)
+        nn.Conv2d(2 * c, 4 * c, 4, stride=2, padding=1), nn.SiLU(),  # (B, 4c, H/4, W/4)
+        nn.Flatten(),
+        nn.Linear(4 * c * (h // 4) * (w // 4), out_features),
+    )  # fmt: skip
+
+
+class ConvDecoder(nn.Module):
+    """(B, in_features) -> (B, out_channels, H, W): a linear layer to a (4c, H/4, W/4) map,
+    then the encoder's stack in reverse."""
+
+    def __init__(
+        self, in_features: int, c: int, out_channels: int, image_shape: tuple[int, int, int]
+    ) -> None:
+        super().__init__()
+        self.build(in_features, c, out_channels, image_shape)
+
+    def build(
+        self, in_features: int, c: int, out_channels: int, image_shape: tuple[int, int, int]
+    ) -> None:
+        """Create the layers; a subclass that registers layers of its own before these (so
+        that a seed initialises them in that order) calls it from its own ``__init__``."""
+        _, h, w = image_shape
+        self.c, self.grid = c, (h // 4, w // 4)
+        self.fc = nn.Linear(in_features, 4 * c * self.grid[0] * self.grid[1])
+        self.net = nn.Sequential(
+            nn.SiLU(),
+            nn.ConvTranspose2d(4 * c, 2 * c, 4, stride=2, padding=1), nn.SiLU(),  # H/2
+            nn.ConvTranspose2d(2 * c, c, 4, stride=2, padding=1), nn.SiLU(),  # H
+            nn.Conv2d(c, out_channels, 3, padding=1),
+        )  # fmt: skip
+
+    def stack(self, features: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.net(self.fc(features).view(-1, 4 * self.c, *self.grid))
+        return out
+
+
+def gaussian_kl(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean, exp(log_var)) || N(0, I)) per row, in nats. (B, D) -> (B,)"""
+    mean, log_var = mean.float(), log_var.float()
+    return 0.5 * (mean**2 + log_var.exp() - 1 - log_var).sum(1)
+
+
+def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
+    """log N(z; 0, I) per row. (B, D) -> (B,)"""
+    return -0.5 * (z**2 + _LOG_2PI).sum(1)
+
+
+class GaussianLatentModel(GenerativeModel):
+    """A VAE of either kind: a diagonal Gaussian posterior q(z | x, y), a discretized logistic
+    likelihood p(x | z, y) and a prior p(z | y), N(0, I) unless a family says otherwise. The
+    label ``y`` is ignored by the unconditional families; the bounds are per image, in nats."""
+
+    def posterior(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, log_var) of q(z | x, y), each (B, D)."""
+        raise NotImplementedError
+
+    def likelihood(self, z: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, log_scale) of p(x | z, y), each (B, C, H, W)."""
+        raise NotImplementedError
+
+    def log_prior(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """log p(z | y) per row; the standard normal by default."""
+        return standard_normal_log_prob(z)
+
+    def kl(
+        self, z: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor, y: torch.Tensor
+    ) -> torch.Tensor:
+        """KL(q(z | x, y) || p(z | y)) per row, in closed form for the standard normal prior;
+        a family with another prior estimates it from the sample ``z``."""
+        return gaussian_kl(mean, log_var)
+
+    def neg_elbo(self, x: torch.Tensor, y: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
+        """Per-image negative ELBO in nats, the KL term weighted by ``beta``. -> (B,)"""
+        mean, log_var = self.posterior(x, y)
+        z = mean + torch.randn_like(mean) * torch.exp(0.5 * log_var)
+        mu, log_scale = self.likelihood(z, y)
+        rec = discretized_logistic_log_prob(x, mu.float(), log_scale.float())
+        return -rec + beta * self.kl(z, mean, log_var, y)
+
+    def kl_weight(self, step: int) -> float:
+        """The KL warm-up: beta rises linearly to 1 over ``kl_warmup_steps``."""
+        return min(1.0, (step + 1) / max(1, self.config.kl_warmup_steps))
+
+    @torch.no_grad()
+    def iwae_log_prob(self, x: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
+        """Importance-weighted lower bound on log p(x | y) in nats, k samples. -> (B,)"""
+        mean, log_var = self.posterior(x, y)
+        std = torch.exp(0.5 * log_var)
+        log_w = []
+        for _ in range(k):
+            eps = torch.randn_like(mean)
+            z = mean + eps * std
+            mu, log_scale = self.likelihood(z, y)
+            log_px_z = discretized_logistic_log_prob(x, mu, log_scale)
+            log_qz = -0.5 * (eps**2 + log_var + _LOG_2PI).sum(1)
+            log_w.append(log_px_z + self.log_prior(z, y) - log_qz)
+        return torch.logsumexp(torch.stack(log_w), dim=0) - math.log(k)
+
+    @torch.no_grad()
+    def validation_loss(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        return float(mean_bits_per_dim(self.neg_elbo(x, y), x))
+
+    def bounds(self, ev: Evaluation) -> dict[str, float]:
+        """The test split's negative ELBO and IWAE bound, in bits/dim."""
+        k = ev.iwae_k
+        elbo = ev.per_image(self.neg_elbo, "ELBO")
+        iwae = ev.per_image(lambda xb, yb: -self.iwae_log_prob(xb, yb, k), f"IWAE k={k}")
+        ev.how["iwae_k"] = k
+        return {"test_bpd_neg_elbo": ev.bits_per_dim(elbo), "test_bpd_iwae": ev.bits_per_dim(iwae)}
+
+    def evaluate(self, ev: Evaluation) -> dict[str, float]:
+        return {**self.bounds(ev), **super().evaluate(ev)}
