@@ -42,8 +42,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--precision",
         choices=("bf16", "fp32"),
-        default="bf16",
-        help="autocast precision for training (evaluation is always fp32)",
+        default="fp32",
+        help="autocast precision for training (evaluation is always fp32); bf16 pays only on a "
+        "CPU with bf16 instructions (bench/training_speed.py measures it)",
     )
     p.add_argument("--run-dir", type=Path, help="default: runs/<family>-<dataset>")
     p.add_argument("--no-resume", action="store_true")

@@ -70,7 +70,7 @@ def train(
     seed: int = 0,
     overrides: dict[str, Any] | None = None,
     limit: int | None = None,
-    precision: str = "bf16",
+    precision: str = "fp32",
     resume: bool = True,
     progress: bool = True,
 ) -> Path:

@@ -67,9 +67,9 @@ class DCGANConfig(GANConfig):
     """ns: the non-saturating loss of Goodfellow et al.; hinge: Lim & Ye 2017's hinge loss."""
     r1_gamma: float = 0.0
     """R1 penalty (Mescheder et al. 2018), gamma / 2 * |grad D(real)|^2; 0 is off."""
-    spectral_norm: bool = False
-    """Spectral normalisation (Miyato et al. 2018) of every discriminator layer, in place of
-    its batch norm."""
+    d_norm: str = "batch"
+    """The discriminator's normalisation: batch (batch norm after its second convolution),
+    spectral (spectral normalisation of every layer, Miyato et al. 2018) or none."""
 
 
 class Generator(nn.Module):
@@ -110,15 +110,17 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    def __init__(self, c: int, data: DataSpec, normalise: bool = False) -> None:
+    def __init__(self, c: int, data: DataSpec, norm: str = "batch") -> None:
         super().__init__()
+        if norm not in ("batch", "spectral", "none"):
+            raise ValueError(f"d_norm must be 'batch', 'spectral' or 'none', got {norm!r}")
         channels, h, w = data.image_shape
-        sn = spectral_norm if normalise else (lambda layer: layer)
-        norm: nn.Module = nn.Identity() if normalise else nn.BatchNorm2d(2 * c)
+        sn = spectral_norm if norm == "spectral" else (lambda layer: layer)
+        batch = norm == "batch"
         self.net = nn.Sequential(
             sn(nn.Conv2d(channels, c, 4, stride=2, padding=1)), nn.LeakyReLU(0.2),  # H/2
-            sn(nn.Conv2d(c, 2 * c, 4, stride=2, padding=1, bias=normalise)),  # (B, 2c, H/4)
-            norm, nn.LeakyReLU(0.2),
+            sn(nn.Conv2d(c, 2 * c, 4, stride=2, padding=1, bias=not batch)),  # (B, 2c, H/4)
+            nn.BatchNorm2d(2 * c) if batch else nn.Identity(), nn.LeakyReLU(0.2),
             nn.Flatten(), sn(nn.Linear(2 * c * (h // 4) * (w // 4), 1)),
         )  # fmt: skip
 
@@ -154,7 +156,7 @@ class DCGAN(GenerativeModel):
     def make_discriminator(self, c: int) -> nn.Module:
         if self.config.loss not in ("ns", "hinge"):
             raise ValueError(f"loss must be 'ns' or 'hinge', got {self.config.loss!r}")
-        return Discriminator(c, self.data, self.config.spectral_norm)
+        return Discriminator(c, self.data, self.config.d_norm)
 
     @property
     def sampler(self) -> Generator:

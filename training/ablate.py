@@ -1,0 +1,146 @@
+"""Measure recipe changes one by one on the held-out split (never the test split):
+
+    python -m training.ablate dcgan                # every DCGAN variant below, 2 at a time
+    python -m training.ablate wgan-gp --only base,ema --epochs 10
+    python -m training.ablate dcgan --report       # the table of what has been measured
+
+Each variant trains for the same number of epochs with one torch thread (``--jobs`` of them
+side by side), then ``python -m training evaluate --split heldout`` measures FD, KID,
+precision and recall against held-out images. Results go to
+``runs/ablations/<family>/<variant>/`` (the checkpoint, the evaluation JSON and the log); a
+variant already measured is not run again. The table is what docs/training.md quotes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import torch
+
+RUNS = Path("runs/ablations")
+GAN_TTUR = {"lr": 1e-4, "lr_d": 4e-4, "beta1": 0.0, "beta2": 0.9}
+
+VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
+    "dcgan": {
+        "base": {},
+        "ema-bn": {"ema_batchnorm": "recompute"},
+        "sn": {"ema_batchnorm": "recompute", "d_norm": "spectral"},
+        "sn-hinge-ttur": {
+            "ema_batchnorm": "recompute", "d_norm": "spectral", "loss": "hinge", **GAN_TTUR,
+        },
+        "sn-hinge-ttur-aug": {
+            "ema_batchnorm": "recompute", "d_norm": "spectral", "loss": "hinge",
+            "augment": "translation,cutout", **GAN_TTUR,
+        },
+        "r1": {"ema_batchnorm": "recompute", "d_norm": "none", "r1_gamma": 1.0},
+        "sn-hinge-ttur-deep": {
+            "ema_batchnorm": "recompute", "d_norm": "spectral", "loss": "hinge",
+            "generator": "deep", "channels": 32, "d_channels": 64, **GAN_TTUR,
+        },
+        "sn-hinge-ttur-b64": {
+            "ema_batchnorm": "recompute", "d_norm": "spectral", "loss": "hinge",
+            "batch_size": 64, **GAN_TTUR,
+        },
+    },
+    "wgan-gp": {
+        "base": {},
+        "ema-bn": {"ema_batchnorm": "recompute"},
+        "ema-bn-ncritic2": {"ema_batchnorm": "recompute", "n_critic": 2},
+        "ema-bn-ttur": {"ema_batchnorm": "recompute", "n_critic": 1, "lr": 1e-4, "lr_d": 3e-4},
+        "ema-bn-gp1": {"ema_batchnorm": "recompute", "gp_weight": 1.0},
+        "ema-bn-aug": {"ema_batchnorm": "recompute", "augment": "translation,cutout"},
+    },
+}  # fmt: skip
+
+
+def run_variant(
+    family: str, name: str, settings: dict[str, Any], epochs: int, samples: int
+) -> Path:
+    """Train and evaluate one variant (skipped if its evaluation is there); its folder."""
+    folder = RUNS / family / name
+    result = folder / "heldout.json"
+    if result.is_file():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "training", "train", family, "--seed", "0", "--epochs",
+               str(epochs), "--precision", "fp32", "--run-dir", str(folder)]  # fmt: skip
+    for key, value in settings.items():
+        command += ["--set", f"{key}={value!r}"]
+    with (folder / "log.txt").open("a") as log:
+        log.write(" ".join(command) + "\n")
+        log.flush()
+        subprocess.run(command, check=True, env=env, stdout=log, stderr=log)
+        evaluate = [sys.executable, "-m", "training", "evaluate", str(folder / "checkpoint.pt"),
+                    "--split", "heldout", "--fd-samples", str(samples)]  # fmt: skip
+        started = time.perf_counter()
+        out = subprocess.run(evaluate, check=True, env=env, capture_output=True, text=True)
+        log.write(out.stderr)
+    metrics = json.loads(out.stdout)
+    metrics["evaluation"]["seconds"] = round(time.perf_counter() - started, 1)
+    result.write_text(json.dumps(metrics, indent=2) + "\n")
+    return folder
+
+
+def report(family: str) -> str:
+    """The markdown table of every measured variant of ``family``."""
+    rows = [
+        "| variant | settings | held-out FD | KID | precision | recall | class entropy | "
+        "train time (1 thread) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, settings in VARIANTS[family].items():
+        result = RUNS / family / name / "heldout.json"
+        if not result.is_file():
+            continue
+        m = json.loads(result.read_text())["metrics"]
+        ckpt = torch.load(RUNS / family / name / "checkpoint.pt", weights_only=False)
+        shown = ", ".join(f"{k}={v}" for k, v in settings.items()) or "the shipped recipe"
+        rows.append(
+            f"| {name} | {shown} | {m['fd']:.1f} | {m['kid']:.2f} | {m['precision']:.3f} | "
+            f"{m['recall']:.3f} | {m['class_entropy']:.3f} | {ckpt['seconds'] / 60:.0f} min |"
+        )
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.ablate", description=__doc__)
+    parser.add_argument("family", choices=sorted(VARIANTS))
+    parser.add_argument("--only", help="comma-separated variant names")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--fd-samples", type=int, default=5000)
+    parser.add_argument("--jobs", type=int, default=2, help="variants trained side by side")
+    parser.add_argument("--report", action="store_true", help="print the table and stop")
+    args = parser.parse_args(argv)
+    if args.report:
+        print(report(args.family))
+        return 0
+    variants = VARIANTS[args.family]
+    names = args.only.split(",") if args.only else list(variants)
+    unknown = [n for n in names if n not in variants]
+    if unknown:
+        print(f"error: no variant {', '.join(unknown)}; choose from {', '.join(variants)}")
+        return 2
+    with ThreadPoolExecutor(args.jobs) as pool:
+        futures = {
+            name: pool.submit(
+                run_variant, args.family, name, variants[name], args.epochs, args.fd_samples
+            )
+            for name in names
+        }
+        for name, future in futures.items():
+            print(f"{name}: {future.result()}", flush=True)
+    print(report(args.family))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
