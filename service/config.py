@@ -35,7 +35,7 @@ class Settings(BaseSettings):
         default=0,
         ge=0,
         description="onnxruntime intra-op threads per session; 0 = cores / batch instances "
-        "for batched graphs, onnxruntime's choice for PixelCNN.",
+        "for batched graphs, onnxruntime's choice for the autoregressive families.",
     )
     ort_log_severity: int = Field(
         default=3, ge=0, le=4, description="onnxruntime log level (3=error)."
@@ -64,10 +64,16 @@ class Settings(BaseSettings):
     )
     max_n: int = Field(default=64, ge=1, le=4096, description="Largest n for /sample.")
     max_autoregressive_n: int = Field(
-        default=16, ge=1, le=4096, description="Largest n for PixelCNN (capped by max_n)."
+        default=16,
+        ge=1,
+        le=4096,
+        description="Largest n for PixelCNN and PixelRNN (capped by max_n).",
     )
     max_concurrent_autoregressive: int = Field(
-        default=1, ge=1, le=64, description="PixelCNN samplings that run at once; others queue."
+        default=1,
+        ge=1,
+        le=64,
+        description="PixelCNN and PixelRNN samplings that run at once; others queue.",
     )
     max_images: int = Field(default=64, ge=1, le=4096, description="Most input images per request.")
     max_iwae_k: int = Field(

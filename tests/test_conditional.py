@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from service.api.app import create_app
 from tests.conftest import tiny_settings
+from tests.support.api import ok
 from tests.support.tiny_store import FASHION_CLASSES
 
 NOISE = np.random.default_rng(0).random((28, 28)).tolist()
@@ -26,13 +27,6 @@ def client(tiny_store_all: Path) -> Iterator[TestClient]:
         yield test_client
 
 
-def _ok(client: TestClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    response = client.post(path, json=body)
-    assert response.status_code == 200, response.text
-    result: dict[str, Any] = response.json()
-    return result
-
-
 def test_models_say_which_are_conditional(client: TestClient) -> None:
     cvae = client.get("/models/cvae-tiny").json()
     assert cvae["conditional"] is True and cvae["class_names"] == FASHION_CLASSES
@@ -40,22 +34,22 @@ def test_models_say_which_are_conditional(client: TestClient) -> None:
 
 
 def test_sample_with_a_label_by_name_or_index(client: TestClient) -> None:
-    by_name = _ok(client, "/sample", {"model": "cvae-tiny", "n": 3, "seed": 1, "label": "Sneaker"})
-    by_index = _ok(client, "/sample", {"model": "cvae-tiny", "n": 3, "seed": 1, "label": 7})
+    by_name = ok(client, "/sample", {"model": "cvae-tiny", "n": 3, "seed": 1, "label": "Sneaker"})
+    by_index = ok(client, "/sample", {"model": "cvae-tiny", "n": 3, "seed": 1, "label": 7})
     assert by_name["labels"] == ["sneaker"] * 3 and by_name["images"] == by_index["images"]
-    bag = _ok(client, "/sample", {"model": "cvae-tiny", "n": 3, "seed": 1, "label": "bag"})
+    bag = ok(client, "/sample", {"model": "cvae-tiny", "n": 3, "seed": 1, "label": "bag"})
     assert bag["images"] != by_name["images"]  # the label conditions the decoder
 
 
 def test_sample_without_a_label_draws_each_class_from_the_seed(client: TestClient) -> None:
-    four = _ok(client, "/sample", {"model": "cvae-tiny", "n": 4, "seed": 9})
-    two = _ok(client, "/sample", {"model": "cvae-tiny", "n": 2, "seed": 9})
+    four = ok(client, "/sample", {"model": "cvae-tiny", "n": 4, "seed": 9})
+    two = ok(client, "/sample", {"model": "cvae-tiny", "n": 2, "seed": 9})
     assert set(four["labels"]) <= set(FASHION_CLASSES)
     assert two["labels"] == four["labels"][:2] and two["images"] == four["images"][:2]
-    fixed = _ok(client, "/sample", {"model": "cvae-tiny", "n": 1, "seed": 9,
+    fixed = ok(client, "/sample", {"model": "cvae-tiny", "n": 1, "seed": 9,
                                     "label": four["labels"][0]})  # fmt: skip
     assert fixed["images"] == four["images"][:1]
-    assert "labels" not in _ok(client, "/sample", {"model": "vae-tiny", "seed": 9})
+    assert "labels" not in ok(client, "/sample", {"model": "vae-tiny", "seed": 9})
     grid = client.post("/sample", json={"model": "cvae-tiny", "n": 4, "seed": 9},
                        headers={"Accept": "image/png"})  # fmt: skip
     assert grid.headers["x-labels"] == ",".join(four["labels"])
@@ -63,40 +57,38 @@ def test_sample_without_a_label_draws_each_class_from_the_seed(client: TestClien
 
 def test_latent_operations_take_a_label(client: TestClient) -> None:
     encoded = [
-        _ok(client, "/encode", {"model": "cvae-tiny", "images": [NOISE], "label": label})
+        ok(client, "/encode", {"model": "cvae-tiny", "images": [NOISE], "label": label})
         for label in ("trouser", "bag")
     ]
     assert encoded[0]["mean"] != encoded[1]["mean"]
-    per_image = _ok(client, "/encode", {"model": "cvae-tiny", "images": [NOISE, NOISE],
+    per_image = ok(client, "/encode", {"model": "cvae-tiny", "images": [NOISE, NOISE],
                                         "label": ["trouser", 8]})  # fmt: skip
     assert per_image["mean"] == encoded[0]["mean"] + encoded[1]["mean"]
-    recon = _ok(client, "/reconstruct", {"model": "cvae-tiny", "images": [NOISE], "label": 1})
+    recon = ok(client, "/reconstruct", {"model": "cvae-tiny", "images": [NOISE], "label": 1})
     assert len(recon["error"]) == 1
     ends = {"start": {"image": NOISE}, "end": {"seed": 2}}
-    path = _ok(client, "/interpolate", {"model": "cvae-tiny", **ends, "steps": 3, "label": "coat"})
+    path = ok(client, "/interpolate", {"model": "cvae-tiny", **ends, "steps": 3, "label": "coat"})
     assert len(path["images"]) == 3
-    strip = _ok(client, "/traverse", {"model": "cvae-tiny", "dim": 1, "image": NOISE,
+    strip = ok(client, "/traverse", {"model": "cvae-tiny", "dim": 1, "image": NOISE,
                                       "label": "coat"})  # fmt: skip
     assert strip["label"] == "coat"
 
 
 def test_traverse_from_a_seed_uses_the_class_sample_draws(client: TestClient) -> None:
-    strip = _ok(client, "/traverse", {"model": "cvae-tiny", "dim": 0, "seed": 9})
-    sampled = _ok(client, "/sample", {"model": "cvae-tiny", "n": 1, "seed": 9})
+    strip = ok(client, "/traverse", {"model": "cvae-tiny", "dim": 0, "seed": 9})
+    sampled = ok(client, "/sample", {"model": "cvae-tiny", "n": 1, "seed": 9})
     assert [strip["label"]] == sampled["labels"]
 
 
 def test_score_under_a_label_or_the_mixture_of_classes(client: TestClient) -> None:
     body = {"model": "cvae-tiny", "images": [NOISE], "k": 5, "seed": 3}
-    per_class = [
-        _ok(client, "/score", {**body, "label": c})["log_likelihood"][0] for c in range(10)
-    ]
-    mixture = _ok(client, "/score", body)
+    per_class = [ok(client, "/score", {**body, "label": c})["log_likelihood"][0] for c in range(10)]
+    mixture = ok(client, "/score", body)
     assert "labels" not in mixture
     # log p(x) = log mean_y p(x | y), each bound with the same noise.
     expected = np.logaddexp.reduce(per_class) - np.log(10)
     assert mixture["log_likelihood"][0] == pytest.approx(expected, rel=1e-9)
-    labelled = _ok(client, "/score", {**body, "label": "Bag"})
+    labelled = ok(client, "/score", {**body, "label": "Bag"})
     assert labelled["labels"] == ["bag"]
 
 
@@ -114,7 +106,7 @@ def test_v2_sample_takes_a_label(client: TestClient) -> None:
 
     assert infer(7) != infer(8)
     assert client.get("/v2/models/cvae-tiny.reconstruct").status_code == 404  # needs labels
-    rest = _ok(client, "/sample", {"model": "cvae-tiny", "n": 1, "seed": 4, "label": 7,
+    rest = ok(client, "/sample", {"model": "cvae-tiny", "n": 1, "seed": 4, "label": 7,
                                    "format": "array"})  # fmt: skip
     assert infer(7) == np.rint(np.array(rest["images"][0]) * 255).astype(int).ravel().tolist()
 

@@ -10,10 +10,11 @@ torch = pytest.importorskip("torch")
 
 from service.generation import autoregressive  # noqa: E402
 from tests.conftest import load_registry, tiny_settings  # noqa: E402
-from tests.support.sampler_parity import assert_fast_sampler_equals_naive  # noqa: E402
-from training.export import export_checkpoint  # noqa: E402
+from tests.support.sampler_parity import (  # noqa: E402
+    assert_fast_sampler_equals_naive,
+    small_trained_store,
+)
 from training.models.pixelcnn import PixelCNNConfig, PixelCNNNet  # noqa: E402
-from training.trainer import train  # noqa: E402
 
 SMALL = {"channels": 8, "layers": 3, "mixture_components": 3, "batch_size": 32, "epochs": 1}
 
@@ -44,11 +45,9 @@ def test_context_and_row_equal_the_full_forward_and_their_windows_are_tight() ->
 
 @pytest.fixture(scope="module")
 def small_pixelcnn_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("sampler")
-    ckpt = train("pixelcnn", "synthetic", root / "run", overrides=SMALL, limit=64, progress=False)
-    metrics = {"metrics": {}, "evaluation": {}}
-    export_checkpoint(ckpt, root / "store", "pixelcnn-small", metrics=metrics)
-    return root / "store"
+    return small_trained_store(
+        tmp_path_factory.mktemp("sampler"), "pixelcnn", "pixelcnn-small", SMALL
+    )
 
 
 def test_fast_sampler_gives_the_same_samples_as_the_naive_one(small_pixelcnn_store: Path) -> None:

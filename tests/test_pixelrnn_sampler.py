@@ -13,10 +13,11 @@ torch = pytest.importorskip("torch")
 from service.generation import autoregressive  # noqa: E402
 from service.generation.reference import generate_naive  # noqa: E402
 from tests.conftest import load_registry, tiny_settings  # noqa: E402
-from tests.support.sampler_parity import assert_fast_sampler_equals_naive  # noqa: E402
-from training.export import export_checkpoint  # noqa: E402
+from tests.support.sampler_parity import (  # noqa: E402
+    assert_fast_sampler_equals_naive,
+    small_trained_store,
+)
 from training.models.pixelrnn import PixelRNNConfig, PixelRNNNet, RowStep  # noqa: E402
-from training.trainer import train  # noqa: E402
 
 SMALL = {"channels": 8, "layers": 2, "mixture_components": 3, "batch_size": 32, "epochs": 1}
 
@@ -47,10 +48,7 @@ def test_row_steps_equal_the_full_forward() -> None:
 @pytest.fixture(scope="module")
 def small_pixelrnn_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("rnn-sampler")
-    ckpt = train("pixelrnn", "synthetic", root / "run", overrides=SMALL, limit=64, progress=False)
-    metrics = {"metrics": {}, "evaluation": {}}
-    export_checkpoint(ckpt, root / "store", "pixelrnn-small", metrics=metrics)
-    return root / "store"
+    return small_trained_store(root, "pixelrnn", "pixelrnn-small", SMALL)
 
 
 def test_row_step_sampler_gives_the_same_pixels_as_the_naive_one(

@@ -17,6 +17,7 @@ from PIL import Image
 
 from service.api.app import create_app
 from tests.conftest import tiny_settings
+from tests.support.api import ok
 
 H = W = 28
 STRIPES = (np.indices((H, W))[1] % 4 / 3).tolist()
@@ -30,13 +31,6 @@ def client(tiny_store_all: Path) -> Iterator[TestClient]:
     )
     with TestClient(create_app(settings)) as test_client:
         yield test_client
-
-
-def _ok(client: TestClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    response = client.post(path, json=body)
-    assert response.status_code == 200, response.text
-    result: dict[str, Any] = response.json()
-    return result
 
 
 def _pixels(png: str) -> np.ndarray:
@@ -55,18 +49,18 @@ def test_models_list_the_new_operations(client: TestClient) -> None:
 
 def test_score_is_exact_for_the_autoregressive_families(client: TestClient) -> None:
     for name in ("pixelcnn-tiny", "pixelrnn-tiny"):
-        body = _ok(client, "/score", {"model": name, "images": [STRIPES, NOISE]})
+        body = ok(client, "/score", {"model": name, "images": [STRIPES, NOISE]})
         assert body["kind"] == "exact" and "k" not in body and "seed" not in body
         bpd, log_p = np.array(body["bits_per_dim"]), np.array(body["log_likelihood"])
         assert bpd.shape == (2,) and (bpd > 0).all()
         np.testing.assert_allclose(bpd, -log_p / (H * W * math.log(2)))
-        again = _ok(client, "/score", {"model": name, "images": [NOISE]})["bits_per_dim"]
+        again = ok(client, "/score", {"model": name, "images": [NOISE]})["bits_per_dim"]
         assert again == pytest.approx(bpd[1:], rel=1e-12)
 
 
 def test_score_reports_complexity_and_the_corrected_anomaly_score(client: TestClient) -> None:
     flat = np.zeros((H, W)).tolist()
-    body = _ok(client, "/score", {"model": "vae-tiny", "images": [flat, NOISE], "k": 4})
+    body = ok(client, "/score", {"model": "vae-tiny", "images": [flat, NOISE], "k": 4})
     png = np.array(body["png_bits_per_dim"])
     assert png[0] < 1 < 7 < png[1]  # a flat image compresses to almost nothing, noise does not
     expected = np.array(body["bits_per_dim"]) - png
@@ -76,25 +70,25 @@ def test_score_reports_complexity_and_the_corrected_anomaly_score(client: TestCl
 def test_score_quantises_the_input_to_8_bits(client: TestClient) -> None:
     on_grid = (np.round(np.array(NOISE) * 255) / 255).tolist()
     scores = [
-        _ok(client, "/score", {"model": "pixelcnn-tiny", "images": [x]})["bits_per_dim"]
+        ok(client, "/score", {"model": "pixelcnn-tiny", "images": [x]})["bits_per_dim"]
         for x in (NOISE, on_grid)
     ]
     assert scores[0] == pytest.approx(scores[1], rel=1e-12)
 
 
 def test_vae_score_is_the_iwae_bound_reproducible_by_its_seed(client: TestClient) -> None:
-    body = _ok(client, "/score", {"model": "vae-tiny", "images": [STRIPES, NOISE], "k": 20})
+    body = ok(client, "/score", {"model": "vae-tiny", "images": [STRIPES, NOISE], "k": 20})
     assert body["kind"] == "iwae" and body["k"] == 20 and isinstance(body["seed"], int)
-    again = _ok(
+    again = ok(
         client, "/score", {"model": "vae-tiny", "images": [NOISE], "k": 20, "seed": body["seed"]}
     )
     assert again["bits_per_dim"] == pytest.approx(body["bits_per_dim"][1:], rel=1e-9)
-    default_k = _ok(client, "/score", {"model": "vae-tiny", "images": [NOISE], "seed": 1})
+    default_k = ok(client, "/score", {"model": "vae-tiny", "images": [NOISE], "seed": 1})
     assert default_k["k"] == 50  # the default, 100, capped by SERVICE_MAX_IWAE_K
 
 
 def test_complete_keeps_the_given_rows_and_echoes_seeds(client: TestClient) -> None:
-    body = _ok(
+    body = ok(
         client,
         "/complete",
         {"model": "pixelcnn-tiny", "images": [NOISE, STRIPES], "rows": 20, "samples": 3,
@@ -107,7 +101,7 @@ def test_complete_keeps_the_given_rows_and_echoes_seeds(client: TestClient) -> N
         for png in completions:
             np.testing.assert_array_equal(_pixels(png)[:20], quantised[:20].astype(np.float32))
     # Completion 2 is seed 9's completion 0, whatever the count.
-    alone = _ok(
+    alone = ok(
         client, "/complete", {"model": "pixelcnn-tiny", "images": [NOISE], "rows": 20, "seed": 9}
     )
     assert alone["seeds"] == [9] and alone["images"][0][0] == body["images"][0][2]
@@ -116,7 +110,7 @@ def test_complete_keeps_the_given_rows_and_echoes_seeds(client: TestClient) -> N
 def test_complete_from_a_mask_and_on_a_pixelrnn(client: TestClient) -> None:
     mask = np.ones((H, W))
     mask[5:9, 5:9] = 0
-    body = _ok(
+    body = ok(
         client,
         "/complete",
         {"model": "pixelrnn-tiny", "images": [NOISE], "mask": mask.tolist(), "seed": 3,
@@ -129,15 +123,15 @@ def test_complete_from_a_mask_and_on_a_pixelrnn(client: TestClient) -> None:
 
 
 def test_complete_with_nothing_given_is_sample(client: TestClient) -> None:
-    done = _ok(
+    done = ok(
         client, "/complete", {"model": "pixelrnn-tiny", "images": [NOISE], "rows": 0, "seed": 4}
     )
-    sampled = _ok(client, "/sample", {"model": "pixelrnn-tiny", "n": 1, "seed": 4})
+    sampled = ok(client, "/sample", {"model": "pixelrnn-tiny", "n": 1, "seed": 4})
     assert done["images"][0][0] == sampled["images"][0]
 
 
 def test_traverse_varies_one_latent_dimension(client: TestClient) -> None:
-    body = _ok(client, "/traverse", {"model": "vae-tiny", "dim": 2, "steps": 5, "range": [-2, 2]})
+    body = ok(client, "/traverse", {"model": "vae-tiny", "dim": 2, "steps": 5, "range": [-2, 2]})
     z = np.array(body["latents"])
     assert body["values"] == [-2.0, -1.0, 0.0, 1.0, 2.0] and z.shape == (5, 8)
     np.testing.assert_array_equal(z[:, 2], body["values"])
@@ -145,17 +139,17 @@ def test_traverse_varies_one_latent_dimension(client: TestClient) -> None:
     assert len(body["images"]) == 5 and body["shape"] == [5, 1, H, W]
     # The seed's base latent is row 0 of its latents: the /sample image of n = 1.
     seed = body["seed"]
-    sampled = _ok(client, "/interpolate", {"model": "vae-tiny", "start": {"seed": seed},
+    sampled = ok(client, "/interpolate", {"model": "vae-tiny", "start": {"seed": seed},
                                            "end": {"seed": seed}, "steps": 2})  # fmt: skip
     base = np.array(sampled["latents"][0])
     np.testing.assert_allclose(np.delete(z[0], 2), np.delete(base, 2), rtol=1e-6)
 
 
 def test_traverse_from_an_image_or_a_latent(client: TestClient) -> None:
-    by_image = _ok(client, "/traverse", {"model": "vae-tiny", "dim": 0, "image": NOISE})
+    by_image = ok(client, "/traverse", {"model": "vae-tiny", "dim": 0, "image": NOISE})
     assert "seed" not in by_image and len(by_image["images"]) == 8
     latent = [0.5] * 8
-    by_latent = _ok(client, "/traverse", {"model": "vae-tiny", "dim": 7, "latent": latent})
+    by_latent = ok(client, "/traverse", {"model": "vae-tiny", "dim": 7, "latent": latent})
     assert by_latent["latents"][0][:7] == latent[:7]
 
 
@@ -169,7 +163,7 @@ def test_traverse_as_one_png_strip(client: TestClient) -> None:
     assert response.headers["x-seed"] == "5" and response.headers["x-model"] == "vae-tiny"
     strip = Image.open(io.BytesIO(response.content))
     assert strip.size == (6 * W + 5 * 2, H)
-    json_body = _ok(client, "/traverse", {"model": "vae-tiny", "dim": 1, "steps": 6, "seed": 5})
+    json_body = ok(client, "/traverse", {"model": "vae-tiny", "dim": 1, "steps": 6, "seed": 5})
     np.testing.assert_array_equal(
         np.asarray(strip, dtype=np.float32)[:, :W] / 255, _pixels(json_body["images"][0])
     )

@@ -21,7 +21,6 @@ from training import data  # noqa: E402
 from training.evaluate import evaluate  # noqa: E402
 from training.export import IR_VERSION, OPSET, export_checkpoint, train_command  # noqa: E402
 from training.metrics import bits_per_dim, class_entropy, frechet_distance  # noqa: E402
-from training.models.pixelcnn import PixelCNN, PixelCNNConfig  # noqa: E402
 from training.models.pixelrnn import PixelRNN, PixelRNNConfig  # noqa: E402
 from training.nn import mixture_log_prob  # noqa: E402
 from training.trainer import build_model, load_checkpoint, train  # noqa: E402
@@ -80,30 +79,29 @@ def test_resume_refuses_a_checkpoint_with_other_settings(tmp_path: Path) -> None
         train("vae", "synthetic", tmp_path, seed=2, **kw)
 
 
-def test_pixelcnn_output_never_depends_on_the_current_or_later_pixels() -> None:
+@pytest.mark.parametrize(
+    ("family", "seen_by_the_last_pixel"),
+    [
+        # no blind spot: it sees the pixel up and to the right
+        ("pixelcnn", [(26, 27), (25, 27), (27, 26)]),
+        # the row above through the LSTM state, the left neighbour too
+        ("pixelrnn", [(26, 27), (0, 27), (27, 26)]),
+    ],
+)
+def test_autoregressive_output_never_depends_on_the_current_or_later_pixels(
+    family: str, seen_by_the_last_pixel: list[tuple[int, int]]
+) -> None:
     torch.manual_seed(0)
-    net = PixelCNN(PixelCNNConfig(channels=8, layers=3), data.spec("fashion-mnist")).net
+    layers = {"pixelcnn": 3, "pixelrnn": 2}[family]
+    net = build_model(family, {"channels": 8, "layers": layers}).net
     order = np.arange(28 * 28).reshape(28, 28)
     for i, j in [(0, 0), (5, 17), (27, 27)]:
         x = torch.rand(1, 1, 28, 28, requires_grad=True)
         net(x)[0, :, i, j].sum().backward()
         seen = (x.grad[0, 0].abs() > 0).numpy()
         assert not seen[order >= i * 28 + j].any(), f"pixel {(i, j)} sees itself or the future"
-        if (i, j) == (27, 27):  # no blind spot: it sees the pixel up and to the right
-            assert seen[26, 27] and seen[25, 27] and seen[27, 26]
-
-
-def test_pixelrnn_output_never_depends_on_the_current_or_later_pixels() -> None:
-    torch.manual_seed(0)
-    net = PixelRNN(PixelRNNConfig(channels=8, layers=2), data.spec("fashion-mnist")).net
-    order = np.arange(28 * 28).reshape(28, 28)
-    for i, j in [(0, 0), (5, 17), (27, 27)]:
-        x = torch.rand(1, 1, 28, 28, requires_grad=True)
-        net(x)[0, :, i, j].sum().backward()
-        seen = (x.grad[0, 0].abs() > 0).numpy()
-        assert not seen[order >= i * 28 + j].any(), f"pixel {(i, j)} sees itself or the future"
-        if (i, j) == (27, 27):  # the row above through the LSTM state, the left neighbour too
-            assert seen[26, 27] and seen[0, 27] and seen[27, 26]
+        if (i, j) == (27, 27):
+            assert all(seen[p] for p in seen_by_the_last_pixel)
 
 
 def test_pixelrnn_row_steps_give_the_full_forward_pass_exactly() -> None:

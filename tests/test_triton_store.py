@@ -10,11 +10,14 @@ from pathlib import Path
 import pytest
 from tritonclient.grpc import model_config_pb2
 
+from modelstore.check import check_store
+from modelstore.check import main as check_main
 from modelstore.checksums import verify_files
 from modelstore.discovery import discover, old_layout_models, read_card
-from modelstore.errors import MigrationError
+from modelstore.errors import MigrationError, StoreError
 from modelstore.migrate import migrate
-from modelstore.triton import config_pbtxt
+from modelstore.triton import config_pbtxt, read_config
+from modelstore.triton import parse_config as parse_triton
 from service.registry.registry import ModelState
 from tests.conftest import SHIPPED_STORE, load_registry, tiny_settings
 from tests.support.triton_repository import check_repository, parse_config, parse_config_text
@@ -139,3 +142,44 @@ def test_triton_config_parses_with_tritons_schema(tiny_store: Path) -> None:
     assert config.platform == "onnxruntime_onnx" and config.max_batch_size == 64
     assert [t.name for t in config.output] == ["image", "log_scale"]
     assert list(config.output[0].dims) == [1, 28, 28]
+
+
+@pytest.mark.parametrize("which", ["shipped", "tiny"])
+def test_the_config_reader_reads_what_triton_reads(which: str, tiny_store: Path) -> None:
+    store = SHIPPED_STORE if which == "shipped" else tiny_store
+    for path in sorted(store.glob("*/config.pbtxt")):
+        ours, theirs = read_config(path), parse_config(path)
+        assert (ours.name, ours.platform, ours.max_batch_size) == (
+            theirs.name, theirs.platform, theirs.max_batch_size,
+        )  # fmt: skip
+        for mine, triton in ((ours.inputs, theirs.input), (ours.outputs, theirs.output)):
+            assert [(t.name, t.data_type, list(t.dims)) for t in mine] == [
+                (t.name, model_config_pb2.DataType.Name(t.data_type), list(t.dims)) for t in triton
+            ]
+
+
+def test_the_config_reader_keeps_a_tuned_config_and_refuses_a_broken_one(tmp_path: Path) -> None:
+    tuned = 'name: "m.g"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 8\n'
+    tuned += "instance_group [ { count: 2, kind: KIND_CPU } ]\n"
+    tuned += 'input [ { name: "z" data_type: TYPE_FP32 dims: [ 4 ] } ]\n'
+    config = parse_triton(tuned)
+    assert config.max_batch_size == 8 and config.inputs[0].dims == (4,)
+    (tmp_path / "config.pbtxt").write_text('name: "m.g"\ninput [ { name: ')
+    with pytest.raises(StoreError, match="config.pbtxt"):
+        read_config(tmp_path / "config.pbtxt")
+
+
+def test_store_check_passes_the_shipped_store_and_names_what_is_wrong(
+    tmp_path: Path, tiny_store: Path
+) -> None:
+    assert all(not problems for problems in check_store(SHIPPED_STORE).values())
+    store = tmp_path / "store"
+    shutil.copytree(tiny_store, store)
+    config = store / "vae-tiny.decoder" / "config.pbtxt"
+    config.write_text(config.read_text().replace('name: "z"', 'name: "latent"'))
+    (store / "dcgan-tiny.generator" / "1" / "model.onnx").write_bytes(b"junk")
+    report = check_store(store)
+    assert "does not describe graph 'decoder' of vae-tiny v1" in report["vae-tiny"][0]
+    assert "sha256 mismatch" in report["dcgan-tiny"][0]
+    assert report["pixelcnn-tiny"] == []
+    assert check_main([str(store)]) == 1 and check_main([str(SHIPPED_STORE)]) == 0

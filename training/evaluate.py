@@ -36,33 +36,20 @@ SPLITS = {
 PerImage = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def evaluate_checkpoint(
-    checkpoint: Path,
-    classifier: Path,
-    fd_samples: int = 10_000,
-    iwae_k: int = 100,
-    limit: int | None = None,
-    batch: int = 500,
-    split: str = "test",
-) -> dict[str, Any]:
+def evaluate_checkpoint(checkpoint: Path, classifier: Path, **options: Any) -> dict[str, Any]:
+    """``evaluate`` of a checkpoint, on the dataset it was trained on."""
     model, ckpt = load_checkpoint(checkpoint)
-    return evaluate(model, ckpt["dataset"], classifier, fd_samples, iwae_k, limit, batch, split)
+    return evaluate(model, ckpt["dataset"], classifier, **options)
 
 
 @torch.no_grad()
 def evaluate(
-    model: GenerativeModel,
-    dataset: str,
-    classifier: Path,
-    fd_samples: int = 10_000,
-    iwae_k: int = 100,
-    limit: int | None = None,
-    batch: int = 500,
-    split: str = "test",
+    model: GenerativeModel, dataset: str, classifier: Path, **options: Any
 ) -> dict[str, Any]:
-    """Returns {"metrics": {...}, "evaluation": {...how each was measured...}}."""
+    """{"metrics": {...}, "evaluation": {...how each was measured...}}; ``options`` are
+    ``Evaluation``'s."""
     torch.manual_seed(EVAL_SEED)
-    ev = Evaluation(dataset, classifier, fd_samples, iwae_k, limit, batch, split)
+    ev = Evaluation(dataset, classifier, **options)
     metrics = model.evaluate(ev)
     return {"metrics": metrics, "evaluation": ev.how}
 

@@ -181,7 +181,14 @@ def export_checkpoint(
     if metrics is None:
         from .evaluate import evaluate
 
-        metrics = evaluate(model, ckpt["dataset"], classifier, fd_samples, iwae_k, eval_limit)
+        metrics = evaluate(
+            model,
+            ckpt["dataset"],
+            classifier,
+            fd_samples=fd_samples,
+            iwae_k=iwae_k,
+            limit=eval_limit,
+        )
     model.apply_evaluation(metrics.get("evaluation", {}))
     store.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=store, prefix=f".export-{name}.v{version}-"))

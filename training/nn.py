@@ -1,4 +1,5 @@
-"""Reusable layers and the pixel likelihood shared by the VAE and the PixelCNN.
+"""Reusable layers and the pixel likelihoods shared by the VAE families and the autoregressive
+ones (PixelCNN, PixelRNN).
 
 Pixels are k/255 for k in 0..255. The discretized logistic puts on each value the mass of a bin
 of width 1/255 around it, with the outermost bins stretched to -inf and +inf (PixelCNN++).

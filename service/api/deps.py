@@ -6,7 +6,8 @@ a thread hop per dependency per request, which at full load cost a quarter of th
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -17,30 +18,19 @@ from service.registry.control import ModelControl
 from service.registry.registry import Registry
 
 
-async def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+def _state(name: str) -> Callable[[Request], Awaitable[Any]]:
+    """A dependency that gives ``app.state.<name>``."""
+
+    async def get(request: Request) -> Any:
+        return getattr(request.app.state, name)
+
+    get.__name__ = f"get_{name}"
+    return get
 
 
-async def get_registry(request: Request) -> Registry:
-    registry: Registry = request.app.state.registry
-    return registry
-
-
-async def get_metrics(request: Request) -> Metrics:
-    metrics: Metrics = request.app.state.metrics
-    return metrics
-
-
-async def get_control(request: Request) -> ModelControl:
-    control: ModelControl = request.app.state.control
-    return control
-
-
-async def get_operations(request: Request) -> Operations:
-    operations: Operations = request.app.state.operations
-    return operations
-
+get_settings, get_registry, get_metrics, get_control, get_operations = (
+    _state(name) for name in ("settings", "registry", "metrics", "control", "operations")
+)
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]

@@ -64,16 +64,6 @@ def error_content(
     return body
 
 
-def error_response(
-    status: int,
-    message: str,
-    code: str,
-    details: list[dict[str, Any]] | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> JSONResponse:
-    return JSONResponse(error_content(message, code, details), status_code=status, headers=headers)
-
-
 def is_v2(path: str) -> bool:
     return path == V2_PREFIX or path.startswith(V2_PREFIX + "/")
 
@@ -93,7 +83,7 @@ def _reply(
     if is_v2(request.url.path):
         status = 400 if status == 422 else status
         return JSONResponse({"error": message}, status_code=status, headers=headers)
-    return error_response(status, message, code, details, headers)
+    return JSONResponse(error_content(message, code, details), status_code=status, headers=headers)
 
 
 async def _service_error(request: Request, exc: Exception) -> JSONResponse:

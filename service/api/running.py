@@ -3,16 +3,38 @@ request's metrics with it), run the operation with the route's ``finish``, count
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from fastapi import Request
+from fastapi import APIRouter, Request
 
+from service.api.schemas import error_responses
 from service.generation.imaging import ImageFormat, encode_images
 from service.generation.operations import ImageFinish, Operations
 from service.generation.specs import Result
 from service.metrics import Metrics
 from service.registry.families import Operation
 from service.registry.registry import Registry
+
+ERRORS = error_responses(404, 413, 422, 503)
+"""What every operation can answer besides a 200."""
+
+
+def operation_route(
+    router: APIRouter,
+    path: str,
+    response_model: Any,
+    exclude_none: bool = False,
+    image: dict[str, Any] | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``POST path`` for an operation, with its errors in OpenAPI; ``image`` documents the PNG
+    an ``Accept: image/png`` request gets instead of JSON."""
+    return router.post(
+        path,
+        response_model=response_model,
+        response_model_exclude_none=exclude_none,
+        responses={200: image, **ERRORS} if image else ERRORS,
+    )
 
 
 def images_as(fmt: ImageFormat) -> ImageFinish:

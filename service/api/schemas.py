@@ -89,7 +89,7 @@ class SampleRequest(_Request):
         default=1,
         ge=1,
         description="How many images; at most SERVICE_MAX_N (SERVICE_MAX_AUTOREGRESSIVE_N for "
-        "a PixelCNN).",
+        "a PixelCNN or PixelRNN).",
     )
     seed: int | None = Field(
         default=None, ge=0, lt=2**64, description="Omitted: one is drawn and echoed back."
@@ -97,7 +97,7 @@ class SampleRequest(_Request):
     format: FormatField = "png"
     temperature: Temperature | None = Field(
         default=None,
-        description="PixelCNN only: scales logits and logistic noise (1=exact).",
+        description="PixelCNN and PixelRNN only: scales logits and logistic noise (1=exact).",
     )
     truncation: Truncation | None = Field(
         default=None,

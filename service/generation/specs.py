@@ -17,15 +17,22 @@ P = TypeVar("P")
 
 @dataclass(frozen=True)
 class Limits:
+    """What one request may ask for (SERVICE_MAX_* and the queue settings)."""
+
     max_n: int = 64
+    """Images one sampling makes."""
     max_autoregressive_n: int = 16
+    """Images, or completions, one pixel-by-pixel sampling makes."""
     max_images: int = 64
+    """Input images of one request."""
     queue_limit: int = 256
     """Most autoregressive samplings waiting for their turn (batched graphs have their own)."""
     queue_timeout: float = 0.0
     """Seconds a sampling may wait for its turn; 0: no limit."""
     max_iwae_k: int = 1000
+    """Importance samples per image when scoring a VAE."""
     max_iwae_samples: int = 6400
+    """Decoder runs one VAE scoring may cost: images x k (x classes, unlabelled)."""
 
 
 @dataclass(frozen=True)

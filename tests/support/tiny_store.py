@@ -76,18 +76,25 @@ def decoder(rng: np.random.Generator, dim: int = LATENT_DIM, log_scale: bool = T
     return _model(nodes, [_io("z", ["batch", dim])], outputs, inits)
 
 
-def pixelcnn(rng: np.random.Generator, k: int = MIXTURE_K) -> bytes:
-    """A 1x1 conv: not causal, which is fine for testing the sampling loop."""
+def _mixture_conv(
+    rng: np.random.Generator, k: int, means: tuple[float, float], log_scale: float, height: Any
+) -> bytes:
+    """A 1x1 conv from the image to the params of a k-logistic mixture at each pixel."""
     w = rng.normal(0, 0.5, (3 * k, 1, 1, 1)).astype(np.float32)
-    b = np.concatenate([np.zeros(k), np.linspace(0.2, 0.8, k), np.full(k, -3.0)])
+    b = np.concatenate([np.zeros(k), np.linspace(*means, k), np.full(k, log_scale)])
     nodes = [helper.make_node("Conv", ["image", "w", "b"], ["params"])]
     inits = [_init("w", w), _init("b", b.astype(np.float32))]
     return _model(
         nodes,
-        [_io("image", ["batch", 1, "height", W])],
-        [_io("params", ["batch", 3 * k, "height", W])],
+        [_io("image", ["batch", 1, height, W])],
+        [_io("params", ["batch", 3 * k, height, W])],
         inits,
     )
+
+
+def pixelcnn(rng: np.random.Generator, k: int = MIXTURE_K) -> bytes:
+    """A 1x1 conv: not causal, which is fine for testing the sampling loop."""
+    return _mixture_conv(rng, k, (0.2, 0.8), -3.0, "height")
 
 
 def cvae_encoder(rng: np.random.Generator, dim: int = LATENT_DIM, classes: int = 10) -> bytes:
@@ -139,16 +146,7 @@ def cvae_decoder(rng: np.random.Generator, dim: int = LATENT_DIM, classes: int =
 def pixelrnn(rng: np.random.Generator, k: int = MIXTURE_K) -> bytes:
     """The tiny PixelCNN's 1x1 conv, as a graph of fixed height: the sampler must run it on
     whole images."""
-    w = rng.normal(0, 0.5, (3 * k, 1, 1, 1)).astype(np.float32)
-    b = np.concatenate([np.zeros(k), np.linspace(0.3, 0.7, k), np.full(k, -2.5)])
-    nodes = [helper.make_node("Conv", ["image", "w", "b"], ["params"])]
-    inits = [_init("w", w), _init("b", b.astype(np.float32))]
-    return _model(
-        nodes,
-        [_io("image", ["batch", 1, H, W])],
-        [_io("params", ["batch", 3 * k, H, W])],
-        inits,
-    )
+    return _mixture_conv(rng, k, (0.3, 0.7), -2.5, H)
 
 
 def _spec(name: str, shape: list[int], dtype: str = "float32") -> dict[str, Any]:

@@ -18,31 +18,15 @@ from torch import nn
 from ..data import DataSpec
 from ..metrics import class_entropy, frechet_distance
 from .base import GenerativeModel, GraphSpec
-from .latent import ConvDecoder, conv_encoder
+from .latent import ConvDecoder, ImageEncoder, LatentConfig
 
 if TYPE_CHECKING:
     from ..evaluate import Evaluation
 
 
 @dataclass
-class AutoencoderConfig:
-    latent_dim: int = 32
-    channels: int = 32
+class AutoencoderConfig(LatentConfig):
     epochs: int = 4
-    batch_size: int = 128
-    lr: float = 2e-3
-
-
-class Encoder(nn.Module):
-    """image (B, C, H, W) in [0, 1] -> z (B, d)."""
-
-    def __init__(self, c: int, d: int, image_shape: tuple[int, int, int]) -> None:
-        super().__init__()
-        self.net = conv_encoder(image_shape[0], c, d, image_shape)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z: torch.Tensor = self.net(x * 2 - 1)
-        return z
 
 
 class Decoder(ConvDecoder):
@@ -71,11 +55,8 @@ class Autoencoder(GenerativeModel):
 
     def __init__(self, config: AutoencoderConfig, data: DataSpec) -> None:
         super().__init__(config, data)
-        self.encoder = Encoder(config.channels, config.latent_dim, data.image_shape)
+        self.encoder = ImageEncoder(config.channels, config.latent_dim, data.image_shape)  # -> z
         self.decoder = Decoder(config.channels, config.latent_dim, data.image_shape)
-
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        return [torch.optim.Adam(self.parameters(), lr=self.config.lr)]
 
     def reconstruction_loss(self, x: torch.Tensor) -> torch.Tensor:
         """Per-image binary cross-entropy in nats, summed over pixels. (B, C, H, W) -> (B,)"""

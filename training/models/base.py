@@ -16,6 +16,15 @@ if TYPE_CHECKING:
 
 
 @dataclass
+class TrainingConfig:
+    """What every family's config holds; each family overrides the defaults that differ."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 2e-3
+
+
+@dataclass
 class GraphSpec:
     """One ONNX graph to export: a module, example inputs and the names of its tensors."""
 
@@ -39,7 +48,8 @@ class GenerativeModel(nn.Module):
         self.data = data
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        raise NotImplementedError
+        """Adam on every parameter at the config's ``lr``, unless a family needs more."""
+        return [torch.optim.Adam(self.parameters(), lr=self.config.lr)]
 
     def training_step(
         self, x: torch.Tensor, y: torch.Tensor, optimizers: list[torch.optim.Optimizer]
@@ -79,15 +89,24 @@ class GenerativeModel(nn.Module):
         return torch.randint(0, 256, (n, *self.data.image_shape)).float() / 255
 
 
+@dataclass
+class AutoregressiveConfig(TrainingConfig):
+    channels: int = 64
+    layers: int = 4
+    first_kernel: int = 7
+    """The first layer's masked kernel, first_kernel x first_kernel."""
+    mixture_components: int = 5
+    batch_size: int = 64
+    lr_decay: float = 0.9995
+    """The learning rate is multiplied by this after every step."""
+
+
 class AutoregressiveModel(GenerativeModel):
     """A model of exact per-pixel likelihoods: ``self.net`` maps images to the parameters of a
     discretized logistic mixture at each pixel. Trained by maximum likelihood, in bits/dim."""
 
     net: nn.Module
     clip_grad_norm: float | None = None
-
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        return [torch.optim.Adam(self.parameters(), lr=self.config.lr)]
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """Exact per-image log-likelihood in nats. (B, 1, H, W) -> (B,)"""
@@ -110,6 +129,20 @@ class AutoregressiveModel(GenerativeModel):
     @torch.no_grad()
     def validation_loss(self, x: torch.Tensor, y: torch.Tensor) -> float:
         return float(mean_bits_per_dim(-self.log_prob(x), x))
+
+    def sampler_fields(self) -> dict[str, Any]:
+        """The card's ``sampler``: how the service samples the family exactly and fast."""
+        raise NotImplementedError
+
+    def card_fields(self) -> dict[str, Any]:
+        return {
+            "latent_dim": None,
+            "likelihood": {
+                "kind": "discretized_logistic_mixture",
+                "components": self.config.mixture_components,
+            },
+            "sampler": self.sampler_fields(),
+        }
 
     def evaluate(self, ev: Evaluation) -> dict[str, float]:
         """Exact test bits/dim, then the samples' quality."""

@@ -11,19 +11,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import DataSpec
-from .base import GenerativeModel, GraphSpec
+from .base import GenerativeModel, GraphSpec, TrainingConfig
 
 if TYPE_CHECKING:
     from ..evaluate import Evaluation
 
 
 @dataclass
-class ClassifierConfig:
+class ClassifierConfig(TrainingConfig):
     channels: int = 32
     features: int = 128
+    """The penultimate layer's size: the dimension of the FD's feature space."""
     epochs: int = 6
-    batch_size: int = 128
-    lr: float = 2e-3
 
 
 class ClassifierNet(nn.Module):
@@ -57,9 +56,6 @@ class Classifier(GenerativeModel):
     def __init__(self, config: ClassifierConfig, data: DataSpec) -> None:
         super().__init__(config, data)
         self.net = ClassifierNet(config.channels, config.features, data)
-
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        return [torch.optim.Adam(self.parameters(), lr=self.config.lr)]
 
     def training_step(
         self, x: torch.Tensor, y: torch.Tensor, optimizers: list[torch.optim.Optimizer]

@@ -33,7 +33,7 @@ from torch.func import functional_call
 from ..data import DataSpec
 from ..nn import MIN_LOG_SCALE, mean_bits_per_dim
 from .base import GraphSpec
-from .latent import ConvDecoder, GaussianLatentModel, conv_encoder
+from .latent import ConvDecoder, GaussianLatentModel, VariationalConfig, conv_encoder
 
 if TYPE_CHECKING:
     from ..evaluate import Evaluation
@@ -44,14 +44,10 @@ GRAD_CLIP = 5.0
 
 
 @dataclass
-class CVAEConfig:
+class CVAEConfig(VariationalConfig):
     latent_dim: int = 8
-    channels: int = 32
     label_dim: int = 16
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 2e-3
-    kl_warmup_steps: int = 2000
+    """The size of the label's embedding, in the encoder and the decoder."""
     classifier_weight: float = 0.2
     """Weight of the auxiliary classifier's cross-entropy (nats) on prior samples, beside the
     negative ELBO in bits/dim; it is warmed up with the KL term."""
@@ -142,19 +138,6 @@ class CVAE(GaussianLatentModel):
         self.encoder = Encoder(c, d, e, prior, data)
         self.decoder = Decoder(c, d, e, prior, data)
         self.classifier = AuxiliaryClassifier(c, data)
-        self.step: torch.Tensor  # optimisation steps taken, for the KL warm-up; checkpointed
-        self.register_buffer("step", torch.zeros((), dtype=torch.long))
-
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        return [torch.optim.Adam(self.parameters(), lr=self.config.lr)]
-
-    def posterior(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, log_var = self.encoder(x, y)
-        return mean, log_var
-
-    def likelihood(self, z: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, log_scale = self.decoder(z, y)
-        return mu, log_scale
 
     def training_step(
         self, x: torch.Tensor, y: torch.Tensor, optimizers: list[torch.optim.Optimizer]

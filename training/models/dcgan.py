@@ -23,7 +23,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 from ..data import DataSpec
 from ..metrics import frechet_distance
 from .augment import diff_augment
-from .base import GenerativeModel, GraphSpec
+from .base import GenerativeModel, GraphSpec, TrainingConfig
 
 if TYPE_CHECKING:
     from ..evaluate import Evaluation
@@ -33,7 +33,7 @@ BATCHNORM_BATCHES = 40
 
 
 @dataclass
-class GANConfig:
+class GANConfig(TrainingConfig):
     """What the GAN families share."""
 
     latent_dim: int = 64
@@ -45,6 +45,7 @@ class GANConfig:
     """The generator's learning rate, and the discriminator's unless ``lr_d`` is set."""
     beta1: float = 0.5
     beta2: float = 0.999
+    """Adam's betas, for both networks."""
     ema_decay: float = 0.999
     d_channels: int | None = None
     """The discriminator's width; None: ``channels``."""

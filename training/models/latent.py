@@ -8,18 +8,33 @@ decoder mirrors the encoder.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+from ..data import DataSpec
 from ..nn import discretized_logistic_log_prob, mean_bits_per_dim
-from .base import GenerativeModel
+from .base import GenerativeModel, TrainingConfig
 
 if TYPE_CHECKING:
     from ..evaluate import Evaluation
 
 _LOG_2PI = math.log(2 * math.pi)
+
+
+@dataclass
+class LatentConfig(TrainingConfig):
+    latent_dim: int = 32
+    channels: int = 32
+    """The encoder's first width; it doubles twice."""
+
+
+@dataclass
+class VariationalConfig(LatentConfig):
+    kl_warmup_steps: int = 2000
+    """Steps over which the KL term's weight rises linearly from 0 to 1."""
 
 
 def conv_encoder(
@@ -34,6 +49,18 @@ def conv_encoder(
         nn.Flatten(),
         nn.Linear(4 * c * (h // 4) * (w // 4), out_features),
     )  # fmt: skip
+
+
+class ImageEncoder(nn.Module):
+    """image (B, C, H, W) in [0, 1] -> (B, out_features), through ``conv_encoder``."""
+
+    def __init__(self, c: int, out_features: int, image_shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.net = conv_encoder(image_shape[0], c, out_features, image_shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.net(x * 2 - 1)
+        return out
 
 
 class ConvDecoder(nn.Module):
@@ -82,13 +109,23 @@ class GaussianLatentModel(GenerativeModel):
     likelihood p(x | z, y) and a prior p(z | y), N(0, I) unless a family says otherwise. The
     label ``y`` is ignored by the unconditional families; the bounds are per image, in nats."""
 
+    encoder: nn.Module
+    decoder: nn.Module
+
+    def __init__(self, config: VariationalConfig, data: DataSpec) -> None:
+        super().__init__(config, data)
+        self.step: torch.Tensor  # optimisation steps taken, for the KL warm-up; checkpointed
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+
     def posterior(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mean, log_var) of q(z | x, y), each (B, D)."""
-        raise NotImplementedError
+        """(mean, log_var) of q(z | x, y), each (B, D): the encoder's outputs."""
+        mean, log_var = self.encoder(x, y) if self.uses_labels else self.encoder(x)
+        return mean, log_var
 
     def likelihood(self, z: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mu, log_scale) of p(x | z, y), each (B, C, H, W)."""
-        raise NotImplementedError
+        """(mu, log_scale) of p(x | z, y), each (B, C, H, W): the decoder's outputs."""
+        mu, log_scale = self.decoder(z, y) if self.uses_labels else self.decoder(z)
+        return mu, log_scale
 
     def log_prior(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """log p(z | y) per row; the standard normal by default."""

@@ -20,18 +20,14 @@ from ..nn import (
     down_shift,
     sample_mixture,
 )
-from .base import AutoregressiveModel, GraphSpec
+from .base import AutoregressiveConfig, AutoregressiveModel, GraphSpec
 
 
 @dataclass
-class PixelCNNConfig:
+class PixelCNNConfig(AutoregressiveConfig):
     channels: int = 48
     layers: int = 8
-    first_kernel: int = 7
-    mixture_components: int = 5
     epochs: int = 7
-    batch_size: int = 64
-    lr: float = 2e-3
     lr_decay: float = 0.99965
 
 
@@ -162,18 +158,12 @@ class PixelCNN(AutoregressiveModel):
             ),
         }  # fmt: skip
 
-    def card_fields(self) -> dict[str, Any]:
+    def sampler_fields(self) -> dict[str, Any]:
+        net = self.net
         return {
-            "latent_dim": None,
-            "likelihood": {
-                "kind": "discretized_logistic_mixture",
-                "components": self.config.mixture_components,
-            },
-            "sampler": {
-                "kind": "windowed",
-                "context_rows": self.net.context_rows,
-                "row_columns": self.net.row_columns,
-            },
+            "kind": "windowed",
+            "context_rows": net.context_rows,
+            "row_columns": net.row_columns,
         }
 
 

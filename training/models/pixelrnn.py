@@ -27,21 +27,15 @@ from torch import nn
 
 from ..data import DataSpec
 from ..nn import MIN_LOG_SCALE, MaskedConv2d, sample_mixture
-from .base import AutoregressiveModel, GraphSpec
+from .base import AutoregressiveConfig, AutoregressiveModel, GraphSpec
 
 State = tuple[torch.Tensor, torch.Tensor]
 """One layer's hidden and cell state for one row: each (B, W, C)."""
 
 
 @dataclass
-class PixelRNNConfig:
-    channels: int = 64
-    layers: int = 4
-    first_kernel: int = 7
-    mixture_components: int = 5
+class PixelRNNConfig(AutoregressiveConfig):
     epochs: int = 6
-    batch_size: int = 64
-    lr: float = 2e-3
     lr_decay: float = 0.9995
     """Per step: the rate falls to about 0.1× over six epochs. (0.998 left 4% of it after two
     epochs, and the held-out loss was still falling when the rate ran out.)"""
@@ -202,12 +196,5 @@ class PixelRNN(AutoregressiveModel):
             ),
         }  # fmt: skip
 
-    def card_fields(self) -> dict[str, Any]:
-        return {
-            "latent_dim": None,
-            "likelihood": {
-                "kind": "discretized_logistic_mixture",
-                "components": self.config.mixture_components,
-            },
-            "sampler": {"kind": "row_step", "window_rows": self.net.reach + 1},
-        }
+    def sampler_fields(self) -> dict[str, Any]:
+        return {"kind": "row_step", "window_rows": self.net.reach + 1}

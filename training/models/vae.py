@@ -6,33 +6,26 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
 from ..data import DataSpec
 from ..nn import MIN_LOG_SCALE, mean_bits_per_dim
 from .base import GraphSpec
-from .latent import ConvDecoder, GaussianLatentModel, conv_encoder
+from .latent import ConvDecoder, GaussianLatentModel, ImageEncoder, VariationalConfig
 
 
 @dataclass
-class VAEConfig:
-    latent_dim: int = 32
-    channels: int = 32
+class VAEConfig(VariationalConfig):
     epochs: int = 12
-    batch_size: int = 128
-    lr: float = 2e-3
-    kl_warmup_steps: int = 2000
 
 
-class Encoder(nn.Module):
+class Encoder(ImageEncoder):
     """image (B, C, H, W) -> mean, log_var (B, d)."""
 
     def __init__(self, c: int, d: int, image_shape: tuple[int, int, int]) -> None:
-        super().__init__()
-        self.net = conv_encoder(image_shape[0], c, 2 * d, image_shape)
+        super().__init__(c, 2 * d, image_shape)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, log_var = self.net(x * 2 - 1).chunk(2, dim=1)  # each (B, d)
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        mean, log_var = super().forward(x).chunk(2, dim=1)  # each (B, d)
         return mean, log_var
 
 
@@ -54,19 +47,6 @@ class VAE(GaussianLatentModel):
         super().__init__(config, data)
         self.encoder = Encoder(config.channels, config.latent_dim, data.image_shape)
         self.decoder = Decoder(config.channels, config.latent_dim, data.image_shape)
-        self.step: torch.Tensor  # optimisation steps taken, for the KL warm-up; checkpointed
-        self.register_buffer("step", torch.zeros((), dtype=torch.long))
-
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        return [torch.optim.Adam(self.parameters(), lr=self.config.lr)]
-
-    def posterior(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, log_var = self.encoder(x)
-        return mean, log_var
-
-    def likelihood(self, z: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, log_scale = self.decoder(z)
-        return mu, log_scale
 
     def training_step(
         self, x: torch.Tensor, y: torch.Tensor, optimizers: list[torch.optim.Optimizer]

@@ -29,7 +29,9 @@ class WGANGPConfig(GANConfig):
     beta2: float = 0.9
     ema_decay: float = 0.995
     n_critic: int = 5
+    """Critic steps per generator step."""
     gp_weight: float = 10.0
+    """The gradient penalty's weight, lambda."""
 
 
 class Critic(nn.Module):

@@ -2,8 +2,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from service.api.running import images_as, run_operation
-from service.api.schemas import CompleteRequest, CompleteResponse, error_responses
+from service.api.running import images_as, operation_route, run_operation
+from service.api.schemas import CompleteRequest, CompleteResponse
 from service.generation.completion import completion_seeds
 from service.generation.specs import CompleteSpec, Given
 from service.registry.families import Operation
@@ -11,11 +11,7 @@ from service.registry.families import Operation
 router = APIRouter(tags=["generate"])
 
 
-@router.post(
-    "/complete",
-    response_model=CompleteResponse,
-    responses=error_responses(404, 413, 422, 503),
-)
+@operation_route(router, "/complete", CompleteResponse)
 async def complete(body: CompleteRequest, request: Request) -> Any:
     """Complete images with an autoregressive model (PixelCNN, PixelRNN): keep the top `rows`,
     or the pixels a `mask` marks 1, exactly, and draw the rest pixel by pixel. Completion i of

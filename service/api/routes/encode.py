@@ -2,20 +2,15 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from service.api.running import run_operation
-from service.api.schemas import EncodeRequest, EncodeResponse, error_responses
+from service.api.running import operation_route, run_operation
+from service.api.schemas import EncodeRequest, EncodeResponse
 from service.generation.specs import EncodeSpec
 from service.registry.families import Operation
 
 router = APIRouter(tags=["latent"])
 
 
-@router.post(
-    "/encode",
-    response_model=EncodeResponse,
-    response_model_exclude_none=True,
-    responses=error_responses(404, 413, 422, 503),
-)
+@operation_route(router, "/encode", EncodeResponse, exclude_none=True)
 async def encode(body: EncodeRequest, request: Request) -> Any:
     """Encode images: `{mean, log_var}` for a VAE, `{z}` for an autoencoder. A conditional model
     needs each image's `label`."""

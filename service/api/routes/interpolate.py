@@ -2,12 +2,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from service.api.running import images_as, run_operation
+from service.api.running import images_as, operation_route, run_operation
 from service.api.schemas import (
     InterpolateRequest,
     InterpolateResponse,
     InterpolationEnd,
-    error_responses,
 )
 from service.generation.specs import Endpoint, InterpolateSpec
 from service.registry.families import Operation
@@ -19,11 +18,7 @@ def _endpoint(end: InterpolationEnd) -> Endpoint:
     return Endpoint(image=end.image, latent=end.latent, seed=end.seed)
 
 
-@router.post(
-    "/interpolate",
-    response_model=InterpolateResponse,
-    responses=error_responses(404, 413, 422, 503),
-)
+@operation_route(router, "/interpolate", InterpolateResponse)
 async def interpolate(body: InterpolateRequest, request: Request) -> Any:
     """Walk the latent space from `start` to `end` in `steps` images (lerp or slerp). An end is
     an image (VAE, through its encoder), a latent vector, or a seed (row 0 of that seed's

@@ -2,19 +2,15 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from service.api.running import images_as, run_operation
-from service.api.schemas import ReconstructRequest, ReconstructResponse, error_responses
+from service.api.running import images_as, operation_route, run_operation
+from service.api.schemas import ReconstructRequest, ReconstructResponse
 from service.generation.specs import ReconstructSpec
 from service.registry.families import Operation
 
 router = APIRouter(tags=["latent"])
 
 
-@router.post(
-    "/reconstruct",
-    response_model=ReconstructResponse,
-    responses=error_responses(404, 413, 422, 503),
-)
+@operation_route(router, "/reconstruct", ReconstructResponse)
 async def reconstruct(body: ReconstructRequest, request: Request) -> Any:
     """Encode then decode (the encoder's mean, so it is deterministic); report the per-image
     mean squared error on [0, 1] pixels."""

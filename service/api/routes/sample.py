@@ -3,8 +3,8 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from service.api.content import wants_png
-from service.api.running import images_as, run_operation
-from service.api.schemas import SampleRequest, SampleResponse, error_responses
+from service.api.running import images_as, operation_route, run_operation
+from service.api.schemas import SampleRequest, SampleResponse
 from service.generation.imaging import grid_png
 from service.generation.specs import SampleSpec
 from service.registry.families import Operation
@@ -19,11 +19,7 @@ _PNG_GRID = {
 }
 
 
-@router.post(
-    "/sample",
-    response_model=SampleResponse,
-    responses={200: _PNG_GRID, **error_responses(404, 413, 422, 503)},
-)
+@operation_route(router, "/sample", SampleResponse, image=_PNG_GRID)
 async def sample(request: Request, body: SampleRequest | None = None) -> Any:
     """Draw `n` images. The seed used is always echoed, so every sample can be reproduced:
     image i of seed s is the same whatever `n` is. A conditional model (cvae) draws the class

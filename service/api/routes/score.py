@@ -2,20 +2,15 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from service.api.running import run_operation
-from service.api.schemas import ScoreRequest, ScoreResponse, error_responses
+from service.api.running import operation_route, run_operation
+from service.api.schemas import ScoreRequest, ScoreResponse
 from service.generation.specs import ScoreSpec
 from service.registry.families import Operation
 
 router = APIRouter(tags=["likelihood"])
 
 
-@router.post(
-    "/score",
-    response_model=ScoreResponse,
-    response_model_exclude_none=True,
-    responses=error_responses(404, 413, 422, 503),
-)
+@operation_route(router, "/score", ScoreResponse, exclude_none=True)
 async def score(body: ScoreRequest, request: Request) -> Any:
     """Bits per dimension of each image (lower: more likely under the model): exact for PixelCNN
     and PixelRNN, the importance-weighted bound with `k` samples for a VAE (`kind` says which).

@@ -3,8 +3,8 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from service.api.content import wants_png
-from service.api.running import images_as, run_operation
-from service.api.schemas import TraverseRequest, TraverseResponse, error_responses
+from service.api.running import images_as, operation_route, run_operation
+from service.api.schemas import TraverseRequest, TraverseResponse
 from service.generation.imaging import grid_png
 from service.generation.specs import Endpoint, TraverseSpec
 from service.registry.families import Operation
@@ -18,12 +18,7 @@ _PNG_STRIP = {
 }
 
 
-@router.post(
-    "/traverse",
-    response_model=TraverseResponse,
-    response_model_exclude_none=True,
-    responses={200: _PNG_STRIP, **error_responses(404, 413, 422, 503)},
-)
+@operation_route(router, "/traverse", TraverseResponse, exclude_none=True, image=_PNG_STRIP)
 async def traverse(body: TraverseRequest, request: Request) -> Any:
     """Vary latent dimension `dim` of a VAE (or CVAE) over `range` in `steps` images, the other
     dimensions held at a base latent: a seed's prior draw, an image's posterior mean, or a

@@ -80,39 +80,40 @@ def _version(request: Request) -> str | None:
     return version
 
 
-@router.get(
-    "/models/{model_name}/versions/{model_version}",
-    response_model=ModelMetadata,
-    responses=_ERRORS,
-    name="model_version_metadata",
-    openapi_extra=_VERSION,
+def _with_versions(
+    method: str, tail: str, versioned_name: str, **route: Any
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """One handler for ``/models/{model_name}<tail>`` and its versioned twin
+    ``/models/{model_name}/versions/{model_version}<tail>`` (which ``_version`` reads)."""
+
+    def register(handler: Callable[..., Any]) -> Callable[..., Any]:
+        add = getattr(router, method)
+        add(f"/models/{{model_name}}{tail}", **route)(handler)
+        versioned = f"/models/{{model_name}}/versions/{{model_version}}{tail}"
+        add(versioned, name=versioned_name, openapi_extra=_VERSION, **route)(handler)
+        return handler
+
+    return register
+
+
+@_with_versions(
+    "get", "", "model_version_metadata", response_model=ModelMetadata, responses=_ERRORS
 )
-@router.get("/models/{model_name}", response_model=ModelMetadata, responses=_ERRORS)
 async def model_metadata(model_name: str, request: Request, registry: RegistryDep) -> ModelMetadata:
     return models.find(registry, model_name, _version(request)).metadata()
 
 
-@router.get(
-    "/models/{model_name}/versions/{model_version}/ready",
-    response_model=ModelReady,
-    responses=_ERRORS,
-    name="model_version_ready",
-    openapi_extra=_VERSION,
+@_with_versions(
+    "get", "/ready", "model_version_ready", response_model=ModelReady, responses=_ERRORS
 )
-@router.get("/models/{model_name}/ready", response_model=ModelReady, responses=_ERRORS)
 async def model_ready(model_name: str, request: Request, registry: RegistryDep) -> ModelReady:
     return ModelReady(name=models.find(registry, model_name, _version(request)).name, ready=True)
 
 
-@router.post(
-    "/models/{model_name}/versions/{model_version}/infer",
-    response_model=InferenceResponse,
-    responses={200: _INFER_BODY, **_ERRORS},
-    name="infer_version",
-    openapi_extra=_VERSION,
-)
-@router.post(
-    "/models/{model_name}/infer",
+@_with_versions(
+    "post",
+    "/infer",
+    "infer_version",
     response_model=InferenceResponse,
     responses={200: _INFER_BODY, **_ERRORS},
 )
