@@ -22,9 +22,14 @@ from training import nn as train_nn  # noqa: E402
 from training.export import export_checkpoint  # noqa: E402
 from training.trainer import load_checkpoint, train  # noqa: E402
 
+_VAE = {"channels": 4, "latent_dim": 6, "batch_size": 32}
 SMALL = {
-    "pixelcnn": {"channels": 8, "layers": 3, "mixture_components": 3, "batch_size": 32},
-    "vae": {"channels": 4, "latent_dim": 6, "batch_size": 32},
+    "pixelcnn": (
+        "pixelcnn",
+        {"channels": 8, "layers": 3, "mixture_components": 3, "batch_size": 32},
+    ),
+    "vae": ("vae", _VAE),
+    "vaeflow": ("vae", {**_VAE, "prior": "flow", "flow_hidden": 16}),
 }
 LIMITS = Limits(max_images=16, max_iwae_k=64)
 
@@ -66,11 +71,11 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
     their torch modules and the service's loaded models."""
     root = tmp_path_factory.mktemp("scoring")
     torch_models = {}
-    for family, config in SMALL.items():
-        run = root / family
+    for short, (family, config) in SMALL.items():
+        run = root / short
         ckpt = train(family, "synthetic", run, overrides={**config, "epochs": 1}, limit=64,
                      progress=False)  # fmt: skip
-        name = f"{family}-small"
+        name = f"{short}-small"
         export_checkpoint(ckpt, root / "store", name, metrics={"metrics": {}, "evaluation": {}})
         torch_models[name] = load_checkpoint(ckpt)[0]
     registry = load_registry(tiny_settings(root / "store"))
@@ -96,13 +101,15 @@ def test_exact_score_equals_the_pixelcnn_log_prob(exported: dict[str, Any]) -> N
     np.testing.assert_allclose(scores.bits_per_dim, -log_p / (784 * math.log(2)), rtol=1e-4)
 
 
+@pytest.mark.parametrize("name", ["vae-small", "vaeflow-small"])
 def test_iwae_equals_the_vae_own_with_the_same_noise(
-    exported: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    exported: dict[str, Any], monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
+    """A flow prior too: the exported graphs' bound is the one the training code reports."""
     x = _pixels(np.random.default_rng(3), 5)
     k, seed = 7, 11
-    scores = _score(exported["registry"].get("vae-small"), x, seed=seed, k=k)
-    vae = exported["torch"]["vae-small"]
+    scores = _score(exported["registry"].get(name), x, seed=seed, k=k)
+    vae = exported["torch"][name]
     # The service gives every image the same k noise vectors, drawn from the seed: feed the
     # training code's loop the same ones, in order.
     eps = np.random.default_rng(seed).standard_normal((k, 6), dtype=np.float32)

@@ -50,6 +50,12 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
             "batch_size": 64, **GAN_TTUR,
         },
     },
+    "vae": {
+        "base": {},
+        "flow": {"prior": "flow"},
+        "flow-d16": {"prior": "flow", "latent_dim": 16},
+        "flow-c64": {"prior": "flow", "channels": 64},
+    },
     "wgan-gp": {
         "base": {},
         "ema-bn": {"ema_batchnorm": "recompute"},
