@@ -37,8 +37,11 @@ def main(argv: list[str] | None = None) -> None:
         settings = Settings()
     except ValidationError as exc:
         for error in exc.errors():
-            name = "SERVICE_" + "_".join(str(p) for p in error["loc"]).upper()
-            print(f"invalid setting {name}: {error['msg']}", file=sys.stderr)
+            message = str(error["msg"]).removeprefix("Value error, ")
+            if error["loc"]:  # a single setting; otherwise one that settings check together
+                name = "SERVICE_" + "_".join(str(p) for p in error["loc"]).upper()
+                message = f"{name}: {message}"
+            print(f"invalid setting {message}", file=sys.stderr)
         sys.exit(2)
     uvicorn.run(
         create_app(settings),

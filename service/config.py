@@ -4,11 +4,12 @@ and ``ServiceConfig``, what they become for each layer."""
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.generation.specs import Limits
@@ -22,6 +23,8 @@ BUNDLED_STORE = Path(__file__).resolve().parent.parent / "model_store"
 
 Device = Literal["auto", "cpu", "cuda"]
 MIN_TOKEN_LENGTH = 16
+KEY_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""An API key's name: what metrics and logs show instead of the key."""
 
 
 class Settings(BaseSettings):
@@ -94,6 +97,31 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(
         default=None, description="Bearer token for /admin; unset = admin routes off."
     )
+    api_keys: SecretStr | None = Field(
+        default=None,
+        description="Bearer keys for the public API, as name:key pairs separated by commas "
+        "(e.g. app1:<key>,app2:<key>); unset (and no SERVICE_API_KEYS_FILE) = open to all.",
+    )
+    api_keys_file: Path | None = Field(
+        default=None,
+        description="A file of name:key lines (blank lines and # comments skipped), e.g. a "
+        "mounted Kubernetes Secret; its keys join SERVICE_API_KEYS.",
+    )
+    metrics_need_key: bool = Field(
+        default=False, description="With API keys on, /metrics needs a key too."
+    )
+    api_key_rate: float = Field(
+        default=0.0,
+        ge=0,
+        description="Requests per second each key may send (a token bucket per key, per worker "
+        "process); 0 = no limit. Past it: 429 + Retry-After.",
+    )
+    api_key_burst: int = Field(
+        default=0,
+        ge=0,
+        description="Requests a key may send at once before its rate applies; 0 = the rate, "
+        "rounded up.",
+    )
     watch_interval_s: float = Field(
         default=0.0, ge=0, description="Poll the store for new versions every N s; 0 = off."
     )
@@ -123,6 +151,34 @@ class Settings(BaseSettings):
         if len(value.get_secret_value()) < MIN_TOKEN_LENGTH:
             raise ValueError(f"must be at least {MIN_TOKEN_LENGTH} characters")
         return value
+
+    @model_validator(mode="after")
+    def _api_keys_are_well_formed(self) -> Settings:
+        self.api_key_table()  # raises, naming the problem, before the service starts
+        return self
+
+    def api_key_table(self) -> dict[str, str]:
+        """The API keys, by name: SERVICE_API_KEYS and the lines of SERVICE_API_KEYS_FILE."""
+        pairs = self.api_keys.get_secret_value().split(",") if self.api_keys else []
+        if self.api_keys_file is not None:
+            try:
+                lines = self.api_keys_file.read_text().splitlines()
+            except OSError as exc:
+                raise ValueError(f"api_keys_file: cannot read {self.api_keys_file}") from exc
+            pairs += [line for line in lines if not line.lstrip().startswith("#")]
+        keys: dict[str, str] = {}
+        for pair in (p.strip() for p in pairs):
+            if not pair:
+                continue
+            name, sep, key = (part.strip() for part in pair.partition(":"))
+            if not sep or not KEY_NAME.fullmatch(name):
+                raise ValueError("API keys: each is name:key, the name letters, digits, - and _")
+            if len(key) < MIN_TOKEN_LENGTH:
+                raise ValueError(f"API key {name!r}: at least {MIN_TOKEN_LENGTH} characters")
+            if name in keys or key in keys.values():
+                raise ValueError(f"API key {name!r}: names and keys must each be unique")
+            keys[name] = key
+        return keys
 
     def default_model(self, operation: str) -> str | None:
         value = getattr(self, f"default_{operation}_model", None)

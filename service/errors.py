@@ -79,3 +79,13 @@ class AdminDisabled(ServiceError):
 
 class Unauthorized(ServiceError):
     code = "unauthorized"
+
+
+class RateLimited(ServiceError):
+    """A client's API key sent more than its rate; it may send again after ``retry_after`` s."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

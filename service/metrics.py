@@ -89,6 +89,20 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.key_requests = Counter(
+            "genserve_api_key_requests",
+            "Requests let through by API key, by the key's name (never the key).",
+            ["key"],
+            registry=self.registry,
+        )
+        self.auth_refusals = Counter(
+            "genserve_auth_refusals",
+            "Requests refused before any route: 401 (no key or a wrong one), 429 (a key past "
+            "its rate).",
+            ["reason"],
+            registry=self.registry,
+        )
+
     def publish_model(
         self, name: str, version: str, ready: bool, providers: Mapping[str, str]
     ) -> None:

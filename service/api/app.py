@@ -8,10 +8,12 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
+from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI
 
+from service.api.auth import ApiKeyMiddleware, ApiKeys, needs_key
 from service.api.errors import install_error_handlers
 from service.api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from service.api.routes import ROUTERS
@@ -69,6 +71,29 @@ def publish_model(metrics: Metrics, model: LoadedModel) -> None:
     metrics.publish_model(model.name, str(model.version or ""), ready, model.providers)
 
 
+def document_api_keys(app: FastAPI, metrics_need_key: bool) -> None:
+    """With API keys on, OpenAPI says which operations need one (a bearer token)."""
+    plain = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = plain()
+            schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+            schemes["APIKey"] = {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "One of SERVICE_API_KEYS: `Authorization: Bearer <key>`.",
+            }
+            for path, operations in schema["paths"].items():
+                if needs_key(path, metrics_need_key):
+                    for operation in operations.values():
+                        operation["security"] = [{"APIKey": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings if settings is not None else Settings()
     config = ServiceConfig.from_settings(settings)
@@ -86,6 +111,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.control = ModelControl(app.state.registry)
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    keys = settings.api_key_table()
+    if keys:
+        api_keys = ApiKeys(keys, settings.api_key_rate, settings.api_key_burst)
+        app.add_middleware(
+            ApiKeyMiddleware,
+            keys=api_keys,
+            metrics=app.state.metrics,
+            metrics_need_key=settings.metrics_need_key,
+        )
+        document_api_keys(app, settings.metrics_need_key)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     for router in ROUTERS:  # on the app itself: each nested router adds a matching layer
         app.include_router(router)

@@ -24,6 +24,7 @@ from service.errors import (
     ModelRunFailed,
     Overloaded,
     PayloadTooLarge,
+    RateLimited,
     ServiceError,
     Unauthorized,
     UnsupportedOperation,
@@ -42,6 +43,7 @@ STATUS_BY_ERROR: dict[type[ServiceError], int] = {
     Overloaded: 503,
     ModelLoadFailed: 409,
     Unauthorized: 401,
+    RateLimited: 429,
     AdminDisabled: 404,
 }
 _MAX_LISTED = 5
@@ -73,31 +75,38 @@ def error_content_for(path: str, message: str, code: str) -> dict[str, Any]:
 
 
 def _reply(
-    request: Request,
+    request: Request | str,
     status: int,
     message: str,
     code: str,
     details: list[dict[str, Any]] | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    if is_v2(request.url.path):
+    """The error in the shape of the path's API; ``request`` may be the path itself."""
+    if is_v2(request if isinstance(request, str) else request.url.path):
         status = 400 if status == 422 else status
         return JSONResponse({"error": message}, status_code=status, headers=headers)
     return JSONResponse(error_content(message, code, details), status_code=status, headers=headers)
 
 
-async def _service_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ServiceError)
+def response_for(method: str, path: str, exc: ServiceError) -> JSONResponse:
+    """The response to a domain error, wherever it is raised: in a route, or in a middleware
+    before any route runs."""
     status = status_for(exc)
     if status == 500:
-        log.error("%s %s: %s", request.method, request.url.path, exc.message)
-        return _reply(request, 500, "internal error", "internal_error")
+        log.error("%s %s: %s", method, path, exc.message)
+        return _reply(path, 500, "internal error", "internal_error")
     headers = None
-    if isinstance(exc, Overloaded):
+    if isinstance(exc, Overloaded | RateLimited):
         headers = {"Retry-After": str(math.ceil(exc.retry_after))}
     elif isinstance(exc, Unauthorized):
         headers = {"WWW-Authenticate": "Bearer"}
-    return _reply(request, status, exc.message, exc.code, headers=headers)
+    return _reply(path, status, exc.message, exc.code, headers=headers)
+
+
+async def _service_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    return response_for(request.method, request.url.path, exc)
 
 
 def _loc(loc: tuple[Any, ...] | list[Any]) -> str:

@@ -9,7 +9,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from service.api.schemas import error_responses
-from service.generation.imaging import ImageFormat, encode_images
+from service.errors import InvalidInput
+from service.generation.imaging import ImageFormat, encode_images, grid_png
 from service.generation.operations import ImageFinish, Operations
 from service.generation.specs import Result
 from service.metrics import Metrics
@@ -37,9 +38,19 @@ def operation_route(
     )
 
 
-def images_as(fmt: ImageFormat) -> ImageFinish:
-    """Base64 PNGs, or nested float lists: a request's ``format``."""
-    return lambda images: encode_images(images, fmt)
+def images_as(fmt: ImageFormat, scale: int = 1) -> ImageFinish:
+    """Base64 PNGs (``scale`` times larger), or nested float lists: a request's ``format``."""
+    return lambda images: encode_images(images, fmt, scale)
+
+
+def grid_of(columns: int | None, scale: int) -> ImageFinish:
+    """One PNG of every image, tiled ``columns`` to a row (default: about square)."""
+    return lambda images: grid_png(images, columns=columns, scale=scale)
+
+
+def check_columns(columns: int | None, as_grid: bool) -> None:
+    if columns is not None and not as_grid:
+        raise InvalidInput("columns: applies to a PNG grid, asked for with 'Accept: image/png'")
 
 
 async def run_operation(

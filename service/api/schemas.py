@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -51,6 +51,20 @@ Label = Annotated[
     ),
 ]
 Seed = Annotated[int, Field(ge=0, lt=2**64)]
+MAX_SCALE = 8
+Scale = Annotated[
+    int,
+    Field(
+        ge=1,
+        le=MAX_SCALE,
+        description="PNG outputs only: each pixel becomes a scale x scale square (nearest "
+        "neighbour), so that images are large enough to look at.",
+    ),
+]
+Columns = Annotated[
+    int,
+    Field(ge=1, le=64, description="With `Accept: image/png`: images per row of the PNG grid."),
+]
 
 
 Temperature = Annotated[float, Field(**KNOB_BOUNDS["temperature"])]
@@ -59,6 +73,20 @@ Truncation = Annotated[float, Field(**KNOB_BOUNDS["truncation"])]
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class _ImagesOut(_Request):
+    """A request whose answer holds images: ``scale`` applies to PNG ones only."""
+
+    if TYPE_CHECKING:  # declared by each request, where they read best in the schema
+        format: ImageFormat
+        scale: int
+
+    @model_validator(mode="after")
+    def _scale_is_for_png(self) -> Self:
+        if self.scale != 1 and self.format == "array":
+            raise ValueError("scale applies to PNG images, not to format 'array'")
+        return self
 
 
 class _Response(BaseModel):
@@ -79,7 +107,7 @@ class ErrorResponse(BaseModel):
     )
 
 
-class SampleRequest(_Request):
+class SampleRequest(_ImagesOut):
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"model": "vae-fashion", "n": 4, "seed": 42}]}
     )
@@ -95,6 +123,8 @@ class SampleRequest(_Request):
         default=None, ge=0, lt=2**64, description="Omitted: one is drawn and echoed back."
     )
     format: FormatField = "png"
+    scale: Scale = 1
+    columns: Columns | None = None
     temperature: Temperature | None = Field(
         default=None,
         description="PixelCNN and PixelRNN only: scales logits and logistic noise (1=exact).",
@@ -146,10 +176,11 @@ class EncodeResponse(_Response):
     z: list[list[float]] | None = Field(default=None, description="Autoencoder: the code, (B, D).")
 
 
-class ReconstructRequest(_Request):
+class ReconstructRequest(_ImagesOut):
     model: ModelName = None
     images: list[ImageInput] = Field(min_length=1)
     format: FormatField = "png"
+    scale: Scale = 1
     label: ImageLabels = None
 
 
@@ -179,7 +210,7 @@ class InterpolationEnd(_Request):
         return self
 
 
-class InterpolateRequest(_Request):
+class InterpolateRequest(_ImagesOut):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [{"start": {"seed": 1}, "end": {"seed": 2}, "steps": 8, "method": "slerp"}]
@@ -192,6 +223,7 @@ class InterpolateRequest(_Request):
     steps: int = Field(default=8, ge=2, le=64, description="Images returned, both ends included.")
     method: Literal["lerp", "slerp"] = "lerp"
     format: FormatField = "png"
+    scale: Scale = 1
     label: Label | None = Field(
         default=None,
         description="Conditional models only, and required there: the class of the whole path.",
@@ -262,7 +294,7 @@ class ScoreResponse(_Response):
     )
 
 
-class CompleteRequest(_Request):
+class CompleteRequest(_ImagesOut):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [{"model": "pixelcnn-fashion", "images": ["<base64 PNG>"], "rows": 14}]
@@ -288,6 +320,7 @@ class CompleteRequest(_Request):
         default=None, description="Scales logits and logistic noise (1 = exact)."
     )
     format: FormatField = "png"
+    scale: Scale = 1
 
     @model_validator(mode="after")
     def _rows_or_mask(self) -> Self:
@@ -309,7 +342,7 @@ class CompleteResponse(_Response):
 LatentValue = Annotated[float, Field(ge=-100, le=100)]
 
 
-class TraverseRequest(_Request):
+class TraverseRequest(_ImagesOut):
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"model": "vae-fashion", "dim": 3, "steps": 9, "seed": 7}]}
     )
@@ -335,6 +368,8 @@ class TraverseRequest(_Request):
         "latent, drawn from the seed as /sample does otherwise.",
     )
     format: FormatField = "png"
+    scale: Scale = 1
+    columns: Columns | None = None
 
     @model_validator(mode="after")
     def _one_base(self) -> Self:

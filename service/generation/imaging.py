@@ -133,23 +133,33 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
 
 
-def encode_images(images: np.ndarray, fmt: ImageFormat) -> list[Any]:
-    """(B, C, H, W) to a list of base64 PNGs, or of nested (C, H, W) float lists."""
+def encode_images(images: np.ndarray, fmt: ImageFormat, scale: int = 1) -> list[Any]:
+    """(B, C, H, W) to a list of base64 PNGs, each ``scale`` times larger (nearest neighbour),
+    or of nested (C, H, W) float lists."""
     if fmt == "array":
         return [image.tolist() for image in np.clip(images, 0.0, 1.0)]
-    pixels = to_uint8(images[:, 0])
+    pixels = enlarge(to_uint8(images[:, 0]), scale)
     return [base64.b64encode(png_bytes(image)).decode("ascii") for image in pixels]
 
 
-def grid_png(images: np.ndarray, padding: int = 2, columns: int | None = None) -> bytes:
-    """Tile (B, 1, H, W) images into one PNG, ``columns`` (default ceil(sqrt(B))) per row,
-    `padding` black pixels between tiles only: a grid of one image is that image, so it can be
-    sent back as input."""
+def enlarge(pixels: np.ndarray, scale: int) -> np.ndarray:
+    """(..., H, W) -> (..., H scale, W scale): every pixel a scale x scale square."""
+    if scale == 1:
+        return pixels
+    return pixels.repeat(scale, axis=-2).repeat(scale, axis=-1)
+
+
+def grid_png(
+    images: np.ndarray, padding: int = 2, columns: int | None = None, scale: int = 1
+) -> bytes:
+    """Tile (B, 1, H, W) images into one PNG, ``columns`` (default ceil(sqrt(B)), at most B)
+    per row, ``padding`` black pixels between tiles only, all ``scale`` times larger: a grid
+    of one image at scale 1 is that image, so it can be sent back as input."""
     b, _, h, w = images.shape
-    cols = columns or math.ceil(math.sqrt(b))
+    cols = min(columns or math.ceil(math.sqrt(b)), b)
     rows = math.ceil(b / cols)
     canvas = np.zeros((rows * (h + padding) - padding, cols * (w + padding) - padding), np.float32)
     for i, image in enumerate(images):
         top, left = (i // cols) * (h + padding), (i % cols) * (w + padding)
         canvas[top : top + h, left : left + w] = image[0]
-    return to_png(canvas)
+    return png_bytes(enlarge(to_uint8(canvas), scale))

@@ -20,7 +20,7 @@ async def complete(body: CompleteRequest, request: Request) -> Any:
         body.images, Given(body.rows, body.mask), body.samples, body.seed, body.temperature
     )
     result = await run_operation(
-        request, Operation.COMPLETE, body.model, spec, images_as(body.format)
+        request, Operation.COMPLETE, body.model, spec, images_as(body.format, body.scale)
     )
     s, images = body.samples, result.payload
     assert result.seed is not None

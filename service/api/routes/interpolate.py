@@ -27,7 +27,7 @@ async def interpolate(body: InterpolateRequest, request: Request) -> Any:
         _endpoint(body.start), _endpoint(body.end), body.steps, body.method, body.label
     )
     result = await run_operation(
-        request, Operation.INTERPOLATE, body.model, spec, images_as(body.format)
+        request, Operation.INTERPOLATE, body.model, spec, images_as(body.format, body.scale)
     )
     return InterpolateResponse(
         model=result.model,

@@ -16,7 +16,7 @@ async def reconstruct(body: ReconstructRequest, request: Request) -> Any:
     mean squared error on [0, 1] pixels."""
     spec = ReconstructSpec(body.images, body.label)
     result = await run_operation(
-        request, Operation.RECONSTRUCT, body.model, spec, images_as(body.format)
+        request, Operation.RECONSTRUCT, body.model, spec, images_as(body.format, body.scale)
     )
     return ReconstructResponse(
         model=result.model,

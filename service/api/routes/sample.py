@@ -3,9 +3,14 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from service.api.content import wants_png
-from service.api.running import images_as, operation_route, run_operation
+from service.api.running import (
+    check_columns,
+    grid_of,
+    images_as,
+    operation_route,
+    run_operation,
+)
 from service.api.schemas import SampleRequest, SampleResponse
-from service.generation.imaging import grid_png
 from service.generation.specs import SampleSpec
 from service.registry.families import Operation
 
@@ -26,8 +31,9 @@ async def sample(request: Request, body: SampleRequest | None = None) -> Any:
     `label`, or each image's class from the seed; the response lists them."""
     body = body or SampleRequest()
     as_grid = wants_png(request)
+    check_columns(body.columns, as_grid)
     spec = SampleSpec(body.n, body.seed, body.temperature, body.truncation, body.label)
-    finish = grid_png if as_grid else images_as(body.format)
+    finish = grid_of(body.columns, body.scale) if as_grid else images_as(body.format, body.scale)
     result = await run_operation(request, Operation.SAMPLE, body.model, spec, finish)
     if as_grid:
         headers = {

@@ -3,16 +3,22 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from service.api.content import wants_png
-from service.api.running import images_as, operation_route, run_operation
+from service.api.running import (
+    check_columns,
+    grid_of,
+    images_as,
+    operation_route,
+    run_operation,
+)
 from service.api.schemas import TraverseRequest, TraverseResponse
-from service.generation.imaging import grid_png
 from service.generation.specs import Endpoint, TraverseSpec
 from service.registry.families import Operation
 
 router = APIRouter(tags=["latent"])
 
 _PNG_STRIP = {
-    "description": "With `Accept: image/png`: one PNG, the images side by side; the model, "
+    "description": "With `Accept: image/png`: one PNG, the images side by side (`columns` to a "
+    "row, when given); the model, "
     "version and seed (if any) come in the X-Model, X-Model-Version and X-Seed headers.",
     "content": {"image/png": {}},
 }
@@ -24,13 +30,11 @@ async def traverse(body: TraverseRequest, request: Request) -> Any:
     dimensions held at a base latent: a seed's prior draw, an image's posterior mean, or a
     given latent."""
     as_strip = wants_png(request)
+    check_columns(body.columns, as_strip)
     base = Endpoint(image=body.image, latent=body.latent, seed=body.seed)
     spec = TraverseSpec(base, body.dim, body.range, body.steps, body.label)
-
-    def strip(images: Any) -> bytes:
-        return grid_png(images, columns=len(images))
-
-    finish = strip if as_strip else images_as(body.format)
+    columns = body.columns or body.steps  # one row, unless asked otherwise
+    finish = grid_of(columns, body.scale) if as_strip else images_as(body.format, body.scale)
     result = await run_operation(request, Operation.TRAVERSE, body.model, spec, finish)
     if as_strip:
         headers = {"X-Model": result.model, "X-Model-Version": str(result.version)}
