@@ -1,6 +1,7 @@
 """Static checks of the deployment files, each by a real tool since no Docker engine runs here:
 hadolint (Dockerfile), the compose-spec JSON schema (docker-compose.yml), promtool (Prometheus
-config, alert rules, the dashboard's PromQL) and kubernetes-validate (deploy/k8s/)."""
+config, alert rules, the dashboard's PromQL), kubernetes-validate (deploy/k8s/) and KServe's CRD
+schemas (deploy/kserve/)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from modelstore.layout import SCHEMA_VERSION
+from service.api.app import create_app
+from service.config import Settings
 from tests.support.deploy_files import (
     ALERTS,
     COMPOSE,
@@ -31,8 +35,11 @@ from tests.support.deploy_files import (
     DOCKERFILE,
     DOCKERIGNORE,
     K8S,
+    KSERVE,
+    KSERVE_SCHEMAS,
     PROMETHEUS_CONFIG,
     REPO,
+    SCHEMAS,
     alert_rules,
     dashboard_builder,
     dashboard_targets,
@@ -40,7 +47,9 @@ from tests.support.deploy_files import (
     load_dashboard,
     load_yaml,
     load_yaml_documents,
+    strict_crd_schema,
     tool,
+    vendor_crd,
     with_grafana_variables,
 )
 
@@ -425,3 +434,265 @@ def test_k8s_deployments_probe_health_and_request_resources() -> None:
     ]
     env = {e["name"]: e["value"] for e in gpu["containers"][0]["env"]}
     assert env["SERVICE_DEVICE"] == "cuda" and gpu["containers"][0]["image"].endswith(":cuda")
+
+
+# ---------------------------------------------------------------- KServe
+
+KSERVE_TAG, KSERVE_COMMIT = "v0.20.0", "1fb781055dd1567164358233e1125142ca6ef1fe"
+KSERVE_CONTAINER = "kserve-container"  # the container KServe merges a model spec into
+KNATIVE_PORT_NAMES = {"", "http1", "h2c"}  # all Knative Serving accepts
+STORAGE_SCHEMES = {"gs", "s3", "pvc", "hdfs", "webhdfs", "https", "http", "hf", "oci", "abfs"}
+DNS_1035_LABEL = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def _kserve_manifests() -> list[tuple[Path, dict[str, Any]]]:
+    return [
+        (path, doc) for path in sorted(KSERVE.rglob("*.yaml")) for doc in load_yaml_documents(path)
+    ]
+
+
+def _kserve_schemas() -> dict[tuple[str, str], dict[str, Any]]:
+    """(apiVersion, kind) -> the vendored schema."""
+    schemas = {}
+    for path in KSERVE_SCHEMAS:
+        schema = json.loads(path.read_text())
+        (gvk,) = schema["x-kubernetes-group-version-kind"]
+        schemas[(f"{gvk['group']}/{gvk['version']}", gvk["kind"])] = schema
+    return schemas
+
+
+def _kserve_validator(doc: dict[str, Any], strict: bool = True) -> jsonschema.Draft4Validator:
+    """A CRD's openAPIV3Schema is OpenAPI 3.0's dialect, which is JSON Schema draft 4's."""
+    schema = _kserve_schemas()[(doc["apiVersion"], doc["kind"])]
+    return jsonschema.Draft4Validator(strict_crd_schema(schema) if strict else schema)
+
+
+def _kserve_kinds(kind: str) -> list[dict[str, Any]]:
+    return [doc for _, doc in _kserve_manifests() if doc["kind"] == kind]
+
+
+def _errors(validator: jsonschema.Draft4Validator, doc: dict[str, Any]) -> list[str]:
+    return [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(doc)]
+
+
+def test_kserve_schemas_are_kserves_crds_losslessly_vendored() -> None:
+    """Each vendored file, its $refs inlined, is the CRD's openAPIV3Schema whose sha256 the
+    derivation recorded, and the derivation run on that schema gives the file byte for byte."""
+    script = vendor_crd()
+    readme = (SCHEMAS / "README.md").read_text()
+    assert {path.name for path in KSERVE_SCHEMAS} == {
+        "kserve-servingruntime-v1alpha1.json",
+        "kserve-inferenceservice-v1beta1.json",
+    }
+    assert KSERVE_TAG in readme and KSERVE_COMMIT in readme
+    for path in KSERVE_SCHEMAS:
+        text = path.read_text()
+        vendored = json.loads(text)
+        source = vendored["x-source"]
+        upstream = script.inline(vendored)
+        assert script.sha256(script.canonical(upstream)) == source["openAPIV3Schema-sha256"]
+        (gvk,) = vendored["x-kubernetes-group-version-kind"]
+        crd = {
+            "spec": {
+                "group": gvk["group"],
+                "names": {"kind": gvk["kind"]},
+                "versions": [{"name": gvk["version"], "schema": {"openAPIV3Schema": upstream}}],
+            }
+        }
+        assert script.render(script.derive(crd, source["url"], source["sha256"])) == text
+        assert source["url"].startswith(
+            f"https://raw.githubusercontent.com/kserve/kserve/{KSERVE_COMMIT}/config/crd/full/"
+        )
+        # the README names the upstream file and both checksums
+        assert source["url"].rsplit("/", 1)[1] in readme and source["sha256"] in readme
+        assert script.sha256(path.read_bytes()) in readme, f"{path.name}: sha256 not in README"
+        # every definition is shared: it replaces at least two copies
+        for name in vendored["definitions"]:
+            assert text.count(f'"$ref": "#/definitions/{name}"') >= 2, name
+
+
+def test_kserve_manifests_match_the_kserve_crd_schemas() -> None:
+    manifests = _kserve_manifests()
+    assert {(path.parent.name, doc["kind"]) for path, doc in manifests} == {
+        (folder, kind)
+        for folder in ("kserve", "gpu")
+        for kind in ("ServingRuntime", "InferenceService")
+    }
+    for path, doc in manifests:
+        assert _errors(_kserve_validator(doc), doc) == [], path
+
+
+def test_kserve_schema_validation_really_rejects_broken_manifests() -> None:
+    """Controls: a misspelt field passes the bare CRD schema (the API server would drop it
+    unless validating strictly), so the manifests are checked strictly; wrong types and missing
+    required fields fail either way."""
+    runtime, isvc = _kserve_kinds("ServingRuntime")[0], _kserve_kinds("InferenceService")[0]
+
+    def broken(doc: dict[str, Any], change: Any) -> dict[str, Any]:
+        copy: dict[str, Any] = json.loads(json.dumps(doc))
+        change(copy)
+        return copy
+
+    misspelt = broken(
+        runtime,
+        lambda d: d["spec"].update(supportedModelFormat=d["spec"].pop("supportedModelFormats")),
+    )
+    assert _kserve_validator(misspelt, strict=False).is_valid(misspelt)
+    assert any("supportedModelFormat" in e for e in _errors(_kserve_validator(misspelt), misspelt))
+    port_as_text = broken(
+        runtime, lambda d: d["spec"]["containers"][0]["ports"][0].update(containerPort="8000")
+    )
+    unnamed = broken(runtime, lambda d: d["spec"]["containers"][0].pop("name"))
+    storage_uri = broken(
+        isvc,
+        lambda d: d["spec"]["predictor"]["model"].update(
+            storageURI=d["spec"]["predictor"]["model"].pop("storageUri")
+        ),
+    )
+    replicas_as_text = broken(isvc, lambda d: d["spec"]["predictor"].update(minReplicas="1"))
+    for doc, where in [
+        (port_as_text, "containerPort"),
+        (unnamed, "'name' is a required property"),
+        (storage_uri, "storageURI"),
+        (replicas_as_text, "minReplicas"),
+    ]:
+        errors = _errors(_kserve_validator(doc), doc)
+        assert errors and any(where in e for e in errors), (where, errors)
+    for doc in (port_as_text, unnamed, replicas_as_text):
+        assert not _kserve_validator(doc, strict=False).is_valid(doc)
+
+
+def _dockerfile_user_and_cmd(stage: str) -> tuple[tuple[int, int], list[str]]:
+    text = "\n".join(dockerfile_stages()[stage])
+    user = re.search(r"^USER (\d+):(\d+)$", text, re.M)
+    cmd = re.search(r"^CMD (\[.*\])$", text, re.M)
+    assert user and cmd
+    return (int(user.group(1)), int(user.group(2))), json.loads(cmd.group(1))
+
+
+def _get_routes() -> set[str]:
+    """The service's GET paths, from its OpenAPI document (the app is built, not started)."""
+    app = create_app(Settings(model_store=REPO / "model_store"))
+    return {path for path, operations in app.openapi()["paths"].items() if "get" in operations}
+
+
+def test_kserve_runtimes_run_the_image_as_the_k8s_manifests_do() -> None:
+    """Same image, command, port, probes, resources and user as the Dockerfile and deploy/k8s/;
+    the settings exist, and the service reads the folder KServe's storage initializer fills."""
+    deployments = {
+        d["metadata"]["labels"]["app.kubernetes.io/variant"]: d
+        for _, d in _manifests()
+        if d["kind"] == "Deployment"
+    }
+    settings = {f"SERVICE_{name.upper()}" for name in Settings.model_fields}
+    routes = _get_routes()
+    runtimes = _kserve_kinds("ServingRuntime")
+    assert {r["metadata"]["name"] for r in runtimes} == {"genserve", "genserve-gpu"}
+    for runtime in runtimes:
+        name, spec = runtime["metadata"]["name"], runtime["spec"]
+        variant = runtime["metadata"]["labels"]["app.kubernetes.io/variant"]
+        pod = deployments[variant]["spec"]["template"]["spec"]
+        (k8s_container,) = pod["containers"]
+        (container,) = spec["containers"]
+        (uid, gid), cmd = _dockerfile_user_and_cmd("cuda" if variant == "gpu" else "cpu")
+        assert container["name"] == KSERVE_CONTAINER, name
+        assert container["image"] == k8s_container["image"], name
+        assert container["command"] + container["args"] == cmd, name
+        port = cmd[cmd.index("--port") + 1]
+        assert container["ports"] == [
+            {"name": "http1", "containerPort": int(port), "protocol": "TCP"}
+        ]
+        assert container["ports"][0]["name"] in KNATIVE_PORT_NAMES
+        assert re.search(rf"^EXPOSE {port}$", DOCKERFILE.read_text(), re.M)
+        # the settings exist; the store is the storage initializer's folder
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert set(env) <= settings, set(env) - settings
+        assert env["SERVICE_MODEL_STORE"] == "/mnt/models"
+        assert env["SERVICE_DEVICE"] == {"cpu": "cpu", "gpu": "cuda"}[variant]
+        assert {e["name"]: e.get("value") for e in k8s_container["env"]}.items() <= env.items()
+        assert container["resources"] == k8s_container["resources"], name
+        assert spec.get("tolerations") == pod.get("tolerations"), name
+        # probes on the service's own routes and port, with the k8s startup probe's budget
+        ready, live = container["readinessProbe"], container["livenessProbe"]
+        assert ready["httpGet"] == {"path": "/health/ready", "port": int(port)}
+        assert live["httpGet"] == {"path": "/health/live", "port": int(port)}
+        assert {
+            "/health/ready",
+            "/health/live",
+            spec["annotations"]["prometheus.kserve.io/path"],
+        } <= routes
+        assert spec["annotations"]["prometheus.kserve.io/port"] == port
+        startup = k8s_container["startupProbe"]
+        budget = live["initialDelaySeconds"] + live["periodSeconds"] * live["failureThreshold"]
+        assert budget >= startup["periodSeconds"] * startup["failureThreshold"], name
+        # non-root as the image; read-only root with a writable /tmp
+        security = container["securityContext"]
+        assert security["runAsNonRoot"] is True
+        assert (security["runAsUser"], security["runAsGroup"]) == (uid, gid)
+        assert security["readOnlyRootFilesystem"] is True
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["capabilities"] == {"drop": ["ALL"]}
+        assert security["seccompProfile"] == pod["securityContext"]["seccompProfile"]
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        (tmp,) = [m for m in container["volumeMounts"] if m["mountPath"] == "/tmp"]
+        assert "emptyDir" in volumes[tmp["name"]]
+        # the format it serves: genserve stores of the card schema the service reads
+        assert spec["protocolVersions"] == ["v2"]
+        assert [(f["name"], f["version"]) for f in spec["supportedModelFormats"]] == [
+            ("genserve", str(SCHEMA_VERSION))
+        ]
+
+
+def _supporting_runtimes(model: dict[str, Any]) -> list[str]:
+    """The runtimes KServe accepts for a predictor's model spec, as kserve v0.20.0 decides in
+    pkg/apis/serving/v1beta1/predictor_model.go and .../components/predictor.go: a runtime the
+    model names must have its format (any of its formats counts) and, if the model names one,
+    its protocol; otherwise a runtime needs an auto-selected format and the model's protocol,
+    v1 when the model names none."""
+    fmt, named = model["modelFormat"], model.get("runtime")
+    wanted = f"{fmt['name']}:{fmt['version']}" if "version" in fmt else fmt["name"]
+    protocol = model.get("protocolVersion", None if named else "v1")
+    found = []
+    for runtime in _kserve_kinds("ServingRuntime"):
+        name, spec = runtime["metadata"]["name"], runtime["spec"]
+        labels = set()
+        for f in spec["supportedModelFormats"]:
+            if named or f.get("autoSelect"):
+                labels |= {f["name"]} | (
+                    {f"{f['name']}:{f['version']}"} if "version" in f else set()
+                )
+        protocols = spec.get("protocolVersions") or []
+        if named not in (None, name) or wanted not in labels:
+            continue
+        if protocol is None or not protocols or protocol in protocols:
+            found.append(name)
+    return found
+
+
+def test_kserve_inferenceservices_get_a_genserve_runtime_and_a_store() -> None:
+    isvcs = {d["metadata"]["name"]: d for d in _kserve_kinds("InferenceService")}
+    assert set(isvcs) == {"genserve", "genserve-gpu"}
+    expected = {"genserve": ["genserve"], "genserve-gpu": ["genserve-gpu"]}
+    for name, isvc in isvcs.items():
+        assert DNS_1035_LABEL.fullmatch(name), name
+        predictor = isvc["spec"]["predictor"]
+        model = predictor["model"]
+        assert _supporting_runtimes(model) == expected[name], name
+        assert model["protocolVersion"] == "v2", name
+        scheme, _, path = model["storageUri"].partition("://")
+        assert scheme in STORAGE_SCHEMES and path.strip("/"), model["storageUri"]
+        assert 0 <= predictor["minReplicas"] <= predictor["maxReplicas"]
+        assert isvc["metadata"]["labels"] == {
+            "app.kubernetes.io/name": "genserve",
+            "app.kubernetes.io/variant": "gpu" if "runtime" in model else "cpu",
+        }
+    # controls: without protocolVersion (KServe's default, v1), or for another card schema, no
+    # runtime is found; the GPU runtime is taken only when named
+    cpu = isvcs["genserve"]["spec"]["predictor"]["model"]
+    assert _supporting_runtimes({"modelFormat": cpu["modelFormat"]}) == []
+    other_schema = {"name": "genserve", "version": str(SCHEMA_VERSION + 1)}
+    assert _supporting_runtimes({**cpu, "modelFormat": other_schema}) == []
+    assert _supporting_runtimes({**cpu, "modelFormat": {"name": "genserve"}}) == ["genserve"]
+    gpu = dict(isvcs["genserve-gpu"]["spec"]["predictor"]["model"])
+    del gpu["runtime"]
+    assert _supporting_runtimes(gpu) == ["genserve"]

@@ -1,6 +1,6 @@
-"""The deployment files (Dockerfile, compose, Prometheus, Grafana, Kubernetes) and the PromQL
-they hold, shared by tests/test_deploy.py (static checks) and tests/test_monitoring.py (a real
-Prometheus)."""
+"""The deployment files (Dockerfile, compose, Prometheus, Grafana, Kubernetes, KServe) and the
+PromQL they hold, shared by tests/test_deploy.py (static checks) and tests/test_monitoring.py
+(a real Prometheus)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ DEPLOY = REPO / "deploy"
 DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
 COMPOSE = REPO / "docker-compose.yml"
-COMPOSE_SCHEMA = DEPLOY / "schemas" / "compose-spec.json"
+SCHEMAS = DEPLOY / "schemas"
+COMPOSE_SCHEMA = SCHEMAS / "compose-spec.json"
 PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
 GRAFANA = DEPLOY / "grafana"
@@ -28,6 +29,8 @@ DASHBOARD = GRAFANA / "dashboards" / "genserve.json"
 DATASOURCES = GRAFANA / "provisioning" / "datasources" / "prometheus.yml"
 DASHBOARD_PROVIDERS = GRAFANA / "provisioning" / "dashboards" / "genserve.yml"
 K8S = DEPLOY / "k8s"
+KSERVE = DEPLOY / "kserve"
+KSERVE_SCHEMAS = sorted(SCHEMAS.glob("kserve-*.json"))
 
 # What the Grafana variables become when a test runs a panel's expr against Prometheus.
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$model": ".*"}
@@ -53,13 +56,48 @@ def load_dashboard() -> dict[str, Any]:
     return dashboard
 
 
-def dashboard_builder() -> ModuleType:
-    """deploy/grafana/build_dashboard.py, imported by path (deploy/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("build_dashboard", GRAFANA / "build_dashboard.py")
+def _load_script(path: Path) -> ModuleType:
+    """A script under deploy/, imported by path (deploy/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def dashboard_builder() -> ModuleType:
+    """deploy/grafana/build_dashboard.py."""
+    return _load_script(GRAFANA / "build_dashboard.py")
+
+
+def vendor_crd() -> ModuleType:
+    """deploy/schemas/vendor_crd.py, which derives the vendored CRD schemas."""
+    return _load_script(SCHEMAS / "vendor_crd.py")
+
+
+def strict_crd_schema(schema: Any) -> Any:
+    """A CRD schema as the API server applies it with strict field validation (kubectl's
+    default): an object schema with `properties` takes no other field, unless it has its own
+    `additionalProperties` (a map) or `x-kubernetes-preserve-unknown-fields`. jsonschema would
+    otherwise accept a misspelt field, which the API server would reject (or, without strict
+    validation, silently drop)."""
+    if isinstance(schema, list):
+        return [strict_crd_schema(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {
+        key: {name: strict_crd_schema(child) for name, child in value.items()}
+        if key in ("properties", "definitions")
+        else strict_crd_schema(value)
+        for key, value in schema.items()
+    }
+    if (
+        "properties" in out
+        and "additionalProperties" not in out
+        and not out.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        out["additionalProperties"] = False
+    return out
 
 
 def dashboard_targets() -> list[tuple[str, str]]:
