@@ -85,7 +85,8 @@ def free_port() -> int:
 
 @contextmanager
 def serve(store: Path, start_s: float = 120, **settings: str) -> Iterator[Service]:
-    """``python -m service`` on 127.0.0.1 serving ``store``, once /health/live answers.
+    """``python -m service`` on 127.0.0.1 serving ``store``, once every worker has started (all
+    are live and have loaded the store: /health/ready no longer says some are starting).
     ``settings`` are environment variables (``SERVICE_BATCH_QUEUE_LIMIT="8"``)."""
     port = free_port()
     env = {**os.environ, "SERVICE_MODEL_STORE": str(store), "SERVICE_DEVICE": "cpu", **settings}
@@ -104,7 +105,8 @@ def serve(store: Path, start_s: float = 120, **settings: str) -> Iterator[Servic
             if process.poll() is not None:
                 raise RuntimeError(f"the service exited at start-up:\n{service.log_tail()}")
             try:
-                if service.get("/health/live")[0] == 200:
+                status, body = service.get("/health/ready")
+                if status == 200 or "workers have started" not in str(body.get("error", "")):
                     break
             except OSError:
                 pass

@@ -1,9 +1,12 @@
-"""``python -m service --host H --port P``: serve the store named by SERVICE_MODEL_STORE."""
+"""``python -m service --host H --port P``: serve the store named by SERVICE_MODEL_STORE, with
+SERVICE_WORKERS worker processes on that port (by default one per core the process may use)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shutil
 import sys
 
 
@@ -27,8 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     import uvicorn
     from pydantic import ValidationError
 
-    from service.api.app import create_app
-    from service.config import Settings
+    from service.config import ServiceConfig, Settings
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -43,14 +45,28 @@ def main(argv: list[str] | None = None) -> None:
                 message = f"{name}: {message}"
             print(f"invalid setting {message}", file=sys.stderr)
         sys.exit(2)
-    uvicorn.run(
-        create_app(settings),
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        access_log=args.access_log,
-        timeout_graceful_shutdown=settings.shutdown_grace_s,
-    )
+    server = {
+        "host": args.host,
+        "port": args.port,
+        "log_level": args.log_level,
+        "access_log": args.access_log,
+        "timeout_graceful_shutdown": settings.shutdown_grace_s,
+    }
+    workers = ServiceConfig.from_settings(settings).workers
+    if workers == 1:
+        from service.api.app import create_app
+
+        uvicorn.run(create_app(settings), **server)
+        return
+    from service.runtime.rundir import RunDir
+
+    run = RunDir.create()  # the workers' shared folder, new and empty
+    os.environ.update(run.environment())
+    logging.getLogger("service").info("%d workers, sharing %s", workers, run.root)
+    try:
+        uvicorn.run("service.api.app:create_app", factory=True, workers=workers, **server)
+    finally:
+        shutil.rmtree(run.root, ignore_errors=True)
 
 
 if __name__ == "__main__":

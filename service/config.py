@@ -3,6 +3,7 @@ and ``ServiceConfig``, what they become for each layer."""
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, replace
@@ -14,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.generation.specs import Limits
 from service.registry.families import Operation
+from service.registry.fleet import Readiness
 from service.registry.loader import LoadOptions, ModelLoader, load_registry
 from service.registry.registry import Registry
 from service.runtime.batching import BatchObserver, BatchPolicy
@@ -47,6 +49,19 @@ class Settings(BaseSettings):
         default=False, description="Let onnxruntime threads busy-wait between runs."
     )
     warmup: bool = Field(default=True, description="Run every graph once at start-up.")
+    workers: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="Worker processes of `python -m service`, on one port; 0 = the cores this "
+        "process may use (the cgroup CPU quota in a container, else its CPU affinity).",
+    )
+    readiness: Readiness = Field(
+        default=Readiness.ANY,
+        description="When /health/ready answers 200: 'any' once one model at least serves (a "
+        "model that failed shows, and does not take the others out of service); 'strict' only "
+        "when every model that should serve does.",
+    )
     batch_max_size: int = Field(
         default=64, ge=1, le=4096, description="Most images in one batched onnxruntime run."
     )
@@ -113,8 +128,8 @@ class Settings(BaseSettings):
     api_key_rate: float = Field(
         default=0.0,
         ge=0,
-        description="Requests per second each key may send (a token bucket per key, per worker "
-        "process); 0 = no limit. Past it: 429 + Retry-After.",
+        description="Requests per second each key may send (a token bucket per key, shared by "
+        "the workers); 0 = no limit. Past it: 429 + Retry-After.",
     )
     api_key_burst: int = Field(
         default=0,
@@ -201,6 +216,8 @@ class ServiceConfig:
     """For the pixel-by-pixel families, which run one at a time on every core."""
     defaults: dict[str, str]
     """The default model of each operation that has one."""
+    workers: int
+    """Worker processes serving on the port (SERVICE_WORKERS, resolved)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServiceConfig:
@@ -221,9 +238,10 @@ class ServiceConfig:
             instances=settings.batch_instances,
             queue_timeout=queue_timeout,
         )
+        workers = settings.workers or usable_cores()
         threads = settings.intra_op_threads
-        if threads == 0 and batching.instances > 1:  # the batch instances share the cores
-            threads = max(1, len(os.sched_getaffinity(0)) // batching.instances)
+        if threads == 0 and batching.instances * workers > 1:  # the instances share the cores
+            threads = max(1, usable_cores() // (batching.instances * workers))
         tuning = SessionTuning(
             settings.intra_op_threads, settings.ort_spinning, settings.ort_log_severity
         )
@@ -237,6 +255,7 @@ class ServiceConfig:
             sessions=replace(tuning, intra_op_threads=threads),
             autoregressive_sessions=tuning,
             defaults=defaults,
+            workers=workers,
         )
 
     def load_options(self, providers: list[str], observers: Observers | None = None) -> LoadOptions:
@@ -257,6 +276,19 @@ class ServiceConfig:
         providers = choose_providers(self.settings.device, self.settings.ort_log_severity)
         loader = ModelLoader(self.load_options(providers, observers))
         return load_registry(loader, self.defaults)
+
+
+def usable_cores() -> int:
+    """The cores this process may use: its cgroup's CPU quota (cgroup v2 ``cpu.max``, in a
+    container), rounded up, within its CPU affinity."""
+    affinity = len(os.sched_getaffinity(0))
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+    except (OSError, ValueError):
+        return affinity
+    if quota == "max":
+        return affinity
+    return max(1, min(affinity, math.ceil(int(quota) / int(period))))
 
 
 @dataclass(frozen=True)

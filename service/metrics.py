@@ -1,23 +1,74 @@
-"""Prometheus metrics, in a CollectorRegistry of their own so that several apps can coexist."""
+"""Prometheus metrics, in a CollectorRegistry of their own so that several apps can coexist.
+
+With several worker processes (PROMETHEUS_MULTIPROC_DIR set, ``python -m service`` does it),
+every value lives in prometheus-client's files in that folder and a scrape of any worker sums
+them all: counters and histograms over every worker that ever ran, the in-flight and queue
+gauges over the live ones. The models' readiness and providers are not stored values: they are
+read at each scrape from ``model_states`` (the service's, across its workers), so a model that
+is not served simply has no series.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from contextlib import suppress
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.registry import Collector
 
 # 0.5 ms .. 30 s, roughly x2.5 per bucket.
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 )  # fmt: skip
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@dataclass(frozen=True)
+class ModelSeries:
+    name: str
+    version: int | None
+    ready: bool
+    providers: dict[str, str]
+    """Graph role -> execution provider."""
+
+
+class _ModelStates(Collector):
+    """genserve_model_ready and genserve_provider_info, as the service is at the scrape."""
+
+    def __init__(self, source: Callable[[], Iterable[ModelSeries]]) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[Metric]:
+        ready = GaugeMetricFamily(
+            "genserve_model_ready",
+            "1 if the model is loaded and serving (in every worker), else 0.",
+            labels=["model", "version"],
+        )
+        providers = GaugeMetricFamily(
+            "genserve_provider_info",
+            "Execution provider each graph really got (value is always 1).",
+            labels=["model", "graph", "provider"],
+        )
+        for model in self.source():
+            ready.add_metric([model.name, str(model.version or "")], 1.0 if model.ready else 0.0)
+            for role, provider in model.providers.items():
+                providers.add_metric([model.name, role, provider], 1.0)
+        yield ready
+        yield providers
 
 
 class Metrics:
     def __init__(self) -> None:
+        self.folder = os.environ.get(MULTIPROCESS_ENV) or None
         self.registry = CollectorRegistry(auto_describe=True)
-        self._model_series: dict[str, list[tuple[Gauge, tuple[str, ...]]]] = {}
+        self.model_states: Callable[[], Iterable[ModelSeries]] = list
+        """Set by the app once its models load."""
+        self._states = _ModelStates(lambda: self.model_states())
         self.request_duration = Histogram(
             "genserve_request_duration_seconds",
             "HTTP request latency, by model, operation and status code.",
@@ -39,21 +90,11 @@ class Metrics:
             registry=self.registry,
         )
         self.in_flight = Gauge(
-            "genserve_requests_in_flight", "HTTP requests being served.", registry=self.registry
-        )
-        self.model_ready = Gauge(
-            "genserve_model_ready",
-            "1 if the model is loaded and serving, else 0.",
-            ["model", "version"],
+            "genserve_requests_in_flight",
+            "HTTP requests being served.",
             registry=self.registry,
+            multiprocess_mode="livesum",
         )
-        self.provider_info = Gauge(
-            "genserve_provider_info",
-            "Execution provider each graph really got (value is always 1).",
-            ["model", "graph", "provider"],
-            registry=self.registry,
-        )
-
         self.batch_size = Histogram(
             "genserve_batch_size",
             "Rows (images or latents) in one batched onnxruntime run, by model and graph role.",
@@ -80,6 +121,7 @@ class Metrics:
             "Requests left waiting in a graph's batch queue when the last batch started.",
             ["model", "graph"],
             registry=self.registry,
+            multiprocess_mode="livesum",
         )
         self.rejections = Counter(
             "genserve_rejected_requests",
@@ -88,7 +130,6 @@ class Metrics:
             ["model", "graph"],
             registry=self.registry,
         )
-
         self.key_requests = Counter(
             "genserve_api_key_requests",
             "Requests let through by API key, by the key's name (never the key).",
@@ -102,24 +143,18 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        if self.folder is None:
+            self.registry.register(self._states)
 
-    def publish_model(
-        self, name: str, version: str, ready: bool, providers: Mapping[str, str]
-    ) -> None:
-        """Replace the model's model_ready and provider_info series (after a load or reload)."""
-        self.forget_model(name)
-        self.model_ready.labels(name, version).set(1.0 if ready else 0.0)
-        series: list[tuple[Gauge, tuple[str, ...]]] = [(self.model_ready, (name, version))]
-        for role, provider in providers.items():
-            self.provider_info.labels(name, role, provider).set(1.0)
-            series.append((self.provider_info, (name, role, provider)))
-        self._model_series[name] = series
-
-    def forget_model(self, name: str) -> None:
-        """Drop the model's series: a model that is not served exports none."""
-        for gauge, labels in self._model_series.pop(name, []):
-            with suppress(KeyError):
-                gauge.remove(*labels)
+    def forget_dead_workers(self, alive: Callable[[int], bool]) -> None:
+        """Drop the live gauges of worker processes that are gone (a restarted worker's
+        predecessor), so that they stop counting in the in-flight and queue sums."""
+        if self.folder is None:
+            return
+        pids = {int(p.stem.rsplit("_", 1)[-1]) for p in Path(self.folder).glob("gauge_live*_*.db")}
+        for pid in pids:
+            if not alive(pid):
+                mark_process_dead(pid, self.folder)
 
     def observe_run(self, model: str, graph: str, seconds: float) -> None:
         self.onnx_run.labels(model, graph).observe(seconds)
@@ -145,4 +180,9 @@ class Metrics:
         self.rejections.labels(model, graph).inc()
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if self.folder is None:
+            return generate_latest(self.registry)
+        every_worker = CollectorRegistry()
+        MultiProcessCollector(every_worker, self.folder)
+        every_worker.register(self._states)
+        return generate_latest(every_worker)

@@ -12,7 +12,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import anyio
 import numpy as np
 import onnx
 import pytest
@@ -28,6 +27,7 @@ from service.errors import Overloaded
 from service.generation.operations import Operations
 from service.generation.specs import Limits, SampleSpec
 from service.runtime.batching import Batcher, BatchPolicy
+from service.runtime.slots import LocalSlots
 from tests.conftest import load_registry, tiny_settings
 from tests.support.tiny_store import LATENT_DIM, write_model
 
@@ -75,7 +75,7 @@ def test_hot_reload_under_load_fails_no_request(tiny_store: Path) -> None:
 
 def test_corrupt_model_start_up_serves_the_others(tiny_store: Path) -> None:
     figure = reliability.corrupt_startup(tiny_store, "garbage graph")
-    assert figure.ready_status == 503 and figure.others_serve
+    assert figure.ready_status == 200 and figure.others_serve  # readiness "any", the default
     assert figure.reason == f"{figure.model}: onnxruntime could not load " + graph_file(
         figure.model, "encoder", 1
     )
@@ -85,7 +85,8 @@ def test_graceful_shutdown_finishes_the_requests_in_flight(tiny_store: Path) -> 
     figure = reliability.graceful_shutdown(tiny_store, in_flight=8)
     assert figure.in_flight > 0, figure
     assert figure.finished_ok == figure.requests == 8, figure.problems
-    assert figure.exit_code == -15  # uvicorn re-raises SIGTERM once it has drained
+    # One process re-raises SIGTERM once it has drained; several workers' supervisor exits 0.
+    assert figure.exit_code in (-15, 0)
 
 
 # ---------------------------------------------------------------- fault isolation
@@ -107,7 +108,7 @@ def test_one_broken_model_is_unavailable_and_says_why(
 ) -> None:
     store = copy_store(tiny_store, tmp_path / "store")
     CORRUPTIONS[corruption](store, "vae-tiny")
-    with TestClient(create_app(tiny_settings(store))) as client:
+    with TestClient(create_app(tiny_settings(store, readiness="strict"))) as client:
         ready = client.get("/health/ready")
         assert ready.status_code == 503
         assert ready.json()["models"]["vae-tiny"]["state"] == "failed"
@@ -265,9 +266,10 @@ def test_autoregressive_samplings_wait_in_a_bounded_queue_for_a_bounded_time(
     limits = Limits(queue_limit=1, queue_timeout=0.1)
 
     async def scenario() -> list[object]:
-        limiter = anyio.CapacityLimiter(1)
+        slots = LocalSlots(1)
+        limiter = slots.limiter
         await limiter.acquire_on_behalf_of("a long sampling")
-        operations = Operations(limits, limiter)
+        operations = Operations(limits, slots)
         waiting = asyncio.ensure_future(operations.sample(model, SampleSpec(1, 0)))
         await asyncio.sleep(0.01)
         with pytest.raises(Overloaded, match="1 autoregressive samplings are waiting"):

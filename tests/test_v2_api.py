@@ -212,7 +212,7 @@ def test_failed_model_is_503_in_v2_and_others_serve(tmp_path: Path, tiny_store: 
     store = tmp_path / "store"
     shutil.copytree(tiny_store, store)
     (store / "vae-tiny.decoder" / "1" / "model.onnx").write_bytes(b"junk")
-    with TestClient(create_app(tiny_settings(store))) as client:
+    with TestClient(create_app(tiny_settings(store, readiness="strict"))) as client:
         assert client.get("/v2/health/live").status_code == 200
         ready = client.get("/v2/health/ready")
         assert ready.status_code == 503 and "not ready" in ready.json()["error"]

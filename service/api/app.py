@@ -13,15 +13,19 @@ from typing import Any
 import anyio.to_thread
 from fastapi import FastAPI
 
-from service.api.auth import ApiKeyMiddleware, ApiKeys, needs_key
+from service.api.auth import ApiKeyMiddleware, ApiKeys, LocalBuckets, SharedBuckets, needs_key
 from service.api.errors import install_error_handlers
 from service.api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from service.api.routes import ROUTERS
 from service.config import Observers, ServiceConfig, Settings
 from service.generation.operations import Operations
-from service.metrics import Metrics
+from service.metrics import Metrics, ModelSeries
 from service.registry.control import ModelControl
-from service.registry.registry import LoadedModel, ModelState, Registry
+from service.registry.fleet import Readiness, SharedFleet, SoloFleet
+from service.registry.registry import ModelState, Registry
+from service.runtime.memory import limit_malloc_arenas
+from service.runtime.rundir import RunDir, alive
+from service.runtime.slots import FileSlots, LocalSlots, Slots
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +40,21 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     observers = Observers(runs=metrics.observe_run, batches=metrics)
     registry = await anyio.to_thread.run_sync(config.load_registry, observers)
     app.state.registry = registry
-    slots = anyio.CapacityLimiter(config.settings.max_concurrent_autoregressive)
-    app.state.operations = Operations(config.limits, slots)
     app.state.control = control = ModelControl(registry)
-    for name in registry.models:  # by name: a loop variable here would pin the model forever
-        publish_model(metrics, registry.models[name])
-    registry.subscribers.append(partial(publish_model, metrics))
+    settings, run = config.settings, RunDir.from_environment()
+    policy = Readiness(settings.readiness)
+    fleet: SoloFleet | SharedFleet
+    if run is None:
+        slots: Slots = LocalSlots(settings.max_concurrent_autoregressive)
+        fleet = SoloFleet(registry, control, policy)
+    else:
+        slots = FileSlots(run.slots, settings.max_concurrent_autoregressive)
+        fleet = SharedFleet(run, config.workers, registry, control, policy)
+        fleet.publish()
+        metrics.forget_dead_workers(alive)
+    app.state.operations = Operations(config.limits, slots)
+    app.state.fleet = fleet
+    metrics.model_states = partial(model_series, fleet)
     providers = sorted({m.provider for m in registry.models.values() if m.provider})
     log.info(
         "%d of %d models ready (provider: %s)",
@@ -49,26 +62,26 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         len(registry.models),
         ", ".join(providers) or "none",
     )
-    watch = None
-    if config.settings.watch_interval_s > 0:
-        interval = config.settings.watch_interval_s
-        watch = asyncio.create_task(control.watch(interval), name="store-watch")
+    tasks = [asyncio.create_task(fleet.run(), name="fleet")]
+    if settings.watch_interval_s > 0:
+        watch = control.watch(settings.watch_interval_s)
+        tasks.append(asyncio.create_task(watch, name="store-watch"))
     yield
-    if watch is not None:
-        watch.cancel()
+    for task in tasks:
+        task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await watch
+            await task
     await registry.close()
 
 
-def publish_model(metrics: Metrics, model: LoadedModel) -> None:
-    """Export the model's readiness and providers; a model not served (unsupported family,
-    unloaded by an admin) exports no series, so that it is neither ready nor failing."""
-    if model.state in (ModelState.UNSUPPORTED, ModelState.UNLOADED):
-        metrics.forget_model(model.name)
-        return
-    ready = model.state is ModelState.READY
-    metrics.publish_model(model.name, str(model.version or ""), ready, model.providers)
+def model_series(fleet: SoloFleet | SharedFleet) -> list[ModelSeries]:
+    """The models' readiness and providers; a model not served (unsupported family, unloaded
+    by an admin) has no series, so that it is neither ready nor failing."""
+    return [
+        ModelSeries(name, m.version, m.state is ModelState.READY, m.providers)
+        for name, m in fleet.status().models.items()
+        if m.state not in (ModelState.UNSUPPORTED, ModelState.UNLOADED)
+    ]
 
 
 def document_api_keys(app: FastAPI, metrics_need_key: bool) -> None:
@@ -109,11 +122,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.operations = Operations(config.limits)
     app.state.registry = Registry({}, {})
     app.state.control = ModelControl(app.state.registry)
+    app.state.fleet = SoloFleet(app.state.registry, app.state.control, Readiness.ANY)
+    if RunDir.from_environment() is not None:  # a worker of several: before any thread starts
+        limit_malloc_arenas()
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     keys = settings.api_key_table()
     if keys:
-        api_keys = ApiKeys(keys, settings.api_key_rate, settings.api_key_burst)
+        run = RunDir.from_environment()
+        buckets = SharedBuckets(run.root / "buckets") if run else LocalBuckets()
+        api_keys = ApiKeys(keys, settings.api_key_rate, settings.api_key_burst, buckets)
         app.add_middleware(
             ApiKeyMiddleware,
             keys=api_keys,

@@ -6,11 +6,12 @@ An optional rate per key answers 429 with Retry-After past it."""
 
 from __future__ import annotations
 
+import fcntl
 import hmac
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from pathlib import Path
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -24,36 +25,68 @@ OPEN_PATHS = frozenset(
 )
 
 
-@dataclass
-class TokenBucket:
-    """``rate`` tokens a second, up to ``burst``; a request takes one."""
+def take(
+    tokens: float, updated: float, now: float, rate: float, burst: float
+) -> tuple[float, float]:
+    """A token bucket of ``rate`` tokens a second, up to ``burst``, after a request asks for one
+    at ``now``: (tokens left, 0) if it may go, else (tokens, the seconds until it may)."""
+    tokens = min(burst, tokens + (now - updated) * rate)
+    if tokens >= 1:
+        return tokens - 1, 0.0
+    return tokens, (1 - tokens) / rate
 
-    rate: float
-    burst: float
-    tokens: float = field(init=False)
-    updated: float = field(default_factory=time.monotonic)
 
-    def __post_init__(self) -> None:
-        self.tokens = self.burst
+class LocalBuckets:
+    """The keys' buckets in this process."""
 
-    def take(self) -> float:
-        """0 if the request may go now, else the seconds until it may."""
+    def __init__(self) -> None:
+        self.state: dict[str, tuple[float, float]] = {}
+
+    def take(self, name: str, rate: float, burst: float) -> float:
         now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return 0.0
-        return (1 - self.tokens) / self.rate
+        tokens, updated = self.state.get(name, (burst, now))
+        tokens, wait = take(tokens, updated, now, rate, burst)
+        self.state[name] = (tokens, now)
+        return wait
+
+
+class SharedBuckets:
+    """The keys' buckets of every worker: one file per key in ``folder``, read and written under
+    an exclusive lock, so that a key's rate is the service's, however requests spread."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(exist_ok=True)
+
+    def take(self, name: str, rate: float, burst: float) -> float:
+        with (self.folder / name).open("a+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            f.seek(0)
+            now = time.time()
+            try:
+                tokens, updated = (float(v) for v in f.read().split())
+            except ValueError:  # a new key
+                tokens, updated = burst, now
+            tokens, wait = take(tokens, updated, now, rate, burst)
+            f.seek(0)
+            f.truncate()
+            f.write(f"{tokens!r} {now!r}")
+        return wait
 
 
 class ApiKeys:
-    """The keys by name, and each key's rate."""
+    """The keys by name, and each key's rate (its buckets in ``buckets``)."""
 
-    def __init__(self, keys: Mapping[str, str], rate: float = 0.0, burst: int = 0) -> None:
+    def __init__(
+        self,
+        keys: Mapping[str, str],
+        rate: float = 0.0,
+        burst: int = 0,
+        buckets: LocalBuckets | SharedBuckets | None = None,
+    ) -> None:
         self.keys = [(name, key.encode()) for name, key in keys.items()]
         self.rate, self.burst = rate, burst or math.ceil(rate)
-        self.buckets: dict[str, TokenBucket] = {}
+        self.buckets = buckets or LocalBuckets()
 
     def name_of(self, authorization: bytes | None) -> str:
         """The name of the key a request's ``Authorization`` header carries; Unauthorized if it
@@ -73,8 +106,7 @@ class ApiKeys:
         """RateLimited if the key has sent more than its rate."""
         if self.rate <= 0:
             return
-        bucket = self.buckets.setdefault(name, TokenBucket(self.rate, self.burst))
-        wait = bucket.take()
+        wait = self.buckets.take(name, self.rate, self.burst)
         if wait > 0:
             raise RateLimited(f"API key {name!r} sends more than {self.rate:g} requests/s", wait)
 

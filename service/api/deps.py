@@ -14,7 +14,7 @@ from fastapi import Depends, Request
 from service.config import Settings
 from service.generation.operations import Operations
 from service.metrics import Metrics
-from service.registry.control import ModelControl
+from service.registry.fleet import Fleet
 from service.registry.registry import Registry
 
 
@@ -28,12 +28,12 @@ def _state(name: str) -> Callable[[Request], Awaitable[Any]]:
     return get
 
 
-get_settings, get_registry, get_metrics, get_control, get_operations = (
-    _state(name) for name in ("settings", "registry", "metrics", "control", "operations")
+get_settings, get_registry, get_metrics, get_operations, get_fleet = (
+    _state(name) for name in ("settings", "registry", "metrics", "operations", "fleet")
 )
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
-ControlDep = Annotated[ModelControl, Depends(get_control)]
 OperationsDep = Annotated[Operations, Depends(get_operations)]
+FleetDep = Annotated[Fleet, Depends(get_fleet)]

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Literal
 
-import anyio
 import numpy as np
 
 from modelstore.card import ModelCard, RowStepSampler, WindowedSampler
@@ -21,6 +20,7 @@ from service.generation.likelihood import sample_pixel
 from service.generation.specs import Limits
 from service.registry.families import FAMILIES
 from service.registry.registry import LoadedModel
+from service.runtime.slots import Slots
 
 
 def pixel_noise(seed: int, n: int, h: int, w: int) -> np.ndarray:
@@ -162,29 +162,25 @@ def components(card: ModelCard) -> int:
 
 
 @asynccontextmanager
-async def turn(
-    name: str, limiter: anyio.CapacityLimiter | None, limits: Limits
-) -> AsyncIterator[None]:
+async def turn(name: str, slots: Slots | None, limits: Limits) -> AsyncIterator[None]:
     """Wait for a free autoregressive slot in a bounded queue, for a bounded time; Overloaded
     when the queue is full or the wait too long."""
-    if limiter is None:
+    if slots is None:
         yield
         return
-    waiting = limiter.statistics().tasks_waiting
+    waiting = slots.waiting
     if waiting >= limits.queue_limit:
         raise Overloaded(
             f"{name}: {waiting} autoregressive samplings are waiting; retry later",
             float(max(1, waiting)),
         )
-    with anyio.move_on_after(limits.queue_timeout or math.inf) as wait:
-        await limiter.acquire()
-    if wait.cancelled_caught:
+    if not await slots.acquire(limits.queue_timeout or math.inf):
         raise Overloaded(
             f"{name}: waited more than {limits.queue_timeout:g} s for an autoregressive "
             "sampling slot; retry later",
-            float(max(1, limiter.statistics().tasks_waiting)),
+            float(max(1, slots.waiting)),
         )
     try:
         yield
     finally:
-        limiter.release()
+        slots.release()

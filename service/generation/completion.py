@@ -19,6 +19,7 @@ from service.generation.likelihood import quantize
 from service.generation.specs import CompleteSpec, Given, Limits
 from service.registry.families import Operation
 from service.registry.registry import LoadedModel
+from service.runtime.slots import Slots
 
 SEEDS = 2**64
 
@@ -35,7 +36,7 @@ async def complete(
     seed: int,
     limits: Limits,
     finish: Callable[[np.ndarray], Any],
-    slots: anyio.CapacityLimiter | None = None,
+    slots: Slots | None = None,
 ) -> tuple[Any, int]:
     """``finish`` of the (B x samples, C, H, W) completions, image-major (the samples of image
     0 first), and how many there are. Completion i of every image uses seed + i

@@ -40,6 +40,7 @@ from service.generation.specs import (
 )
 from service.registry.families import FAMILIES, Operation
 from service.registry.registry import LoadedModel
+from service.runtime.slots import Slots
 
 ImageFinish = Callable[[np.ndarray], Any]
 """Applied to a request's (B, C, H, W) images in the worker thread, e.g. PNG encoding."""
@@ -53,9 +54,7 @@ class Operations:
     """The seven operations, bound to the limits they enforce and to the slots that bound how
     many autoregressive samplings run at once (None: no bound)."""
 
-    def __init__(
-        self, limits: Limits | None = None, slots: anyio.CapacityLimiter | None = None
-    ) -> None:
+    def __init__(self, limits: Limits | None = None, slots: Slots | None = None) -> None:
         self.limits = limits or Limits()
         self.slots = slots
 

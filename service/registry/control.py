@@ -60,6 +60,12 @@ class ModelControl:
         self._locks: dict[str, asyncio.Lock] = {}
         self._tried: dict[str, Fingerprint] = {}
 
+    async def apply(self, name: str, action: Action) -> ModelChange:
+        """``load``, ``reload`` or ``unload``, by the action's name."""
+        if action is Action.UNLOAD:
+            return await self.unload(name)
+        return await self._replace(name, action)
+
     async def load(self, name: str) -> ModelChange:
         """Serve the store's newest version of ``name``; nothing to do if it already does."""
         return await self._replace(name, Action.LOAD)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -70,10 +70,6 @@ class LoadedModel:
         return operation in self.operations
 
 
-ModelSubscriber = Callable[[LoadedModel], None]
-"""Called with the model swapped in, whenever one is."""
-
-
 class Registry:
     def __init__(
         self,
@@ -85,7 +81,6 @@ class Registry:
         self.defaults = dict(defaults)
         self.loaded = False
         self.loader = loader
-        self.subscribers: list[ModelSubscriber] = []
 
     def swap(self, model: LoadedModel) -> LoadedModel | None:
         """Put ``model`` in place of the one of its name, at once; return the one it replaced.
@@ -95,8 +90,6 @@ class Registry:
         model keep it and finish on it."""
         previous = self.models.get(model.name)
         self.models = dict(sorted({**self.models, model.name: model}.items()))
-        for subscriber in self.subscribers:
-            subscriber(model)
         return previous
 
     @property

@@ -11,10 +11,10 @@ from fastapi import APIRouter, Depends, Path
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from modelstore.layout import MODEL_NAME
-from service.api.deps import ControlDep, SettingsDep
+from service.api.deps import FleetDep, SettingsDep
 from service.api.schemas import ModelChangeResponse, error_responses
 from service.errors import AdminDisabled, Unauthorized
-from service.registry.control import ModelChange
+from service.registry.control import Action, ModelChange
 
 _bearer = HTTPBearer(auto_error=False, description="The value of SERVICE_ADMIN_TOKEN.")
 
@@ -48,12 +48,13 @@ _ERRORS = error_responses(401, 404, 422, 503)
     response_model=ModelChangeResponse,
     responses={**_ERRORS, **error_responses(409)},
 )
-async def load(name: ModelNameParam, control: ControlDep) -> ModelChangeResponse:
+async def load(name: ModelNameParam, fleet: FleetDep) -> ModelChangeResponse:
     """Serve the store's newest version of `name`: a model added to the store since start-up,
     one unloaded before, or a newer version. Nothing to do (`changed: false`) when that version
     already serves. The new version loads and warms up before it replaces the old one; a
-    version that fails to load is a 409, and the old one keeps serving."""
-    return _response(await control.load(name))
+    version that fails to load is a 409, and the old one keeps serving. Every worker makes the
+    change before the answer comes."""
+    return _response(await fleet.change(name, Action.LOAD))
 
 
 @router.post(
@@ -61,17 +62,17 @@ async def load(name: ModelNameParam, control: ControlDep) -> ModelChangeResponse
     response_model=ModelChangeResponse,
     responses={**_ERRORS, **error_responses(409)},
 )
-async def reload(name: ModelNameParam, control: ControlDep) -> ModelChangeResponse:
+async def reload(name: ModelNameParam, fleet: FleetDep) -> ModelChangeResponse:
     """Load the store's newest version of `name` again, even if it is the one serving, and swap
     it in once warm. Requests in flight finish on the old version; none fails."""
-    return _response(await control.reload(name))
+    return _response(await fleet.change(name, Action.RELOAD))
 
 
 @router.post("/models/{name}/unload", response_model=ModelChangeResponse, responses=_ERRORS)
-async def unload(name: ModelNameParam, control: ControlDep) -> ModelChangeResponse:
+async def unload(name: ModelNameParam, fleet: FleetDep) -> ModelChangeResponse:
     """Stop serving `name` (its requests get 503 `model_not_ready` until it is loaded again);
     requests in flight finish. An unloaded model does not block readiness."""
-    return _response(await control.unload(name))
+    return _response(await fleet.change(name, Action.UNLOAD))
 
 
 def _response(change: ModelChange) -> ModelChangeResponse:

@@ -3,9 +3,8 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from service.api.deps import RegistryDep
+from service.api.deps import FleetDep
 from service.api.schemas import LiveResponse, ModelHealth, ReadyResponse
-from service.registry.registry import ModelState, Registry
 
 router = APIRouter(prefix="/health", tags=["health"])
 
@@ -22,36 +21,24 @@ async def live() -> LiveResponse:
     response_model_exclude_none=True,
     responses={503: {"model": ReadyResponse, "description": "Not ready; same body, with why."}},
 )
-async def ready(registry: RegistryDep) -> Any:
-    """200 only when the models are loaded, at least one serves and none failed; 503 otherwise,
-    with the same body saying why. Families the service does not serve (e.g. a classifier) are
-    listed as unsupported and do not block readiness."""
+async def ready(fleet: FleetDep) -> Any:
+    """200 when the service is ready under SERVICE_READINESS: with `any` (the default) once the
+    models are loaded and one at least serves, with `strict` only when none failed either; 503
+    otherwise, with the same body saying why. With several workers, every worker must be, and
+    each model shows its state in the least ready of them. Families the service does not serve
+    (e.g. a classifier) are listed as unsupported and never block readiness. For one model,
+    probe `/v2/models/{model}/ready`."""
+    status = fleet.status()
     body = ReadyResponse(
-        ready=registry.ready,
+        ready=status.ready,
         models={
             name: ModelHealth(
                 state=m.state.value, version=m.version, provider=m.provider, reason=m.reason
             )
-            for name, m in registry.models.items()
+            for name, m in status.models.items()
         },
     )
-    if registry.ready:
+    if status.ready:
         return body
-    body.error, body.code = _why_not_ready(registry), "not_ready"
+    body.error, body.code = status.why_not, "not_ready"
     return JSONResponse(body.model_dump(exclude_none=True), status_code=503)
-
-
-def _why_not_ready(registry: Registry) -> str:
-    if not registry.loaded:
-        return "models are still loading"
-    failed = [
-        f"{name} ({m.reason})"
-        for name, m in registry.models.items()
-        if m.state is ModelState.FAILED
-    ]
-    if failed:
-        return "not ready: " + "; ".join(failed)
-    unloaded = [name for name, m in registry.models.items() if m.state is ModelState.UNLOADED]
-    if unloaded:
-        return "no model serves: unloaded by an admin: " + ", ".join(unloaded)
-    return "the model store holds no model this service can serve"

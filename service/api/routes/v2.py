@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import anyio.to_thread
 from fastapi import APIRouter, Request, Response
 
-from service.api.deps import MetricsDep, OperationsDep, RegistryDep, SettingsDep
+from service.api.deps import FleetDep, MetricsDep, OperationsDep, RegistryDep, SettingsDep
 from service.errors import InvalidInput, ModelNotReady, PayloadTooLarge
 from service.inference_protocol import models
 from service.inference_protocol.schema import (
@@ -68,9 +68,9 @@ async def server_live() -> ServerLive:
 
 
 @router.get("/health/ready", response_model=ServerReady, responses=_ERRORS)
-async def server_ready(registry: RegistryDep) -> ServerReady:
-    """200 when every model loaded and one at least serves, as ``GET /health/ready``."""
-    if not registry.ready:
+async def server_ready(fleet: FleetDep) -> ServerReady:
+    """200 when the service is ready, as ``GET /health/ready`` (SERVICE_READINESS)."""
+    if not fleet.status().ready:
         raise ModelNotReady("not ready: see GET /health/ready for each model's state")
     return ServerReady(ready=True)
 
