@@ -49,7 +49,8 @@ ROUNDS = 3
 
 @pytest.fixture(scope="module")
 def service_port(shipped_or_tiny_store: Path) -> Iterator[int]:
-    settings = {"SERVICE_DEVICE": "cpu", "SERVICE_INTRA_OP_THREADS": "1"}
+    # Two workers: every count must be the sum of both, exactly.
+    settings = {"SERVICE_DEVICE": "cpu", "SERVICE_INTRA_OP_THREADS": "1", "SERVICE_WORKERS": "2"}
     with running_service(shipped_or_tiny_store, **settings) as url:
         yield int(url.rsplit(":", 1)[1])
 
@@ -118,11 +119,14 @@ class Traffic:
     models: set[str]  # models called (each got 2xx and 4xx responses)
     batched: set[str]  # those whose graphs run through the batcher (all but autoregressive)
     requests: int  # requests to model operations, all rounds
+    by_status: dict[str, int]  # the same, by status code
 
 
-def _one_round(client: httpx.Client, models: list[dict[str, Any]]) -> int:
+def _one_round(
+    client: httpx.Client, models: list[dict[str, Any]], by_status: dict[str, int]
+) -> int:
     """Every operation of every model, a few 4xx per model, an unknown model; returns the
-    number of requests to model operations."""
+    number of requests to model operations, and counts them by status in ``by_status``."""
     sent = 0
 
     def post(path: str, body: dict[str, Any], expect: int = 200) -> None:
@@ -130,6 +134,7 @@ def _one_round(client: httpx.Client, models: list[dict[str, Any]]) -> int:
         response = client.post(path, json=body)
         assert response.status_code == expect, f"{path} {body.get('model')}: {response.text}"
         sent += 1
+        by_status[str(expect)] = by_status.get(str(expect), 0) + 1
 
     for model in models:
         name, ops = model["name"], model["operations"]
@@ -165,12 +170,12 @@ def traffic(service_port: int, prometheus: str) -> Traffic:
         listed = client.get("/models").json()["models"]
         models = [m for m in listed if m["state"] == "ready"]
         assert models
-        sent = 0
+        sent, by_status = 0, {}
         for _ in range(ROUNDS):
-            sent += _one_round(client, models)
+            sent += _one_round(client, models, by_status)
             _wait_until_scraped(prometheus, sent)
     batched = {m["name"] for m in models if m["latent_dim"] is not None}
-    return Traffic(models={m["name"] for m in models}, batched=batched, requests=sent)
+    return Traffic({m["name"] for m in models}, batched, sent, by_status)
 
 
 def _wait_for_target_up(prometheus: str) -> None:
@@ -199,11 +204,12 @@ def _per_model(expr: str) -> bool:
 def test_prometheus_scrapes_the_service(prometheus: str, traffic: Traffic) -> None:
     (up,) = _query(prometheus, 'up{job="genserve"}')
     assert up["value"][1] == "1"
-    (total,) = _query(
-        prometheus,
-        f'sum(genserve_request_duration_seconds_count{{operation=~"{MODEL_OPERATIONS}"}})',
-    )
-    assert float(total["value"][1]) >= traffic.requests
+    requests = f'genserve_request_duration_seconds_count{{operation=~"{MODEL_OPERATIONS}"}}'
+    (total,) = _query(prometheus, f"sum({requests})")
+    assert float(total["value"][1]) == traffic.requests  # exactly: both workers, summed
+    by_status = {r["metric"]["status"]: float(r["value"][1])
+                 for r in _query(prometheus, f"sum by (status) ({requests})")}  # fmt: skip
+    assert by_status == traffic.by_status
     assert 100 <= traffic.requests <= 500  # bounded, and enough for every rate to move
 
 
