@@ -10,8 +10,9 @@ import shutil
 import sys
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
+def main(argv: list[str] | None = None, prog: str = "python -m service") -> None:
+    """``prog``: the command's name in its help (``genserve serve`` runs this too)."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--log-level", default="info")

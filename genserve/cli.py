@@ -1,0 +1,548 @@
+"""``genserve``: the service's API from the command line, and ``genserve serve`` to run it.
+
+Exit status: 0 done; 1 ``health`` answered but the service is not ready (or an unexpected
+error); 2 a usage error, or an input or output file that cannot be used; 3 the service refused
+the request (an API error, printed as ``genserve: code: message``); 4 the service could not be
+reached or did not answer in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from genserve.client import DEFAULT_TIMEOUT, Client
+from genserve.errors import ConnectionFailed, GenserveError
+from genserve.results import EncodeResult, Health, ImageResult, ModelInfo, ScoreResult
+
+EXIT_OK = 0
+EXIT_NOT_READY = 1
+EXIT_UNEXPECTED = 1
+EXIT_USAGE = 2
+EXIT_REFUSED = 3
+EXIT_UNREACHABLE = 4
+
+SPINNER = "|/-\\"
+
+Command = Callable[[Client, argparse.Namespace], int]
+
+
+# ---------------------------------------------------------------- output
+
+
+def _table(rows: Sequence[Sequence[str]], out: IO[str]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        out.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        out.write("\n")
+
+
+def _numbers(values: np.ndarray) -> str:
+    return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
+
+
+def _say(args: argparse.Namespace, text: str) -> None:
+    """A human line: on stdout, or on stderr when stdout carries JSON."""
+    print(text, file=sys.stderr if args.json else sys.stdout)
+
+
+def _emit(args: argparse.Namespace, raw: Any, lines: Callable[[], None]) -> None:
+    if args.json:
+        json.dump(raw, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        lines()
+
+
+def _save(args: argparse.Namespace, result: ImageResult) -> None:
+    if args.output is None:
+        return
+    grid = result.grid(args.columns, args.grid_scale)
+    grid.save(args.output)
+    size = args.output.stat().st_size
+    _say(args, f"wrote {args.output} ({grid.width}x{grid.height} px, {size:,} bytes)")
+
+
+@contextmanager
+def progress(label: str, stream: IO[str] | None = None, delay: float = 0.3) -> Iterator[None]:
+    """A spinner with the seconds waited, on ``stream`` (stderr) while the block runs, if it
+    is a terminal and the block lasts longer than ``delay``; the line is cleared after."""
+    stream = stream or sys.stderr
+    if not stream.isatty():
+        yield
+        return
+    done = threading.Event()
+    started = time.monotonic()
+
+    def spin() -> None:
+        if done.wait(delay):
+            return
+        frame = 0
+        while not done.is_set():
+            elapsed = time.monotonic() - started
+            stream.write(f"\r\x1b[K{SPINNER[frame % len(SPINNER)]} {label} {elapsed:.1f} s")
+            stream.flush()
+            frame += 1
+            done.wait(0.1)
+        stream.write("\r\x1b[K")
+        stream.flush()
+
+    spinner = threading.Thread(target=spin, daemon=True)
+    spinner.start()
+    try:
+        yield
+    finally:
+        done.set()
+        spinner.join()
+
+
+# ---------------------------------------------------------------- commands
+
+
+def _models(client: Client, args: argparse.Namespace) -> int:
+    found = client.models()
+
+    def lines() -> None:
+        rows = [["NAME", "STATE", "FAMILY", "VERSION", "PROVIDER", "OPERATIONS"]]
+        for m in found:
+            version = "" if m.version is None else str(m.version)
+            rows.append(
+                [m.name, m.state, m.family or "", version, m.provider or "", ",".join(m.operations)]
+            )
+        _table(rows, sys.stdout)
+
+    _emit(args, {"models": [m.raw for m in found]}, lines)
+    return EXIT_OK
+
+
+def _model(client: Client, args: argparse.Namespace) -> int:
+    info = client.model(args.name)
+    _emit(args, info.raw, lambda: _describe(info))
+    return EXIT_OK
+
+
+def _describe(m: ModelInfo) -> None:
+    fields: list[tuple[str, Any]] = [
+        ("name", m.name),
+        ("state", m.state + (f" ({m.reason})" if m.reason else "")),
+        ("family", m.family),
+        ("version", m.version),
+        ("dataset", m.dataset),
+        ("operations", ", ".join(m.operations)),
+        ("image shape", "x".join(map(str, m.image_shape)) if m.image_shape else None),
+        ("latent dim", m.latent_dim),
+        ("conditional", "yes" if m.conditional else "no"),
+        ("classes", ", ".join(m.class_names) if m.class_names else None),
+        ("provider", m.provider),
+        ("graphs", ", ".join(f"{role}: {p}" for role, p in m.providers.items()) or None),
+        ("metrics", ", ".join(f"{k} {v:.4g}" for k, v in m.metrics.items() if v is not None)),
+    ]
+    if m.sampling is not None:
+        speed = m.sampling.seconds_per_image
+        timing = "not run yet" if speed is None else f"{speed:.3g} s per image"
+        fields.append(("sampling", f"{m.sampling.method}, {timing}"))
+    for key, value in fields:
+        if value not in (None, ""):
+            print(f"{key + ':':<13}{value}")
+
+
+def _health(client: Client, args: argparse.Namespace) -> int:
+    health = client.health()
+    _emit(args, health.raw, lambda: _health_lines(health))
+    return EXIT_OK if health.ready else EXIT_NOT_READY
+
+
+def _health_lines(health: Health) -> None:
+    print(f"live:  {'yes' if health.live else 'no'}")
+    why = f" ({health.error})" if health.error else ""
+    print(f"ready: {'yes' if health.ready else 'no'}{why}")
+    rows = [["MODEL", "STATE", "VERSION", "PROVIDER", "REASON"]]
+    for name, m in health.models.items():
+        version = "" if m.version is None else str(m.version)
+        rows.append([name, m.state, version, m.provider or "", m.reason or ""])
+    if len(rows) > 1:
+        _table(rows, sys.stdout)
+
+
+def _sample(client: Client, args: argparse.Namespace) -> int:
+    with progress(f"sampling {args.n} from {args.model}"):
+        result = client.sample(
+            args.model,
+            n=args.n,
+            seed=args.seed,
+            temperature=args.temperature,
+            truncation=args.truncation,
+            label=_label(args.label),
+        )
+
+    def lines() -> None:
+        n, h, w = result.images.shape
+        print(f"{result.model} v{result.version}: {n} images {w}x{h}, seed {result.seed}")
+        if result.labels:
+            print("labels: " + ", ".join(result.labels))
+
+    _emit(args, result.raw, lines)
+    _save(args, result)
+    return EXIT_OK
+
+
+def _encode(client: Client, args: argparse.Namespace) -> int:
+    with progress(f"encoding {len(args.images)} with {args.model}"):
+        result: EncodeResult = client.encode(args.model, args.images, label=_labels(args.label))
+    kind = "mean" if result.mean is not None else "z"
+
+    def lines() -> None:
+        print(f"{result.model} v{result.version}: {kind} of each image")
+        for path, latent in zip(args.images, result.latents, strict=True):
+            print(f"{path}: {_numbers(latent)}")
+
+    _emit(args, result.raw, lines)
+    return EXIT_OK
+
+
+def _reconstruct(client: Client, args: argparse.Namespace) -> int:
+    with progress(f"reconstructing {len(args.images)} with {args.model}"):
+        result = client.reconstruct(args.model, args.images, label=_labels(args.label))
+
+    def lines() -> None:
+        print(f"{result.model} v{result.version}: mean squared error of each reconstruction")
+        for path, error in zip(args.images, result.error, strict=True):
+            print(f"{path}: {error:.5f}")
+
+    _emit(args, result.raw, lines)
+    _save(args, result)
+    return EXIT_OK
+
+
+def _interpolate(client: Client, args: argparse.Namespace) -> int:
+    start = _end(args, "start")
+    end = _end(args, "end")
+    with progress(f"interpolating with {args.model}"):
+        result = client.interpolate(
+            args.model, start, end, steps=args.steps, method=args.method, label=_label(args.label)
+        )
+
+    def lines() -> None:
+        print(
+            f"{result.model} v{result.version}: {len(result.images)} images from "
+            f"{_end_name(start)} to {_end_name(end)} ({args.method})"
+        )
+
+    _emit(args, result.raw, lines)
+    _save(args, result)
+    return EXIT_OK
+
+
+def _end(args: argparse.Namespace, which: str) -> int | Path:
+    seed, image = getattr(args, f"{which}_seed"), getattr(args, f"{which}_image")
+    return image if image is not None else seed
+
+
+def _end_name(end: int | Path) -> str:
+    return f"seed {end}" if isinstance(end, int) else str(end)
+
+
+def _score(client: Client, args: argparse.Namespace) -> int:
+    with progress(f"scoring {len(args.images)} with {args.model}"):
+        result: ScoreResult = client.score(
+            args.model, args.images, k=args.k, seed=args.seed, label=_labels(args.label)
+        )
+
+    def lines() -> None:
+        how = "exact likelihood" if result.kind == "exact" else "IWAE bound"
+        if result.kind == "iwae":
+            how += f", k {result.k}, seed {result.seed}"
+        print(f"{result.model} v{result.version}: {how}")
+        rows = [["IMAGE", "BITS/DIM", "LOG-LIKELIHOOD", "PNG BITS/DIM", "ANOMALY"]]
+        for i, path in enumerate(args.images):
+            rows.append(
+                [
+                    str(path),
+                    f"{result.bits_per_dim[i]:.4f}",
+                    f"{result.log_likelihood[i]:.2f}",
+                    f"{result.png_bits_per_dim[i]:.4f}",
+                    f"{result.anomaly_score[i]:.4f}",
+                ]
+            )
+        _table(rows, sys.stdout)
+
+    _emit(args, result.raw, lines)
+    return EXIT_OK
+
+
+def _complete(client: Client, args: argparse.Namespace) -> int:
+    with progress(f"completing {len(args.images)} with {args.model}"):
+        result = client.complete(
+            args.model,
+            args.images,
+            rows=args.rows,
+            mask=args.mask,
+            samples=args.samples,
+            seed=args.seed,
+            temperature=args.temperature,
+        )
+
+    def lines() -> None:
+        images, samples = result.images.shape[:2]
+        seeds = ", ".join(map(str, result.seeds))
+        print(f"{result.model} v{result.version}: {images} x {samples} completions, seeds {seeds}")
+
+    _emit(args, result.raw, lines)
+    _save(args, result)
+    return EXIT_OK
+
+
+def _traverse(client: Client, args: argparse.Namespace) -> int:
+    with progress(f"traversing with {args.model}"):
+        result = client.traverse(
+            args.model,
+            dim=args.dim,
+            range=(args.range[0], args.range[1]),
+            steps=args.steps,
+            seed=args.seed,
+            image=args.image,
+            label=_label(args.label),
+        )
+
+    def lines() -> None:
+        base = f"seed {result.seed}" if result.seed is not None else str(args.image)
+        label = f", class {result.label}" if result.label else ""
+        print(
+            f"{result.model} v{result.version}: dim {result.dim} from {result.values[0]:g} to "
+            f"{result.values[-1]:g} in {len(result.values)} steps around {base}{label}"
+        )
+
+    _emit(args, result.raw, lines)
+    _save(args, result)
+    return EXIT_OK
+
+
+def _label(text: str | None) -> str | int | None:
+    """A class given on the command line: an index if it is a number, else a name."""
+    return int(text) if text is not None and text.isdigit() else text
+
+
+def _labels(texts: list[str] | None) -> str | int | list[str | int] | None:
+    """``--label`` once (every image's class) or once per image."""
+    if not texts:
+        return None
+    labels: list[str | int] = [int(t) if t.isdigit() else t for t in texts]
+    return labels if len(labels) > 1 else labels[0]
+
+
+# ---------------------------------------------------------------- arguments
+
+
+def _options(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    """The connection and output options, before the command or after it."""
+
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if suppress else value
+
+    group = parser.add_argument_group("connection and output")
+    group.add_argument(
+        "--url",
+        default=default(None),
+        help="the service (default $GENSERVE_URL, else http://127.0.0.1:8000)",
+    )
+    group.add_argument(
+        "--api-key",
+        default=default(None),
+        help="sent as a bearer token (default $GENSERVE_API_KEY)",
+    )
+    group.add_argument(
+        "--timeout",
+        type=float,
+        default=default(DEFAULT_TIMEOUT),
+        help="most seconds a command may wait, retries included (default %(default)s)",
+    )
+    group.add_argument(
+        "--retries",
+        type=int,
+        default=default(2),
+        help="times a refused (429, 503) or failed request is sent again (default %(default)s)",
+    )
+    group.add_argument(
+        "--json",
+        action="store_true",
+        default=default(False),
+        help="print the response's JSON instead of lines",
+    )
+
+
+def _grid_options(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("-o", "--output", type=Path, help=f"write {what} to this image file")
+    parser.add_argument(
+        "--scale",
+        dest="grid_scale",
+        type=int,
+        default=1,
+        choices=range(1, 9),
+        metavar="1..8",
+        help="enlarge the written image (each pixel a scale x scale square)",
+    )
+    parser.add_argument("--columns", type=int, help="images per row of the written image")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="genserve",
+        description="Call a genserve service, or run one (genserve serve).",
+        epilog="Exit status: 0 done, 1 not ready (health), 2 usage error, 3 refused by the "
+        "service, 4 service unreachable.",
+    )
+    _options(parser, suppress=False)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    _options(common, suppress=True)
+
+    def command(name: str, run: Command | None, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help, parents=[common])
+        sub.set_defaults(run=run)
+        return sub
+
+    command("models", _models, "list the store's models")
+    command("model", _model, "describe one model").add_argument("name")
+    command("health", _health, "is the service live and ready (exit 1 if not ready)")
+
+    sample = command("sample", _sample, "draw images")
+    sample.add_argument("model")
+    sample.add_argument("-n", type=int, default=1, help="how many (default %(default)s)")
+    sample.add_argument("--seed", type=int, help="draws the same images again (default: random)")
+    sample.add_argument("--temperature", type=float, help="PixelCNN and PixelRNN")
+    sample.add_argument("--truncation", type=float, help="GANs")
+    sample.add_argument("--label", help="a conditional model's class, a name or an index")
+    _grid_options(sample, "the grid")
+
+    encode = command("encode", _encode, "the latent of each image")
+    encode.add_argument("model")
+    encode.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    encode.add_argument(
+        "--label", action="append", help="a conditional model's class (once, or once per image)"
+    )
+
+    reconstruct = command("reconstruct", _reconstruct, "encode and decode each image")
+    reconstruct.add_argument("model")
+    reconstruct.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    reconstruct.add_argument("--label", action="append", help="a conditional model's class")
+    _grid_options(reconstruct, "the reconstructions")
+
+    interpolate = command("interpolate", _interpolate, "a path between two seeds or images")
+    interpolate.add_argument("model")
+    for which in ("start", "end"):
+        ends = interpolate.add_mutually_exclusive_group(required=True)
+        ends.add_argument(f"--{which}-seed", type=int, metavar="SEED")
+        ends.add_argument(f"--{which}-image", type=Path, metavar="IMAGE")
+    interpolate.add_argument("--steps", type=int, default=8, help="images, both ends included")
+    interpolate.add_argument("--method", choices=["lerp", "slerp"], default="lerp")
+    interpolate.add_argument("--label", help="a conditional model's class for the whole path")
+    _grid_options(interpolate, "the strip")
+
+    score = command("score", _score, "the likelihood of each image")
+    score.add_argument("model")
+    score.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    score.add_argument("--k", type=int, help="VAEs: importance samples per image")
+    score.add_argument("--seed", type=int, help="VAEs: the importance samples' seed")
+    score.add_argument("--label", action="append", help="a conditional model's class")
+
+    complete = command("complete", _complete, "keep part of each image and draw the rest")
+    complete.add_argument("model")
+    complete.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    given = complete.add_mutually_exclusive_group(required=True)
+    given.add_argument("--rows", type=int, help="keep the top ROWS rows")
+    given.add_argument("--mask", type=Path, help="an image: white keeps the pixel, black draws it")
+    complete.add_argument("--samples", type=int, default=1, help="completions per image")
+    complete.add_argument("--seed", type=int, help="completion i uses seed + i")
+    complete.add_argument("--temperature", type=float)
+    _grid_options(complete, "the completions, one row per image")
+
+    traverse = command("traverse", _traverse, "vary one latent dimension")
+    traverse.add_argument("model")
+    traverse.add_argument("--dim", type=int, required=True, help="the latent dimension")
+    base = traverse.add_mutually_exclusive_group()
+    base.add_argument("--seed", type=int, help="around this seed's latent (default: random)")
+    base.add_argument("--image", type=Path, help="around this image's latent")
+    traverse.add_argument(
+        "--range", type=float, nargs=2, default=[-3.0, 3.0], metavar=("FROM", "TO")
+    )
+    traverse.add_argument("--steps", type=int, default=8)
+    traverse.add_argument("--label", help="a conditional model's class")
+    _grid_options(traverse, "the strip")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the service, as python -m service does (serve --help for options)",
+        add_help=False,
+    )
+    serve.add_argument("service_args", nargs=argparse.REMAINDER)
+    serve.set_defaults(run=None)
+    return parser
+
+
+# ---------------------------------------------------------------- main
+
+
+def _serve(service_args: list[str]) -> int:
+    from service.__main__ import main as serve_main
+
+    serve_main(service_args, prog="genserve serve")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:  # every argument after it is the service's, --help included
+        return _serve(argv[1:])
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":  # after connection options, which it does not use
+        return _serve(args.service_args)
+    handler = logging.StreamHandler(sys.stderr)  # the client's retries, as they happen
+    clear = "\r\x1b[K" if sys.stderr.isatty() else ""  # over a spinner's line
+    handler.setFormatter(logging.Formatter(clear + "genserve: %(message)s"))
+    logger = logging.getLogger("genserve")
+    logger.addHandler(handler)
+    try:
+        return _call(args)
+    finally:
+        logger.removeHandler(handler)
+
+
+def _call(args: argparse.Namespace) -> int:
+    run: Command = args.run
+    try:
+        retries = args.retries
+        with Client(args.url, api_key=args.api_key, timeout=args.timeout, retries=retries) as c:
+            return run(c, args)
+    except ConnectionFailed as exc:
+        return _fail(exc, EXIT_UNREACHABLE)
+    except GenserveError as exc:
+        return _fail(exc, EXIT_REFUSED)
+    except BrokenPipeError:  # the reader went away (| head): nothing left to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except (OSError, ValueError) as exc:  # an input or output file, a bad option value
+        return _fail(exc, EXIT_USAGE)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except Exception as exc:  # a bug: still one line, never a traceback
+        return _fail(f"unexpected error: {type(exc).__name__}: {exc}", EXIT_UNEXPECTED)
+
+
+def _fail(error: object, status: int) -> int:
+    print(f"genserve: {error}", file=sys.stderr)
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,346 @@
+"""``Client`` and ``AsyncClient``: the operations of ``genserve.operations`` sent over httpx.
+
+Everything but the I/O is written once, in ``_Exchanges``: it turns an operation into actions,
+"send this request" and "sleep this long" (the retries), and reads what comes back. Each client
+is a thin transport that performs those two actions, one with ``httpx.Client`` and
+``time.sleep``, the other with ``httpx.AsyncClient`` and ``asyncio.sleep``.
+
+Streaming (``Accept: text/event-stream``, events progress, partial, result and error) belongs
+beside ``Send``: a third action that a transport answers event by event, parsed here, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Awaitable, Callable, Generator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Concatenate, ParamSpec, TypeAlias, TypeVar
+
+import httpx
+
+from genserve import operations
+from genserve.errors import ConnectionFailed, GenserveError, TimedOut, error_from_response
+from genserve.operations import Operation, Request
+
+__all__ = ["DEFAULT_TIMEOUT", "DEFAULT_URL", "AsyncClient", "Client", "Retries"]
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+DEFAULT_TIMEOUT = 60.0
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+USER_AGENT = "genserve-client/0.1.0"
+
+log = logging.getLogger("genserve")
+P = ParamSpec("P")
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class Retries:
+    """How a refused or failed request is sent again. Every operation of the API only reads,
+    so each is safe to repeat; the client retries a 429, 502, 503 or 504 and a connection that
+    failed (not a time-out, and no other 4xx), at most ``count`` times (0: never).
+
+    It waits what the answer's ``Retry-After`` says, else ``backoff`` x 2^attempt seconds
+    (randomised down to half, so that clients refused together do not return together). It
+    gives up, raising the last error, rather than wait more than ``max_wait`` at once or past
+    the call's time-out."""
+
+    count: int = 2
+    backoff: float = 0.5
+    max_wait: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.count < 0 or self.backoff < 0 or self.max_wait < 0:
+            raise ValueError("retries: count, backoff and max_wait must not be negative")
+
+    def wait(self, attempt: int, failure: GenserveError, remaining: float) -> float | None:
+        """Seconds to wait before attempt ``attempt + 1``, or None to give up."""
+        if attempt >= self.count or not _retryable(failure):
+            return None
+        if failure.retry_after is not None:
+            wait = failure.retry_after
+        else:
+            wait = self.backoff * 2**attempt * random.uniform(0.5, 1.0)
+        return wait if wait <= self.max_wait and wait < remaining else None
+
+
+def _retryable(failure: GenserveError) -> bool:
+    if isinstance(failure, ConnectionFailed):
+        return not isinstance(failure, TimedOut)
+    return failure.status in RETRY_STATUSES
+
+
+@dataclass(frozen=True)
+class Send:
+    request: httpx.Request
+
+
+@dataclass(frozen=True)
+class Sleep:
+    seconds: float
+
+
+Action: TypeAlias = Send | Sleep
+Outcome: TypeAlias = httpx.Response | httpx.TransportError | None
+"""What a transport sends back for an action: the response or the transport's error (Send),
+None (Sleep)."""
+
+
+class _Exchanges:
+    """The logic both transports share: deadlines, requests, retries, errors."""
+
+    def __init__(
+        self,
+        http: httpx.Client | httpx.AsyncClient,
+        timeout: float | None,
+        retries: Retries,
+    ) -> None:
+        self.http, self.timeout, self.retries = http, timeout, retries
+
+    def run(self, operation: Operation[T]) -> Generator[Action, Outcome, T]:
+        """Every request of ``operation`` in turn, within one deadline; its result."""
+        timeout = operation.timeout if operation.timeout is not None else self.timeout
+        deadline = math.inf if timeout is None else time.monotonic() + timeout
+        steps = operation.steps
+        request = next(steps)
+        while True:
+            response = yield from self._exchange(request, deadline, timeout)
+            try:
+                request = steps.send(response)
+            except StopIteration as done:
+                return done.value
+
+    def _exchange(
+        self, request: Request, deadline: float, timeout: float | None
+    ) -> Generator[Action, Outcome, httpx.Response]:
+        """One request, sent again as ``retries`` allow."""
+        attempt = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimedOut(f"{request.method} {request.path}: no answer within {timeout} s")
+            outcome = yield Send(self._build(request, remaining))
+            failure = self._failure(request, outcome, timeout)
+            if failure is None:
+                assert isinstance(outcome, httpx.Response)
+                return outcome
+            wait = self.retries.wait(attempt, failure, deadline - time.monotonic())
+            if wait is None:
+                raise failure
+            attempt += 1
+            answer = failure.code + ("" if failure.status is None else f" ({failure.status})")
+            log.warning(
+                "%s %s: %s; retry %d of %d in %.2g s",
+                request.method,
+                request.path,
+                answer,
+                attempt,
+                self.retries.count,
+                wait,
+            )
+            yield Sleep(wait)
+
+    def _build(self, request: Request, remaining: float) -> httpx.Request:
+        return self.http.build_request(
+            request.method,
+            request.path,
+            json=request.body,
+            timeout=None if math.isinf(remaining) else remaining,
+        )
+
+    def _failure(
+        self, request: Request, outcome: Outcome, timeout: float | None
+    ) -> GenserveError | None:
+        """None for an answer of the operation; else the error it is."""
+        if isinstance(outcome, httpx.Response):
+            return None if outcome.status_code in request.answers else error_from_response(outcome)
+        where = f"{request.method} {self.http.base_url}{request.path.lstrip('/')}"
+        if isinstance(outcome, httpx.TimeoutException):
+            return TimedOut(f"{where}: no answer within {timeout} s")
+        return ConnectionFailed(f"{where}: {str(outcome) or type(outcome).__name__}")
+
+
+def _http_options(url: str | None, api_key: str | None, timeout: float | None) -> dict[str, Any]:
+    """What both httpx clients are made with: the URL and key, from the environment when not
+    given."""
+    url = url or os.environ.get("GENSERVE_URL") or DEFAULT_URL
+    api_key = api_key if api_key is not None else os.environ.get("GENSERVE_API_KEY")
+    headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    return {"base_url": url.rstrip("/") + "/", "headers": headers, "timeout": timeout}
+
+
+def _as_retries(retries: int | Retries) -> Retries:
+    return retries if isinstance(retries, Retries) else Retries(count=retries)
+
+
+def _documented(method: F, build: Callable[..., Any]) -> F:
+    """``method`` as help() and editors should show it: ``build``'s parameters after ``self``."""
+    signature = inspect.signature(build)
+    self_param = inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)
+    method.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[self_param, *signature.parameters.values()],
+        return_annotation=inspect.Signature.empty,
+    )
+    method.__module__ = __name__
+    return method
+
+
+def _sync(build: Callable[P, Operation[T]]) -> Callable[Concatenate[Client, P], T]:
+    @functools.wraps(build)
+    def method(self: Client, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self._run(build(*args, **kwargs))
+
+    return _documented(method, build)
+
+
+def _async(build: Callable[P, Operation[T]]) -> Callable[Concatenate[AsyncClient, P], Awaitable[T]]:
+    @functools.wraps(build)
+    async def method(self: AsyncClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._run(build(*args, **kwargs))
+
+    return _documented(method, build)
+
+
+class Client:
+    """The service's API over one keep-alive connection pool.
+
+    ``url``: the service (default ``GENSERVE_URL``, else http://127.0.0.1:8000); ``api_key``:
+    sent as ``Authorization: Bearer`` (default ``GENSERVE_API_KEY``); ``timeout``: the most
+    seconds a call may take, retries included (None: no limit; each method also takes
+    ``timeout=``); ``retries``: a count, or a ``Retries``.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        api_key: str | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        retries: int | Retries = 2,
+    ) -> None:
+        self._http = httpx.Client(**_http_options(url, api_key, timeout))
+        self._exchanges = _Exchanges(self._http, timeout, _as_retries(retries))
+
+    @property
+    def url(self) -> str:
+        return str(self._http.base_url).rstrip("/")
+
+    def __repr__(self) -> str:
+        return f"Client({self.url!r})"
+
+    def _run(self, operation: Operation[T]) -> T:
+        actions = self._exchanges.run(operation)
+        outcome: Outcome = None
+        while True:
+            try:
+                action = actions.send(outcome)
+            except StopIteration as done:
+                return done.value
+            if isinstance(action, Sleep):
+                time.sleep(action.seconds)
+                outcome = None
+                continue
+            try:
+                outcome = self._http.send(action.request)
+            except httpx.TransportError as exc:
+                outcome = exc
+
+    models = _sync(operations.models)
+    model = _sync(operations.model)
+    health = _sync(operations.health)
+    sample = _sync(operations.sample)
+    encode = _sync(operations.encode)
+    reconstruct = _sync(operations.reconstruct)
+    interpolate = _sync(operations.interpolate)
+    score = _sync(operations.score)
+    complete = _sync(operations.complete)
+    traverse = _sync(operations.traverse)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class AsyncClient:
+    """``Client`` for asyncio: the same arguments and methods, each a coroutine."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        api_key: str | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        retries: int | Retries = 2,
+    ) -> None:
+        self._http = httpx.AsyncClient(**_http_options(url, api_key, timeout))
+        self._exchanges = _Exchanges(self._http, timeout, _as_retries(retries))
+
+    @property
+    def url(self) -> str:
+        return str(self._http.base_url).rstrip("/")
+
+    def __repr__(self) -> str:
+        return f"AsyncClient({self.url!r})"
+
+    async def _run(self, operation: Operation[T]) -> T:
+        actions = self._exchanges.run(operation)
+        outcome: Outcome = None
+        while True:
+            try:
+                action = actions.send(outcome)
+            except StopIteration as done:
+                return done.value
+            if isinstance(action, Sleep):
+                await asyncio.sleep(action.seconds)
+                outcome = None
+                continue
+            try:
+                outcome = await self._http.send(action.request)
+            except httpx.TransportError as exc:
+                outcome = exc
+
+    models = _async(operations.models)
+    model = _async(operations.model)
+    health = _async(operations.health)
+    sample = _async(operations.sample)
+    encode = _async(operations.encode)
+    reconstruct = _async(operations.reconstruct)
+    interpolate = _async(operations.interpolate)
+    score = _async(operations.score)
+    complete = _async(operations.complete)
+    traverse = _async(operations.traverse)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()

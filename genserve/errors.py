@@ -1,0 +1,207 @@
+"""The service's errors as exceptions: one class per API error ``code``, all GenserveError.
+
+The service answers every 4xx and 5xx of its own API with ``{"error", "code"}`` (plus
+``details`` for a request that does not validate) and, for 429 and an overloaded 503, a
+``Retry-After`` header; ``error_from_response`` turns that into the matching exception.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+
+class GenserveError(Exception):
+    """An API error (``status`` is its HTTP status) or a transport failure (``status`` None).
+
+    ``code`` is the service's snake_case code, ``message`` its ``error`` text, ``retry_after``
+    the seconds of a ``Retry-After`` header, and ``details`` the per-field problems of a
+    request that did not validate.
+    """
+
+    default_code = "error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+        details: list[dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code or self.default_code
+        self.retry_after = retry_after
+        self.details = details
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+class ConnectionFailed(GenserveError):
+    """No HTTP answer: the service could not be reached or the connection broke."""
+
+    default_code = "connection_failed"
+
+
+class TimedOut(ConnectionFailed):
+    """No answer within the call's time-out."""
+
+    default_code = "timeout"
+
+
+class Unauthorized(GenserveError):
+    """401: no API key, or one the service does not know."""
+
+    default_code = "unauthorized"
+
+
+class NotFound(GenserveError):
+    """404: no such route (a wrong URL or path prefix)."""
+
+    default_code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    """404: no model of that name in the store."""
+
+    default_code = "model_not_found"
+
+
+class MethodNotAllowed(GenserveError):
+    """405: the route does not take that method."""
+
+    default_code = "method_not_allowed"
+
+
+class ValidationError(GenserveError):
+    """422: the request does not validate (``validation_error``, with ``details``), is not
+    JSON (``invalid_json``), or holds an input the model cannot take (``invalid_input``)."""
+
+    default_code = "validation_error"
+
+
+class UnsupportedOperation(GenserveError):
+    """422: the model's family cannot do that; the message names models that can."""
+
+    default_code = "unsupported_operation"
+
+
+class LimitExceeded(GenserveError):
+    """422: n, the number of images, k or images x samples over the service's limit."""
+
+    default_code = "limit_exceeded"
+
+
+class PayloadTooLarge(LimitExceeded):
+    """413: the request body is over SERVICE_MAX_BODY_BYTES."""
+
+    default_code = "payload_too_large"
+
+
+class RateLimited(GenserveError):
+    """429: the API key sent more than its rate; ``retry_after`` says when it may again."""
+
+    default_code = "rate_limited"
+
+
+class ModelNotReady(GenserveError):
+    """503: the model failed to load or is unloaded."""
+
+    default_code = "model_not_ready"
+
+
+class Overloaded(GenserveError):
+    """503: the model's queue is full or the request waited too long; see ``retry_after``."""
+
+    default_code = "overloaded"
+
+
+class ServerError(GenserveError):
+    """500 (a bug on the server), or another 5xx the API does not name."""
+
+    default_code = "internal_error"
+
+
+class ModelRunFailed(ServerError):
+    """503: onnxruntime failed while running the model's graph."""
+
+    default_code = "model_run_failed"
+
+
+_BY_CODE: dict[str, type[GenserveError]] = {
+    cls.default_code: cls
+    for cls in (
+        Unauthorized,
+        NotFound,
+        ModelNotFound,
+        MethodNotAllowed,
+        ValidationError,
+        UnsupportedOperation,
+        LimitExceeded,
+        PayloadTooLarge,
+        RateLimited,
+        ModelNotReady,
+        Overloaded,
+        ServerError,
+        ModelRunFailed,
+    )
+}
+_BY_CODE |= {"invalid_json": ValidationError, "invalid_input": ValidationError}
+_BY_STATUS: dict[int, type[GenserveError]] = {
+    401: Unauthorized,
+    404: NotFound,
+    405: MethodNotAllowed,
+    413: PayloadTooLarge,
+    422: ValidationError,
+    429: RateLimited,
+}
+"""For an answer without a code this client knows (a proxy's, say)."""
+
+
+def error_from_response(response: httpx.Response) -> GenserveError:
+    """The exception for an error answer of the service's API."""
+    body = _json_object(response)
+    code = body.get("code") if isinstance(body.get("code"), str) else None
+    message = body.get("error") if isinstance(body.get("error"), str) else None
+    if message is None:
+        message = response.text.strip()[:200] or response.reason_phrase or "no message"
+    status = response.status_code
+    cls = _BY_CODE.get(code or "") or _BY_STATUS.get(status)
+    if cls is None:
+        cls = ServerError if status >= 500 else GenserveError
+    details = body.get("details")
+    return cls(
+        message,
+        status=status,
+        code=code or (cls.default_code if cls is not GenserveError else f"http_{status}"),
+        retry_after=retry_after_seconds(response.headers),
+        details=details if isinstance(details, list) else None,
+    )
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """``Retry-After`` in seconds; None when absent or not a number of seconds (the service
+    only sends seconds, so an HTTP date from elsewhere is ignored rather than parsed)."""
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
