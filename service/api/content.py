@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-from starlette.requests import Request
+from starlette.types import Scope
 
 _JSON_RANGES = ("application/json", "application/*", "*/*")
 
 
-def wants_png(request: Request) -> bool:
+def header(scope: Scope, name: bytes) -> bytes:
+    """A request header's value (the first, if repeated), or b"" if it has none."""
+    return next((v for k, v in scope["headers"] if k == name), b"")
+
+
+def wants_png(scope: Scope) -> bool:
     """True if the Accept header prefers image/png to JSON (RFC 9110 quality values).
 
     ``image/png`` must be named: a bare ``*/*`` keeps the JSON default. On a tie the named
     image/png wins, since a client only names it on purpose.
     """
-    accept = next((v for k, v in request.scope["headers"] if k == b"accept"), b"")
+    accept = header(scope, b"accept")
     if b"image/png" not in accept:  # the common case, decided without parsing
         return False
     png_q, json_q = 0.0, 0.0

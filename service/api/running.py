@@ -1,12 +1,16 @@
 """What every operation's route does around the operation: resolve the model (and label the
-request's metrics with it), run the operation with the route's ``finish``, count the images."""
+request's metrics with it), run the operation with the route's ``finish``, count the images;
+and the answer, which a FastAPI route and the fast lane (``api/fastlane.py``) send alike."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
+from starlette.datastructures import State
+from starlette.types import Scope
 
 from service.api.schemas import error_responses
 from service.errors import InvalidInput
@@ -53,8 +57,31 @@ def check_columns(columns: int | None, as_grid: bool) -> None:
         raise InvalidInput("columns: applies to a PNG grid, asked for with 'Accept: image/png'")
 
 
+@dataclass(frozen=True)
+class Call:
+    """What an operation's answer needs of its request: the app's state, and the request's
+    scope (its headers, and the state where the request's metrics find the model's name)."""
+
+    app: State
+    scope: Scope
+
+    @classmethod
+    def of(cls, request: Request) -> Call:
+        return cls(request.app.state, request.scope)
+
+
+@dataclass(frozen=True)
+class Answer:
+    content: bytes
+    media_type: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def response(self) -> Response:
+        return Response(self.content, media_type=self.media_type, headers=self.headers)
+
+
 async def run_operation(
-    request: Request,
+    call: Call,
     operation: Operation,
     model: str | None,
     spec: Any,
@@ -62,11 +89,11 @@ async def run_operation(
 ) -> Result[Any]:
     """Run ``operation`` on the model a request names (or the operation's default) and count
     the images it made. ``finish`` is for the operations that make images."""
-    registry: Registry = request.app.state.registry
-    operations: Operations = request.app.state.operations
-    metrics: Metrics = request.app.state.metrics
+    registry: Registry = call.app.registry
+    operations: Operations = call.app.operations
+    metrics: Metrics = call.app.metrics
     resolved = registry.resolve(model, operation)
-    request.state.model = resolved.name
+    call.scope.setdefault("state", {})["model"] = resolved.name
     run = getattr(operations, operation.value)
     result: Result[Any] = await (
         run(resolved, spec) if finish is None else run(resolved, spec, finish)

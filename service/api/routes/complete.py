@@ -2,7 +2,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from service.api.running import images_as, operation_route, run_operation
+from service.api.running import Call, images_as, operation_route, run_operation
 from service.api.schemas import CompleteRequest, CompleteResponse
 from service.generation.completion import completion_seeds
 from service.generation.specs import CompleteSpec, Given
@@ -20,7 +20,7 @@ async def complete(body: CompleteRequest, request: Request) -> Any:
         body.images, Given(body.rows, body.mask), body.samples, body.seed, body.temperature
     )
     result = await run_operation(
-        request, Operation.COMPLETE, body.model, spec, images_as(body.format, body.scale)
+        Call.of(request), Operation.COMPLETE, body.model, spec, images_as(body.format, body.scale)
     )
     s, images = body.samples, result.payload
     assert result.seed is not None

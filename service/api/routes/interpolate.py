@@ -2,7 +2,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from service.api.running import images_as, operation_route, run_operation
+from service.api.running import Call, images_as, operation_route, run_operation
 from service.api.schemas import (
     InterpolateRequest,
     InterpolateResponse,
@@ -27,7 +27,11 @@ async def interpolate(body: InterpolateRequest, request: Request) -> Any:
         _endpoint(body.start), _endpoint(body.end), body.steps, body.method, body.label
     )
     result = await run_operation(
-        request, Operation.INTERPOLATE, body.model, spec, images_as(body.format, body.scale)
+        Call.of(request),
+        Operation.INTERPOLATE,
+        body.model,
+        spec,
+        images_as(body.format, body.scale),
     )
     return InterpolateResponse(
         model=result.model,

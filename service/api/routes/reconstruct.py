@@ -2,7 +2,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from service.api.running import images_as, operation_route, run_operation
+from service.api.running import Call, images_as, operation_route, run_operation
 from service.api.schemas import ReconstructRequest, ReconstructResponse
 from service.generation.specs import ReconstructSpec
 from service.registry.families import Operation
@@ -16,7 +16,11 @@ async def reconstruct(body: ReconstructRequest, request: Request) -> Any:
     mean squared error on [0, 1] pixels."""
     spec = ReconstructSpec(body.images, body.label)
     result = await run_operation(
-        request, Operation.RECONSTRUCT, body.model, spec, images_as(body.format, body.scale)
+        Call.of(request),
+        Operation.RECONSTRUCT,
+        body.model,
+        spec,
+        images_as(body.format, body.scale),
     )
     return ReconstructResponse(
         model=result.model,

@@ -1,9 +1,11 @@
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request
 
 from service.api.content import wants_png
 from service.api.running import (
+    Answer,
+    Call,
     check_columns,
     grid_of,
     images_as,
@@ -29,12 +31,17 @@ async def sample(request: Request, body: SampleRequest | None = None) -> Any:
     """Draw `n` images. The seed used is always echoed, so every sample can be reproduced:
     image i of seed s is the same whatever `n` is. A conditional model (cvae) draws the class
     `label`, or each image's class from the seed; the response lists them."""
-    body = body or SampleRequest()
-    as_grid = wants_png(request)
+    return (await answer(Call.of(request), body or SampleRequest())).response()
+
+
+async def answer(call: Call, body: SampleRequest) -> Answer:
+    """The route's answer, which the fast lane sends too."""
+    as_grid = wants_png(call.scope)
     check_columns(body.columns, as_grid)
     spec = SampleSpec(body.n, body.seed, body.temperature, body.truncation, body.label)
     finish = grid_of(body.columns, body.scale) if as_grid else images_as(body.format, body.scale)
-    result = await run_operation(request, Operation.SAMPLE, body.model, spec, finish)
+    result = await run_operation(call, Operation.SAMPLE, body.model, spec, finish)
+    assert result.seed is not None  # a sample always has one
     if as_grid:
         headers = {
             "X-Seed": str(result.seed),
@@ -43,9 +50,8 @@ async def sample(request: Request, body: SampleRequest | None = None) -> Any:
         }
         if result.labels is not None:
             headers["X-Labels"] = ",".join(result.labels)
-        return Response(result.payload, media_type="image/png", headers=headers)
-    assert result.seed is not None  # a sample always has one
-    response = SampleResponse(
+        return Answer(result.payload, "image/png", headers)
+    response = SampleResponse.model_construct(
         model=result.model,
         version=result.version,
         seed=result.seed,
@@ -53,4 +59,4 @@ async def sample(request: Request, body: SampleRequest | None = None) -> Any:
         images=result.payload,
         labels=result.labels,
     )
-    return Response(response.model_dump_json(exclude_none=True), media_type="application/json")
+    return Answer(response.model_dump_json(exclude_none=True).encode(), "application/json")

@@ -4,6 +4,7 @@ from fastapi import APIRouter, Request, Response
 
 from service.api.content import wants_png
 from service.api.running import (
+    Call,
     check_columns,
     grid_of,
     images_as,
@@ -29,13 +30,13 @@ async def traverse(body: TraverseRequest, request: Request) -> Any:
     """Vary latent dimension `dim` of a VAE (or CVAE) over `range` in `steps` images, the other
     dimensions held at a base latent: a seed's prior draw, an image's posterior mean, or a
     given latent."""
-    as_strip = wants_png(request)
+    as_strip = wants_png(request.scope)
     check_columns(body.columns, as_strip)
     base = Endpoint(image=body.image, latent=body.latent, seed=body.seed)
     spec = TraverseSpec(base, body.dim, body.range, body.steps, body.label)
     columns = body.columns or body.steps  # one row, unless asked otherwise
     finish = grid_of(columns, body.scale) if as_strip else images_as(body.format, body.scale)
-    result = await run_operation(request, Operation.TRAVERSE, body.model, spec, finish)
+    result = await run_operation(Call.of(request), Operation.TRAVERSE, body.model, spec, finish)
     if as_strip:
         headers = {"X-Model": result.model, "X-Model-Version": str(result.version)}
         if result.seed is not None:

@@ -11,7 +11,9 @@ from typing import Any, TypeVar
 import anyio.to_thread
 from fastapi import APIRouter, Request, Response
 
-from service.api.deps import FleetDep, MetricsDep, OperationsDep, RegistryDep, SettingsDep
+from service.api.content import header
+from service.api.deps import FleetDep, RegistryDep
+from service.api.running import Answer, Call
 from service.errors import InvalidInput, ModelNotReady, PayloadTooLarge
 from service.inference_protocol import models
 from service.inference_protocol.schema import (
@@ -117,27 +119,27 @@ async def model_ready(model_name: str, request: Request, registry: RegistryDep) 
     response_model=InferenceResponse,
     responses={200: _INFER_BODY, **_ERRORS},
 )
-async def infer(
-    model_name: str,
-    request: Request,
-    registry: RegistryDep,
-    settings: SettingsDep,
-    operations: OperationsDep,
-    metrics: MetricsDep,
-) -> Response:
+async def infer(model_name: str, request: Request) -> Response:
     """Run one v2 model. The body is an inference request as JSON; with the binary tensor data
     extension, the inputs' bytes follow it."""
-    v2 = models.find(registry, model_name, _version(request))
-    request.state.model = v2.model.name
-    encoding = request.headers.get("content-encoding")
-    body = _decoded(await request.body(), encoding, settings.max_body_bytes)
-    decoded = await _off_loop_if_large(
-        len(body), decode_request, body, request.headers.get(HEADER_LENGTH)
-    )
+    return (
+        await answer_infer(Call.of(request), model_name, _version(request), await request.body())
+    ).response()
+
+
+async def answer_infer(call: Call, name: str, version: str | None, body: bytes) -> Answer:
+    """The route's answer, which the fast lane sends too."""
+    app = call.app
+    v2 = models.find(app.registry, name, version)
+    call.scope.setdefault("state", {})["model"] = v2.model.name
+    encoding = header(call.scope, b"content-encoding").decode("latin-1") or None
+    body = _decoded(body, encoding, app.settings.max_body_bytes)
+    length = header(call.scope, HEADER_LENGTH.lower().encode()).decode("latin-1") or None
+    decoded = await _off_loop_if_large(len(body), decode_request, body, length)
     outputs = requested_outputs(decoded.request, [t.name for t in v2.outputs])
-    result = await models.infer(v2, decoded.tensors, operations)
+    result = await models.infer(v2, decoded.tensors, app.operations)
     if v2.kind is not models.Kind.GRAPH:
-        metrics.images.labels(v2.model.name, v2.kind.value).inc(len(result.outputs["images"]))
+        app.metrics.images.labels(v2.model.name, v2.kind.value).inc(len(result.outputs["images"]))
     head: dict[str, Any] = {"model_name": v2.name, "model_version": v2.version}
     if decoded.request.id is not None:
         head["id"] = decoded.request.id
@@ -147,12 +149,8 @@ async def infer(
     size = sum(array.nbytes for _, array, _ in chosen)
     payload, json_length = await _off_loop_if_large(size, encode_response, head, chosen)
     if json_length is None:
-        return Response(payload, media_type="application/json")
-    return Response(
-        payload,
-        media_type="application/octet-stream",
-        headers={HEADER_LENGTH: str(json_length)},
-    )
+        return Answer(payload, "application/json")
+    return Answer(payload, "application/octet-stream", {HEADER_LENGTH: str(json_length)})
 
 
 async def _off_loop_if_large(size: int, work: Callable[..., T], *args: Any) -> T:
