@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -27,6 +28,17 @@ class MetricsMiddleware:
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app, self.metrics = app, metrics
+        self.durations: dict[tuple[str, str, int], Any] = {}
+        """The histogram's child per (model, operation, status), looked up once."""
+
+    def duration(self, model: str, path: str, status: int) -> Any:
+        key = (model, operation_label(path), status)
+        child = self.durations.get(key)
+        if child is None:
+            child = self.durations[key] = self.metrics.request_duration.labels(
+                key[0], key[1], str(status)
+            )
+        return child
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -51,9 +63,8 @@ class MetricsMiddleware:
         finally:
             self.metrics.in_flight.dec()
             if status is not None:  # None: the client left before any response was started
-                self.metrics.request_duration.labels(
-                    state.get("model", ""), operation_label(scope["path"]), str(status)
-                ).observe(time.perf_counter() - start)
+                child = self.duration(state.get("model", ""), scope["path"], status)
+                child.observe(time.perf_counter() - start)
 
 
 class BodyLimitMiddleware:

@@ -67,7 +67,8 @@ class LoadedModel:
         return self.card
 
     def supports(self, operation: Operation) -> bool:
-        return operation in self.operations
+        family = self.family
+        return family is not None and operation in family.operations
 
 
 class Registry:
@@ -121,15 +122,19 @@ class Registry:
     def resolve(self, name: str | None, operation: Operation) -> LoadedModel:
         """The model to run ``operation`` on: the named one, the configured default, or the
         first ready model (by name) that supports it."""
-        capable = self.capable(operation)
-        name = name or self.defaults.get(operation) or (capable[0] if capable else None)
         if name is None:
-            raise UnsupportedOperation(f"no ready model supports {operation}")
+            name = self.defaults.get(operation)
+        if name is None:
+            capable = self.capable(operation)
+            if not capable:
+                raise UnsupportedOperation(f"no ready model supports {operation}")
+            name = capable[0]
         model = self.get(name)
         family = model.family
         if model.state is ModelState.FAILED or model.supports(operation):
             _ = model.ready_card  # a failed model raises ModelNotReady (503), saying why
             return model
+        capable = self.capable(operation)
         why = (family.why_not.get(operation) if family else None) or model.reason
         kind = model.card.family if model.card else "unknown"
         raise UnsupportedOperation(
