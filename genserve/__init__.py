@@ -8,6 +8,7 @@ command line. It needs httpx, numpy and Pillow only.
 from genserve.client import DEFAULT_TIMEOUT, DEFAULT_URL, AsyncClient, Client, Retries
 from genserve.errors import (
     ConnectionFailed,
+    DeadlineExceeded,
     GenserveError,
     LimitExceeded,
     MethodNotAllowed,
@@ -46,6 +47,7 @@ __all__ = [
     "Client",
     "CompleteResult",
     "ConnectionFailed",
+    "DeadlineExceeded",
     "EncodeResult",
     "GenserveError",
     "Health",

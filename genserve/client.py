@@ -27,7 +27,13 @@ from typing import Any, Concatenate, ParamSpec, TypeAlias, TypeVar
 import httpx
 
 from genserve import operations
-from genserve.errors import ConnectionFailed, GenserveError, TimedOut, error_from_response
+from genserve.errors import (
+    ConnectionFailed,
+    DeadlineExceeded,
+    GenserveError,
+    TimedOut,
+    error_from_response,
+)
 from genserve.operations import Operation, Request
 
 __all__ = ["DEFAULT_TIMEOUT", "DEFAULT_URL", "AsyncClient", "Client", "Retries"]
@@ -76,6 +82,8 @@ class Retries:
 def _retryable(failure: GenserveError) -> bool:
     if isinstance(failure, ConnectionFailed):
         return not isinstance(failure, TimedOut)
+    if isinstance(failure, DeadlineExceeded):  # the caller's own deadline: again would be late
+        return False
     return failure.status in RETRY_STATUSES
 
 

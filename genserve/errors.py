@@ -123,6 +123,12 @@ class Overloaded(GenserveError):
     default_code = "overloaded"
 
 
+class DeadlineExceeded(GenserveError):
+    """504: the request's ``timeout_ms`` passed; the service stopped its work."""
+
+    default_code = "deadline_exceeded"
+
+
 class ServerError(GenserveError):
     """500 (a bug on the server), or another 5xx the API does not name."""
 
@@ -149,6 +155,7 @@ _BY_CODE: dict[str, type[GenserveError]] = {
         RateLimited,
         ModelNotReady,
         Overloaded,
+        DeadlineExceeded,
         ServerError,
         ModelRunFailed,
     )

@@ -93,6 +93,12 @@ class Settings(BaseSettings):
         le=64,
         description="PixelCNN and PixelRNN samplings that run at once; others queue.",
     )
+    stream_partial_rows: int = Field(
+        default=4,
+        ge=1,
+        le=4096,
+        description="An event stream's partial images come every this many rows drawn.",
+    )
     max_images: int = Field(default=64, ge=1, le=4096, description="Most input images per request.")
     max_iwae_k: int = Field(
         default=1000,

@@ -61,6 +61,13 @@ class Overloaded(ServiceError):
         self.retry_after = retry_after
 
 
+class DeadlineExceeded(ServiceError):
+    """The request's deadline (its ``timeout_ms``) passed before its answer was ready; its
+    work was stopped."""
+
+    code = "deadline_exceeded"
+
+
 class ModelRunFailed(ServiceError):
     """onnxruntime failed while running a graph; the details are in the server log."""
 

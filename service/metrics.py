@@ -130,6 +130,26 @@ class Metrics:
             ["model", "graph"],
             registry=self.registry,
         )
+        self.cancelled = Counter(
+            "genserve_cancelled_requests",
+            "Requests whose work was stopped before their answer: the client went away "
+            "(disconnect) or their timeout_ms passed (deadline).",
+            ["model", "operation", "reason"],
+            registry=self.registry,
+        )
+        self.cancelled_rows = Counter(
+            "genserve_cancelled_work_rows",
+            "Rows of pixel-by-pixel drawing done for requests that were then stopped.",
+            ["model", "operation"],
+            registry=self.registry,
+        )
+        self.discarded_rows = Counter(
+            "genserve_discarded_batch_rows",
+            "Rows (images or latents) a batched run computed for a request whose client had "
+            "gone meanwhile.",
+            ["model", "graph"],
+            registry=self.registry,
+        )
         self.key_requests = Counter(
             "genserve_api_key_requests",
             "Requests let through by API key, by the key's name (never the key).",
@@ -178,6 +198,14 @@ class Metrics:
 
     def rejected(self, model: str, graph: str) -> None:
         self.rejections.labels(model, graph).inc()
+
+    def discarded(self, model: str, graph: str, rows: int) -> None:
+        self.discarded_rows.labels(model, graph).inc(rows)
+
+    def stopped(self, model: str, operation: str, reason: str, rows: int) -> None:
+        self.cancelled.labels(model, operation, reason).inc()
+        if rows:
+            self.cancelled_rows.labels(model, operation).inc(rows)
 
     def render(self) -> bytes:
         if self.folder is None:

@@ -391,6 +391,7 @@ def test_every_code_of_the_services_error_table_has_its_class() -> None:
         "model_not_ready": ModelNotReady,
         "model_run_failed": genserve.ModelRunFailed,
         "overloaded": Overloaded,
+        "deadline_exceeded": genserve.DeadlineExceeded,
         "unauthorized": Unauthorized,
         "rate_limited": RateLimited,
         "admin_disabled": NotFound,  # an admin route: no class of its own in a client

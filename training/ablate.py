@@ -36,19 +36,12 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
         "sn-hinge-ttur": {
             "ema_batchnorm": "recompute", "d_norm": "spectral", "loss": "hinge", **GAN_TTUR,
         },
-        "sn-hinge-ttur-aug": {
-            "ema_batchnorm": "recompute", "d_norm": "spectral", "loss": "hinge",
-            "augment": "translation,cutout", **GAN_TTUR,
-        },
         "r1": {"ema_batchnorm": "recompute", "d_norm": "none", "r1_gamma": 1.0},
-        "sn-hinge-ttur-deep": {
-            "ema_batchnorm": "recompute", "d_norm": "spectral", "loss": "hinge",
-            "generator": "deep", "channels": 32, "d_channels": 64, **GAN_TTUR,
+        "ema-bn-b64": {"ema_batchnorm": "recompute", "batch_size": 64},
+        "ema-bn-deep32": {
+            "ema_batchnorm": "recompute", "generator": "deep", "channels": 32, "d_channels": 64,
         },
-        "sn-hinge-ttur-b64": {
-            "ema_batchnorm": "recompute", "d_norm": "spectral", "loss": "hinge",
-            "batch_size": 64, **GAN_TTUR,
-        },
+        "ema-bn-aug": {"ema_batchnorm": "recompute", "augment": "translation,cutout"},
     },
     "vae": {
         "base": {},

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from service.api.auth import ApiKeyMiddleware, ApiKeys, LocalBuckets, SharedBuckets, needs_key
 from service.api.errors import install_error_handlers
 from service.api.fastlane import FastLane
-from service.api.middleware import BodyLimitMiddleware, MetricsMiddleware
+from service.api.middleware import MetricsMiddleware, RequestBodyMiddleware
 from service.api.routes import ROUTERS
 from service.config import Observers, ServiceConfig, Settings
 from service.generation.operations import Operations
@@ -128,7 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         limit_malloc_arenas()
     install_error_handlers(app)
     app.add_middleware(FastLane, state=app.state)  # innermost: the routes' hot path
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestBodyMiddleware, max_bytes=settings.max_body_bytes)
     keys = settings.api_key_table()
     if keys:
         run = RunDir.from_environment()

@@ -42,3 +42,16 @@ def _quality(params: str) -> float:
             except ValueError:
                 return 0.0
     return 1.0
+
+
+def wants_event_stream(scope: Scope) -> bool:
+    """True if the Accept header names text/event-stream (with a quality above 0): the client
+    asks for server-sent events."""
+    accept = header(scope, b"accept")
+    if b"text/event-stream" not in accept:
+        return False
+    for item in accept.decode("latin-1").split(","):
+        media, _, params = item.strip().partition(";")
+        if media.strip().lower() == "text/event-stream" and _quality(params) > 0:
+            return True
+    return False

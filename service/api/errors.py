@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.errors import (
     AdminDisabled,
+    DeadlineExceeded,
     InvalidInput,
     LimitExceeded,
     ModelLoadFailed,
@@ -39,6 +40,7 @@ STATUS_BY_ERROR: dict[type[ServiceError], int] = {
     LimitExceeded: 422,
     PayloadTooLarge: 413,
     ModelNotReady: 503,
+    DeadlineExceeded: 504,
     ModelRunFailed: 503,
     Overloaded: 503,
     ModelLoadFailed: 409,

@@ -2,8 +2,9 @@
 routing, dependency solving and response validation, which cost more than the model at one
 image per request (docs/performance.md). Only a request FastAPI would take as it is goes this
 way: a JSON body that validates. Anything else (another route, another content type, a body
-that does not parse or validate) goes on to FastAPI with its body, and FastAPI answers it as
-it always has, so the validation rules, the error bodies and the OpenAPI schema stay FastAPI's.
+that does not parse or validate, an event stream) goes on to FastAPI with its body, and
+FastAPI answers it as it always has, so the validation rules, the error bodies and the OpenAPI
+schema stay FastAPI's.
 Both ways share the route's answer (``routes/sample.answer``, ``routes/v2.answer_infer``) and
 the one error table (``api/errors.response_for``)."""
 
@@ -15,7 +16,7 @@ from pydantic import ValidationError
 from starlette.datastructures import State
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.content import header
+from service.api.content import header, wants_event_stream
 from service.api.errors import response_for
 from service.api.routes.sample import answer as answer_sample
 from service.api.routes.v2 import answer_infer
@@ -37,7 +38,7 @@ class FastLane:
             await self.app(scope, receive, send)
             return
         path = scope["path"]
-        if path == "/sample":
+        if path == "/sample" and not wants_event_stream(scope):  # FastAPI's route streams
             await self._sample(scope, receive, send)
         elif path.startswith(_V2_MODELS) and path.endswith("/infer"):
             await self._infer(scope, receive, send)

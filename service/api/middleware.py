@@ -1,7 +1,9 @@
-"""Small ASGI middlewares: request metrics, and the request body size limit."""
+"""Small ASGI middlewares: request metrics, and the request body (its size limit, and the
+cancellation of a POST whose client left)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -67,9 +69,13 @@ class MetricsMiddleware:
                 child.observe(time.perf_counter() - start)
 
 
-class BodyLimitMiddleware:
-    """Refuses bodies over ``max_bytes`` with a 413: by Content-Length when the client declares
-    one, and by counting the bytes as they arrive (the body is buffered, then replayed)."""
+class RequestBodyMiddleware:
+    """Reads a request's body and replays it to the app. A body over ``max_bytes`` is refused
+    with a 413: by Content-Length when the client declares one, and by counting the bytes as
+    they arrive. Past the body, a POST is watched: if its client disconnects before the
+    response is complete, the app's work is cancelled, since Starlette does not cancel a
+    handler whose client left. The work's own ``except CancelledError`` (``stopped_when``)
+    then stops what it started, and counts it."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app, self.max_bytes = app, max_bytes
@@ -95,6 +101,10 @@ class BodyLimitMiddleware:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
+        body: Message = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        if scope["method"] == "POST":
+            await self._watched(scope, body, receive, send)
+            return
         replayed = False
 
         async def replay() -> Message:
@@ -102,9 +112,50 @@ class BodyLimitMiddleware:
             if replayed:
                 return await receive()
             replayed = True
-            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return body
 
         await self.app(scope, replay, send)
+
+    async def _watched(self, scope: Scope, body: Message, receive: Receive, send: Send) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        complete = client_left = False
+        listener = asyncio.ensure_future(receive())  # after the body, only a disconnect comes
+
+        def heard(message: asyncio.Future[Message]) -> None:
+            nonlocal client_left
+            if complete or message.cancelled() or message.exception() is not None:
+                return
+            if message.result()["type"] == "http.disconnect":
+                client_left = True
+                task.cancel()
+
+        listener.add_done_callback(heard)
+
+        async def send_until_complete(message: Message) -> None:
+            nonlocal complete
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                complete = True  # before the server can report the end as a disconnect
+            await send(message)
+
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:  # the app listens for the disconnect too (a streaming response)
+                return await asyncio.shield(listener)
+            replayed = True
+            return body
+
+        try:
+            await self.app(scope, replay, send_until_complete)
+        except asyncio.CancelledError:
+            if client_left and task.uncancel() == 0:
+                return  # nobody is left to answer
+            raise
+        finally:
+            complete = True
+            listener.cancel()
 
     async def _refuse(self, send: Send, path: str) -> None:
         message = f"request body exceeds the limit of {self.max_bytes} bytes"

@@ -4,7 +4,9 @@ and the answer, which a FastAPI route and the fast lane (``api/fastlane.py``) se
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +15,8 @@ from starlette.datastructures import State
 from starlette.types import Scope
 
 from service.api.schemas import error_responses
-from service.errors import InvalidInput
+from service.errors import DeadlineExceeded, InvalidInput
+from service.generation.autoregressive import RowWatch
 from service.generation.imaging import ImageFormat, encode_images, grid_png
 from service.generation.operations import ImageFinish, Operations
 from service.generation.specs import Result
@@ -21,7 +24,7 @@ from service.metrics import Metrics
 from service.registry.families import Operation
 from service.registry.registry import Registry
 
-ERRORS = error_responses(404, 413, 422, 503)
+ERRORS = error_responses(404, 413, 422, 503, 504)
 """What every operation can answer besides a 200."""
 
 
@@ -30,15 +33,15 @@ def operation_route(
     path: str,
     response_model: Any,
     exclude_none: bool = False,
-    image: dict[str, Any] | None = None,
+    other_media: dict[str, Any] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """``POST path`` for an operation, with its errors in OpenAPI; ``image`` documents the PNG
-    an ``Accept: image/png`` request gets instead of JSON."""
+    """``POST path`` for an operation, with its errors in OpenAPI; ``other_media`` documents
+    what a request gets instead of JSON by its Accept header (a PNG, an event stream)."""
     return router.post(
         path,
         response_model=response_model,
         response_model_exclude_none=exclude_none,
-        responses={200: image, **ERRORS} if image else ERRORS,
+        responses={200: other_media, **ERRORS} if other_media else ERRORS,
     )
 
 
@@ -80,24 +83,58 @@ class Answer:
         return Response(self.content, media_type=self.media_type, headers=self.headers)
 
 
+WATCHED = frozenset({Operation.SAMPLE, Operation.COMPLETE})
+
+
+@asynccontextmanager
+async def stopped_when(
+    metrics: Metrics, model: str, operation: str, timeout_ms: float | None, watch: RowWatch
+) -> AsyncIterator[None]:
+    """The work inside stops past ``timeout_ms`` (DeadlineExceeded), or when the request is
+    cancelled (its client went away); either way it is counted, with the rows drawn."""
+    try:
+        async with asyncio.timeout(timeout_ms / 1000 if timeout_ms else None):
+            yield
+    except TimeoutError:
+        metrics.stopped(model, operation, "deadline", watch.rows_done)
+        raise DeadlineExceeded(
+            f"{operation}: not done within {timeout_ms:g} ms; its work was stopped"
+        ) from None
+    except asyncio.CancelledError:
+        metrics.stopped(model, operation, "disconnect", watch.rows_done)
+        raise
+
+
+"""The operations whose pixel-by-pixel drawing reports and stops row by row."""
+
+
 async def run_operation(
     call: Call,
     operation: Operation,
     model: str | None,
     spec: Any,
     finish: ImageFinish | None = None,
+    timeout_ms: int | None = None,
+    watch: RowWatch | None = None,
 ) -> Result[Any]:
     """Run ``operation`` on the model a request names (or the operation's default) and count
-    the images it made. ``finish`` is for the operations that make images."""
+    the images it made. ``finish`` is for the operations that make images. Past
+    ``timeout_ms``, the work stops and DeadlineExceeded says so; a request cancelled (its
+    client went away) stops it too, and both are counted, with the rows drawn for nothing."""
     registry: Registry = call.app.registry
     operations: Operations = call.app.operations
     metrics: Metrics = call.app.metrics
     resolved = registry.resolve(model, operation)
     call.scope.setdefault("state", {})["model"] = resolved.name
     run = getattr(operations, operation.value)
-    result: Result[Any] = await (
-        run(resolved, spec) if finish is None else run(resolved, spec, finish)
-    )
+    args: list[Any] = [resolved, spec]
+    if finish is not None:
+        args.append(finish)
+    watch = watch or RowWatch()
+    if operation in WATCHED:
+        args.append(watch)
+    async with stopped_when(metrics, resolved.name, operation.value, timeout_ms, watch):
+        result: Result[Any] = await run(*args)
     if result.count:
         metrics.images.labels(resolved.name, operation.value).inc(result.count)
     return result

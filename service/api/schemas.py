@@ -75,6 +75,19 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
+MAX_TIMEOUT_MS = 3_600_000
+TimeoutMs = Annotated[
+    int | None,
+    Field(
+        ge=1,
+        le=MAX_TIMEOUT_MS,
+        description="A deadline, in ms from when the request is taken: past it the work stops "
+        "and the answer is 504 `deadline_exceeded`. Omitted: no deadline (the service's own "
+        "queue limits still apply).",
+    ),
+]
+
+
 class _ImagesOut(_Request):
     """A request whose answer holds images: ``scale`` applies to PNG ones only."""
 
@@ -138,6 +151,7 @@ class SampleRequest(_ImagesOut):
         description="Conditional models only: the class to draw. Omitted: each image's class is "
         "drawn from the seed.",
     )
+    timeout_ms: TimeoutMs = None
 
 
 class SampleResponse(_Response):
@@ -164,6 +178,7 @@ class EncodeRequest(_Request):
     model: ModelName = None
     images: list[ImageInput] = Field(min_length=1)
     label: ImageLabels = None
+    timeout_ms: TimeoutMs = None
 
 
 class EncodeResponse(_Response):
@@ -182,6 +197,7 @@ class ReconstructRequest(_ImagesOut):
     format: FormatField = "png"
     scale: Scale = 1
     label: ImageLabels = None
+    timeout_ms: TimeoutMs = None
 
 
 class ReconstructResponse(_Response):
@@ -228,6 +244,7 @@ class InterpolateRequest(_ImagesOut):
         default=None,
         description="Conditional models only, and required there: the class of the whole path.",
     )
+    timeout_ms: TimeoutMs = None
 
 
 class InterpolateResponse(_Response):
@@ -261,6 +278,7 @@ class ScoreRequest(_Request):
         description="Conditional models only: score log p(x | label). Omitted: log p(x) under "
         "the uniform mixture of the classes (one bound per class, so k x classes decoder runs).",
     )
+    timeout_ms: TimeoutMs = None
 
 
 class ScoreResponse(_Response):
@@ -321,6 +339,7 @@ class CompleteRequest(_ImagesOut):
     )
     format: FormatField = "png"
     scale: Scale = 1
+    timeout_ms: TimeoutMs = None
 
     @model_validator(mode="after")
     def _rows_or_mask(self) -> Self:
@@ -370,6 +389,7 @@ class TraverseRequest(_ImagesOut):
     format: FormatField = "png"
     scale: Scale = 1
     columns: Columns | None = None
+    timeout_ms: TimeoutMs = None
 
     @model_validator(mode="after")
     def _one_base(self) -> Self:

@@ -8,10 +8,14 @@ depends on its noise and its given pixels only, never on the other rows.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Literal, TypeVar
 
+import anyio.to_thread
 import numpy as np
 
 from modelstore.card import ModelCard, RowStepSampler, WindowedSampler
@@ -22,10 +26,51 @@ from service.registry.families import FAMILIES
 from service.registry.registry import LoadedModel
 from service.runtime.slots import Slots
 
+T = TypeVar("T")
+Progress = Callable[[int, int, np.ndarray], None]
+"""Called in the sampling thread as (rows drawn, rows to draw, the (N, 1, H, W) canvas)."""
+
 
 def pixel_noise(seed: int, n: int, h: int, w: int) -> np.ndarray:
     """Two uniforms per pixel (component, then value); image i is the same whatever n is."""
     return np.random.default_rng(seed).random((n, h, w, 2))
+
+
+class Stopped(Exception):
+    """Raised in the sampling thread at a row's end once its ``RowWatch`` was stopped."""
+
+
+@dataclass
+class RowWatch:
+    """What a pixel-by-pixel sampling reports, and obeys: that its request was checked and is
+    about to wait for a slot (``on_accept``, on the event loop, with the rows it will draw), and
+    at the end of each row, its progress (``on_row``, in the sampling thread) and a stop (the
+    client went away, or the deadline passed)."""
+
+    on_row: Progress | None = None
+    on_accept: Callable[[int], None] | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+    rows_done: int = 0
+    rows: int | None = None
+    drawing_since: float | None = None
+    """perf_counter() when the first row began (after the wait for a slot)."""
+
+    def accepted(self, rows: int) -> None:
+        self.rows = rows
+        if self.on_accept is not None:
+            self.on_accept(rows)
+
+    def row_done(self, done: int, rows: int, canvas: np.ndarray) -> None:
+        self.rows_done = done
+        if self.stop.is_set():
+            raise Stopped
+        if self.on_row is not None:
+            self.on_row(done, rows, canvas)
+
+
+def rows_to_generate(keep: np.ndarray) -> int:
+    """Rows with a pixel to draw: what a sampling's progress counts."""
+    return int((~keep.all(axis=1)).sum())
 
 
 def generate(
@@ -34,31 +79,53 @@ def generate(
     keep: np.ndarray,
     noise: np.ndarray,
     temperature: float = 1.0,
+    watch: RowWatch | None = None,
 ) -> np.ndarray:
     """Fill the pixels of ``x`` where ``keep`` is False, in raster order, with the card's exact
-    fast sampler when it has one.
+    fast sampler when it has one. ``watch`` hears of each row drawn, and can stop the drawing
+    there (``Stopped``).
 
     x: (N, 1, H, W) on the k/255 grid; keep: (H, W) bool, the same for every row; noise:
     (N, H, W, 2). Returns a new array; kept pixels are returned unchanged.
     """
     card = model.ready_card
     x = start(x, keep)
+    rows = _Rows(watch or RowWatch(), rows_to_generate(keep), x)
     sampler = fast_sampler(model)
     if isinstance(sampler, WindowedSampler):
-        return _generate_windowed(model, sampler, x, keep, noise, temperature)
+        return _generate_windowed(model, sampler, x, keep, noise, temperature, rows)
     if isinstance(sampler, RowStepSampler):
-        return _generate_row_steps(model, sampler, x, keep, noise, temperature)
+        return _generate_row_steps(model, sampler, x, keep, noise, temperature, rows)
     pixel_graph = FAMILIES[card.family].pixel_graph
     assert pixel_graph is not None
     graph = model.graphs[pixel_graph]
     k = components(card)
     rows_vary = graph.spec.inputs[0].shape[2] == -1
-    for i, j in to_generate(keep):
-        # Row i depends on rows <= i only: where the graph allows it, run on those rows alone.
-        image = np.ascontiguousarray(x[:, :, : i + 1]) if rows_vary else x
-        params = graph.run({"image": image})["params"]
-        x[:, 0, i, j] = sample_pixel(params[:, :, i, j], noise[:, i, j], temperature, k)
+    for i in np.flatnonzero(~keep.all(axis=1)):
+        for j in np.flatnonzero(~keep[i]):
+            # Row i depends on rows <= i only: where the graph allows it, run on those rows alone.
+            image = np.ascontiguousarray(x[:, :, : i + 1]) if rows_vary else x
+            params = graph.run({"image": image})["params"]
+            x[:, 0, i, j] = sample_pixel(params[:, :, i, j], noise[:, i, j], temperature, k)
+        rows.done()
     return x
+
+
+@dataclass
+class _Rows:
+    """Counts the rows a sampler finishes, for its watch."""
+
+    watch: RowWatch
+    total: int
+    canvas: np.ndarray
+    count: int = 0
+
+    def __post_init__(self) -> None:
+        self.watch.drawing_since = time.perf_counter()
+
+    def done(self) -> None:
+        self.count += 1
+        self.watch.row_done(self.count, self.total, self.canvas)
 
 
 SamplerKind = Literal["windowed", "row_step", "naive"]
@@ -93,6 +160,7 @@ def _generate_windowed(
     keep: np.ndarray,
     noise: np.ndarray,
     temperature: float,
+    rows_done: _Rows,
 ) -> np.ndarray:
     """The PixelCNN's context graph once per row, its row graph once per pixel, each on a window
     as large as the receptive field (docs/model-store.md): exact."""
@@ -109,6 +177,7 @@ def _generate_windowed(
             }
             params = row.run(feeds)["params"][:, :, 0, -1]
             x[:, 0, i, j] = sample_pixel(params, noise[:, i, j], temperature, k)
+        rows_done.done()
     return x
 
 
@@ -119,6 +188,7 @@ def _generate_row_steps(
     keep: np.ndarray,
     noise: np.ndarray,
     temperature: float,
+    rows_done: _Rows,
 ) -> np.ndarray:
     """The PixelRNN's step graph once per pixel to generate, on the image rows it reads and the
     Row LSTM state of the rows above (docs/model-store.md): exact.
@@ -137,6 +207,8 @@ def _generate_row_steps(
         for j in todo:
             out = step.run({"image": np.ascontiguousarray(window), "state": state})
             x[:, 0, i, j] = sample_pixel(out["params"][:, :, 0, j], noise[:, i, j], temperature, k)
+        if todo.size:
+            rows_done.done()
         if i == height - 1:
             break
         if todo.size == 0 or todo[-1] != width - 1:
@@ -159,6 +231,17 @@ def to_generate(keep: np.ndarray) -> list[tuple[int, int]]:
 def components(card: ModelCard) -> int:
     assert card.likelihood is not None  # the registry refuses an autoregressive card without
     return card.likelihood.components
+
+
+async def run_watched(draw: Callable[[], T], watch: RowWatch) -> T:
+    """``draw`` in a worker thread; if the waiting is cancelled (the client went away, or the
+    deadline passed), the thread is told to stop at the end of its row, and the caller goes
+    on at once (its slot is freed as it leaves ``turn``)."""
+    try:
+        return await anyio.to_thread.run_sync(draw, abandon_on_cancel=True)
+    except BaseException:
+        watch.stop.set()
+        raise
 
 
 @asynccontextmanager

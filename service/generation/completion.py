@@ -37,6 +37,7 @@ async def complete(
     limits: Limits,
     finish: Callable[[np.ndarray], Any],
     slots: Slots | None = None,
+    watch: autoregressive.RowWatch | None = None,
 ) -> tuple[Any, int]:
     """``finish`` of the (B x samples, C, H, W) completions, image-major (the samples of image
     0 first), and how many there are. Completion i of every image uses seed + i
@@ -57,14 +58,15 @@ async def complete(
         [autoregressive.pixel_noise(s, 1, h, w) for s in completion_seeds(seed, samples)]
     )
     starts = np.repeat(x, samples, axis=0)  # (B S, 1, H, W)
-    temperature = spec.temperature or 1.0
+    temperature, rows = spec.temperature or 1.0, watch or autoregressive.RowWatch()
 
     def draw() -> Any:
         noises = np.tile(noise, (len(x), 1, 1, 1))
-        return finish(autoregressive.generate(model, starts, keep, noises, temperature))
+        return finish(autoregressive.generate(model, starts, keep, noises, temperature, rows))
 
+    rows.accepted(autoregressive.rows_to_generate(keep))
     async with autoregressive.turn(card.name, slots, limits):
-        return await anyio.to_thread.run_sync(draw), count
+        return await autoregressive.run_watched(draw, rows), count
 
 
 def kept_pixels(card: ModelCard, given: Given) -> np.ndarray:

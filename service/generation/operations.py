@@ -22,6 +22,7 @@ import numpy as np
 from modelstore.card import ModelCard
 from service.errors import InvalidInput, LimitExceeded, UnsupportedOperation
 from service.generation import autoregressive, completion, labels, scoring
+from service.generation.autoregressive import RowWatch
 from service.generation.checks import check_knob, latent_dim, parse_batch, ready
 from service.generation.imaging import parse_image
 from service.generation.labels import LabelInput
@@ -59,10 +60,15 @@ class Operations:
         self.slots = slots
 
     async def sample(
-        self, model: LoadedModel, spec: SampleSpec, finish: ImageFinish = images_as_they_are
+        self,
+        model: LoadedModel,
+        spec: SampleSpec,
+        finish: ImageFinish = images_as_they_are,
+        watch: RowWatch | None = None,
     ) -> Result[Any]:
         """``n`` images. Image i of a seed is the same whatever n is. A conditional model
-        draws ``label`` (a class name or index), or each image's class from the seed."""
+        draws ``label`` (a class name or index), or each image's class from the seed. A
+        pixel-by-pixel family reports each row to ``watch``, and stops there when told."""
         card, family = ready(model, Operation.SAMPLE)
         check_knob(card, family, "temperature", spec.temperature)
         check_knob(card, family, "truncation", spec.truncation)
@@ -74,7 +80,7 @@ class Operations:
         seed = new_seed() if spec.seed is None else spec.seed
         classes = sample_labels(card, spec.label, n, seed)
         if family.autoregressive:
-            temperature = spec.temperature or 1.0
+            temperature, rows = spec.temperature or 1.0, watch or RowWatch()
 
             def draw() -> Any:
                 _, h, w = card.image_shape
@@ -82,12 +88,13 @@ class Operations:
                 nothing = np.zeros((h, w), dtype=bool)
                 noise = autoregressive.pixel_noise(seed, n, h, w)
                 started = time.perf_counter()
-                images = autoregressive.generate(model, empty, nothing, noise, temperature)
+                images = autoregressive.generate(model, empty, nothing, noise, temperature, rows)
                 model.sampling_times.record(time.perf_counter() - started, n)
                 return finish(images)
 
+            rows.accepted(card.image_shape[1])
             async with autoregressive.turn(card.name, self.slots, limits):
-                payload = await anyio.to_thread.run_sync(draw)
+                payload = await autoregressive.run_watched(draw, rows)
         else:
             z = latents(seed, n, latent_dim(card))
             if spec.truncation is not None:  # a Python loop per redrawn row: off the loop
@@ -177,13 +184,18 @@ class Operations:
         return Result(card.name, card.version, scores, seed=scores.seed, labels=names)
 
     async def complete(
-        self, model: LoadedModel, spec: CompleteSpec, finish: ImageFinish = images_as_they_are
+        self,
+        model: LoadedModel,
+        spec: CompleteSpec,
+        finish: ImageFinish = images_as_they_are,
+        watch: RowWatch | None = None,
     ) -> Result[Any]:
         """(B x samples, C, H, W) completions, image-major (the samples of image 0 first).
-        Completion i of every image uses seed + i (``completion.completion_seeds``)."""
+        Completion i of every image uses seed + i (``completion.completion_seeds``); each
+        row drawn is reported to ``watch``, which can stop it there."""
         seed = new_seed() if spec.seed is None else spec.seed
         payload, count = await completion.complete(
-            model, spec, seed, self.limits, finish, self.slots
+            model, spec, seed, self.limits, finish, self.slots, watch or RowWatch()
         )
         return _result(model.ready_card, payload, count, seed=seed)
 

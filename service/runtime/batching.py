@@ -37,6 +37,7 @@ class BatchObserver(Protocol):
     def queue_wait(self, model: str, graph: str, seconds: float) -> None: ...
     def queue_depth(self, model: str, graph: str, depth: int) -> None: ...
     def rejected(self, model: str, graph: str) -> None: ...
+    def discarded(self, model: str, graph: str, rows: int) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -253,6 +254,8 @@ class Batcher:
         self._seconds_per_row = 0.8 * self._seconds_per_row + 0.2 * per_row
         for request, (ok, value) in zip(batch, results, strict=True):
             if request.future.done():  # the client went away
+                if ok and self._observer:
+                    self._observer.discarded(self.model, self.graph, request.rows)
                 continue
             if ok:
                 request.future.set_result(value)

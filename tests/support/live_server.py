@@ -69,6 +69,13 @@ def stop(process: subprocess.Popen[str]) -> None:
 def running_service(store: Path, **settings: str) -> Iterator[str]:
     """``python -m service`` on 127.0.0.1 serving ``store``, ready; yields its base URL.
     ``settings`` are extra environment variables (``SERVICE_DEVICE="cpu"``)."""
+    with service_process(store, **settings) as (url, _):
+        yield url
+
+
+@contextmanager
+def service_process(store: Path, **settings: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """``running_service``, yielding the process as well as the URL."""
     port = free_port()
     env = {**os.environ, "SERVICE_MODEL_STORE": str(store), **settings}
     command = [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)]
@@ -80,6 +87,6 @@ def running_service(store: Path, **settings: str) -> Iterator[str]:
         try:
             url = f"http://127.0.0.1:{port}"
             wait_for(f"{url}/health/ready", process, log, 120, first_answer_is_final=True)
-            yield url
+            yield url, process
         finally:
             stop(process)

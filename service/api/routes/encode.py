@@ -15,6 +15,8 @@ async def encode(body: EncodeRequest, request: Request) -> Any:
     """Encode images: `{mean, log_var}` for a VAE, `{z}` for an autoencoder. A conditional model
     needs each image's `label`."""
     spec = EncodeSpec(body.images, body.label)
-    result = await run_operation(Call.of(request), Operation.ENCODE, body.model, spec)
+    result = await run_operation(
+        Call.of(request), Operation.ENCODE, body.model, spec, timeout_ms=body.timeout_ms
+    )
     lists = {name: value.tolist() for name, value in result.payload.items()}
     return EncodeResponse(model=result.model, version=result.version, **lists)

@@ -32,6 +32,7 @@ async def interpolate(body: InterpolateRequest, request: Request) -> Any:
         body.model,
         spec,
         images_as(body.format, body.scale),
+        timeout_ms=body.timeout_ms,
     )
     return InterpolateResponse(
         model=result.model,

@@ -21,6 +21,7 @@ async def reconstruct(body: ReconstructRequest, request: Request) -> Any:
         body.model,
         spec,
         images_as(body.format, body.scale),
+        timeout_ms=body.timeout_ms,
     )
     return ReconstructResponse(
         model=result.model,

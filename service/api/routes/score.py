@@ -16,7 +16,9 @@ async def score(body: ScoreRequest, request: Request) -> Any:
     and PixelRNN, the importance-weighted bound with `k` samples for a VAE (`kind` says which).
     An anomaly score: see docs/anomaly.md."""
     spec = ScoreSpec(body.images, body.k, body.seed, body.label)
-    result = await run_operation(Call.of(request), Operation.SCORE, body.model, spec)
+    result = await run_operation(
+        Call.of(request), Operation.SCORE, body.model, spec, timeout_ms=body.timeout_ms
+    )
     scores = result.payload
     return ScoreResponse(
         model=result.model,

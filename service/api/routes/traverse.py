@@ -25,7 +25,7 @@ _PNG_STRIP = {
 }
 
 
-@operation_route(router, "/traverse", TraverseResponse, exclude_none=True, image=_PNG_STRIP)
+@operation_route(router, "/traverse", TraverseResponse, exclude_none=True, other_media=_PNG_STRIP)
 async def traverse(body: TraverseRequest, request: Request) -> Any:
     """Vary latent dimension `dim` of a VAE (or CVAE) over `range` in `steps` images, the other
     dimensions held at a base latent: a seed's prior draw, an image's posterior mean, or a
@@ -36,7 +36,9 @@ async def traverse(body: TraverseRequest, request: Request) -> Any:
     spec = TraverseSpec(base, body.dim, body.range, body.steps, body.label)
     columns = body.columns or body.steps  # one row, unless asked otherwise
     finish = grid_of(columns, body.scale) if as_strip else images_as(body.format, body.scale)
-    result = await run_operation(Call.of(request), Operation.TRAVERSE, body.model, spec, finish)
+    result = await run_operation(
+        Call.of(request), Operation.TRAVERSE, body.model, spec, finish, timeout_ms=body.timeout_ms
+    )
     if as_strip:
         headers = {"X-Model": result.model, "X-Model-Version": str(result.version)}
         if result.seed is not None:

@@ -13,8 +13,9 @@ from fastapi import APIRouter, Request, Response
 
 from service.api.content import header
 from service.api.deps import FleetDep, RegistryDep
-from service.api.running import Answer, Call
+from service.api.running import Answer, Call, stopped_when
 from service.errors import InvalidInput, ModelNotReady, PayloadTooLarge
+from service.generation.autoregressive import RowWatch
 from service.inference_protocol import models
 from service.inference_protocol.schema import (
     ErrorObject,
@@ -137,7 +138,12 @@ async def answer_infer(call: Call, name: str, version: str | None, body: bytes) 
     length = header(call.scope, HEADER_LENGTH.lower().encode()).decode("latin-1") or None
     decoded = await _off_loop_if_large(len(body), decode_request, body, length)
     outputs = requested_outputs(decoded.request, [t.name for t in v2.outputs])
-    result = await models.infer(v2, decoded.tensors, app.operations)
+    timeout_us = decoded.request.parameters.get("timeout")  # Triton's: microseconds
+    if timeout_us is not None and (not isinstance(timeout_us, int) or timeout_us < 1):
+        raise InvalidInput(f"parameters.timeout: microseconds, at least 1, got {timeout_us!r}")
+    timeout_ms = timeout_us / 1000 if timeout_us else None
+    async with stopped_when(app.metrics, v2.model.name, v2.kind.value, timeout_ms, RowWatch()):
+        result = await models.infer(v2, decoded.tensors, app.operations)
     if v2.kind is not models.Kind.GRAPH:
         app.metrics.images.labels(v2.model.name, v2.kind.value).inc(len(result.outputs["images"]))
     head: dict[str, Any] = {"model_name": v2.name, "model_version": v2.version}
