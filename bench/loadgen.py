@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import shutil
 import statistics
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
+from tempfile import TemporaryDirectory
 
-from servers import PEERS
+from servers import Request, peers_workload
 
 FIXED_COUNT_LUA = Path(__file__).resolve().parent / "wrk" / "fixed_count.lua"
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
@@ -41,25 +39,33 @@ class LoadResult:
 
 def run_wrk(
     url: str,
-    body: dict[str, object],
+    request: Request,
     requests: int,
     connections: int,
     cap_s: float,
     timeout_s: float,
 ) -> LoadResult:
-    """``requests`` POSTs over ``connections`` keep-alive connections, one wrk thread."""
+    """``requests`` POSTs of ``request``'s body and headers (the URL is ``url``) over
+    ``connections`` keep-alive connections, one wrk thread. A JSON body goes to the script in
+    BENCH_BODY, raw bytes in a file named by BENCH_BODY_FILE; headers in BENCH_HEADERS."""
     # Time from the end of the first wave, given three more waves at least (responses of a
     # batching server come in bursts); else time the whole run.
     skip = connections if requests >= 4 * connections else 0
-    env = {
-        **os.environ,
-        "BENCH_BODY": json.dumps(body),
-        "BENCH_REQUESTS": str(requests),
-        "BENCH_SKIP": str(skip),
-    }
+    env = {**os.environ, "BENCH_REQUESTS": str(requests), "BENCH_SKIP": str(skip)}
+    for name in ("BENCH_BODY", "BENCH_BODY_FILE", "BENCH_HEADERS"):
+        env.pop(name, None)
+    if request.headers:
+        env["BENCH_HEADERS"] = "\n".join(f"{k}: {v}" for k, v in request.headers.items())
     command = [WRK, "-t1", f"-c{connections}", f"-d{max(1, round(cap_s))}s"]
     command += [f"--timeout={max(1, round(timeout_s))}s", "-s", str(FIXED_COUNT_LUA), url]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=cap_s + 60)
+    with TemporaryDirectory(prefix="genserve-wrk-") as folder:
+        if isinstance(request.body, bytes):
+            body_file = Path(folder) / "body"
+            body_file.write_bytes(request.body)
+            env["BENCH_BODY_FILE"] = str(body_file)
+        else:
+            env["BENCH_BODY"] = json.dumps(request.body)
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=cap_s + 60)
     line = next((x for x in done.stdout.splitlines() if x.startswith("WRK_RESULT ")), None)
     if line is None:
         raise RuntimeError(f"wrk printed no result: {done.stdout[-500:]} {done.stderr[-500:]}")
@@ -125,10 +131,3 @@ def raw_onnxruntime(model: str, store: Path, batches: list[int], seconds: float)
     results = [timed(batch, png=False) for batch in batches]
     best = max(results, key=lambda r: r.images_per_s)
     return results + [timed(batch, png=True) for batch in sorted({1, best.batch})]
-
-
-def peers_workload() -> ModuleType:
-    """bench/peers/workload.py: the peers' own latents, session and PNG code."""
-    if str(PEERS) not in sys.path:
-        sys.path.insert(0, str(PEERS))
-    return importlib.import_module("workload")

@@ -11,7 +11,10 @@ from typing import Any
 from loadgen import LoadResult, RawResult
 
 SERVICE = "service"
+"""The service's own family, and the variant that stands for it in the ratios."""
+SERVICE_V2 = "service-v2"
 RATIO_CONCURRENCY = 64
+V2_IMAGES = 1
 
 
 @dataclass
@@ -38,6 +41,8 @@ class LoadRow:
 class ServerStatus:
     name: str
     about: str
+    family: str
+    """The server this is a variant of."""
     state: str = "not run"
     ready_s: float | None = None
     max_pixel_diff: dict[str, int] = field(default_factory=dict)
@@ -71,20 +76,39 @@ class Report:
             None,
         )
 
+    def families(self) -> dict[str, list[str]]:
+        """Every family measured, with its variants, in the order they ran."""
+        out: dict[str, list[str]] = {}
+        for status in self.servers:
+            out.setdefault(status.family, []).append(status.name)
+        return out
+
+    def best_variant(self, family: str, model: str, n: int, c: int) -> LoadRow | None:
+        """The family's variant with the most images/s at this load."""
+        rows = [self.row(name, model, n, c) for name in self.families().get(family, [])]
+        measured = [r for r in rows if r is not None and r.images_per_s is not None]
+        return max(measured, key=lambda r: r.images_per_s or 0.0, default=None)
+
+    def loads(self) -> list[tuple[str, int, int]]:
+        return sorted({(r.model, r.n, r.concurrency) for r in self.rows})
+
+    def peer_families(self) -> list[str]:
+        return [f for f in self.families() if f != SERVICE]
+
     def ratios(self) -> list[dict[str, Any]]:
-        """At concurrency 64, per model and images per request: service / raw-best and
-        service / best peer (images/s)."""
+        """At concurrency 64, per model and images per request: ``service`` / raw-best and
+        ``service`` / best peer (the best variant of any peer family; images/s)."""
         out = []
-        for model, n in sorted({(r.model, r.n) for r in self.rows}):
+        for model, n in sorted({(m, k) for m, k, _ in self.loads()}):
             service = self.row(SERVICE, model, n, RATIO_CONCURRENCY)
-            peers = [
-                r
-                for r in self.rows
-                if r.server != SERVICE
-                and (r.model, r.n, r.concurrency) == (model, n, RATIO_CONCURRENCY)
-                and r.images_per_s is not None
+            bests = [
+                self.best_variant(f, model, n, RATIO_CONCURRENCY) for f in self.peer_families()
             ]
-            best_peer = max(peers, key=lambda r: r.images_per_s or 0.0, default=None)
+            best_peer = max(
+                (r for r in bests if r is not None),
+                key=lambda r: r.images_per_s or 0.0,
+                default=None,
+            )
             raw = self.raw_best(model)
             ours = service.images_per_s if service else None
             out.append(
@@ -100,6 +124,55 @@ class Report:
                     "service_over_best_peer": _ratio(
                         ours, best_peer.images_per_s if best_peer else None
                     ),
+                }
+            )
+        return out
+
+    def family_ratios(self) -> list[dict[str, Any]]:
+        """At each load: ``service`` against each peer family's best variant there."""
+        out = []
+        for model, n, c in self.loads():
+            service = self.row(SERVICE, model, n, c)
+            ours = service.images_per_s if service else None
+            families: dict[str, dict[str, Any]] = {}
+            for family in self.peer_families():
+                best = self.best_variant(family, model, n, c)
+                theirs = best.images_per_s if best else None
+                families[family] = {
+                    "best_variant": best.server if best else None,
+                    "images_per_s": theirs,
+                    "service_over_it": _ratio(ours, theirs),
+                }
+            out.append(
+                {
+                    "model": model,
+                    "n": n,
+                    "concurrency": c,
+                    "service_images_per_s": ours,
+                    "families": families,
+                }
+            )
+        return out
+
+    def v2_over_sample(self) -> list[dict[str, Any]]:
+        """Per model, at 1 image per request and concurrency 64: ``service-v2`` (the v2 binary
+        path) images/s over ``service`` (POST /sample) images/s."""
+        out = []
+        for model in sorted({r.model for r in self.rows}):
+            v2 = self.row(SERVICE_V2, model, V2_IMAGES, RATIO_CONCURRENCY)
+            if v2 is None:  # not measured at this load
+                continue
+            sample = self.row(SERVICE, model, V2_IMAGES, RATIO_CONCURRENCY)
+            ours_v2 = v2.images_per_s
+            ours = sample.images_per_s if sample else None
+            out.append(
+                {
+                    "model": model,
+                    "n": V2_IMAGES,
+                    "concurrency": RATIO_CONCURRENCY,
+                    "service_v2_images_per_s": ours_v2,
+                    "service_images_per_s": ours,
+                    "v2_over_sample": _ratio(ours_v2, ours),
                 }
             )
         return out
@@ -143,7 +216,10 @@ class Report:
                 }
                 for row in self.rows
             ],
+            "families": self.families(),
             "ratios_at_concurrency_64": self.ratios(),
+            "service_against_best_variants": self.family_ratios(),
+            "service_v2_over_service": self.v2_over_sample(),
             "latency_overhead": self.latency_overheads(),
         }
 
@@ -180,22 +256,26 @@ class Report:
             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for row in self.rows:
-            r = row.result
-            if r is None:
+            result = row.result
+            if result is None:
                 lines.append(
                     f"| {row.server} | {row.model} | {row.n} | {row.concurrency} | - | - | - | - "
                     f"| failed: {row.failure} | - | - |"
                 )
                 continue
-            short = "" if r.complete else " (cut short)"
+            short = "" if result.complete else " (cut short)"
             lines.append(
-                f"| {row.server} | {row.model} | {row.n} | {row.concurrency} | {r.requests}{short} "
-                f"| {_num(row.images_per_s)} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} "
-                f"| {_num(row.rss_mib)} | {_num(row.pss_mib)} |"
+                f"| {row.server} | {row.model} | {row.n} | {row.concurrency} "
+                f"| {result.requests}{short} | {_num(row.images_per_s)} | {result.p50_ms:.2f} "
+                f"| {result.p99_ms:.2f} | {result.errors} | {_num(row.rss_mib)} "
+                f"| {_num(row.pss_mib)} |"
             )
         lines += [
             "",
             f"## Ratios at concurrency {RATIO_CONCURRENCY} (images/s)",
+            "",
+            f"`{SERVICE}` against raw onnxruntime and against the best peer there: the best "
+            "variant of any peer family.",
             "",
             "| model | images/request | service | raw best (batch) | service / raw best "
             "| best peer | service / best peer |",
@@ -208,6 +288,7 @@ class Report:
                 f"| {_x(q['service_over_raw_best'])} | {q['best_peer'] or '-'} "
                 f"{_num(q['best_peer_images_per_s'])} | {_x(q['service_over_best_peer'])} |"
             )
+        lines += self._family_lines() + self._v2_lines()
         lines += [
             "",
             "## Latency of one request (concurrency 1, 1 image)",
@@ -224,16 +305,64 @@ class Report:
             "",
             "## Servers",
             "",
-            "| server | what | state | ready after s | idle RSS MiB | max pixel diff vs raw |",
-            "| --- | --- | --- | ---: | ---: | --- |",
+            "| server | family | what | state | ready after s | idle RSS MiB "
+            "| max pixel diff vs raw |",
+            "| --- | --- | --- | --- | ---: | ---: | --- |",
         ]
-        for s in self.servers:
-            diffs = ", ".join(f"{k}: {v}" for k, v in s.max_pixel_diff.items()) or "-"
+        for status in self.servers:
+            diffs = ", ".join(f"{k}: {v}" for k, v in status.max_pixel_diff.items()) or "-"
             lines.append(
-                f"| {s.name} | {s.about} | {s.state} | {_num(s.ready_s, 1)} "
-                f"| {_num(s.idle_rss_mib)} | {diffs} |"
+                f"| {status.name} | {status.family} | {status.about} | {status.state} "
+                f"| {_num(status.ready_s, 1)} | {_num(status.idle_rss_mib)} | {diffs} |"
             )
         return "\n".join(lines) + "\n"
+
+    def _family_lines(self) -> list[str]:
+        families = self.peer_families()
+        if not families:
+            return []
+        lines = [
+            "",
+            "## The service against each peer family, at each load (images/s)",
+            "",
+            f"Each family by its best variant at that load (named), `{SERVICE}` / it in brackets.",
+            "",
+            "| model | images/request | concurrency | service | " + " | ".join(families) + " |",
+            "| --- | ---: | ---: | ---: |" + " --- |" * len(families),
+        ]
+        for q in self.family_ratios():
+            cells = []
+            for family in families:
+                f = q["families"][family]
+                if f["best_variant"] is None:
+                    cells.append("-")
+                    continue
+                ratio = _x(f["service_over_it"])
+                cells.append(f"{f['best_variant']}: {_num(f['images_per_s'])} ({ratio})")
+            lines.append(
+                f"| {q['model']} | {q['n']} | {q['concurrency']} "
+                f"| {_num(q['service_images_per_s'])} | " + " | ".join(cells) + " |"
+            )
+        return lines
+
+    def _v2_lines(self) -> list[str]:
+        ratios = self.v2_over_sample()
+        if not ratios:
+            return []
+        lines = [
+            "",
+            f"## The v2 binary path against POST /sample ({V2_IMAGES} image per request, "
+            f"concurrency {RATIO_CONCURRENCY})",
+            "",
+            f"| model | {SERVICE_V2} images/s | {SERVICE} images/s | {SERVICE_V2} / {SERVICE} |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        for q in ratios:
+            lines.append(
+                f"| {q['model']} | {_num(q['service_v2_images_per_s'])} "
+                f"| {_num(q['service_images_per_s'])} | {_x(q['v2_over_sample'])} |"
+            )
+        return lines
 
     def write(self, out: Path) -> list[Path]:
         """Markdown to ``out`` (or beside it for a .json path) and JSON beside it."""

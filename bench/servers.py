@@ -1,8 +1,12 @@
 """The servers the bench measures: how to start each one, when it is ready, how to ask it for
-images, its memory, and how to stop it together with every process it started."""
+images and read its pixels back, its memory, and how to stop it together with every process it
+started. A server is one variant of a family (the same server in another configuration)."""
 
 from __future__ import annotations
 
+import base64
+import importlib
+import io
 import json
 import os
 import signal
@@ -16,13 +20,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
+from types import ModuleType
 from typing import Any
+
+import numpy as np
+from PIL import Image
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 PEERS = BENCH / "peers"
 PYTRITON_VENV = REPO / ".venv-pytriton"
 SEED = 7
+JSON = "application/json"
 
 
 @dataclass(frozen=True)
@@ -40,7 +49,22 @@ class PeerBatching:
 @dataclass(frozen=True)
 class Request:
     path: str
-    body: dict[str, Any]
+    body: dict[str, Any] | bytes
+    """A JSON body (sent as application/json), or raw bytes sent as they are."""
+    headers: dict[str, str] = field(default_factory=dict)
+    """Sent besides Content-Length (and Content-Type for a JSON body)."""
+
+    def encoded(self) -> tuple[bytes, dict[str, str]]:
+        if isinstance(self.body, bytes):
+            return self.body, dict(self.headers)
+        return json.dumps(self.body).encode(), {"Content-Type": JSON, **self.headers}
+
+
+@dataclass(frozen=True)
+class Reply:
+    body: bytes
+    headers: dict[str, str]
+    """Names in lower case."""
 
 
 @dataclass(frozen=True)
@@ -49,8 +73,12 @@ class ServerSpec:
     about: str
     command: Callable[[list[int], Path, PeerBatching], list[str]]
     ready_paths: list[str]
-    request: Callable[[str, int], Request]
-    images: Callable[[dict[str, Any]], list[str]]
+    request: Callable[[str, int, Path], Request]
+    """(model, images per request, store) -> the request for that many images of SEED."""
+    pixels: Callable[[Reply], np.ndarray]
+    """A reply's images as 8-bit pixels, (N, H, W)."""
+    family: str
+    """The server this is a variant of: the same server in another configuration."""
     ports: int = 1
     env: Callable[[], dict[str, str]] = dict
     missing: Callable[[], str | None] = lambda: None
@@ -64,15 +92,27 @@ class ServerSpec:
     """The stop signal goes to its own process only, which shuts its children down in order."""
 
 
-def _sample_body(model: str, n: int) -> Request:
+def peers_workload() -> ModuleType:
+    """bench/peers/workload.py: the peers' own latents, session and PNG code."""
+    if str(PEERS) not in sys.path:
+        sys.path.insert(0, str(PEERS))
+    return importlib.import_module("workload")
+
+
+def to_pixels(images: np.ndarray) -> np.ndarray:
+    """(N, 1, H, W) floats in [0, 1] -> (N, H, W) 8-bit pixels, rounded as the PNGs are."""
+    return np.round(np.clip(images[:, 0], 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def _sample_body(model: str, n: int, store: Path) -> Request:
     return Request("/sample", {"model": model, "n": n, "seed": SEED})
 
 
-def _per_model_route(model: str, n: int) -> Request:
+def _per_model_route(model: str, n: int, store: Path) -> Request:
     return Request(f"/sample/{model}", {"n": n, "seed": SEED})
 
 
-def _kserve_v2(model: str, n: int) -> Request:
+def _kserve_v2(model: str, n: int, store: Path) -> Request:
     inputs = [
         {"name": "seed", "shape": [1, 1], "datatype": "INT64", "data": [SEED]},
         {"name": "n", "shape": [1, 1], "datatype": "INT32", "data": [n]},
@@ -80,12 +120,65 @@ def _kserve_v2(model: str, n: int) -> Request:
     return Request(f"/v2/models/{model}/infer", {"inputs": inputs})
 
 
-def _images_field(reply: dict[str, Any]) -> list[str]:
-    return list(reply["images"])
+def _kserve_v2_binary(model: str, n: int, store: Path) -> Request:
+    """The service's graph from z to image, with the binary tensor data extension as
+    tritonclient sends it: z, the latents /sample draws for SEED and n, as raw float32 after the
+    JSON header, and the image asked for as raw bytes too."""
+    workload = peers_workload()
+    dim = workload.graph_file(model, store).latent_dim
+    z = workload.latents(SEED, n, dim).astype("<f4")
+    header = {
+        "inputs": [
+            {
+                "name": "z",
+                "datatype": "FP32",
+                "shape": [n, dim],
+                "parameters": {"binary_data_size": z.nbytes},
+            }
+        ],
+        "outputs": [{"name": "image", "parameters": {"binary_data": True}}],
+    }
+    text = json.dumps(header).encode()
+    headers = {
+        "Content-Type": "application/octet-stream",
+        "Inference-Header-Content-Length": str(len(text)),
+    }
+    graph = f"{model}.{workload.GRAPH_ROLES[model]}"
+    return Request(f"/v2/models/{graph}/infer", text + z.tobytes(), headers)
 
 
-def _kserve_images(reply: dict[str, Any]) -> list[str]:
-    return list(reply["outputs"][0]["data"])
+def _png_pixels(images: list[str]) -> np.ndarray:
+    decoded = [Image.open(io.BytesIO(base64.b64decode(i))).convert("L") for i in images]
+    return np.stack([np.asarray(image) for image in decoded])
+
+
+def _images_field(reply: Reply) -> np.ndarray:
+    return _png_pixels(list(json.loads(reply.body)["images"]))
+
+
+def _kserve_images(reply: Reply) -> np.ndarray:
+    return _png_pixels(list(json.loads(reply.body)["outputs"][0]["data"]))
+
+
+def _v2_binary_image(reply: Reply) -> np.ndarray:
+    """The FP32 ``image`` output of a binary v2 reply: the JSON header, then each binary
+    output's bytes in the order of the header's outputs."""
+    length = reply.headers.get("inference-header-content-length")
+    if length is None:
+        raise ValueError("the v2 reply has no Inference-Header-Content-Length")
+    header = json.loads(reply.body[: int(length)])
+    offset = int(length)
+    for output in header["outputs"]:
+        size = int(output.get("parameters", {}).get("binary_data_size", 0))
+        if output["name"] == "image":
+            if output["datatype"] != "FP32" or size == 0:
+                raise ValueError(f"the v2 image is not binary FP32: {output}")
+            if offset + size > len(reply.body):
+                raise ValueError(f"the v2 reply ends before its image ({len(reply.body)} bytes)")
+            flat = np.frombuffer(reply.body, "<f4", count=size // 4, offset=offset)
+            return to_pixels(flat.reshape(output["shape"]))
+        offset += size
+    raise ValueError(f"no image output in the v2 reply: {header['outputs']}")
 
 
 def _needs(*modules: str) -> Callable[[], str | None]:
@@ -96,15 +189,16 @@ def _needs(*modules: str) -> Callable[[], str | None]:
     return missing
 
 
-def _peer(script: str) -> Callable[[list[int], Path, PeerBatching], list[str]]:
+def _peer(script: str, *extra: str) -> Callable[[list[int], Path, PeerBatching], list[str]]:
     def command(ports: list[int], store: Path, batching: PeerBatching) -> list[str]:
-        return [sys.executable, str(PEERS / script), "--port", str(ports[0]), "--store", str(store)]
+        own = ["--port", str(ports[0]), "--store", str(store), *extra]
+        return [sys.executable, str(PEERS / script), *own]
 
     return command
 
 
-def _batched_peer(script: str) -> Callable[[list[int], Path, PeerBatching], list[str]]:
-    plain = _peer(script)
+def _batched_peer(script: str, *extra: str) -> Callable[[list[int], Path, PeerBatching], list[str]]:
+    plain = _peer(script, *extra)
     return lambda ports, store, batching: plain(ports, store, batching) + batching.args()
 
 
@@ -113,12 +207,16 @@ def _service_command(ports: list[int], store: Path, batching: PeerBatching) -> l
     return [sys.executable, "-m", "service", *host, "--log-level", "warning"]
 
 
-def _pytriton_command(ports: list[int], store: Path, batching: PeerBatching) -> list[str]:
-    http, grpc, metrics = (str(p) for p in ports)
-    script = str(PEERS / "pytriton_server.py")
-    ports_args = ["--http-port", http, "--grpc-port", grpc, "--metrics-port", metrics]
-    python = str(PYTRITON_VENV / "bin" / "python")
-    return [python, script, *ports_args, "--store", str(store), *batching.args()]
+def _pytriton(instances: int) -> Callable[[list[int], Path, PeerBatching], list[str]]:
+    def command(ports: list[int], store: Path, batching: PeerBatching) -> list[str]:
+        http, grpc, metrics = (str(p) for p in ports)
+        script = str(PEERS / "pytriton_server.py")
+        ports_args = ["--http-port", http, "--grpc-port", grpc, "--metrics-port", metrics]
+        python = str(PYTRITON_VENV / "bin" / "python")
+        own = ["--store", str(store), "--instances", str(instances)]
+        return [python, script, *ports_args, *own, *batching.args()]
+
+    return command
 
 
 def _pytriton_env() -> dict[str, str]:
@@ -145,50 +243,106 @@ def _pytriton_missing() -> str | None:
     return None
 
 
+def _service(
+    name: str,
+    about: str,
+    request: Callable[[str, int, Path], Request] = _sample_body,
+    pixels: Callable[[Reply], np.ndarray] = _images_field,
+    env: Callable[[], dict[str, str]] = dict,
+    ready: tuple[str, ...] = (),
+) -> ServerSpec:
+    return ServerSpec(
+        name,
+        about,
+        _service_command,
+        ["/health/ready", *ready],
+        request,
+        pixels,
+        family="service",
+        env=env,
+    )
+
+
+def _litserve(name: str, workers: int) -> ServerSpec:
+    per = "one worker process" if workers == 1 else f"{workers} worker processes"
+    return ServerSpec(
+        name,
+        f"LitServe, one LitAPI per model, {per} per model (workers_per_device={workers}), "
+        "batching by max_batch_size/batch_timeout",
+        _batched_peer("litserve_server.py", "--workers", str(workers)),
+        ["/health"],
+        _per_model_route,
+        _images_field,
+        family="litserve",
+        missing=_needs("litserve"),
+    )
+
+
+def _pytriton_spec(name: str, instances: int) -> ServerSpec:
+    per = "one instance" if instances == 1 else f"{instances} instances"
+    return ServerSpec(
+        name,
+        f"PyTriton: Triton server, Python backend, {per} of the inference callable per model, "
+        "dynamic batcher and @batch, KServe v2",
+        _pytriton(instances),
+        ["/v2/health/ready", "/v2/models/dcgan-fashion/ready", "/v2/models/vae-fashion/ready"],
+        _kserve_v2,
+        _kserve_images,
+        family="pytriton",
+        ports=3,
+        env=_pytriton_env,
+        missing=_pytriton_missing,
+        stop_grace_s=20.0,
+        stop_signal=signal.SIGINT,  # PyTriton's documented way to quit
+        leftovers=lambda pid: list(Path("/dev/shm").glob(f"pytrtion{pid}-*")),
+        stops_its_children=True,  # it stops Triton, which unloads models and shared memory
+    )
+
+
+def _mosec(name: str, workers: int) -> ServerSpec:
+    per = "one Python worker" if workers == 1 else f"{workers} Python workers"
+    return ServerSpec(
+        name,
+        f"Mosec: Rust HTTP server, {per} per model (append_worker num={workers}), dynamic batching",
+        _batched_peer("mosec_server.py", "--workers", str(workers)),
+        ["/"],
+        _per_model_route,
+        _images_field,
+        family="mosec",
+        missing=_needs("mosec"),
+    )
+
+
 SERVERS: dict[str, ServerSpec] = {
     spec.name: spec
     for spec in [
-        ServerSpec(
+        _service(
             "service",
-            "this service: python -m service (SERVICE_* settings from the environment)",
-            _service_command,
-            ["/health/ready"],
-            _sample_body,
-            _images_field,
+            "this service: python -m service, its defaults (SERVICE_WORKERS: one worker "
+            "process per usable core), POST /sample",
         ),
-        ServerSpec(
-            "litserve",
-            "LitServe, one LitAPI per model, batching by max_batch_size/batch_timeout",
-            _batched_peer("litserve_server.py"),
-            ["/health"],
-            _per_model_route,
-            _images_field,
-            missing=_needs("litserve"),
+        _service(
+            "service-1w",
+            "this service with SERVICE_WORKERS=1 (one worker process), POST /sample",
+            env=lambda: {"SERVICE_WORKERS": "1"},
         ),
-        ServerSpec(
-            "pytriton",
-            "PyTriton: Triton server, Python backend, dynamic batcher and @batch, KServe v2",
-            _pytriton_command,
-            ["/v2/health/ready", "/v2/models/dcgan-fashion/ready", "/v2/models/vae-fashion/ready"],
-            _kserve_v2,
-            _kserve_images,
-            ports=3,
-            env=_pytriton_env,
-            missing=_pytriton_missing,
-            stop_grace_s=20.0,
-            stop_signal=signal.SIGINT,  # PyTriton's documented way to quit
-            leftovers=lambda pid: list(Path("/dev/shm").glob(f"pytrtion{pid}-*")),
-            stops_its_children=True,  # it stops Triton, which unloads models and shared memory
+        _service(
+            "service-v2",
+            "this service as `service`, KServe v2 POST /v2/models/<model>.<graph>/infer, "
+            "z in and image out as binary tensor data",
+            request=_kserve_v2_binary,
+            pixels=_v2_binary_image,
+            ready=(
+                "/v2/models/dcgan-fashion.generator/ready",
+                "/v2/models/vae-fashion.decoder/ready",
+            ),
         ),
-        ServerSpec(
-            "mosec",
-            "Mosec: Rust HTTP server, one Python worker per model, dynamic batching",
-            _batched_peer("mosec_server.py"),
-            ["/"],
-            _per_model_route,
-            _images_field,
-            missing=_needs("mosec"),
-        ),
+        _litserve("litserve", 1),
+        _litserve("litserve-2w", 2),
+        _pytriton_spec("pytriton", 1),
+        _pytriton_spec("pytriton-2i", 2),
+        _mosec("mosec", 1),
+        _mosec("mosec-2w", 2),
         ServerSpec(
             "naive-torch",
             "FastAPI + torch eager, as a tutorial writes it: no batching",
@@ -196,6 +350,7 @@ SERVERS: dict[str, ServerSpec] = {
             ["/health"],
             _sample_body,
             _images_field,
+            family="naive-torch",
             missing=_needs("torch", "fastapi", "uvicorn"),
         ),
     ]
@@ -213,11 +368,10 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
-def post_json(url: str, body: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
-    data = json.dumps(body).encode()
-    request = urllib.request.Request(url, data, {"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=timeout) as reply:
-        return dict(json.load(reply))
+def post(url: str, request: Request, timeout: float = 60.0) -> Reply:
+    data, headers = request.encoded()
+    with urllib.request.urlopen(urllib.request.Request(url, data, headers), timeout=timeout) as r:
+        return Reply(r.read(), {k.lower(): v for k, v in r.headers.items()})
 
 
 def _status(url: str) -> int | None:
@@ -242,6 +396,7 @@ class RunningServer:
     spec: ServerSpec
     process: subprocess.Popen[bytes]
     url: str
+    store: Path
     log_path: Path
     started: float = field(default_factory=time.perf_counter)
     ready_s: float | None = None
@@ -264,7 +419,7 @@ class RunningServer:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, killed as one at the end
             )
-        return cls(spec, process, f"http://127.0.0.1:{ports[0]}", log_path)
+        return cls(spec, process, f"http://127.0.0.1:{ports[0]}", store, log_path)
 
     def wait_ready(self, deadline_s: float) -> None:
         """Until every ready path answers 200; raises RuntimeError on exit or time-out."""
@@ -281,9 +436,13 @@ class RunningServer:
                 time.sleep(0.1)
         self.ready_s = time.perf_counter() - self.started
 
-    def sample(self, model: str, n: int, timeout: float = 60.0) -> list[str]:
-        request = self.spec.request(model, n)
-        return self.spec.images(post_json(self.url + request.path, request.body, timeout))
+    def request(self, model: str, n: int) -> Request:
+        return self.spec.request(model, n, self.store)
+
+    def sample(self, model: str, n: int, timeout: float = 60.0) -> np.ndarray:
+        """n images of SEED from the server, as 8-bit pixels (n, H, W)."""
+        request = self.request(model, n)
+        return self.spec.pixels(post(self.url + request.path, request, timeout))
 
     def tree(self) -> list[int]:
         """The server's process and all its descendants, now."""

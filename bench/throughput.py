@@ -3,18 +3,17 @@ in-process onnxruntime (the limit), by this service, and by peer model servers, 
 
     .venv/bin/python bench/throughput.py [--quick] [--out docs/throughput.md]
 
-Each server is started on free ports, checked to return the same images as onnxruntime, loaded
-with wrk (a fixed number of POSTs at concurrency 1, 16 and 64, with 1 and 64 images per
-request) and stopped with every process it started, also on failure or Ctrl-C. A server that
-is not installed, or not ready in time, is reported as such and the run goes on. The table is
-printed as markdown; --out writes it (markdown) and a JSON twin beside it. See bench/README.md.
+Each server (every variant of every peer, e.g. mosec and mosec-2w) is started on free ports,
+checked to return the same images as onnxruntime, loaded with wrk (a fixed number of POSTs at
+concurrency 1, 16 and 64, with 1 and 64 images per request) and stopped with every process it
+started, also on failure or Ctrl-C. A server that is not installed, or not ready in time, is
+reported as such and the run goes on. The tables are printed as markdown; --out writes them
+(markdown) and a JSON twin beside it. See bench/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
-import io
 import os
 import platform
 import shlex
@@ -31,10 +30,18 @@ from types import FrameType
 from typing import Any
 
 import numpy as np
-from loadgen import peers_workload, raw_onnxruntime, run_wrk, wrk_version
-from PIL import Image
+from loadgen import raw_onnxruntime, run_wrk, wrk_version
 from report import LoadRow, Report, ServerStatus
-from servers import PYTRITON_VENV, REPO, SEED, SERVERS, PeerBatching, RunningServer
+from servers import (
+    PYTRITON_VENV,
+    REPO,
+    SEED,
+    SERVERS,
+    PeerBatching,
+    RunningServer,
+    peers_workload,
+    to_pixels,
+)
 
 MODELS = ["dcgan-fashion", "vae-fashion"]
 RAW_BATCHES = [1, 2, 4, 8, 16, 32, 64, 128, 256]
@@ -76,7 +83,7 @@ def main() -> None:
             say(f"raw onnxruntime {model}: best batch {best.batch}, {best.images_per_s:,.0f} img/s")
         references = {model: reference_pixels(model, args.store) for model in args.models}
         for name in args.servers:
-            status = ServerStatus(name, SERVERS[name].about)
+            status = ServerStatus(name, SERVERS[name].about, SERVERS[name].family)
             report.servers.append(status)
             measure_server(name, status, report, args, mode, batching, log_dir, references)
     except KeyboardInterrupt:
@@ -143,13 +150,13 @@ def measure_load(
     row = LoadRow(server.spec.name, model, n, c)
     floor, per_connection = COUNTS[mode][1 if n == 1 else 64]
     requests = max(2, round(args.scale * max(floor, per_connection * c)))
-    request = server.spec.request(model, n)
+    request = server.request(model, n)
     url = server.url + request.path
     cap_s, timeout_s = (30.0, 30.0) if mode == "quick" else (600.0, 120.0)
     try:
         if mode == "full":  # one wave to warm connections, threads and this batch shape
-            run_wrk(url, request.body, max(10, c), c, cap_s, timeout_s)
-        row.result = run_wrk(url, request.body, requests, c, cap_s, timeout_s)
+            run_wrk(url, request, max(10, c), c, cap_s, timeout_s)
+        row.result = run_wrk(url, request, requests, c, cap_s, timeout_s)
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
         row.failure = str(exc)[:200]
     memory = server.memory()
@@ -167,17 +174,16 @@ def measure_load(
 
 
 def reference_pixels(model: str, store: Path) -> np.ndarray:
-    """The 8-bit images every server must return for (SEED, PARITY_N)."""
+    """The 8-bit images (N, H, W) every server must return for (SEED, PARITY_N)."""
     sampler = peers_workload().Sampler(model, store)
     (images,) = sampler.images([(PARITY_N, SEED)])
-    return np.round(np.clip(images[:, 0], 0, 1) * 255).astype(np.int16)  # (N, H, W)
+    return to_pixels(images)
 
 
-def pixel_diff(images: list[str], reference: np.ndarray) -> int:
-    if len(images) != len(reference):
-        raise ValueError(f"asked for {len(reference)} images, got {len(images)}")
-    decoded = [np.asarray(Image.open(io.BytesIO(base64.b64decode(i))).convert("L")) for i in images]
-    return int(np.abs(np.stack(decoded).astype(np.int16) - reference).max())
+def pixel_diff(pixels: np.ndarray, reference: np.ndarray) -> int:
+    if pixels.shape != reference.shape:
+        raise ValueError(f"asked for images {reference.shape}, got {pixels.shape}")
+    return int(np.abs(pixels.astype(np.int16) - reference.astype(np.int16)).max())
 
 
 def machine() -> dict[str, Any]:
@@ -200,15 +206,12 @@ def machine() -> dict[str, Any]:
 
 def versions() -> dict[str, str]:
     found = {"python": platform.python_version(), "wrk": wrk_version()}
-    for package in ["onnxruntime-gpu", "onnxruntime", "fastapi", "uvicorn", "litserve", "mosec"]:
+    packages = ["onnxruntime-gpu", "onnxruntime", "fastapi", "uvicorn", "granian"]
+    for package in [*packages, "litserve", "mosec", "torch"]:
         try:
             found[package] = version(package)
         except PackageNotFoundError:
             pass
-    try:
-        found["torch"] = version("torch")
-    except PackageNotFoundError:
-        pass
     python = PYTRITON_VENV / "bin" / "python"
     if python.is_file():
         code = "import importlib.metadata as m, platform; print(m.version('nvidia-pytriton'), "
@@ -251,7 +254,9 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="tiny counts: a smoke check")
     parser.add_argument("--out", type=Path, help="write the markdown here and JSON beside it")
-    parser.add_argument("--servers", type=_csv(str), default=list(SERVERS))
+    parser.add_argument(
+        "--servers", type=_csv(str), default=list(SERVERS), help=f"of {','.join(SERVERS)}"
+    )
     parser.add_argument("--models", type=_csv(str), default=MODELS)
     parser.add_argument("--concurrency", type=_csv(int), default=[1, 16, 64])
     parser.add_argument("--images", type=_csv(int), default=[1, 64], help="per request")

@@ -1,8 +1,11 @@
-"""LitServe peer: one LitAPI per model at POST /sample/<model>, with LitServe's own dynamic
-batching (``max_batch_size`` requests, ``batch_timeout`` seconds). Body as the service's
-/sample: ``{"n": 1, "seed": 7}``; reply ``{"images": [base64 PNG, ...]}``.
+"""LitServe peer: one LitAPI per model at POST /sample/<model>, ``--workers`` inference worker
+processes per model (``workers_per_device`` on the one CPU device, default 1; LitServe starts as
+many API server processes as inference workers in all), with LitServe's own dynamic batching
+(``max_batch_size`` requests, ``batch_timeout`` seconds). Body as the service's /sample:
+``{"n": 1, "seed": 7}``; reply ``{"images": [base64 PNG, ...]}``. Several workers share the
+cores out between their onnxruntime sessions (``workload.threads_per_worker``).
 
-    python bench/peers/litserve_server.py --port 8001 [--max-batch-size 64]
+    python bench/peers/litserve_server.py --port 8001 [--workers 2] [--max-batch-size 64]
 """
 
 import argparse
@@ -10,20 +13,22 @@ from pathlib import Path
 from typing import Any
 
 import litserve as ls
-from workload import DEFAULT_STORE, GRAPH_ROLES, Sampler
+from workload import DEFAULT_STORE, GRAPH_ROLES, Sampler, threads_per_worker
 
 
 class SampleAPI(ls.LitAPI):
-    def __init__(self, model: str, store: Path, max_batch_size: int, batch_timeout: float) -> None:
+    def __init__(
+        self, model: str, store: Path, max_batch_size: int, batch_timeout: float, threads: int
+    ) -> None:
         super().__init__(
             max_batch_size=max_batch_size,
             batch_timeout=batch_timeout,
             api_path=f"/sample/{model}",
         )
-        self.graph_model, self.store = model, store
+        self.graph_model, self.store, self.threads = model, store, threads
 
     def setup(self, device: str) -> None:
-        self.sampler = Sampler(self.graph_model, self.store)
+        self.sampler = Sampler(self.graph_model, self.store, self.threads)
 
     # `request` stays unannotated: LitServe picks the request type from the annotation, and
     # with none it passes the JSON body as a dict.
@@ -50,13 +55,14 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
     parser.add_argument("--store", type=Path, default=DEFAULT_STORE)
+    parser.add_argument("--workers", type=int, default=1, help="inference workers per model")
     parser.add_argument("--max-batch-size", type=int, default=64, help="requests per batch")
     parser.add_argument("--batch-timeout-us", type=int, default=1000)
     args = parser.parse_args()
 
-    timeout = args.batch_timeout_us / 1e6
-    apis = [SampleAPI(m, args.store, args.max_batch_size, timeout) for m in GRAPH_ROLES]
-    server = ls.LitServer(apis, accelerator="cpu", workers_per_device=1, timeout=120)
+    timeout, threads = args.batch_timeout_us / 1e6, threads_per_worker(args.workers)
+    apis = [SampleAPI(m, args.store, args.max_batch_size, timeout, threads) for m in GRAPH_ROLES]
+    server = ls.LitServer(apis, accelerator="cpu", workers_per_device=args.workers, timeout=120)
     server.run(host=args.host, port=args.port, log_level="warning", generate_client_file=False)
 
 

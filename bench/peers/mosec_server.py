@@ -1,8 +1,10 @@
-"""Mosec peer: one worker process per model at POST /sample/<model>, behind Mosec's Rust HTTP
-server with its own dynamic batching (``max_batch_size`` requests, ``max_wait_time`` ms, at
-least 1). Body as the service's /sample: ``{"n": 1, "seed": 7}``; reply ``{"images": [...]}``.
+"""Mosec peer: ``--workers`` worker processes per model (``append_worker(num=...)``, default 1)
+at POST /sample/<model>, behind Mosec's Rust HTTP server with its own dynamic batching
+(``max_batch_size`` requests, ``max_wait_time`` ms, at least 1). Body as the service's /sample:
+``{"n": 1, "seed": 7}``; reply ``{"images": [...]}``. Several workers share the cores out
+between their onnxruntime sessions (``workload.threads_per_worker``).
 
-    python bench/peers/mosec_server.py --port 8002 [--max-batch-size 64]
+    python bench/peers/mosec_server.py --port 8002 [--workers 2] [--max-batch-size 64]
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from mosec import Server, Worker
-from workload import DEFAULT_STORE, Sampler
+from workload import DEFAULT_STORE, Sampler, threads_per_worker
 
 STORE_ENV = "GENSERVE_BENCH_STORE"  # read by the spawned worker processes
+THREADS_ENV = "GENSERVE_BENCH_THREADS"
 
 
 class SampleWorker(Worker):
@@ -24,7 +27,8 @@ class SampleWorker(Worker):
 
     def __init__(self) -> None:
         super().__init__()
-        self.sampler = Sampler(self.model, Path(os.environ.get(STORE_ENV, DEFAULT_STORE)))
+        store = Path(os.environ.get(STORE_ENV, DEFAULT_STORE))
+        self.sampler = Sampler(self.model, store, int(os.environ.get(THREADS_ENV, "0")))
 
     def forward(self, data: Any) -> Any:
         if isinstance(data, dict):  # max_batch_size 1: one request, not a list
@@ -46,11 +50,13 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8002)
     parser.add_argument("--store", type=Path, default=DEFAULT_STORE)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes per model")
     parser.add_argument("--max-batch-size", type=int, default=64, help="requests per batch")
     parser.add_argument("--batch-timeout-us", type=int, default=1000, help="rounded up to 1 ms")
     args = parser.parse_args()
 
     os.environ[STORE_ENV] = str(args.store.resolve())
+    os.environ[THREADS_ENV] = str(threads_per_worker(args.workers))
     wait_ms = max(1, round(args.batch_timeout_us / 1000))
     # Mosec reads its own settings from the command line.
     sys.argv = [sys.argv[0], "--address", args.host, "--port", str(args.port)]
@@ -59,6 +65,7 @@ def main() -> None:
     for worker in (DCGANWorker, VAEWorker):
         server.append_worker(
             worker,
+            num=args.workers,
             max_batch_size=args.max_batch_size,
             max_wait_time=wait_ms,
             route=f"/sample/{worker.model}",

@@ -1,5 +1,9 @@
 """PyTriton peer: the real Triton Inference Server (its Python backend hands each batch to this
 process), one Triton model per graph with Triton's dynamic batcher and PyTriton's ``@batch``.
+``--instances N`` binds N inference callables per model (PyTriton 0.7 takes a list: Triton's
+``instance_group`` of N CPU instances, each with its own backend stub process and its own
+handler thread in this process, and here its own onnxruntime session; the sessions share the
+cores out, ``workload.threads_per_worker``).
 
 KServe v2 over HTTP JSON: POST /v2/models/<model>/infer with inputs ``seed`` (INT64, [1, 1])
 and ``n`` (INT32, [1, 1]); the reply's output ``images`` is a BYTES tensor [1, n] of base64 PNGs.
@@ -23,7 +27,7 @@ import numpy as np
 from pytriton.decorators import batch
 from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
 from pytriton.triton import Triton, TritonConfig
-from workload import DEFAULT_STORE, GRAPH_ROLES, Sampler
+from workload import DEFAULT_STORE, GRAPH_ROLES, Sampler, threads_per_worker
 
 
 def infer_function(sampler: Sampler) -> Callable[..., dict[str, np.ndarray]]:
@@ -45,6 +49,7 @@ def main() -> None:
     parser.add_argument("--grpc-port", type=int, default=8004)
     parser.add_argument("--metrics-port", type=int, default=8005)
     parser.add_argument("--store", type=Path, default=DEFAULT_STORE)
+    parser.add_argument("--instances", type=int, default=1, help="inference callables per model")
     parser.add_argument("--max-batch-size", type=int, default=64, help="requests per batch")
     parser.add_argument("--batch-timeout-us", type=int, default=1000)
     args = parser.parse_args()
@@ -58,11 +63,15 @@ def main() -> None:
         metrics_port=args.metrics_port,
         log_verbose=0,
     )
+    threads = threads_per_worker(args.instances)
     with Triton(config=config) as triton:
         for model in GRAPH_ROLES:
+            instances = [
+                infer_function(Sampler(model, args.store, threads)) for _ in range(args.instances)
+            ]
             triton.bind(
                 model_name=model,
-                infer_func=infer_function(Sampler(model, args.store)),
+                infer_func=instances,
                 inputs=[
                     Tensor(name="seed", dtype=np.int64, shape=(1,)),
                     Tensor(name="n", dtype=np.int32, shape=(1,)),

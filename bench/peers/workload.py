@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,15 @@ def graph_file(model: str, store: Path = DEFAULT_STORE) -> GraphFile:
 
 def _version(text: str) -> int:
     return int(text) if text.isdigit() else -1
+
+
+def threads_per_worker(workers: int) -> int:
+    """onnxruntime intra-op threads for each of ``workers`` sessions of a graph that may run at
+    once: 0 (onnxruntime's choice) for one, else the usable cores shared out between them, as
+    the service shares them between its workers, so that they do not fight for the cores."""
+    if workers <= 1:
+        return 0
+    return max(1, len(os.sched_getaffinity(0)) // workers)
 
 
 def open_session(path: Path, threads: int = 0) -> ort.InferenceSession:

@@ -1,7 +1,13 @@
--- POST one JSON body over and over until a fixed number of responses has come back, then stop.
+-- POST one body over and over until a fixed number of responses has come back, then stop.
 --
 --   BENCH_BODY='{"n": 1}' BENCH_REQUESTS=1000 BENCH_SKIP=16 \
 --     wrk -t1 -c16 -d300s -s fixed_count.lua URL
+--   BENCH_BODY_FILE=body.bin BENCH_HEADERS=$'Content-Type: application/octet-stream\nX-A: 1' \
+--     BENCH_REQUESTS=1000 wrk -t1 -c16 -d300s -s fixed_count.lua URL
+--
+-- The body: BENCH_BODY, sent as application/json, or the bytes of the file BENCH_BODY_FILE
+-- (read in binary mode, sent as they are). BENCH_HEADERS: extra "Name: value" lines, one per
+-- line; each replaces a header of the same name (in any case), Content-Type included.
 --
 -- Run it with one thread (-t1). Exactly BENCH_REQUESTS requests are sent: past that, delay()
 -- holds every connection back, so nothing is left in flight to burden the next measurement.
@@ -30,8 +36,27 @@ local function now_us()
 end
 
 wrk.method = "POST"
-wrk.body = os.getenv("BENCH_BODY")
-wrk.headers["Content-Type"] = "application/json"
+local body_file = os.getenv("BENCH_BODY_FILE")
+if body_file and body_file ~= "" then
+  local file = assert(io.open(body_file, "rb"))
+  wrk.body = file:read("*a")
+  file:close()
+else
+  wrk.body = os.getenv("BENCH_BODY")
+  wrk.headers["Content-Type"] = "application/json"
+end
+for line in (os.getenv("BENCH_HEADERS") or ""):gmatch("[^\r\n]+") do
+  local name, value = line:match("^%s*([^:%s][^:]-)%s*:%s*(.-)%s*$")
+  if not name then
+    error("BENCH_HEADERS: not a 'Name: value' line: " .. line)
+  end
+  for key in pairs(wrk.headers) do
+    if key:lower() == name:lower() then
+      wrk.headers[key] = nil
+    end
+  end
+  wrk.headers[name] = value
+end
 
 local FIRST_WAVE_DELAY_MS = 50
 local HOLD_MS = 24 * 3600 * 1000
