@@ -5,7 +5,15 @@ command line. It needs httpx, numpy and Pillow only.
     Client().sample("dcgan-fashion", n=16, seed=42).save_grid("grid.png")
 """
 
-from genserve.client import DEFAULT_TIMEOUT, DEFAULT_URL, AsyncClient, Client, Retries
+from genserve.client import (
+    DEFAULT_TIMEOUT,
+    DEFAULT_URL,
+    AsyncClient,
+    AsyncStream,
+    Client,
+    Retries,
+    Stream,
+)
 from genserve.errors import (
     ConnectionFailed,
     DeadlineExceeded,
@@ -33,6 +41,8 @@ from genserve.results import (
     InterpolateResult,
     ModelHealth,
     ModelInfo,
+    Partial,
+    Progress,
     ReconstructResult,
     SampleResult,
     SamplingInfo,
@@ -44,6 +54,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "DEFAULT_URL",
     "AsyncClient",
+    "AsyncStream",
     "Client",
     "CompleteResult",
     "ConnectionFailed",
@@ -62,7 +73,9 @@ __all__ = [
     "ModelRunFailed",
     "NotFound",
     "Overloaded",
+    "Partial",
     "PayloadTooLarge",
+    "Progress",
     "RateLimited",
     "ReconstructResult",
     "Retries",
@@ -70,6 +83,7 @@ __all__ = [
     "SamplingInfo",
     "ScoreResult",
     "ServerError",
+    "Stream",
     "TimedOut",
     "TraverseResult",
     "Unauthorized",

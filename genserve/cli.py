@@ -184,6 +184,7 @@ def _sample(client: Client, args: argparse.Namespace) -> int:
             temperature=args.temperature,
             truncation=args.truncation,
             label=_label(args.label),
+            timeout_ms=args.deadline_ms,
         )
 
     def lines() -> None:
@@ -199,7 +200,9 @@ def _sample(client: Client, args: argparse.Namespace) -> int:
 
 def _encode(client: Client, args: argparse.Namespace) -> int:
     with progress(f"encoding {len(args.images)} with {args.model}"):
-        result: EncodeResult = client.encode(args.model, args.images, label=_labels(args.label))
+        result: EncodeResult = client.encode(
+            args.model, args.images, label=_labels(args.label), timeout_ms=args.deadline_ms
+        )
     kind = "mean" if result.mean is not None else "z"
 
     def lines() -> None:
@@ -213,7 +216,9 @@ def _encode(client: Client, args: argparse.Namespace) -> int:
 
 def _reconstruct(client: Client, args: argparse.Namespace) -> int:
     with progress(f"reconstructing {len(args.images)} with {args.model}"):
-        result = client.reconstruct(args.model, args.images, label=_labels(args.label))
+        result = client.reconstruct(
+            args.model, args.images, label=_labels(args.label), timeout_ms=args.deadline_ms
+        )
 
     def lines() -> None:
         print(f"{result.model} v{result.version}: mean squared error of each reconstruction")
@@ -230,7 +235,13 @@ def _interpolate(client: Client, args: argparse.Namespace) -> int:
     end = _end(args, "end")
     with progress(f"interpolating with {args.model}"):
         result = client.interpolate(
-            args.model, start, end, steps=args.steps, method=args.method, label=_label(args.label)
+            args.model,
+            start,
+            end,
+            steps=args.steps,
+            method=args.method,
+            label=_label(args.label),
+            timeout_ms=args.deadline_ms,
         )
 
     def lines() -> None:
@@ -256,7 +267,12 @@ def _end_name(end: int | Path) -> str:
 def _score(client: Client, args: argparse.Namespace) -> int:
     with progress(f"scoring {len(args.images)} with {args.model}"):
         result: ScoreResult = client.score(
-            args.model, args.images, k=args.k, seed=args.seed, label=_labels(args.label)
+            args.model,
+            args.images,
+            k=args.k,
+            seed=args.seed,
+            label=_labels(args.label),
+            timeout_ms=args.deadline_ms,
         )
 
     def lines() -> None:
@@ -291,6 +307,7 @@ def _complete(client: Client, args: argparse.Namespace) -> int:
             samples=args.samples,
             seed=args.seed,
             temperature=args.temperature,
+            timeout_ms=args.deadline_ms,
         )
 
     def lines() -> None:
@@ -313,6 +330,7 @@ def _traverse(client: Client, args: argparse.Namespace) -> int:
             seed=args.seed,
             image=args.image,
             label=_label(args.label),
+            timeout_ms=args.deadline_ms,
         )
 
     def lines() -> None:
@@ -365,19 +383,29 @@ def _options(parser: argparse.ArgumentParser, suppress: bool) -> None:
         "--timeout",
         type=float,
         default=default(DEFAULT_TIMEOUT),
-        help="most seconds a command may wait, retries included (default %(default)s)",
+        help=f"most seconds a command may wait, retries included (default {DEFAULT_TIMEOUT})",
     )
     group.add_argument(
         "--retries",
         type=int,
         default=default(2),
-        help="times a refused (429, 503) or failed request is sent again (default %(default)s)",
+        help="times a refused (429, 503) or failed request is sent again (default 2)",
     )
     group.add_argument(
         "--json",
         action="store_true",
         default=default(False),
         help="print the response's JSON instead of lines",
+    )
+
+
+def _deadline_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--deadline-ms",
+        type=int,
+        metavar="MS",
+        help="the service's deadline for the work: past it, it stops and refuses with "
+        "deadline_exceeded (--timeout is this command's own wait)",
     )
 
 
@@ -412,11 +440,16 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(run=run)
         return sub
 
+    def generation(name: str, run: Command, help: str) -> argparse.ArgumentParser:
+        sub = command(name, run, help)
+        _deadline_option(sub)
+        return sub
+
     command("models", _models, "list the store's models")
     command("model", _model, "describe one model").add_argument("name")
     command("health", _health, "is the service live and ready (exit 1 if not ready)")
 
-    sample = command("sample", _sample, "draw images")
+    sample = generation("sample", _sample, "draw images")
     sample.add_argument("model")
     sample.add_argument("-n", type=int, default=1, help="how many (default %(default)s)")
     sample.add_argument("--seed", type=int, help="draws the same images again (default: random)")
@@ -425,20 +458,20 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--label", help="a conditional model's class, a name or an index")
     _grid_options(sample, "the grid")
 
-    encode = command("encode", _encode, "the latent of each image")
+    encode = generation("encode", _encode, "the latent of each image")
     encode.add_argument("model")
     encode.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
     encode.add_argument(
         "--label", action="append", help="a conditional model's class (once, or once per image)"
     )
 
-    reconstruct = command("reconstruct", _reconstruct, "encode and decode each image")
+    reconstruct = generation("reconstruct", _reconstruct, "encode and decode each image")
     reconstruct.add_argument("model")
     reconstruct.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
     reconstruct.add_argument("--label", action="append", help="a conditional model's class")
     _grid_options(reconstruct, "the reconstructions")
 
-    interpolate = command("interpolate", _interpolate, "a path between two seeds or images")
+    interpolate = generation("interpolate", _interpolate, "a path between two seeds or images")
     interpolate.add_argument("model")
     for which in ("start", "end"):
         ends = interpolate.add_mutually_exclusive_group(required=True)
@@ -449,14 +482,14 @@ def build_parser() -> argparse.ArgumentParser:
     interpolate.add_argument("--label", help="a conditional model's class for the whole path")
     _grid_options(interpolate, "the strip")
 
-    score = command("score", _score, "the likelihood of each image")
+    score = generation("score", _score, "the likelihood of each image")
     score.add_argument("model")
     score.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
     score.add_argument("--k", type=int, help="VAEs: importance samples per image")
     score.add_argument("--seed", type=int, help="VAEs: the importance samples' seed")
     score.add_argument("--label", action="append", help="a conditional model's class")
 
-    complete = command("complete", _complete, "keep part of each image and draw the rest")
+    complete = generation("complete", _complete, "keep part of each image and draw the rest")
     complete.add_argument("model")
     complete.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
     given = complete.add_mutually_exclusive_group(required=True)
@@ -467,7 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     complete.add_argument("--temperature", type=float)
     _grid_options(complete, "the completions, one row per image")
 
-    traverse = command("traverse", _traverse, "vary one latent dimension")
+    traverse = generation("traverse", _traverse, "vary one latent dimension")
     traverse.add_argument("model")
     traverse.add_argument("--dim", type=int, required=True, help="the latent dimension")
     base = traverse.add_mutually_exclusive_group()

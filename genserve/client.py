@@ -5,13 +5,17 @@ Everything but the I/O is written once, in ``_Exchanges``: it turns an operation
 is a thin transport that performs those two actions, one with ``httpx.Client`` and
 ``time.sleep``, the other with ``httpx.AsyncClient`` and ``asyncio.sleep``.
 
-Streaming (``Accept: text/event-stream``, events progress, partial, result and error) belongs
-beside ``Send``: a third action that a transport answers event by event, parsed here, once.
+Streaming (``stream_sample``, ``stream_complete``: ``Accept: text/event-stream``) opens its
+request with the same two actions, ``Send`` marked ``stream``, so that the request is retried
+as any other until the stream starts (never after). The transport then hands the lines it reads
+to a ``genserve.events.EventReader``, which turns them into events, the result or the error,
+written once for both; ``Stream`` and ``AsyncStream`` are the reading loops.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import logging
@@ -19,10 +23,10 @@ import math
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Concatenate, ParamSpec, TypeAlias, TypeVar
+from typing import Any, Concatenate, Generic, ParamSpec, TypeAlias, TypeVar
 
 import httpx
 
@@ -33,10 +37,20 @@ from genserve.errors import (
     GenserveError,
     TimedOut,
     error_from_response,
+    transport_failure,
 )
+from genserve.events import EVENT_STREAM, EventReader, StreamEvent, is_event_stream
 from genserve.operations import Operation, Request
 
-__all__ = ["DEFAULT_TIMEOUT", "DEFAULT_URL", "AsyncClient", "Client", "Retries"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "DEFAULT_URL",
+    "AsyncClient",
+    "AsyncStream",
+    "Client",
+    "Retries",
+    "Stream",
+]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT = 60.0
@@ -46,6 +60,7 @@ USER_AGENT = "genserve-client/0.1.0"
 log = logging.getLogger("genserve")
 P = ParamSpec("P")
 T = TypeVar("T")
+R = TypeVar("R")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -90,6 +105,9 @@ def _retryable(failure: GenserveError) -> bool:
 @dataclass(frozen=True)
 class Send:
     request: httpx.Request
+    stream: bool = False
+    """Answer with the response open, its body unread, when it is an event stream (any other
+    answer is read whole)."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +145,19 @@ class _Exchanges:
             except StopIteration as done:
                 return done.value
 
+    def open(self, operation: Operation[T]) -> Generator[Action, Outcome, Opened[T]]:
+        """The request of ``operation``'s events, retried as any until it is answered; the
+        response, open, and the reader of what it streams, within the call's deadline."""
+        events = operation.events
+        if events is None:
+            raise TypeError("this operation does not stream")
+        operation.steps.close()  # its plain request is not sent
+        timeout = operation.timeout if operation.timeout is not None else self.timeout
+        deadline = math.inf if timeout is None else time.monotonic() + timeout
+        response = yield from self._exchange(events.request, deadline, timeout)
+        reader = EventReader(events, response, self._where(events.request), deadline, timeout)
+        return response, reader
+
     def _exchange(
         self, request: Request, deadline: float, timeout: float | None
     ) -> Generator[Action, Outcome, httpx.Response]:
@@ -136,7 +167,7 @@ class _Exchanges:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimedOut(f"{request.method} {request.path}: no answer within {timeout} s")
-            outcome = yield Send(self._build(request, remaining))
+            outcome = yield Send(self._build(request, remaining), stream=request.stream)
             failure = self._failure(request, outcome, timeout)
             if failure is None:
                 assert isinstance(outcome, httpx.Response)
@@ -162,6 +193,7 @@ class _Exchanges:
             request.method,
             request.path,
             json=request.body,
+            headers={"Accept": EVENT_STREAM} if request.stream else None,
             timeout=None if math.isinf(remaining) else remaining,
         )
 
@@ -171,10 +203,15 @@ class _Exchanges:
         """None for an answer of the operation; else the error it is."""
         if isinstance(outcome, httpx.Response):
             return None if outcome.status_code in request.answers else error_from_response(outcome)
-        where = f"{request.method} {self.http.base_url}{request.path.lstrip('/')}"
-        if isinstance(outcome, httpx.TimeoutException):
-            return TimedOut(f"{where}: no answer within {timeout} s")
-        return ConnectionFailed(f"{where}: {str(outcome) or type(outcome).__name__}")
+        assert outcome is not None
+        return transport_failure(outcome, self._where(request), timeout)
+
+    def _where(self, request: Request) -> str:
+        return f"{request.method} {self.http.base_url}{request.path.lstrip('/')}"
+
+
+Opened: TypeAlias = tuple[httpx.Response, EventReader[T]]
+"""A stream that started: its response, open, and the reader of its lines."""
 
 
 def _http_options(url: str | None, api_key: str | None, timeout: float | None) -> dict[str, Any]:
@@ -220,6 +257,43 @@ def _async(build: Callable[P, Operation[T]]) -> Callable[Concatenate[AsyncClient
     return _documented(method, build)
 
 
+def _stream_doc(build: Callable[..., Any]) -> str:
+    name = build.__name__
+    return (
+        f"``{name}`` as server-sent events: a stream of its ``Progress`` and ``Partial`` "
+        f"events, row by row for a PixelCNN or PixelRNN (none for the other families), then "
+        f"``result``, what ``{name}`` returns. Use it as a context manager and iterate over it; "
+        f"``cancel()`` (or leaving the block) closes the connection and the service stops the "
+        f"work at the end of its row. A refused request raises at the start as ``{name}`` "
+        f"would, and is retried as it would until the stream starts, never after; an "
+        f"``error`` event raises its class while iterating (an ``overloaded`` one too: it is "
+        f"not retried). ``timeout`` bounds the whole stream.\n\n"
+        f"``{name}``: {build.__doc__ or ''}"
+    )
+
+
+def _sync_stream(build: Callable[P, Operation[T]]) -> Callable[Concatenate[Client, P], Stream[T]]:
+    @functools.wraps(build)
+    def method(self: Client, /, *args: P.args, **kwargs: P.kwargs) -> Stream[T]:
+        return Stream(self, build(*args, **kwargs))
+
+    method.__name__ = method.__qualname__ = f"stream_{build.__name__}"
+    method.__doc__ = _stream_doc(build)
+    return _documented(method, build)
+
+
+def _async_stream(
+    build: Callable[P, Operation[T]],
+) -> Callable[Concatenate[AsyncClient, P], AsyncStream[T]]:
+    @functools.wraps(build)
+    def method(self: AsyncClient, /, *args: P.args, **kwargs: P.kwargs) -> AsyncStream[T]:
+        return AsyncStream(self, build(*args, **kwargs))
+
+    method.__name__ = method.__qualname__ = f"stream_{build.__name__}"
+    method.__doc__ = _stream_doc(build)
+    return _documented(method, build)
+
+
 class Client:
     """The service's API over one keep-alive connection pool.
 
@@ -248,7 +322,9 @@ class Client:
         return f"Client({self.url!r})"
 
     def _run(self, operation: Operation[T]) -> T:
-        actions = self._exchanges.run(operation)
+        return self._perform(self._exchanges.run(operation))
+
+    def _perform(self, actions: Generator[Action, Outcome, R]) -> R:
         outcome: Outcome = None
         while True:
             try:
@@ -260,7 +336,13 @@ class Client:
                 outcome = None
                 continue
             try:
-                outcome = self._http.send(action.request)
+                response = self._http.send(action.request, stream=action.stream)
+                if action.stream and not is_event_stream(response):
+                    try:
+                        response.read()
+                    finally:
+                        response.close()
+                outcome = response
             except httpx.TransportError as exc:
                 outcome = exc
 
@@ -274,6 +356,8 @@ class Client:
     score = _sync(operations.score)
     complete = _sync(operations.complete)
     traverse = _sync(operations.traverse)
+    stream_sample = _sync_stream(operations.sample)
+    stream_complete = _sync_stream(operations.complete)
 
     def close(self) -> None:
         self._http.close()
@@ -312,7 +396,9 @@ class AsyncClient:
         return f"AsyncClient({self.url!r})"
 
     async def _run(self, operation: Operation[T]) -> T:
-        actions = self._exchanges.run(operation)
+        return await self._perform(self._exchanges.run(operation))
+
+    async def _perform(self, actions: Generator[Action, Outcome, R]) -> R:
         outcome: Outcome = None
         while True:
             try:
@@ -324,7 +410,13 @@ class AsyncClient:
                 outcome = None
                 continue
             try:
-                outcome = await self._http.send(action.request)
+                response = await self._http.send(action.request, stream=action.stream)
+                if action.stream and not is_event_stream(response):
+                    try:
+                        await response.aread()
+                    finally:
+                        await response.aclose()
+                outcome = response
             except httpx.TransportError as exc:
                 outcome = exc
 
@@ -338,6 +430,8 @@ class AsyncClient:
     score = _async(operations.score)
     complete = _async(operations.complete)
     traverse = _async(operations.traverse)
+    stream_sample = _async_stream(operations.sample)
+    stream_complete = _async_stream(operations.complete)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -352,3 +446,173 @@ class AsyncClient:
         traceback: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def _cancelled() -> GenserveError:
+    return GenserveError("the stream was cancelled before its result", code="cancelled")
+
+
+class Stream(Generic[T]):
+    """The events of ``Client.stream_sample`` or ``stream_complete``, as they come.
+
+    ``with`` opens the request (raising as the plain call would if it is refused); iterating
+    gives each ``Progress`` and ``Partial`` event and ends after the ``result`` event, which
+    ``result`` then holds, or raises the ``error`` event's exception. ``cancel()`` closes the
+    connection, which stops the service's work; leaving the ``with`` block does too.
+
+        with client.stream_sample("pixelcnn-fashion", n=4, seed=1) as stream:
+            for event in stream:
+                if isinstance(event, Progress):
+                    print(f"{event.rows_done}/{event.rows} rows")
+            result = stream.result  # the SampleResult of client.sample(...)
+    """
+
+    def __init__(self, client: Client, operation: Operation[T]) -> None:
+        self._client, self._operation = client, operation
+        self._opened: Opened[T] | None = None
+        self._events: Generator[StreamEvent, None, None] | None = None
+        self._cancelled = False
+
+    def _open(self) -> Opened[T]:
+        if self._opened is None:
+            if self._cancelled:
+                raise _cancelled()
+            self._opened = self._client._perform(self._client._exchanges.open(self._operation))
+        return self._opened
+
+    @property
+    def result(self) -> T:
+        """What the plain call returns, once the events are read to the end; the stream's
+        error, raised again, if it ended with one."""
+        if self._opened is not None and self._opened[1].done:
+            return self._opened[1].result
+        if self._cancelled:
+            raise _cancelled()
+        raise RuntimeError("the stream has not ended: read its events first")
+
+    def __iter__(self) -> Stream[T]:
+        return self
+
+    def __next__(self) -> StreamEvent:
+        if self._events is None:
+            self._events = self._read()
+        return next(self._events)
+
+    def _read(self) -> Generator[StreamEvent, None, None]:
+        if self._cancelled:
+            return
+        response, reader = self._open()
+        try:
+            if not reader.done:
+                for line in response.iter_lines():
+                    event = reader.line(line)
+                    if event is not None:
+                        yield event
+                    elif reader.done:
+                        break
+            reader.end()
+        except httpx.TransportError as exc:
+            raise reader.broken(exc) from exc
+        finally:
+            response.close()
+
+    def cancel(self) -> None:
+        """Close the connection: the service stops the work at the end of its row. The events
+        end, and ``result`` raises (a GenserveError, code ``cancelled``) unless it had come.
+        Call it from the thread that reads the stream."""
+        if self._opened is None or not self._opened[1].done:
+            self._cancelled = True
+        if self._events is not None:
+            self._events.close()
+        if self._opened is not None:
+            self._opened[0].close()
+
+    def __enter__(self) -> Stream[T]:
+        self._open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.cancel()
+
+
+class AsyncStream(Generic[T]):
+    """``Stream`` for ``AsyncClient``: ``async with`` and ``async for``, ``await cancel()``.
+    Cancelling the task that reads it in its ``async with`` block cancels the stream too."""
+
+    def __init__(self, client: AsyncClient, operation: Operation[T]) -> None:
+        self._client, self._operation = client, operation
+        self._opened: Opened[T] | None = None
+        self._events: AsyncGenerator[StreamEvent, None] | None = None
+        self._cancelled = False
+
+    async def _open(self) -> Opened[T]:
+        if self._opened is None:
+            if self._cancelled:
+                raise _cancelled()
+            actions = self._client._exchanges.open(self._operation)
+            self._opened = await self._client._perform(actions)
+        return self._opened
+
+    @property
+    def result(self) -> T:
+        """What the plain call returns, once the events are read to the end; the stream's
+        error, raised again, if it ended with one."""
+        if self._opened is not None and self._opened[1].done:
+            return self._opened[1].result
+        if self._cancelled:
+            raise _cancelled()
+        raise RuntimeError("the stream has not ended: read its events first")
+
+    def __aiter__(self) -> AsyncStream[T]:
+        return self
+
+    async def __anext__(self) -> StreamEvent:
+        if self._events is None:
+            self._events = self._read()
+        return await anext(self._events)
+
+    async def _read(self) -> AsyncGenerator[StreamEvent, None]:
+        if self._cancelled:
+            return
+        response, reader = await self._open()
+        try:
+            if not reader.done:
+                async for line in response.aiter_lines():
+                    event = reader.line(line)
+                    if event is not None:
+                        yield event
+                    elif reader.done:
+                        break
+            reader.end()
+        except httpx.TransportError as exc:
+            raise reader.broken(exc) from exc
+        finally:
+            await response.aclose()
+
+    async def cancel(self) -> None:
+        """Close the connection: the service stops the work at the end of its row. The events
+        end, and ``result`` raises (a GenserveError, code ``cancelled``) unless it had come."""
+        if self._opened is None or not self._opened[1].done:
+            self._cancelled = True
+        if self._events is not None:
+            with contextlib.suppress(RuntimeError):  # being read by another task
+                await self._events.aclose()
+        if self._opened is not None:
+            await self._opened[0].aclose()
+
+    async def __aenter__(self) -> AsyncStream[T]:
+        await self._open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.cancel()

@@ -2,7 +2,9 @@
 
 The service answers every 4xx and 5xx of its own API with ``{"error", "code"}`` (plus
 ``details`` for a request that does not validate) and, for 429 and an overloaded 503, a
-``Retry-After`` header; ``error_from_response`` turns that into the matching exception.
+``Retry-After`` header; ``error_from_response`` turns that into the matching exception, and
+``error_from_event`` the ``error`` event of a stream of server-sent events (the same body, sent
+after a 200 that opened the stream).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ class GenserveError(Exception):
     """
 
     default_code = "error"
+    default_status: int | None = None
+    """The status the service answers this error with: an ``error`` event's, which has none."""
 
     def __init__(
         self,
@@ -60,12 +64,14 @@ class Unauthorized(GenserveError):
     """401: no API key, or one the service does not know."""
 
     default_code = "unauthorized"
+    default_status = 401
 
 
 class NotFound(GenserveError):
     """404: no such route (a wrong URL or path prefix)."""
 
     default_code = "not_found"
+    default_status = 404
 
 
 class ModelNotFound(NotFound):
@@ -78,6 +84,7 @@ class MethodNotAllowed(GenserveError):
     """405: the route does not take that method."""
 
     default_code = "method_not_allowed"
+    default_status = 405
 
 
 class ValidationError(GenserveError):
@@ -85,60 +92,70 @@ class ValidationError(GenserveError):
     JSON (``invalid_json``), or holds an input the model cannot take (``invalid_input``)."""
 
     default_code = "validation_error"
+    default_status = 422
 
 
 class UnsupportedOperation(GenserveError):
     """422: the model's family cannot do that; the message names models that can."""
 
     default_code = "unsupported_operation"
+    default_status = 422
 
 
 class LimitExceeded(GenserveError):
     """422: n, the number of images, k or images x samples over the service's limit."""
 
     default_code = "limit_exceeded"
+    default_status = 422
 
 
 class PayloadTooLarge(LimitExceeded):
     """413: the request body is over SERVICE_MAX_BODY_BYTES."""
 
     default_code = "payload_too_large"
+    default_status = 413
 
 
 class RateLimited(GenserveError):
     """429: the API key sent more than its rate; ``retry_after`` says when it may again."""
 
     default_code = "rate_limited"
+    default_status = 429
 
 
 class ModelNotReady(GenserveError):
     """503: the model failed to load or is unloaded."""
 
     default_code = "model_not_ready"
+    default_status = 503
 
 
 class Overloaded(GenserveError):
     """503: the model's queue is full or the request waited too long; see ``retry_after``."""
 
     default_code = "overloaded"
+    default_status = 503
 
 
 class DeadlineExceeded(GenserveError):
     """504: the request's ``timeout_ms`` passed; the service stopped its work."""
 
     default_code = "deadline_exceeded"
+    default_status = 504
 
 
 class ServerError(GenserveError):
     """500 (a bug on the server), or another 5xx the API does not name."""
 
     default_code = "internal_error"
+    default_status = 500
 
 
 class ModelRunFailed(ServerError):
     """503: onnxruntime failed while running the model's graph."""
 
     default_code = "model_run_failed"
+    default_status = 503
 
 
 _BY_CODE: dict[str, type[GenserveError]] = {
@@ -175,22 +192,46 @@ _BY_STATUS: dict[int, type[GenserveError]] = {
 def error_from_response(response: httpx.Response) -> GenserveError:
     """The exception for an error answer of the service's API."""
     body = _json_object(response)
-    code = body.get("code") if isinstance(body.get("code"), str) else None
     message = body.get("error") if isinstance(body.get("error"), str) else None
     if message is None:
         message = response.text.strip()[:200] or response.reason_phrase or "no message"
-    status = response.status_code
-    cls = _BY_CODE.get(code or "") or _BY_STATUS.get(status)
+    return _error(body, message, response.status_code, retry_after_seconds(response.headers))
+
+
+def error_from_event(body: Any) -> GenserveError:
+    """The exception for an ``error`` event: the class of its code (ServerError for a code this
+    client does not know), with the status the plain call would have answered."""
+    body = body if isinstance(body, dict) else {}
+    message = body.get("error") if isinstance(body.get("error"), str) else "no message"
+    return _error(body, message, None, None)
+
+
+def _error(
+    body: dict[str, Any], message: str, status: int | None, retry_after: float | None
+) -> GenserveError:
+    code = body.get("code") if isinstance(body.get("code"), str) else None
+    cls = _BY_CODE.get(code or "") or (_BY_STATUS.get(status) if status is not None else None)
     if cls is None:
-        cls = ServerError if status >= 500 else GenserveError
+        cls = ServerError if status is None or status >= 500 else GenserveError
+    if status is None:
+        status = cls.default_status
     details = body.get("details")
     return cls(
         message,
         status=status,
         code=code or (cls.default_code if cls is not GenserveError else f"http_{status}"),
-        retry_after=retry_after_seconds(response.headers),
+        retry_after=retry_after,
         details=details if isinstance(details, list) else None,
     )
+
+
+def transport_failure(
+    exc: httpx.TransportError, where: str, timeout: float | None
+) -> ConnectionFailed:
+    """TimedOut for a time-out of httpx, else ConnectionFailed; ``where``: ``METHOD url``."""
+    if isinstance(exc, httpx.TimeoutException):
+        return TimedOut(f"{where}: no answer within {timeout} s")
+    return ConnectionFailed(f"{where}: {str(exc) or type(exc).__name__}")
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:

@@ -1,12 +1,18 @@
 """Every operation of the API, written once for both clients: a function that takes the
 operation's arguments and returns an ``Operation``, the HTTP requests it makes (a generator that
-yields each request and is sent back its response) and how it reads the answer. No I/O happens
-here; ``genserve.client`` sends the requests, synchronously or not."""
+yields each request and is sent back its response) and how it reads the answer; for
+``sample`` and ``complete``, also how they read as server-sent events (``Events``). No I/O
+happens here; ``genserve.client`` sends the requests, synchronously or not.
+
+Two time limits: ``timeout`` (seconds) is the client's own, the most a call may wait, retries
+included; ``timeout_ms`` (milliseconds) is sent in the body, the service's deadline for the
+work, past which it stops drawing and answers 504 ``deadline_exceeded`` (DeadlineExceeded)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Generic, Literal, TypeAlias, TypeVar
 from urllib.parse import quote
 
@@ -21,6 +27,7 @@ from genserve.results import (
     Health,
     InterpolateResult,
     ModelInfo,
+    Partial,
     ReconstructResult,
     SampleResult,
     ScoreResult,
@@ -46,9 +53,21 @@ class Request:
     body: Json | None = None
     answers: frozenset[int] = frozenset({200})
     """Statuses that are the operation's answer rather than an error."""
+    stream: bool = False
+    """Ask for server-sent events (``Accept: text/event-stream``), read as they come."""
 
 
 Steps: TypeAlias = Generator[Request, httpx.Response, T]
+
+
+@dataclass(frozen=True)
+class Events(Generic[T]):
+    """An operation as server-sent events: its one request, how its ``result`` event reads
+    (the plain answer's body) and how a ``partial`` event does."""
+
+    request: Request
+    result: Callable[[Json], T]
+    partial: Callable[[Json], Partial]
 
 
 @dataclass(frozen=True)
@@ -56,6 +75,8 @@ class Operation(Generic[T]):
     steps: Steps[T]
     timeout: float | None
     """The call's time-out; None: the client's."""
+    events: Events[T] | None = None
+    """The operation as server-sent events (``sample``, ``complete``); None: it has none."""
 
 
 def _single(request: Request, parse: Callable[[Json], T]) -> Steps[T]:
@@ -77,8 +98,17 @@ def _read(response: httpx.Response, parse: Callable[[Json], T]) -> T:
         ) from exc
 
 
-def _post(path: str, body: Json, parse: Callable[[Json], T], timeout: float | None) -> Operation[T]:
-    return Operation(_single(Request("POST", path, _without_none(body)), parse), timeout)
+def _post(
+    path: str,
+    body: Json,
+    parse: Callable[[Json], T],
+    timeout: float | None,
+    partial: Callable[[Json], Partial] | None = None,
+) -> Operation[T]:
+    """One POST; with ``partial``, one that can stream its progress too."""
+    request = Request("POST", path, _without_none(body))
+    events = None if partial is None else Events(replace(request, stream=True), parse, partial)
+    return Operation(_single(request, parse), timeout, events)
 
 
 def _without_none(body: Json) -> Json:
@@ -133,12 +163,18 @@ def sample(
     label: Label | None = None,
     scale: int = 1,
     columns: int | None = None,
+    timeout_ms: int | None = None,
     timeout: float | None = None,
 ) -> Operation[SampleResult]:
     """Draw ``n`` images (``POST /sample``). ``seed`` makes them again (drawn and echoed when
     omitted); ``temperature``: PixelCNN and PixelRNN; ``truncation``: GANs; ``label``: the class,
     for a conditional model. ``scale`` enlarges each image on the service (nearest neighbour);
-    ``columns`` is the result's ``grid`` default. ``model`` None: the service's default."""
+    ``columns`` is the result's ``grid`` default. ``model`` None: the service's default.
+
+    ``timeout_ms``: the service's deadline for the work (504 DeadlineExceeded past it, the
+    sampling stopped at the end of its row), where ``timeout`` is the client's own, in seconds,
+    for the whole call. ``Client.stream_sample`` takes the same arguments and streams the
+    progress of a PixelCNN or PixelRNN row by row."""
     body = {
         "model": model,
         "n": n,
@@ -148,8 +184,11 @@ def sample(
         "label": _label(label),
         "format": "png",
         "scale": _scale(scale),
+        "timeout_ms": timeout_ms,
     }
-    return _post("/sample", body, lambda b: SampleResult.from_json(b, columns), timeout)
+    return _post(
+        "/sample", body, lambda b: SampleResult.from_json(b, columns), timeout, Partial.from_json
+    )
 
 
 def encode(
@@ -157,11 +196,18 @@ def encode(
     images: Images,
     *,
     label: Labels | None = None,
+    timeout_ms: int | None = None,
     timeout: float | None = None,
 ) -> Operation[EncodeResult]:
     """Each image's latent (``POST /encode``): a VAE's posterior ``mean`` and ``log_var``, an
-    autoencoder's ``z``. ``label``: a conditional model's class, one or one per image."""
-    body = {"model": model, "images": encode_images(images), "label": _labels(label)}
+    autoencoder's ``z``. ``label``: a conditional model's class, one or one per image.
+    ``timeout_ms``: the service's deadline (see ``sample``)."""
+    body = {
+        "model": model,
+        "images": encode_images(images),
+        "label": _labels(label),
+        "timeout_ms": timeout_ms,
+    }
     return _post("/encode", body, EncodeResult.from_json, timeout)
 
 
@@ -171,16 +217,18 @@ def reconstruct(
     *,
     label: Labels | None = None,
     scale: int = 1,
+    timeout_ms: int | None = None,
     timeout: float | None = None,
 ) -> Operation[ReconstructResult]:
     """Each image decoded from its posterior mean, and its squared error (``POST
-    /reconstruct``)."""
+    /reconstruct``). ``timeout_ms``: the service's deadline (see ``sample``)."""
     body = {
         "model": model,
         "images": encode_images(images),
         "label": _labels(label),
         "format": "png",
         "scale": _scale(scale),
+        "timeout_ms": timeout_ms,
     }
     return _post("/reconstruct", body, ReconstructResult.from_json, timeout)
 
@@ -194,10 +242,12 @@ def interpolate(
     method: Literal["lerp", "slerp"] = "lerp",
     label: Label | None = None,
     scale: int = 1,
+    timeout_ms: int | None = None,
     timeout: float | None = None,
 ) -> Operation[InterpolateResult]:
     """``steps`` images from ``start`` to ``end``, both included (``POST /interpolate``). Each
-    end is a seed (int), a latent (1-D array or list of numbers) or an image."""
+    end is a seed (int), a latent (1-D array or list of numbers) or an image. ``timeout_ms``:
+    the service's deadline (see ``sample``)."""
     body = {
         "model": model,
         "start": _end(start, "start"),
@@ -207,6 +257,7 @@ def interpolate(
         "label": _label(label),
         "format": "png",
         "scale": _scale(scale),
+        "timeout_ms": timeout_ms,
     }
     return _post("/interpolate", body, InterpolateResult.from_json, timeout)
 
@@ -218,17 +269,19 @@ def score(
     k: int | None = None,
     seed: int | None = None,
     label: Labels | None = None,
+    timeout_ms: int | None = None,
     timeout: float | None = None,
 ) -> Operation[ScoreResult]:
     """Each image's likelihood (``POST /score``): exact for PixelCNN and PixelRNN, an IWAE bound
     with ``k`` importance samples from ``seed`` for the VAEs; ``label`` scores log p(x | label)
-    on a conditional model."""
+    on a conditional model. ``timeout_ms``: the service's deadline (see ``sample``)."""
     body = {
         "model": model,
         "images": encode_images(images),
         "k": k,
         "seed": seed,
         "label": _labels(label),
+        "timeout_ms": timeout_ms,
     }
     return _post("/score", body, ScoreResult.from_json, timeout)
 
@@ -243,11 +296,14 @@ def complete(
     seed: int | None = None,
     temperature: float | None = None,
     scale: int = 1,
+    timeout_ms: int | None = None,
     timeout: float | None = None,
 ) -> Operation[CompleteResult]:
     """Keep the top ``rows`` of each image, or the pixels ``mask`` marks (non-zero, or white),
     and draw the rest, ``samples`` times (``POST /complete``; PixelCNN and PixelRNN).
-    Completion i draws from ``seed + i``."""
+    Completion i draws from ``seed + i``. ``timeout_ms``: the service's deadline (see
+    ``sample``). ``Client.stream_complete`` takes the same arguments and streams the progress
+    row by row."""
     body = {
         "model": model,
         "images": encode_images(images),
@@ -258,8 +314,10 @@ def complete(
         "temperature": temperature,
         "format": "png",
         "scale": _scale(scale),
+        "timeout_ms": timeout_ms,
     }
-    return _post("/complete", body, CompleteResult.from_json, timeout)
+    partial = functools.partial(Partial.from_json, samples=samples)
+    return _post("/complete", body, CompleteResult.from_json, timeout, partial)
 
 
 def traverse(
@@ -274,11 +332,13 @@ def traverse(
     label: Label | None = None,
     scale: int = 1,
     columns: int | None = None,
+    timeout_ms: int | None = None,
     timeout: float | None = None,
 ) -> Operation[TraverseResult]:
     """Latent dimension ``dim`` set to ``steps`` values across ``range``, the others held, and
     decoded (``POST /traverse``; VAEs). The base latent: ``seed``'s, ``image``'s posterior mean,
-    or ``latent`` (at most one; none: a seed is drawn and echoed)."""
+    or ``latent`` (at most one; none: a seed is drawn and echoed). ``timeout_ms``: the
+    service's deadline (see ``sample``)."""
     body = {
         "model": model,
         "dim": dim,
@@ -290,6 +350,7 @@ def traverse(
         "label": _label(label),
         "format": "png",
         "scale": _scale(scale),
+        "timeout_ms": timeout_ms,
     }
     return _post("/traverse", body, lambda b: TraverseResult.from_json(b, columns), timeout)
 

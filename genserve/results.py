@@ -375,3 +375,58 @@ class TraverseResult(ImageResult):
             columns=columns,
             raw=body,
         )
+
+
+# ---------------------------------------------------------------- events of a stream
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A ``progress`` event of a stream: ``rows_done`` of ``rows`` drawn (0 at once, then one
+    more after each row), ``elapsed_s`` since the service took the request, and ``eta_s`` its
+    estimate of the seconds left (None until a row is done)."""
+
+    rows_done: int
+    rows: int
+    elapsed_s: float
+    eta_s: float | None
+
+    @property
+    def fraction(self) -> float:
+        """``rows_done / rows``, from 0 to 1."""
+        return self.rows_done / self.rows if self.rows else 1.0
+
+    @classmethod
+    def from_json(cls, body: Json) -> Progress:
+        eta = body.get("eta_s")
+        return cls(
+            rows_done=int(body["rows_done"]),
+            rows=int(body["rows"]),
+            elapsed_s=float(body["elapsed_s"]),
+            eta_s=None if eta is None else float(eta),
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Partial(ImageResult):
+    """A ``partial`` event of a stream: every image's canvas once ``rows_done`` rows are drawn,
+    rows not drawn yet black (a completion's: its kept pixels). ``images`` has the layout of the
+    result's, (n, H, W) for a sampling and (images, samples, H, W) for a completion, at the
+    model's size (``scale`` enlarges the result only); ``grid()`` and the rest work as on a
+    result."""
+
+    rows_done: int
+    images: np.ndarray = field(repr=False)
+    raw: Json = field(default_factory=dict, repr=False)
+
+    @property
+    def _grid_columns(self) -> int | None:
+        return int(self.images.shape[1]) if self.images.ndim == 4 else None
+
+    @classmethod
+    def from_json(cls, body: Json, samples: int | None = None) -> Partial:
+        """``samples``: a completion's per input image, which groups the canvases by input."""
+        images = decode_images(body["images"])
+        if samples is not None:
+            images = images.reshape(-1, samples, *images.shape[1:])
+        return cls(rows_done=int(body["rows_done"]), images=images, raw=body)

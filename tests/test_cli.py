@@ -339,6 +339,9 @@ def test_a_refusal_is_one_line_and_exit_3(genserve: Run, items: list[Path]) -> N
         EXIT_REFUSED,
     )
     assert invalid.startswith("genserve: validation_error: steps: ")
+    deadline = refused(genserve("sample", "dcgan-tiny", "--deadline-ms", "0"), EXIT_REFUSED)
+    assert deadline.startswith("genserve: validation_error: timeout_ms: ")  # sent as timeout_ms
+    ok(genserve("score", "pixelcnn-tiny", str(items[0]), "--deadline-ms", "60000"))
 
 
 def test_without_the_key_it_is_unauthorized_and_api_key_sends_one(genserve: Run) -> None:
@@ -375,6 +378,15 @@ def test_usage_errors_are_exit_2(genserve: Run, tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- serve and progress
+
+
+def test_every_command_has_its_help() -> None:
+    for command in ("models", "sample", "encode", "complete", "traverse"):
+        result = _run(None, command, "--help")
+        assert result.returncode == 0, result.stderr
+        assert "--timeout" in result.stdout and ("--deadline-ms" in result.stdout) == (
+            command != "models"
+        )
 
 
 def test_serve_help_is_the_services_own() -> None:
