@@ -26,6 +26,8 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+STOP_REASONS = ("deadline", "disconnect")
+"""Why a request's work was stopped: its timeout_ms passed, or its client left."""
 
 
 @dataclass(frozen=True)
@@ -185,6 +187,16 @@ class Metrics:
             family.labels(model, graph)
         self.queue_depth_gauge.labels(model, graph).set(0)
         self.rejections.labels(model, graph)
+        self.discarded_rows.labels(model, graph)
+
+    def register_model(self, model: str, operations: Iterable[str], autoregressive: bool) -> None:
+        """Create a model's series of stopped work at zero, so that their rates are 0, not
+        missing, until something is stopped."""
+        for operation in operations:
+            for reason in STOP_REASONS:
+                self.cancelled.labels(model, operation, reason)
+            if autoregressive and operation in ("sample", "complete"):
+                self.cancelled_rows.labels(model, operation)
 
     def batch_run(self, model: str, graph: str, rows: int, requests: int) -> None:
         self.batch_size.labels(model, graph).observe(rows)

@@ -237,13 +237,39 @@ def panels() -> list[dict[str, Any]]:
             ],
             "s",
         ),
+        _timeseries(
+            "Stopped work: deadlines and clients that left",
+            "Requests whose work was stopped, by reason: deadline (their timeout_ms passed) or "
+            "disconnect (the client left, or closed its event stream); the PixelCNN and PixelRNN "
+            "rows drawn for nothing; and batch rows dropped from a queue before they ran.",
+            [
+                _target(
+                    "sum by (model, operation, reason) "
+                    f"(rate(genserve_cancelled_requests_total{{{MODEL}}}[{RATE}]))",
+                    "stopped/s {{model}} {{operation}} {{reason}}",
+                ),
+                _target(
+                    "sum by (model, operation) "
+                    f"(rate(genserve_cancelled_work_rows_total{{{MODEL}}}[{RATE}]))",
+                    "rows wasted/s {{model}} {{operation}}",
+                    ref="B",
+                ),
+                _target(
+                    "sum by (model, graph) "
+                    f"(rate(genserve_discarded_batch_rows_total{{{MODEL}}}[{RATE}]))",
+                    "batch rows dropped/s {{model}} {{graph}}",
+                    ref="C",
+                ),
+            ],
+            "short",
+        ),
     ]
 
 
 # Grid: 24 columns wide; (width, height) per panel, in panels() order, filled left to right.
 SIZES = [
     (12, 8), (6, 8), (6, 8), (8, 8), (8, 8), (8, 8), (12, 8), (6, 8), (6, 8), (16, 6), (8, 6),
-    (12, 8), (12, 8),
+    (12, 8), (12, 8), (24, 8),
 ]  # fmt: skip
 
 

@@ -53,6 +53,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         fleet = SharedFleet(run, config.workers, registry, control, policy)
         fleet.publish()
         metrics.forget_dead_workers(alive)
+    for model in registry.models.values():
+        if model.family is not None and model.state is ModelState.READY:
+            operations = [operation.value for operation in model.operations]
+            metrics.register_model(model.name, operations, model.family.autoregressive)
     app.state.operations = Operations(config.limits, slots)
     app.state.fleet = fleet
     metrics.model_states = partial(model_series, fleet)
