@@ -24,6 +24,7 @@ import yaml
 from modelstore.layout import SCHEMA_VERSION
 from service.api.app import create_app
 from service.config import Settings
+from service.registry.fleet import Readiness
 from tests.support.deploy_files import (
     ALERTS,
     COMPOSE,
@@ -434,6 +435,28 @@ def test_k8s_deployments_probe_health_and_request_resources() -> None:
     ]
     env = {e["name"]: e["value"] for e in gpu["containers"][0]["env"]}
     assert env["SERVICE_DEVICE"] == "cuda" and gpu["containers"][0]["image"].endswith(":cuda")
+
+
+def test_every_deployment_names_the_readiness_its_probe_follows() -> None:
+    """The k8s, KServe and compose probes ask /health/ready, whose answer SERVICE_READINESS
+    decides: each deployment says which policy it runs, a valid one."""
+    policies = {policy.value for policy in Readiness}
+    containers = [
+        doc["spec"]["template"]["spec"]["containers"][0]
+        for _, doc in _manifests()
+        if doc["kind"] == "Deployment"
+    ] + [doc["spec"]["containers"][0] for doc in _kserve_kinds("ServingRuntime")]
+    assert len(containers) == 4
+    for container in containers:
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["SERVICE_READINESS"] in policies, container["name"]
+        assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+    services = load_yaml(COMPOSE)["services"]
+    for name in ("genserve", "genserve-gpu"):
+        value = services[name]["environment"]["SERVICE_READINESS"]
+        assert re.fullmatch(r"\$\{SERVICE_READINESS:-(\w+)\}", value), value
+        assert value.split(":-")[1].rstrip("}") in policies
+    assert DOCKERFILE.read_text().count("/health/ready") == 2  # both images' HEALTHCHECK
 
 
 # ---------------------------------------------------------------- KServe
