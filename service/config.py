@@ -281,7 +281,7 @@ class ServiceConfig:
         """Probe the providers, then load every model of the store (blocking)."""
         providers = choose_providers(self.settings.device, self.settings.ort_log_severity)
         loader = ModelLoader(self.load_options(providers, observers))
-        return load_registry(loader, self.defaults)
+        return load_registry(loader, self.defaults, threads=usable_cores())
 
 
 def usable_cores() -> int:

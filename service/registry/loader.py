@@ -4,8 +4,10 @@ saying why; the others still load."""
 
 from __future__ import annotations
 
+import glob
 import logging
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,9 +111,19 @@ class ModelLoader:
         }
 
 
-def load_registry(loader: ModelLoader, defaults: Mapping[str, str]) -> Registry:
-    """Load every model of the store, and check that each operation's default model is one."""
-    models = {name: loader.load(entry) for name, entry in loader.entries().items()}
+def load_registry(loader: ModelLoader, defaults: Mapping[str, str], threads: int = 1) -> Registry:
+    """Load every model of the store, ``threads`` at a time (onnxruntime builds sessions without
+    the GIL), the largest first so that it does not finish last; and check that each
+    operation's default model is one."""
+    entries = loader.entries()
+    largest_first = sorted(entries.values(), key=_bytes_of_graphs, reverse=True)
+    with ThreadPoolExecutor(max(1, threads), thread_name_prefix="load") as pool:
+        loaded = dict(zip(
+            (entry.name for entry in largest_first),
+            pool.map(loader.load, largest_first),
+            strict=True,
+        ))  # fmt: skip
+    models = {name: loaded[name] for name in entries}
     registry = Registry(models, defaults, loader)
     for op, name in registry.defaults.items():
         if name not in registry.models:
@@ -137,3 +149,14 @@ def _check_mixture(card: ModelCard, graph: str) -> None:
         raise ServiceError(
             f"{card.name}: params has {channels} channels, expected 3 x {likelihood.components}"
         )
+
+
+def _bytes_of_graphs(entry: StoreEntry) -> int:
+    """The size of an entry's ONNX files: what its loading costs, roughly."""
+    if entry.card_path is None or entry.version is None:
+        return 0
+    pattern = f"{glob.escape(entry.name)}.*/{entry.version}/*.onnx"
+    try:
+        return sum(path.stat().st_size for path in entry.folder.glob(pattern))
+    except OSError:
+        return 0
