@@ -188,7 +188,9 @@ def test_two_apps_have_separate_metrics(tiny_store: Path) -> None:
     with TestClient(create_app(tiny_settings(tiny_store))) as a:
         with TestClient(create_app(tiny_settings(tiny_store))) as b:
             a.post("/sample", json={"model": "vae-tiny"})
-            assert 'operation="sample"' not in b.get("/metrics").text
+            served = 'genserve_images_total{model="vae-tiny",operation="sample"}'
+            assert f"{served} 1.0" in a.get("/metrics").text
+            assert served not in b.get("/metrics").text
 
 
 def test_openapi_documents_every_route(client: TestClient) -> None:
