@@ -54,8 +54,11 @@ class ModelLoader:
         """The store's models as they are now, by name."""
         return {entry.name: entry for entry in discover(self.options.store)}
 
-    def load(self, entry: StoreEntry, warm_up: bool | None = None) -> LoadedModel:
-        """Blocking (reads files, opens sessions): call it off the event loop."""
+    def load(
+        self, entry: StoreEntry, warm_up: bool | None = None, report: bool = True
+    ) -> LoadedModel:
+        """Blocking (reads files, opens sessions): call it off the event loop. ``report``: log
+        why a model failed (off when the caller reports it)."""
         warm = self.options.warm_up if warm_up is None else warm_up
         model = LoadedModel(entry.name)
         try:
@@ -71,16 +74,19 @@ class ModelLoader:
             log.info("%s v%s ready on %s", entry.name, card.version, model.provider)
         except UnsupportedFamily as exc:
             model.state, model.reason = ModelState.UNSUPPORTED, exc.message
-            log.warning("model %s skipped: %s", entry.name, exc.message)
+            if report:
+                log.warning("model %s skipped: %s", entry.name, exc.message)
         except (ServiceError, StoreError) as exc:
             model.state, model.reason = ModelState.FAILED, exc.message
-            log.error("model %s failed: %s", entry.name, exc.message)
+            if report:
+                log.error("model %s failed: %s", entry.name, exc.message)
         except (OSError, UnicodeDecodeError) as exc:
             model.state = ModelState.FAILED
             model.reason = (
                 f"{entry.name}: a file of the model cannot be read ({type(exc).__name__})"
             )
-            log.error("model %s failed: %s", entry.name, exc)
+            if report:
+                log.error("model %s failed: %s", entry.name, exc)
         except Exception:
             model.state, model.reason = ModelState.FAILED, "failed to load (see server log)"
             log.exception("model %s failed to load", entry.name)

@@ -74,14 +74,18 @@ def running_service(store: Path, **settings: str) -> Iterator[str]:
 
 
 @contextmanager
-def service_process(store: Path, **settings: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """``running_service``, yielding the process as well as the URL."""
+def service_process(
+    store: Path, log_level: str = "warning", log_file: Path | None = None, **settings: str
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """``running_service``, yielding the process as well as the URL. ``log_file``: where its
+    log goes, to be read while it runs (a temporary file by default)."""
     port = free_port()
     env = {**os.environ, "SERVICE_MODEL_STORE": str(store), **settings}
     command = [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)]
-    with tempfile.TemporaryFile(mode="w+") as log:
+    opened = log_file.open("w+") if log_file is not None else tempfile.TemporaryFile(mode="w+")
+    with opened as log:
         process = subprocess.Popen(
-            [*command, "--log-level", "warning"],
+            [*command, "--log-level", log_level],
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
         try:
