@@ -424,7 +424,10 @@ class SamplingInfo(_Response):
 class ModelInfo(_Response):
     name: str
     state: Literal["loading", "ready", "failed", "unsupported", "unloaded"]
-    reason: str | None = Field(default=None, description="Why the model failed, if it did.")
+    reason: str | None = Field(
+        default=None,
+        description="Why the model failed, or, while it serves from memory, what is wrong with its files in the store.",
+    )
     version: int | None = None
     family: str | None = None
     dataset: str | None = None
