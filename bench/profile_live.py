@@ -12,7 +12,6 @@ Needs wrk (Debian) and py-spy (bench/requirements.txt).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -28,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.args import store_parser  # noqa: E402
 from bench.live_service import serve  # noqa: E402
 
 WRK_SCRIPT = ROOT / "bench" / "wrk" / "fixed_count.lua"
@@ -101,9 +101,7 @@ def record(pid: int, seconds: float, out: Path, gil: bool) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--store", type=Path, default=ROOT / "model_store")
-    parser.add_argument("--model", default="dcgan-fashion")
+    parser = store_parser(__doc__.split("\n\n")[0], "dcgan-fashion")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=8)
     args = parser.parse_args()

@@ -14,7 +14,6 @@ live server's time by stage; docs/performance.md quotes both.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import cProfile
 import json
@@ -29,6 +28,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.args import store_parser  # noqa: E402
 from service.api.app import create_app  # noqa: E402
 from service.config import Settings  # noqa: E402
 
@@ -80,33 +80,27 @@ class Driver:
 def time_worker_threads(app: Any) -> dict[str, float]:
     """Wrap every batcher's run and its requests' ``finish`` to time the worker threads' work."""
     totals: dict[str, float] = defaultdict(float)
+
+    def timed(run: Callable[[Any], Any], stage: str) -> Callable[[Any], Any]:
+        def timed_run(arg: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return run(arg)
+            finally:
+                totals[stage] += time.perf_counter() - start
+
+        return timed_run
+
     for model in app.state.registry.models.values():
         for graph in model.graphs.values():
             batcher = graph.batcher
-            run, run_batch = batcher._run, batcher._run_batch
-
-            def timed_run(feeds: Any, run: Callable[..., Any] = run) -> Any:
-                start = time.perf_counter()
-                try:
-                    return run(feeds)
-                finally:
-                    totals["onnxruntime run"] += time.perf_counter() - start
-
-            def timed_batch(batch: Any, run_batch: Callable[..., Any] = run_batch) -> Any:
-                start = time.perf_counter()
-                try:
-                    return run_batch(batch)
-                finally:
-                    totals["worker thread, all"] += time.perf_counter() - start
-
-            batcher._run, batcher._run_batch = timed_run, timed_batch
+            batcher._run = timed(batcher._run, "onnxruntime run")
+            batcher._run_batch = timed(batcher._run_batch, "worker thread, all")
     return totals
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--store", type=Path, default=ROOT / "model_store")
-    parser.add_argument("--model", default="dcgan-fashion")
+    parser = store_parser(__doc__.split("\n")[0], "dcgan-fashion")
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--threads", action="store_true")

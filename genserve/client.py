@@ -25,7 +25,6 @@ import random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Concatenate, Generic, ParamSpec, TypeAlias, TypeVar
 
 import httpx
@@ -294,14 +293,13 @@ def _async_stream(
     return _documented(method, build)
 
 
-class Client:
-    """The service's API over one keep-alive connection pool.
+H = TypeVar("H", httpx.Client, httpx.AsyncClient)
 
-    ``url``: the service (default ``GENSERVE_URL``, else http://127.0.0.1:8000); ``api_key``:
-    sent as ``Authorization: Bearer`` (default ``GENSERVE_API_KEY``); ``timeout``: the most
-    seconds a call may take, retries included (None: no limit; each method also takes
-    ``timeout=``); ``retries``: a count, or a ``Retries``.
-    """
+
+class _Transport(Generic[H]):
+    """What both clients are made of: their httpx client and the exchanges over it."""
+
+    _http_class: type[H]
 
     def __init__(
         self,
@@ -311,12 +309,24 @@ class Client:
         timeout: float | None = DEFAULT_TIMEOUT,
         retries: int | Retries = 2,
     ) -> None:
-        self._http = httpx.Client(**_http_options(url, api_key, timeout))
+        self._http: H = self._http_class(**_http_options(url, api_key, timeout))
         self._exchanges = _Exchanges(self._http, timeout, _as_retries(retries))
 
     @property
     def url(self) -> str:
         return str(self._http.base_url).rstrip("/")
+
+
+class Client(_Transport[httpx.Client]):
+    """The service's API over one keep-alive connection pool.
+
+    ``url``: the service (default ``GENSERVE_URL``, else http://127.0.0.1:8000); ``api_key``:
+    sent as ``Authorization: Bearer`` (default ``GENSERVE_API_KEY``); ``timeout``: the most
+    seconds a call may take, retries included (None: no limit; each method also takes
+    ``timeout=``); ``retries``: a count, or a ``Retries``.
+    """
+
+    _http_class = httpx.Client
 
     def __repr__(self) -> str:
         return f"Client({self.url!r})"
@@ -338,10 +348,8 @@ class Client:
             try:
                 response = self._http.send(action.request, stream=action.stream)
                 if action.stream and not is_event_stream(response):
-                    try:
+                    with contextlib.closing(response):
                         response.read()
-                    finally:
-                        response.close()
                 outcome = response
             except httpx.TransportError as exc:
                 outcome = exc
@@ -365,32 +373,14 @@ class Client:
     def __enter__(self) -> Client:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 
-class AsyncClient:
+class AsyncClient(_Transport[httpx.AsyncClient]):
     """``Client`` for asyncio: the same arguments and methods, each a coroutine."""
 
-    def __init__(
-        self,
-        url: str | None = None,
-        *,
-        api_key: str | None = None,
-        timeout: float | None = DEFAULT_TIMEOUT,
-        retries: int | Retries = 2,
-    ) -> None:
-        self._http = httpx.AsyncClient(**_http_options(url, api_key, timeout))
-        self._exchanges = _Exchanges(self._http, timeout, _as_retries(retries))
-
-    @property
-    def url(self) -> str:
-        return str(self._http.base_url).rstrip("/")
+    _http_class = httpx.AsyncClient
 
     def __repr__(self) -> str:
         return f"AsyncClient({self.url!r})"
@@ -412,10 +402,8 @@ class AsyncClient:
             try:
                 response = await self._http.send(action.request, stream=action.stream)
                 if action.stream and not is_event_stream(response):
-                    try:
+                    async with contextlib.aclosing(response):
                         await response.aread()
-                    finally:
-                        await response.aclose()
                 outcome = response
             except httpx.TransportError as exc:
                 outcome = exc
@@ -439,12 +427,7 @@ class AsyncClient:
     async def __aenter__(self) -> AsyncClient:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
 
@@ -452,7 +435,46 @@ def _cancelled() -> GenserveError:
     return GenserveError("the stream was cancelled before its result", code="cancelled")
 
 
-class Stream(Generic[T]):
+C = TypeVar("C", Client, AsyncClient)
+
+
+class _StreamState(Generic[C, T]):
+    """What both streams keep: the operation, the stream once opened, whether it was
+    cancelled."""
+
+    def __init__(self, client: C, operation: Operation[T]) -> None:
+        self._client: C = client
+        self._operation = operation
+        self._opened: Opened[T] | None = None
+        self._cancelled = False
+
+    @property
+    def result(self) -> T:
+        """What the plain call returns, once the events are read to the end; the stream's
+        error, raised again, if it ended with one."""
+        if self._opened is not None and self._opened[1].done:
+            return self._opened[1].result
+        if self._cancelled:
+            raise _cancelled()
+        raise RuntimeError("the stream has not ended: read its events first")
+
+    def _mark_cancelled(self) -> None:
+        if self._opened is None or not self._opened[1].done:
+            self._cancelled = True
+
+
+@contextlib.contextmanager
+def _reading(reader: EventReader[Any]) -> Generator[None, None, None]:
+    """Around reading a stream's lines: its end checked, a broken connection raised as the
+    reader's error."""
+    try:
+        yield
+    except httpx.TransportError as exc:
+        raise reader.broken(exc) from exc
+    reader.end()
+
+
+class Stream(_StreamState[Client, T]):
     """The events of ``Client.stream_sample`` or ``stream_complete``, as they come.
 
     ``with`` opens the request (raising as the plain call would if it is refused); iterating
@@ -467,11 +489,7 @@ class Stream(Generic[T]):
             result = stream.result  # the SampleResult of client.sample(...)
     """
 
-    def __init__(self, client: Client, operation: Operation[T]) -> None:
-        self._client, self._operation = client, operation
-        self._opened: Opened[T] | None = None
-        self._events: Generator[StreamEvent, None, None] | None = None
-        self._cancelled = False
+    _events: Generator[StreamEvent, None, None] | None = None
 
     def _open(self) -> Opened[T]:
         if self._opened is None:
@@ -479,16 +497,6 @@ class Stream(Generic[T]):
                 raise _cancelled()
             self._opened = self._client._perform(self._client._exchanges.open(self._operation))
         return self._opened
-
-    @property
-    def result(self) -> T:
-        """What the plain call returns, once the events are read to the end; the stream's
-        error, raised again, if it ended with one."""
-        if self._opened is not None and self._opened[1].done:
-            return self._opened[1].result
-        if self._cancelled:
-            raise _cancelled()
-        raise RuntimeError("the stream has not ended: read its events first")
 
     def __iter__(self) -> Stream[T]:
         return self
@@ -502,26 +510,21 @@ class Stream(Generic[T]):
         if self._cancelled:
             return
         response, reader = self._open()
-        try:
-            if not reader.done:
-                for line in response.iter_lines():
-                    event = reader.line(line)
-                    if event is not None:
-                        yield event
-                    elif reader.done:
-                        break
-            reader.end()
-        except httpx.TransportError as exc:
-            raise reader.broken(exc) from exc
-        finally:
-            response.close()
+        with contextlib.closing(response), _reading(reader):
+            if reader.done:
+                return
+            for line in response.iter_lines():
+                event = reader.line(line)
+                if event is not None:
+                    yield event
+                elif reader.done:
+                    break
 
     def cancel(self) -> None:
         """Close the connection: the service stops the work at the end of its row. The events
         end, and ``result`` raises (a GenserveError, code ``cancelled``) unless it had come.
         Call it from the thread that reads the stream."""
-        if self._opened is None or not self._opened[1].done:
-            self._cancelled = True
+        self._mark_cancelled()
         if self._events is not None:
             self._events.close()
         if self._opened is not None:
@@ -531,24 +534,15 @@ class Stream(Generic[T]):
         self._open()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.cancel()
 
 
-class AsyncStream(Generic[T]):
+class AsyncStream(_StreamState[AsyncClient, T]):
     """``Stream`` for ``AsyncClient``: ``async with`` and ``async for``, ``await cancel()``.
     Cancelling the task that reads it in its ``async with`` block cancels the stream too."""
 
-    def __init__(self, client: AsyncClient, operation: Operation[T]) -> None:
-        self._client, self._operation = client, operation
-        self._opened: Opened[T] | None = None
-        self._events: AsyncGenerator[StreamEvent, None] | None = None
-        self._cancelled = False
+    _events: AsyncGenerator[StreamEvent, None] | None = None
 
     async def _open(self) -> Opened[T]:
         if self._opened is None:
@@ -557,16 +551,6 @@ class AsyncStream(Generic[T]):
             actions = self._client._exchanges.open(self._operation)
             self._opened = await self._client._perform(actions)
         return self._opened
-
-    @property
-    def result(self) -> T:
-        """What the plain call returns, once the events are read to the end; the stream's
-        error, raised again, if it ended with one."""
-        if self._opened is not None and self._opened[1].done:
-            return self._opened[1].result
-        if self._cancelled:
-            raise _cancelled()
-        raise RuntimeError("the stream has not ended: read its events first")
 
     def __aiter__(self) -> AsyncStream[T]:
         return self
@@ -580,25 +564,21 @@ class AsyncStream(Generic[T]):
         if self._cancelled:
             return
         response, reader = await self._open()
-        try:
-            if not reader.done:
+        async with contextlib.aclosing(response):
+            with _reading(reader):
+                if reader.done:
+                    return
                 async for line in response.aiter_lines():
                     event = reader.line(line)
                     if event is not None:
                         yield event
                     elif reader.done:
                         break
-            reader.end()
-        except httpx.TransportError as exc:
-            raise reader.broken(exc) from exc
-        finally:
-            await response.aclose()
 
     async def cancel(self) -> None:
         """Close the connection: the service stops the work at the end of its row. The events
         end, and ``result`` raises (a GenserveError, code ``cancelled``) unless it had come."""
-        if self._opened is None or not self._opened[1].done:
-            self._cancelled = True
+        self._mark_cancelled()
         if self._events is not None:
             with contextlib.suppress(RuntimeError):  # being read by another task
                 await self._events.aclose()
@@ -609,10 +589,5 @@ class AsyncStream(Generic[T]):
         await self._open()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.cancel()

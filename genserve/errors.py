@@ -28,6 +28,17 @@ class GenserveError(Exception):
     default_status: int | None = None
     """The status the service answers this error with: an ``error`` event's, which has none."""
 
+    def __init_subclass__(
+        cls, code: str | None = None, status: int | None = None, **kwargs: Any
+    ) -> None:
+        """``class X(GenserveError, code=..., status=...)``: the code and status of error X
+        (by default, its base's)."""
+        super().__init_subclass__(**kwargs)
+        if code is not None:
+            cls.default_code = code
+        if status is not None:
+            cls.default_status = status
+
     def __init__(
         self,
         message: str,
@@ -48,114 +59,69 @@ class GenserveError(Exception):
         return f"{self.code}: {self.message}"
 
 
-class ConnectionFailed(GenserveError):
+class ConnectionFailed(GenserveError, code="connection_failed"):
     """No HTTP answer: the service could not be reached or the connection broke."""
 
-    default_code = "connection_failed"
 
-
-class TimedOut(ConnectionFailed):
+class TimedOut(ConnectionFailed, code="timeout"):
     """No answer within the call's time-out."""
 
-    default_code = "timeout"
 
-
-class Unauthorized(GenserveError):
+class Unauthorized(GenserveError, code="unauthorized", status=401):
     """401: no API key, or one the service does not know."""
 
-    default_code = "unauthorized"
-    default_status = 401
 
-
-class NotFound(GenserveError):
+class NotFound(GenserveError, code="not_found", status=404):
     """404: no such route (a wrong URL or path prefix)."""
 
-    default_code = "not_found"
-    default_status = 404
 
-
-class ModelNotFound(NotFound):
+class ModelNotFound(NotFound, code="model_not_found"):
     """404: no model of that name in the store."""
 
-    default_code = "model_not_found"
 
-
-class MethodNotAllowed(GenserveError):
+class MethodNotAllowed(GenserveError, code="method_not_allowed", status=405):
     """405: the route does not take that method."""
 
-    default_code = "method_not_allowed"
-    default_status = 405
 
-
-class ValidationError(GenserveError):
+class ValidationError(GenserveError, code="validation_error", status=422):
     """422: the request does not validate (``validation_error``, with ``details``), is not
     JSON (``invalid_json``), or holds an input the model cannot take (``invalid_input``)."""
 
-    default_code = "validation_error"
-    default_status = 422
 
-
-class UnsupportedOperation(GenserveError):
+class UnsupportedOperation(GenserveError, code="unsupported_operation", status=422):
     """422: the model's family cannot do that; the message names models that can."""
 
-    default_code = "unsupported_operation"
-    default_status = 422
 
-
-class LimitExceeded(GenserveError):
+class LimitExceeded(GenserveError, code="limit_exceeded", status=422):
     """422: n, the number of images, k or images x samples over the service's limit."""
 
-    default_code = "limit_exceeded"
-    default_status = 422
 
-
-class PayloadTooLarge(LimitExceeded):
+class PayloadTooLarge(LimitExceeded, code="payload_too_large", status=413):
     """413: the request body is over SERVICE_MAX_BODY_BYTES."""
 
-    default_code = "payload_too_large"
-    default_status = 413
 
-
-class RateLimited(GenserveError):
+class RateLimited(GenserveError, code="rate_limited", status=429):
     """429: the API key sent more than its rate; ``retry_after`` says when it may again."""
 
-    default_code = "rate_limited"
-    default_status = 429
 
-
-class ModelNotReady(GenserveError):
+class ModelNotReady(GenserveError, code="model_not_ready", status=503):
     """503: the model failed to load or is unloaded."""
 
-    default_code = "model_not_ready"
-    default_status = 503
 
-
-class Overloaded(GenserveError):
+class Overloaded(GenserveError, code="overloaded", status=503):
     """503: the model's queue is full or the request waited too long; see ``retry_after``."""
 
-    default_code = "overloaded"
-    default_status = 503
 
-
-class DeadlineExceeded(GenserveError):
+class DeadlineExceeded(GenserveError, code="deadline_exceeded", status=504):
     """504: the request's ``timeout_ms`` passed; the service stopped its work."""
 
-    default_code = "deadline_exceeded"
-    default_status = 504
 
-
-class ServerError(GenserveError):
+class ServerError(GenserveError, code="internal_error", status=500):
     """500 (a bug on the server), or another 5xx the API does not name."""
 
-    default_code = "internal_error"
-    default_status = 500
 
-
-class ModelRunFailed(ServerError):
+class ModelRunFailed(ServerError, code="model_run_failed", status=503):
     """503: onnxruntime failed while running the model's graph."""
-
-    default_code = "model_run_failed"
-    default_status = 503
 
 
 _BY_CODE: dict[str, type[GenserveError]] = {

@@ -8,9 +8,16 @@ import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.generation.specs import Limits
@@ -25,6 +32,10 @@ BUNDLED_STORE = Path(__file__).resolve().parent.parent / "model_store"
 
 Device = Literal["auto", "cpu", "cuda"]
 MIN_TOKEN_LENGTH = 16
+Count = Annotated[int, Field(ge=1, le=4096)]
+"""A number of images or rows: 1 to 4096."""
+Parallel = Annotated[int, Field(ge=1, le=64)]
+"""How many run at once: 1 to 64."""
 KEY_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 """An API key's name: what metrics and logs show instead of the key."""
 
@@ -36,9 +47,8 @@ class Settings(BaseSettings):
         default=BUNDLED_STORE, description="A Triton model repository with genserve cards."
     )
     device: Device = Field(default="auto", description="auto prefers CUDA and falls back to CPU.")
-    intra_op_threads: int = Field(
+    intra_op_threads: NonNegativeInt = Field(
         default=0,
-        ge=0,
         description="onnxruntime intra-op threads per session; 0 = cores / batch instances "
         "for batched graphs, onnxruntime's choice for the autoregressive families.",
     )
@@ -62,44 +72,34 @@ class Settings(BaseSettings):
         "model that failed shows, and does not take the others out of service); 'strict' only "
         "when every model that should serve does.",
     )
-    batch_max_size: int = Field(
-        default=64, ge=1, le=4096, description="Most images in one batched onnxruntime run."
+    batch_max_size: Count = Field(
+        default=64, description="Most images in one batched onnxruntime run."
     )
     batch_max_delay_us: int = Field(
         default=0, ge=0, le=1_000_000, description="Microseconds a batch may wait to fill up."
     )
-    batch_instances: int = Field(
-        default=2, ge=1, le=64, description="Batches of one graph that may run at once."
+    batch_instances: Parallel = Field(
+        default=2, description="Batches of one graph that may run at once."
     )
     batch_queue_limit: int = Field(
         default=256, ge=1, description="Requests queued per graph before 503 + Retry-After."
     )
-    queue_timeout_ms: int = Field(
+    queue_timeout_ms: NonNegativeInt = Field(
         default=10_000,
-        ge=0,
         description="Most milliseconds a request waits for its run before 503 + Retry-After; "
         "0 = no limit.",
     )
-    max_n: int = Field(default=64, ge=1, le=4096, description="Largest n for /sample.")
-    max_autoregressive_n: int = Field(
-        default=16,
-        ge=1,
-        le=4096,
-        description="Largest n for PixelCNN and PixelRNN (capped by max_n).",
+    max_n: Count = Field(default=64, description="Largest n for /sample.")
+    max_autoregressive_n: Count = Field(
+        default=16, description="Largest n for PixelCNN and PixelRNN (capped by max_n)."
     )
-    max_concurrent_autoregressive: int = Field(
-        default=1,
-        ge=1,
-        le=64,
-        description="PixelCNN and PixelRNN samplings that run at once; others queue.",
+    max_concurrent_autoregressive: Parallel = Field(
+        default=1, description="PixelCNN and PixelRNN samplings that run at once; others queue."
     )
-    stream_partial_rows: int = Field(
-        default=4,
-        ge=1,
-        le=4096,
-        description="An event stream's partial images come every this many rows drawn.",
+    stream_partial_rows: Count = Field(
+        default=4, description="An event stream's partial images come every this many rows drawn."
     )
-    max_images: int = Field(default=64, ge=1, le=4096, description="Most input images per request.")
+    max_images: Count = Field(default=64, description="Most input images per request.")
     max_iwae_k: int = Field(
         default=1000,
         ge=1,
@@ -131,23 +131,21 @@ class Settings(BaseSettings):
     metrics_need_key: bool = Field(
         default=False, description="With API keys on, /metrics needs a key too."
     )
-    api_key_rate: float = Field(
+    api_key_rate: NonNegativeFloat = Field(
         default=0.0,
-        ge=0,
         description="Requests per second each key may send (a token bucket per key, shared by "
         "the workers); 0 = no limit. Past it: 429 + Retry-After.",
     )
-    api_key_burst: int = Field(
+    api_key_burst: NonNegativeInt = Field(
         default=0,
-        ge=0,
         description="Requests a key may send at once before its rate applies; 0 = the rate, "
         "rounded up.",
     )
-    watch_interval_s: float = Field(
-        default=0.0, ge=0, description="Poll the store for new versions every N s; 0 = off."
+    watch_interval_s: NonNegativeFloat = Field(
+        default=0.0, description="Poll the store for new versions every N s; 0 = off."
     )
-    shutdown_grace_s: int = Field(
-        default=30, ge=0, description="On SIGTERM, seconds requests in flight get to finish."
+    shutdown_grace_s: NonNegativeInt = Field(
+        default=30, description="On SIGTERM, seconds requests in flight get to finish."
     )
     default_sample_model: str | None = None
     default_encode_model: str | None = None

@@ -51,14 +51,18 @@ class DeviceUnavailable(ServiceError):
     code = "device_unavailable"
 
 
-class Overloaded(ServiceError):
-    """Too much work queued; the client should retry after ``retry_after`` seconds."""
-
-    code = "overloaded"
+class RetryLater(ServiceError):
+    """A refusal for now: the client may send again after ``retry_after`` seconds."""
 
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class Overloaded(RetryLater):
+    """Too much work queued; the client should retry after ``retry_after`` seconds."""
+
+    code = "overloaded"
 
 
 class DeadlineExceeded(ServiceError):
@@ -88,11 +92,7 @@ class Unauthorized(ServiceError):
     code = "unauthorized"
 
 
-class RateLimited(ServiceError):
+class RateLimited(RetryLater):
     """A client's API key sent more than its rate; it may send again after ``retry_after`` s."""
 
     code = "rate_limited"
-
-    def __init__(self, message: str, retry_after: float) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after

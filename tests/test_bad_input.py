@@ -17,6 +17,7 @@ from PIL import Image
 
 from service.api.app import create_app
 from tests.conftest import tiny_settings
+from tests.support.api import BadCase, bad_cases
 
 ZEROS = np.zeros((28, 28)).tolist()
 
@@ -35,7 +36,7 @@ def small_client(tiny_store_with_ae: Path) -> Iterator[TestClient]:
 
 
 # (id, path, json body or raw bytes, status, code, substring of "error")
-CASES: list[tuple[str, str, Any, int, str, str]] = [
+CASES: list[BadCase] = [
     ("unknown_model", "/sample", {"model": "nope"}, 404, "model_not_found",
      "model 'nope' not found"),
     ("n_too_large", "/sample", {"model": "vae-tiny", "n": 65}, 422, "limit_exceeded",
@@ -117,11 +118,7 @@ CASES: list[tuple[str, str, Any, int, str, str]] = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("path", "body", "status", "code", "message"),
-    [case[1:] for case in CASES],
-    ids=[case[0] for case in CASES],
-)
+@bad_cases(CASES)
 def test_bad_input(
     small_client: TestClient, path: str, body: Any, status: int, code: str, message: str
 ) -> None:

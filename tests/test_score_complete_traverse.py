@@ -17,7 +17,7 @@ from PIL import Image
 
 from service.api.app import create_app
 from tests.conftest import tiny_settings
-from tests.support.api import ok
+from tests.support.api import BadCase, bad_cases, ok
 
 H = W = 28
 STRIPES = (np.indices((H, W))[1] % 4 / 3).tolist()
@@ -169,7 +169,7 @@ def test_traverse_as_one_png_strip(client: TestClient) -> None:
     )
 
 
-BAD: list[tuple[str, str, dict[str, Any], int, str, str]] = [
+BAD: list[BadCase] = [
     # /score
     ("score_gan", "/score", {"model": "dcgan-tiny", "images": [NOISE]}, 422,
      "unsupported_operation", "cannot score: a GAN defines no likelihood"),
@@ -253,11 +253,7 @@ BAD: list[tuple[str, str, dict[str, Any], int, str, str]] = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("path", "body", "status", "code", "message"),
-    [case[1:] for case in BAD],
-    ids=[case[0] for case in BAD],
-)
+@bad_cases(BAD)
 def test_bad_input(
     client: TestClient, path: str, body: dict[str, Any], status: int, code: str, message: str
 ) -> None:

@@ -8,12 +8,11 @@ cores out between their onnxruntime sessions (``workload.threads_per_worker``).
     python bench/peers/litserve_server.py --port 8001 [--workers 2] [--max-batch-size 64]
 """
 
-import argparse
 from pathlib import Path
 from typing import Any
 
 import litserve as ls
-from workload import DEFAULT_STORE, GRAPH_ROLES, Sampler, threads_per_worker
+from workload import GRAPH_ROLES, Sampler, peer_arguments, threads_per_worker
 
 
 class SampleAPI(ls.LitAPI):
@@ -51,14 +50,9 @@ class SampleAPI(ls.LitAPI):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8001)
-    parser.add_argument("--store", type=Path, default=DEFAULT_STORE)
-    parser.add_argument("--workers", type=int, default=1, help="inference workers per model")
-    parser.add_argument("--max-batch-size", type=int, default=64, help="requests per batch")
-    parser.add_argument("--batch-timeout-us", type=int, default=1000)
-    args = parser.parse_args()
+    args = peer_arguments(
+        __doc__.splitlines()[0], {"--port": 8001}, ("--workers", "inference workers per model")
+    )
 
     timeout, threads = args.batch_timeout_us / 1e6, threads_per_worker(args.workers)
     apis = [SampleAPI(m, args.store, args.max_batch_size, timeout, threads) for m in GRAPH_ROLES]

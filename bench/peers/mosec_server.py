@@ -9,14 +9,13 @@ between their onnxruntime sessions (``workload.threads_per_worker``).
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from mosec import Server, Worker
-from workload import DEFAULT_STORE, Sampler, threads_per_worker
+from workload import DEFAULT_STORE, Sampler, peer_arguments, threads_per_worker
 
 STORE_ENV = "GENSERVE_BENCH_STORE"  # read by the spawned worker processes
 THREADS_ENV = "GENSERVE_BENCH_THREADS"
@@ -46,14 +45,12 @@ class VAEWorker(SampleWorker):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8002)
-    parser.add_argument("--store", type=Path, default=DEFAULT_STORE)
-    parser.add_argument("--workers", type=int, default=1, help="worker processes per model")
-    parser.add_argument("--max-batch-size", type=int, default=64, help="requests per batch")
-    parser.add_argument("--batch-timeout-us", type=int, default=1000, help="rounded up to 1 ms")
-    args = parser.parse_args()
+    args = peer_arguments(
+        __doc__.splitlines()[0],
+        {"--port": 8002},
+        ("--workers", "worker processes per model"),
+        batch_timeout_help="rounded up to 1 ms",
+    )
 
     os.environ[STORE_ENV] = str(args.store.resolve())
     os.environ[THREADS_ENV] = str(threads_per_worker(args.workers))

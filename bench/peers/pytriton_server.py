@@ -19,15 +19,13 @@ lib/ so that Triton's Python backend finds libpython:
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 from pytriton.decorators import batch
 from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
 from pytriton.triton import Triton, TritonConfig
-from workload import DEFAULT_STORE, GRAPH_ROLES, Sampler, threads_per_worker
+from workload import GRAPH_ROLES, Sampler, peer_arguments, threads_per_worker
 
 
 def infer_function(sampler: Sampler) -> Callable[..., dict[str, np.ndarray]]:
@@ -43,16 +41,11 @@ def infer_function(sampler: Sampler) -> Callable[..., dict[str, np.ndarray]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--http-port", type=int, default=8003)
-    parser.add_argument("--grpc-port", type=int, default=8004)
-    parser.add_argument("--metrics-port", type=int, default=8005)
-    parser.add_argument("--store", type=Path, default=DEFAULT_STORE)
-    parser.add_argument("--instances", type=int, default=1, help="inference callables per model")
-    parser.add_argument("--max-batch-size", type=int, default=64, help="requests per batch")
-    parser.add_argument("--batch-timeout-us", type=int, default=1000)
-    args = parser.parse_args()
+    args = peer_arguments(
+        __doc__.splitlines()[0],
+        {"--http-port": 8003, "--grpc-port": 8004, "--metrics-port": 8005},
+        ("--instances", "inference callables per model"),
+    )
 
     config = TritonConfig(
         http_address=args.host,

@@ -7,6 +7,7 @@ Peers import this module from their own folder, so it needs only numpy, Pillow a
 
 from __future__ import annotations
 
+import argparse
 import base64
 import io
 import json
@@ -24,6 +25,26 @@ DEFAULT_STORE = REPO / "model_store"
 
 GRAPH_ROLES = {"dcgan-fashion": "generator", "vae-fashion": "decoder"}
 """The models the bench measures, and the graph of each that turns latents into images."""
+
+
+def peer_arguments(
+    description: str,
+    ports: dict[str, int],
+    per_model: tuple[str, str],
+    batch_timeout_help: str | None = None,
+) -> argparse.Namespace:
+    """What every batching peer takes: ``--host``, its ``ports`` (flag: default), ``--store``,
+    ``per_model`` (the flag and help of its copies per model, default 1), and its batching."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--host", default="127.0.0.1")
+    for flag, port in ports.items():
+        parser.add_argument(flag, type=int, default=port)
+    parser.add_argument("--store", type=Path, default=DEFAULT_STORE)
+    flag, help_text = per_model
+    parser.add_argument(flag, type=int, default=1, help=help_text)
+    parser.add_argument("--max-batch-size", type=int, default=64, help="requests per batch")
+    parser.add_argument("--batch-timeout-us", type=int, default=1000, help=batch_timeout_help)
+    return parser.parse_args()
 
 
 def latents(seed: int, n: int, dim: int) -> np.ndarray:

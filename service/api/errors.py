@@ -26,6 +26,7 @@ from service.errors import (
     Overloaded,
     PayloadTooLarge,
     RateLimited,
+    RetryLater,
     ServiceError,
     Unauthorized,
     UnsupportedOperation,
@@ -99,7 +100,7 @@ def response_for(method: str, path: str, exc: ServiceError) -> JSONResponse:
         log.error("%s %s: %s", method, path, exc.message)
         return _reply(path, 500, "internal error", "internal_error")
     headers = None
-    if isinstance(exc, Overloaded | RateLimited):
+    if isinstance(exc, RetryLater):
         headers = {"Retry-After": str(math.ceil(exc.retry_after))}
     elif isinstance(exc, Unauthorized):
         headers = {"WWW-Authenticate": "Bearer"}

@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import APIRouter, Request, Response
 from starlette.datastructures import State
@@ -138,3 +138,26 @@ async def run_operation(
     if result.count:
         metrics.images.labels(resolved.name, operation.value).inc(result.count)
     return result
+
+
+class OperationBody(Protocol):
+    """What every operation's request body holds: the model it names, its deadline."""
+
+    @property
+    def model(self) -> str | None: ...
+
+    @property
+    def timeout_ms(self) -> int | None: ...
+
+
+async def run_request(
+    request: Request,
+    operation: Operation,
+    body: OperationBody,
+    spec: Any,
+    finish: ImageFinish | None = None,
+) -> Result[Any]:
+    """``run_operation`` for a route's request, on the model and deadline its body names."""
+    return await run_operation(
+        Call.of(request), operation, body.model, spec, finish, body.timeout_ms
+    )

@@ -2,7 +2,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from service.api.running import Call, operation_route, run_operation
+from service.api.running import operation_route, run_request
 from service.api.schemas import EncodeRequest, EncodeResponse
 from service.generation.specs import EncodeSpec
 from service.registry.families import Operation
@@ -15,8 +15,6 @@ async def encode(body: EncodeRequest, request: Request) -> Any:
     """Encode images: `{mean, log_var}` for a VAE, `{z}` for an autoencoder. A conditional model
     needs each image's `label`."""
     spec = EncodeSpec(body.images, body.label)
-    result = await run_operation(
-        Call.of(request), Operation.ENCODE, body.model, spec, timeout_ms=body.timeout_ms
-    )
+    result = await run_request(request, Operation.ENCODE, body, spec)
     lists = {name: value.tolist() for name, value in result.payload.items()}
     return EncodeResponse(model=result.model, version=result.version, **lists)

@@ -2,7 +2,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from service.api.running import Call, images_as, operation_route, run_operation
+from service.api.running import images_as, operation_route, run_request
 from service.api.schemas import (
     InterpolateRequest,
     InterpolateResponse,
@@ -26,14 +26,8 @@ async def interpolate(body: InterpolateRequest, request: Request) -> Any:
     spec = InterpolateSpec(
         _endpoint(body.start), _endpoint(body.end), body.steps, body.method, body.label
     )
-    result = await run_operation(
-        Call.of(request),
-        Operation.INTERPOLATE,
-        body.model,
-        spec,
-        images_as(body.format, body.scale),
-        timeout_ms=body.timeout_ms,
-    )
+    finish = images_as(body.format, body.scale)
+    result = await run_request(request, Operation.INTERPOLATE, body, spec, finish)
     return InterpolateResponse(
         model=result.model,
         version=result.version,

@@ -2,7 +2,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from service.api.running import Call, images_as, operation_route, run_operation
+from service.api.running import images_as, operation_route, run_request
 from service.api.schemas import ReconstructRequest, ReconstructResponse
 from service.generation.specs import ReconstructSpec
 from service.registry.families import Operation
@@ -15,14 +15,8 @@ async def reconstruct(body: ReconstructRequest, request: Request) -> Any:
     """Encode then decode (the encoder's mean, so it is deterministic); report the per-image
     mean squared error on [0, 1] pixels."""
     spec = ReconstructSpec(body.images, body.label)
-    result = await run_operation(
-        Call.of(request),
-        Operation.RECONSTRUCT,
-        body.model,
-        spec,
-        images_as(body.format, body.scale),
-        timeout_ms=body.timeout_ms,
-    )
+    finish = images_as(body.format, body.scale)
+    result = await run_request(request, Operation.RECONSTRUCT, body, spec, finish)
     return ReconstructResponse(
         model=result.model,
         version=result.version,

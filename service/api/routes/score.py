@@ -2,7 +2,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from service.api.running import Call, operation_route, run_operation
+from service.api.running import operation_route, run_request
 from service.api.schemas import ScoreRequest, ScoreResponse
 from service.generation.specs import ScoreSpec
 from service.registry.families import Operation
@@ -16,9 +16,7 @@ async def score(body: ScoreRequest, request: Request) -> Any:
     and PixelRNN, the importance-weighted bound with `k` samples for a VAE (`kind` says which).
     An anomaly score: see docs/anomaly.md."""
     spec = ScoreSpec(body.images, body.k, body.seed, body.label)
-    result = await run_operation(
-        Call.of(request), Operation.SCORE, body.model, spec, timeout_ms=body.timeout_ms
-    )
+    result = await run_request(request, Operation.SCORE, body, spec)
     scores = result.payload
     return ScoreResponse(
         model=result.model,

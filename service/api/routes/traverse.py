@@ -3,14 +3,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from service.api.content import wants_png
-from service.api.running import (
-    Call,
-    check_columns,
-    grid_of,
-    images_as,
-    operation_route,
-    run_operation,
-)
+from service.api.running import check_columns, grid_of, images_as, operation_route, run_request
 from service.api.schemas import TraverseRequest, TraverseResponse
 from service.generation.specs import Endpoint, TraverseSpec
 from service.registry.families import Operation
@@ -36,9 +29,7 @@ async def traverse(body: TraverseRequest, request: Request) -> Any:
     spec = TraverseSpec(base, body.dim, body.range, body.steps, body.label)
     columns = body.columns or body.steps  # one row, unless asked otherwise
     finish = grid_of(columns, body.scale) if as_strip else images_as(body.format, body.scale)
-    result = await run_operation(
-        Call.of(request), Operation.TRAVERSE, body.model, spec, finish, timeout_ms=body.timeout_ms
-    )
+    result = await run_request(request, Operation.TRAVERSE, body, spec, finish)
     if as_strip:
         headers = {"X-Model": result.model, "X-Model-Version": str(result.version)}
         if result.seed is not None:
