@@ -12,6 +12,7 @@ import os
 import re
 import shlex
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from playwright.sync_api import (
     expect,
     sync_playwright,
 )
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.live_server import running_service
 
@@ -334,3 +336,180 @@ def test_controls_follow_each_models_operations(session: Session, models: dict[s
     )
     assert unlabelled == []
     session.assert_console_clean()
+
+
+def cancelled_by_disconnect(api: httpx.Client, model: str) -> float:
+    """``genserve_cancelled_requests_total`` of ``model``'s samplings cut by their client."""
+    for family in text_string_to_metric_families(api.get("/metrics").text):
+        for s in family.samples:
+            if s.name == "genserve_cancelled_requests_total" and s.labels == {
+                "model": model,
+                "operation": "sample",
+                "reason": "disconnect",
+            }:
+                return float(s.value)
+    return 0.0
+
+
+# Every src that #grid's images took, in order: a partial canvas replaces them all.
+RECORD_GRID = """() => {
+  window.gridStates = [];
+  new MutationObserver((records) => {
+    for (const r of records) {
+      const srcs = [...r.addedNodes].filter((n) => n.tagName === "IMG").map((img) => img.src);
+      if (srcs.length) window.gridStates.push(srcs.join(" "));
+    }
+  }).observe(document.getElementById("grid"), { childList: true });
+}"""
+
+
+def test_pixelcnn_streams_its_rows_into_the_grid(
+    session: Session, models: dict[str, Any], tmp_path: Path
+) -> None:
+    pixelcnn = models["pixelcnn"]["name"]
+    page = session.page
+    session.open(pixelcnn)
+    page.fill("#n", "4")
+    page.fill("#seed", "7")
+    page.fill("#scale", "2")
+    page.fill("#columns", "2")  # streamed models: the page lays the images out itself
+    page.evaluate(RECORD_GRID)
+    page.click("#sample-form button[type=submit]")
+    expect(page.locator("#seed-used")).to_have_text("7")
+    session.assert_rendered("#grid img", 4)
+
+    body = {"model": pixelcnn, "n": 4, "seed": 7, "scale": 2}
+    result = session.api.post("/sample", json=body).json()["images"]
+    assert session.sources("#grid img") == result
+    states: list[str] = page.evaluate("window.gridStates")
+    partials = states[:-1]
+    assert states[-1] == " ".join(f"data:image/png;base64,{b64}" for b64 in result)
+    assert len(set(partials)) >= 2 and states[-1] not in partials  # it formed row by row
+    bar = page.locator("#sample-bar")
+    assert bar.evaluate("(bar) => [bar.value, bar.max]") == [28, 28]
+    expect(page.locator("#sample-rows")).to_contain_text("28 rows in ")
+    expect(page.locator("#sample-cancel")).to_be_hidden()
+    sizes = page.locator("#grid img").evaluate_all(
+        "(imgs) => imgs.map((i) => [i.naturalWidth, i.getBoundingClientRect().top])"
+    )
+    assert [w for w, _ in sizes] == [56] * 4
+    tops = [top for _, top in sizes]
+    assert tops[0] == tops[1] < tops[2] == tops[3]  # two columns
+    assert "-H 'Accept: text/event-stream'" in page.inner_text("#curl")
+
+    page.set_input_files("#upload", fashion_png(0, tmp_path / "boot.png"))
+    page.fill("#rows", "20")
+    page.click("#complete")  # completion streams too
+    expect(page.locator("#upload-status")).to_have_text(re.compile(r"^POST /complete · 200 · "))
+    session.assert_rendered("#completions img", 1)
+    expect(page.locator("#completions img")).not_to_have_attribute("alt", re.compile("drawn"))
+    bar = page.locator("#complete-bar")
+    assert bar.evaluate("(bar) => bar.value === bar.max && bar.max > 0")
+    session.assert_console_clean()
+
+
+def test_cancel_stops_the_services_drawing(session: Session, models: dict[str, Any]) -> None:
+    slow = models.get("pixelrnn", models["pixelcnn"])["name"]
+    quick = models["pixelcnn"]["name"]
+    page = session.page
+    session.open(slow)
+    before = cancelled_by_disconnect(session.api, slow)
+    page.fill("#n", "16")
+    page.click("#sample-form button[type=submit]")
+    expect(page.locator("#sample-cancel")).to_be_visible()
+    page.wait_for_function("document.getElementById('sample-bar').value >= 4")
+    left = page.inner_text("#sample-rows")  # "4 of 28 rows · 0.6 s · about 2.9 s left"
+    page.click("#sample-cancel")
+    expect(page.locator("#sample-status")).to_contain_text(
+        "POST /sample · cancelled · ", timeout=5_000
+    )
+    expect(page.locator("#sample-rows")).to_contain_text("cancelled at ")
+    expect(page.locator("#sample-cancel")).to_be_hidden()
+    expect(page.locator("#calls li").first).to_contain_text("POST /sample · cancelled")
+
+    deadline = time.monotonic() + 5
+    while cancelled_by_disconnect(session.api, slow) == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert cancelled_by_disconnect(session.api, slow) == before + 1
+    # The one autoregressive slot is free: a small sampling runs now, not after the rest.
+    eta = re.search(r"about ([\d.]+) s left", left)
+    assert eta is not None, left
+    started = time.perf_counter()
+    assert session.api.post("/sample", json={"model": quick, "n": 1}).status_code == 200
+    assert time.perf_counter() - started < max(float(eta.group(1)) * 0.8, 0.5)
+
+    page.fill("#n", "1")  # and the page samples again
+    page.click("#sample-form button[type=submit]")
+    session.assert_rendered("#grid img", 1)
+    expect(page.locator("#sample-status")).to_have_text(re.compile(r"^POST /sample · 200 · "))
+    session.assert_console_clean()
+
+
+def test_scale_and_columns_size_the_grid(session: Session, models: dict[str, Any]) -> None:
+    vae = models["vae"]["name"]
+    page = session.page
+    session.open(vae)
+    expect(page.locator("#seed-used")).not_to_have_text("none yet")
+    page.fill("#n", "6")
+    page.fill("#seed", "5")
+    page.fill("#scale", "4")
+    page.click("#sample-form button[type=submit]")
+    session.assert_rendered("#grid img", 6)
+    widths = page.locator("#grid img").evaluate_all("(imgs) => imgs.map((i) => i.naturalWidth)")
+    assert widths == [4 * 28] * 6
+
+    page.fill("#scale", "2")
+    page.fill("#columns", "4")  # one PNG grid: 4 columns, 2 rows, 2 pixels between tiles
+    page.click("#sample-form button[type=submit]")
+    expect(page.locator("#grid img")).to_have_count(1)
+    expect(page.locator("#grid img")).to_have_attribute(
+        "alt", f"{vae} sample, seed 5, 6 images in 4 columns"
+    )
+    session.assert_rendered("#grid img", 1)
+    size = page.locator("#grid img").evaluate("(i) => [i.naturalWidth, i.naturalHeight]")
+    assert size == [2 * (4 * 28 + 3 * 2), 2 * (2 * 28 + 2)]
+    command = page.inner_text("#curl")
+    assert "-H 'Accept: image/png'" in command and command.endswith("-o grid.png")
+    body = {"model": vae, "n": 6, "seed": 5, "scale": 2, "columns": 4}
+    grid = session.api.post("/sample", json=body, headers={"Accept": "image/png"}).content
+    assert session.sources("#grid img") == [base64.b64encode(grid).decode()]
+    session.assert_console_clean()
+
+
+KEY = "ui-test-key-0123456789"
+
+
+def test_with_api_keys_the_page_asks_for_one(
+    browser: Browser, tiny_store: Path, tmp_path: Path
+) -> None:
+    with running_service(
+        tiny_store, SERVICE_DEVICE="cpu", SERVICE_WORKERS="1", SERVICE_API_KEYS=f"ui:{KEY}"
+    ) as url:
+        context = browser.new_context()
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        page.goto(f"{url}/?model=vae-tiny")
+        key_status = page.locator("#key-status")
+        expect(key_status).to_have_text(
+            "This service needs an API key: enter yours above and press Use key."
+        )
+        expect(key_status).to_have_attribute("role", "alert")
+        expect(page.locator("#model-status")).to_contain_text("GET /models · 401 · ")
+        expect(page.locator("#api-key")).to_have_attribute("aria-invalid", "true")
+
+        page.fill("#api-key", "not-the-key-at-all")
+        page.press("#api-key", "Enter")
+        expect(key_status).to_contain_text("The service refused this API key")
+
+        page.fill("#api-key", KEY)
+        page.click("#key-form button")
+        expect(page.locator("#model")).to_have_value("vae-tiny")
+        expect(page.locator("#seed-used")).not_to_have_text("none yet")  # it sampled
+        expect(page.locator("#grid img")).to_have_count(16)
+        expect(key_status).to_have_text("key in use")
+        assert page.evaluate("sessionStorage.getItem('genserve.apiKey')") == KEY
+        assert page.evaluate("localStorage.length") == 0
+        command = page.inner_text("#curl")
+        assert '-H "Authorization: Bearer $GENSERVE_API_KEY"' in command and KEY not in command
+        page.screenshot(path=tmp_path / "ui.png", full_page=True)
+        context.close()

@@ -5,10 +5,13 @@ const AUTOREGRESSIVE = new Set(["pixelcnn", "pixelrnn"]);
 const KNOB_FAMILIES = { truncation: new Set(["dcgan", "wgan-gp"]), temperature: AUTOREGRESSIVE };
 const MAX_UPLOAD_BYTES = 8 * 1024 * 1024;
 const MAX_LOGGED_CALLS = 50;
+const EVENT_STREAM = "text/event-stream";
+const KEY_STORAGE = "genserve.apiKey";
 
 const $ = (id) => document.getElementById(id);
 const state = { models: [], model: null, upload: null, ends: { start: null, end: null } };
 const tickets = {};
+const controllers = {}; // each section's call in flight, to abort
 
 // ---------------------------------------------------------------- talking to the API
 
@@ -22,52 +25,168 @@ function shellQuote(text) {
   return /^[\w@%+=:,./-]+$/.test(text) ? text : `'${text.replaceAll("'", "'\\''")}'`;
 }
 
-function curlFor(path, body) {
+// The command that makes the same call; a key in use is named by the client's variable, not shown.
+function curlFor(path, body, accept) {
   const url = new URL(path, API).href;
-  return `curl -s -X POST ${shellQuote(url)} -H 'Content-Type: application/json' -d ${shellQuote(toJson(body))}`;
+  const streamed = accept === EVENT_STREAM;
+  const parts = [`curl -s${streamed ? "N" : ""} -X POST ${shellQuote(url)} -H 'Content-Type: application/json'`];
+  if (accept) parts.push(`-H 'Accept: ${accept}'`);
+  if (apiKey()) parts.push(`-H "Authorization: Bearer $GENSERVE_API_KEY"`);
+  parts.push(`-d ${shellQuote(toJson(body))}`);
+  if (accept === "image/png") parts.push("-o grid.png");
+  return parts.join(" ");
 }
 
-async function call(method, path, body) {
-  const init = { method, headers: {} };
+// The API key lives in this tab's sessionStorage only: it is gone when the tab closes.
+const apiKey = () => sessionStorage.getItem(KEY_STORAGE) ?? "";
+
+function useKey() {
+  const key = $("api-key").value.trim();
+  if (key) sessionStorage.setItem(KEY_STORAGE, key);
+  else sessionStorage.removeItem(KEY_STORAGE);
+  $("api-key").removeAttribute("aria-invalid");
+  say($("key-status"), key ? "key in use" : "no key");
+  loadModels();
+}
+
+function askForKey(data) {
+  const text = apiKey()
+    ? `The service refused this API key (${data.error}): enter a valid key and press Use key.`
+    : "This service needs an API key: enter yours above and press Use key.";
+  say($("key-status"), text, true);
+  $("api-key").setAttribute("aria-invalid", "true");
+}
+
+// One server-sent event stream: progress and partials go to onEvent as they come; the last
+// event, result or error, is returned as [ok, its data].
+async function readEvents(response, onEvent) {
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += value;
+    for (let end = buffer.indexOf("\n\n"); end >= 0; end = buffer.indexOf("\n\n")) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const name = /^event: ?(.*)$/m.exec(block)?.[1] ?? "message";
+      const data = JSON.parse(/^data: ?(.*)$/m.exec(block)?.[1] ?? "null");
+      if (name === "result") return [true, data];
+      if (name === "error") return [false, data];
+      onEvent(name, data);
+    }
+  }
+  return [false, { error: "the event stream ended without a result", code: "stream_ended" }];
+}
+
+// A call to the API. The answer is read as it comes: JSON, a PNG (data: {png, headers}) or,
+// asked for with onEvent, server-sent events. An aborted call answers {cancelled: true}.
+async function call(method, path, body, { accept, onEvent, signal } = {}) {
+  const init = { method, headers: {}, signal };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = toJson(body);
   }
+  if (accept) init.headers.Accept = accept;
+  if (apiKey()) init.headers.Authorization = `Bearer ${apiKey()}`;
   const started = performance.now();
   let status;
+  let ok;
   let data;
+  let cancelled = false;
   try {
     const response = await fetch(new URL(path, API), init);
     status = response.status;
-    const text = await response.text();
-    try {
-      data = JSON.parse(text);
-    } catch {
-      data = { error: text.slice(0, 300) || response.statusText, code: "not_json" };
+    ok = response.ok;
+    const type = response.headers.get("content-type") ?? "";
+    if (ok && type.startsWith(EVENT_STREAM)) {
+      [ok, data] = await readEvents(response, onEvent);
+    } else if (ok && type.startsWith("image/png")) {
+      data = { png: (await readAsDataUrl(await response.blob())).split(",")[1], headers: response.headers };
+    } else {
+      const text = await response.text();
+      try {
+        data = JSON.parse(text);
+      } catch {
+        data = { error: text.slice(0, 300) || response.statusText, code: "not_json" };
+      }
     }
   } catch (err) {
-    status = 0;
-    data = { error: `the service did not answer (${err.message})`, code: "network_error" };
+    ok = false;
+    cancelled = err.name === "AbortError";
+    if (!cancelled) status = 0;
+    data = cancelled
+      ? { error: "cancelled", code: "cancelled" }
+      : { error: `the service did not answer (${err.message})`, code: "network_error" };
   }
   const ms = performance.now() - started;
-  logCall(method, path, status, ms);
-  return { ok: status >= 200 && status < 300, status, data, ms };
+  logCall(method, path, cancelled ? "cancelled" : status, ms, ok);
+  if (status === 401) askForKey(data);
+  else if (ok && apiKey()) say($("key-status"), "key in use");
+  return { ok, status, data, ms, cancelled };
 }
 
 // One call for one section: its status line shows the latency, or the API's error as it came.
-async function run(section, statusEl, method, path, body) {
+// A newer call of the section aborts this one. With showPartial the call streams its rows: the
+// section's progress bar follows them and its Cancel button aborts the call.
+async function run(section, statusEl, method, path, body, { accept, showPartial } = {}) {
   const ticket = (tickets[section.id] = (tickets[section.id] ?? 0) + 1);
+  controllers[section.id]?.abort();
+  const controller = (controllers[section.id] = new AbortController());
   section.setAttribute("aria-busy", "true");
-  const result = await call(method, path, body);
+  const rows = showPartial ? watchRows(section, showPartial) : null;
+  const result = await call(method, path, body, {
+    accept: showPartial ? EVENT_STREAM : accept,
+    onEvent: rows?.onEvent,
+    signal: controller.signal,
+  });
   if (ticket !== tickets[section.id]) return null; // a newer call of this section won
+  delete controllers[section.id];
   section.setAttribute("aria-busy", "false");
-  const head = `${method} /${path} · ${result.status || "no answer"} · ${formatMs(result.ms)}`;
+  rows?.end(result);
+  const head = `${method} /${path} · ${result.cancelled ? "cancelled" : result.status || "no answer"} · ${formatMs(result.ms)}`;
+  if (result.cancelled) {
+    say(statusEl, `${head} · the service stopped its work; ask again when you like.`);
+    return null;
+  }
   if (result.ok) {
     say(statusEl, head);
     return result.data;
   }
-  say(statusEl, `${head} · ${result.data.code}: ${result.data.error}`, true);
+  const hint = result.status === 401 ? " · enter an API key above" : "";
+  say(statusEl, `${head} · ${result.data.code}: ${result.data.error}${hint}`, true);
   return null;
+}
+
+// The section's progress bar for a drawing streamed row by row.
+function watchRows(section, showPartial) {
+  const box = section.querySelector(".progress");
+  const bar = box.querySelector("progress");
+  const text = box.querySelector("output");
+  const cancel = box.querySelector("button");
+  bar.removeAttribute("value"); // indeterminate until the first progress event
+  text.value = "waiting for its turn…";
+  box.hidden = false;
+  cancel.hidden = false;
+  let last = null;
+  return {
+    onEvent(name, data) {
+      if (name === "partial") showPartial(data.images);
+      if (name !== "progress") return;
+      last = data;
+      bar.max = data.rows;
+      bar.value = data.rows_done;
+      const left = data.eta_s === null ? "" : ` · about ${formatSeconds(data.eta_s)} left`;
+      text.value = `${data.rows_done} of ${data.rows} rows · ${formatSeconds(data.elapsed_s)}${left}`;
+    },
+    end(result) {
+      cancel.hidden = true;
+      const at = last ? ` at ${last.rows_done} of ${last.rows} rows` : "";
+      if (result.cancelled) text.value = `cancelled${at}`;
+      else if (result.ok) text.value = `${last?.rows ?? "all"} rows in ${formatSeconds(result.ms / 1000)}`;
+      else text.value = `stopped${at}`;
+    },
+  };
 }
 
 function say(statusEl, text, isError = false) {
@@ -76,16 +195,17 @@ function say(statusEl, text, isError = false) {
   statusEl.setAttribute("role", isError ? "alert" : "status");
 }
 
-function logCall(method, path, status, ms) {
+function logCall(method, path, status, ms, ok) {
   const item = document.createElement("li");
   item.textContent = `${method} /${path} · ${status || "no answer"} · ${formatMs(ms)}`;
-  item.classList.toggle("error", !(status >= 200 && status < 300));
+  item.classList.toggle("error", !ok);
   const list = $("calls");
   list.prepend(item);
   while (list.children.length > MAX_LOGGED_CALLS) list.lastChild.remove();
 }
 
 const formatMs = (ms) => `${ms < 10 ? ms.toFixed(1) : Math.round(ms)} ms`;
+const formatSeconds = (s) => `${s < 10 ? s.toFixed(1) : Math.round(s)} s`;
 
 function formatNumber(value) {
   if (value === null || value === undefined) return "—";
@@ -107,16 +227,19 @@ function readSeed(input) {
 const checked = (name) => document.querySelector(`input[name="${name}"]:checked`).value;
 const can = (operation) => state.model.operations.includes(operation);
 const isConditional = (model) => model.conditional === true || model.family === "cvae";
+const streams = (model) => AUTOREGRESSIVE.has(model.family); // draws row by row: server-sent events
 
 // ---------------------------------------------------------------- images
 
 const pngSource = (b64) => `data:image/png;base64,${b64}`;
 
-function showImages(container, images, altFor) {
+// Each image shown at [width, height] CSS pixels, whatever its own size (a partial canvas is
+// not scaled, the finished image is).
+function showImages(container, images, altFor, [width, height] = [84, 84]) {
   const flat = images.flat(Infinity);
   container.replaceChildren(
     ...flat.map((b64, i) => {
-      const img = new Image(84, 84);
+      const img = new Image(width, height);
       img.src = pngSource(b64);
       img.alt = altFor(i, flat.length);
       return img;
@@ -269,6 +392,12 @@ function selectModel(name) {
   $("traverse-section").hidden = !can("traverse");
   $("dim").max = Math.max(0, (model.latent_dim ?? 1) - 1);
 
+  for (const [id, controller] of Object.entries(controllers)) {
+    tickets[id] += 1; // the call's answer is dropped, its work stopped
+    controller.abort();
+    delete controllers[id];
+  }
+  for (const box of document.querySelectorAll(".progress")) box.hidden = true;
   for (const id of ["grid", "strip", "completions", "traversal"]) $(id).replaceChildren();
   for (const id of ["sample-status", "interpolate-status", "traverse-status"]) say($(id), "");
   $("player").hidden = true;
@@ -286,7 +415,7 @@ function selectModel(name) {
 
 async function sample() {
   const model = state.model;
-  const body = { model: model.name, n: readNumber($("n")) };
+  const body = { model: model.name, n: readNumber($("n")), scale: readNumber($("scale")) ?? 1 };
   const seed = readSeed($("seed"));
   if (seed !== undefined) body.seed = seed;
   for (const knob of Object.keys(KNOB_FAMILIES)) {
@@ -295,16 +424,43 @@ async function sample() {
     }
   }
   if (isConditional(model) && $("label").value !== "") body.label = $("label").value;
-  const data = await run($("sample-section"), $("sample-status"), "POST", "sample", body);
+  const columns = readNumber($("columns"));
+  const label = body.label === undefined ? "" : `, class ${body.label}`;
+  const grid = $("grid");
+  const [, height, width] = model.image_shape ?? [1, 28, 28];
+  const size = [width * body.scale, height * body.scale];
+  // Row-by-row models stream, and the page lays their images out in the columns asked for; the
+  // others answer at once, with one PNG grid of those columns if asked for.
+  const streamed = streams(model);
+  const asGrid = !streamed && columns !== undefined;
+  if (asGrid) body.columns = columns;
+  const laidOut = streamed && columns > 0;
+  grid.classList.toggle("columns", laidOut);
+  grid.style.gridTemplateColumns = laidOut ? `repeat(${columns}, max-content)` : "";
+  const showPartial = (images) =>
+    showImages(grid, images, (i, n) => `${model.name} sample${label} being drawn, image ${i + 1} of ${n}`, size);
+  const accept = streamed ? EVENT_STREAM : asGrid ? "image/png" : undefined;
+  const data = await run($("sample-section"), $("sample-status"), "POST", "sample", body, {
+    accept,
+    showPartial: streamed ? showPartial : undefined,
+  });
   if (!data) return;
-  const used = seed ?? BigInt(data.seed); // the page's own seed stays exact past 2**53
+  const drawn = asGrid ? data.headers.get("X-Seed") : data.seed;
+  const used = seed ?? BigInt(drawn); // the page's own seed stays exact past 2**53
   $("seed").value = String(used);
   $("seed-used").value = String(used);
-  $("curl").textContent = curlFor("sample", { ...body, seed: used });
+  $("curl").textContent = curlFor("sample", { ...body, seed: used }, accept);
   $("copy-curl").disabled = false;
   $("copy-status").textContent = "";
-  const label = body.label === undefined ? "" : `, class ${body.label}`;
-  showImages($("grid"), data.images, (i, n) => `${data.model} sample${label}, seed ${used}, image ${i + 1} of ${n}`);
+  if (asGrid) {
+    const img = new Image();
+    img.src = pngSource(data.png);
+    img.alt = `${model.name} sample${label}, seed ${used}, ${body.n} images in ${columns} columns`;
+    grid.replaceChildren(img);
+    return;
+  }
+  const altFor = (i, n) => `${data.model} sample${label}, seed ${used}, image ${i + 1} of ${n}`;
+  showImages(grid, data.images, altFor, size);
 }
 
 async function copyCurl() {
@@ -420,9 +576,9 @@ function showNumbers(data) {
 // A conditional model's class, as picked, for the calls that take one; "any" sends none.
 const pickedLabel = () => (isConditional(state.model) && $("label").value !== "" ? { label: $("label").value } : {});
 
-async function imageCall(path, extra = {}) {
+async function imageCall(path, extra = {}, options = {}) {
   const body = { model: state.model.name, images: [state.upload.b64], ...pickedLabel(), ...extra };
-  return run($("upload-section"), $("upload-status"), "POST", path, body);
+  return run($("upload-section"), $("upload-status"), "POST", path, body, options);
 }
 
 async function showNumbersOf(path) {
@@ -440,9 +596,13 @@ async function reconstruct() {
 }
 
 async function complete() {
-  const data = await imageCall("complete", { rows: readNumber($("rows")) });
-  if (!data) return;
   const name = state.upload.name;
+  const model = state.model.name;
+  const showPartial = (images) =>
+    showImages($("completions"), images, (i, n) => `${model} completion ${i + 1} of ${n} of ${name}, being drawn`);
+  const options = streams(state.model) ? { showPartial } : {};
+  const data = await imageCall("complete", { rows: readNumber($("rows")) }, options);
+  if (!data) return;
   showImages($("completions"), data.images, (i, n) => `${data.model} completion ${i + 1} of ${n} of ${name}`);
 }
 
@@ -474,6 +634,10 @@ function wire() {
     sample();
   });
   $("copy-curl").addEventListener("click", copyCurl);
+  for (const section of ["sample-section", "upload-section"]) {
+    $(section).querySelector(".progress button").addEventListener("click", () => controllers[section]?.abort());
+  }
+  onSubmit("key-form", useKey);
   onSubmit("interpolate-form", interpolate);
   $("frame-slider").addEventListener("input", (e) => showFrame(Number(e.target.value)));
   for (const end of ["start", "end"]) {
@@ -503,6 +667,7 @@ function wire() {
   onSubmit("traverse-form", traverse);
 }
 
+$("api-key").value = apiKey();
 wire();
 loadHealth();
 loadModels();
