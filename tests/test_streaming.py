@@ -197,7 +197,6 @@ def test_fifty_cut_streams_leave_no_task_thread_or_slot(
 ) -> None:
     url, process = served
     timed_sample(url, n=1, seed=3)
-    alone = min(timed_sample(url, n=1, seed=3) for _ in range(3))
     threads_before = _threads(process.pid)
     body = {"model": PIXELCNN, "n": 4}
     for _ in range(50):
@@ -211,7 +210,9 @@ def test_fifty_cut_streams_leave_no_task_thread_or_slot(
     assert _cpu_seconds(process.pid) - cpu < 0.3  # nothing is still drawing
     assert gauge(url, "genserve_requests_in_flight") <= 1  # this scrape alone
     assert _threads(process.pid) <= threads_before + 4  # idle pool threads at most
-    assert timed_sample(url, n=1, seed=3) < alone + 1.0  # every slot is free
+    # The one slot (the default) is free: had a cut stream kept it, this would queue until
+    # refused with 503 (timed_sample asserts a 200).
+    timed_sample(url, n=1, seed=3)
 
 
 def _threads(pid: int) -> int:

@@ -8,7 +8,6 @@ import asyncio
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -155,13 +154,13 @@ def test_a_new_version_in_the_store_reaches_every_worker(
     assert versions == {version + 1}, versions
 
 
-def test_the_run_folder_goes_with_the_service(tiny_store: Path) -> None:
+def test_the_run_folder_goes_with_the_service(tiny_store: Path, tmp_path: Path) -> None:
     def runs() -> set[Path]:
-        return {p for p in Path(tempfile.gettempdir()).glob("genserve-run-*") if p.is_dir()}
+        return {p for p in tmp_path.glob("genserve-run-*") if p.is_dir()}
 
-    before = runs()
-    with running_service(tiny_store, **WORKERS) as url:
+    # A temporary directory of its own, so that other services on the machine don't count.
+    with running_service(tiny_store, TMPDIR=str(tmp_path), **WORKERS) as url:
         assert httpx.get(f"{url}/health/ready").status_code == 200
-        mine = runs() - before
+        mine = runs()
         assert len(mine) == 1 and len(list(next(iter(mine)).glob("workers/*.json"))) == 2
     assert not any(p.exists() for p in mine)
