@@ -5,12 +5,18 @@
     .venv/bin/python bench/reliability.py soak overload   some of them
 
 schemathesis   generated cases against /openapi.json: server errors, responses off the schema
-soak           requests at concurrency 64, every image decoded and checked; RSS growth
-overload       concurrency 512 against a small queue: rejection p99, accepted that failed,
-               recovery once the load stops
-reload         failed requests while two models are reloaded under load (new versions too)
-corrupt        start-up with one model broken each way: the others serve, readiness says why
-shutdown       SIGTERM with requests in flight: they all finish
+soak           requests at concurrency 64 over every ready model, every answer checked; RSS
+               growth of the whole service (every worker)
+overload       concurrency 512 against a small queue: rejection p99, accepted that failed, RSS
+               growth after a warm-up, recovery once the load stops
+reload         failed requests while a generator, an autoencoder and an autoregressive model are
+               reloaded under load (new versions too); each version published serves
+corrupt        start-up with one model broken each way: launch to ready, readiness says why, and
+               every other model answers an operation of its family
+shutdown       SIGTERM with requests in flight: they all finish, the service exits cleanly
+
+Every check that fails adds a line to its figure's ``problems``; the command exits 1 if any
+figure has one.
 
 The store is the repository's model_store/ unless --store says otherwise; each figure works on
 a copy when it changes files. tests/test_reliability.py runs small versions of the same code.
@@ -591,7 +597,7 @@ class Scale:
 
 
 FULL = Scale(100, 20_000, 5_000, 4_096, 10, list(CORRUPTIONS), 8)
-QUICK = Scale(3, 1_000, 1_000, 1_024, 2, ["truncated graph"], 4)
+QUICK = Scale(3, 1_000, 3_000, 1_024, 2, ["truncated graph"], 4)
 """About a minute and a half on two busy cores, most of it five start-ups of the service."""
 FIGURES = ["schemathesis", "soak", "overload", "reload", "corrupt", "shutdown"]
 
