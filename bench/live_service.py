@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,13 +45,13 @@ class Service:
     url: str
     process: subprocess.Popen[bytes]
     log: Path
+    ready_s: float = float("nan")
+    """From the launch to the first answer that the service is up with the store loaded."""
 
     def rss_bytes(self) -> int:
-        """Resident memory of the server process, from /proc."""
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        raise RuntimeError("no VmRSS in /proc status")
+        """Resident memory of the service: the process and every one below it (the workers,
+        when there are several), from /proc."""
+        return sum(rss_of_tree(self.process.pid).values())
 
     def get(self, path: str, token: str | None = None) -> tuple[int, Json]:
         return _http("GET", self.url + path, None, token)
@@ -62,6 +63,25 @@ class Service:
 
     def log_tail(self, chars: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-chars:]
+
+
+def rss_of_tree(pid: int) -> dict[int, int]:
+    """VmRSS in bytes of ``pid`` and its descendants; a process that exits meanwhile is left
+    out."""
+    found: dict[int, int] = {}
+    todo = [pid]
+    while todo:
+        proc = Path(f"/proc/{todo.pop()}")
+        try:
+            status = (proc / "status").read_text()
+            children = [(task / "children").read_text() for task in (proc / "task").iterdir()]
+        except OSError:
+            continue
+        todo += [int(child) for text in children for child in text.split()]
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):  # a zombie has none
+                found[int(proc.name)] = int(line.split()[1]) * 1024
+    return found
 
 
 def _http(method: str, url: str, body: Json | None, token: str | None) -> tuple[int, Json]:
@@ -94,6 +114,7 @@ def serve(store: Path, start_s: float = 120, **settings: str) -> Iterator[Servic
     log = log_dir / "service.log"
     command = [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)]
     with log.open("wb") as sink:
+        launched = time.perf_counter()
         process = subprocess.Popen(
             [*command, "--log-level", "warning"], cwd=REPO, env=env, stdout=sink,
             stderr=subprocess.STDOUT,
@@ -107,12 +128,13 @@ def serve(store: Path, start_s: float = 120, **settings: str) -> Iterator[Servic
             try:
                 status, body = service.get("/health/ready")
                 if status == 200 or "workers have started" not in str(body.get("error", "")):
+                    service.ready_s = time.perf_counter() - launched
                     break
             except OSError:
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"not live within {start_s} s:\n{service.log_tail()}")
-            time.sleep(0.1)
+            time.sleep(0.05)
         yield service
     finally:
         stop(process)
@@ -138,28 +160,95 @@ class Models:
     """A ready model that samples in one run (a GAN or VAE decoder)."""
     autoencoder: str | None
     """A ready model that reconstructs (encoder then decoder), if any."""
-    autoregressive: str | None
+    autoregressive: tuple[str, ...]
+    """The ready autoregressive models (pixelcnn, pixelrnn): they sample pixel by pixel."""
     image_shape: tuple[int, int, int]
+    ready: tuple[Json, ...]
+    """Every ready model as ``GET /models`` lists it (its family's operations among them)."""
 
 
 def find_models(service: Service) -> Models:
     _, listing = service.get("/models")
     ready = [m for m in listing["models"] if m["state"] == "ready"]
-    samplers = [m for m in ready if "sample" in m["operations"] and m["family"] != "pixelcnn"]
+    samplers = [m for m in ready if _one_run_sampler(m)]
     if not samplers:
         raise RuntimeError(f"no ready model samples in one run: {listing}")
     autoencoders = [m["name"] for m in ready if "reconstruct" in m["operations"]]
-    autoregressive = [m["name"] for m in ready if m["family"] == "pixelcnn"]
     sampler = next((m for m in samplers if m["family"] in ("dcgan", "gan")), samplers[0])
     return Models(
         sampler["name"],
         autoencoders[0] if autoencoders else None,
-        autoregressive[0] if autoregressive else None,
+        tuple(m["name"] for m in ready if _autoregressive(m)),
         tuple(sampler["image_shape"]),
+        tuple(ready),
     )
 
 
-def decode_png(text: str, shape: tuple[int, int, int]) -> np.ndarray:
+def _autoregressive(model: Json) -> bool:
+    """/models describes how an autoregressive model samples, and only such a model."""
+    return model.get("sampling") is not None
+
+
+def _one_run_sampler(model: Json) -> bool:
+    return "sample" in model["operations"] and not _autoregressive(model)
+
+
+def probe(model: Json, seed: int = 0) -> Call:
+    """A quick request for ``model`` (as ``GET /models`` lists it) of an operation its family
+    supports, and the check of its answer: n=2 samples from a generator, the reconstruction of
+    one image from an autoencoder, the exact likelihood of one image from an autoregressive
+    model (its sampling takes a second or so)."""
+    name, operations = model["name"], model["operations"]
+    shape = tuple(model["image_shape"])
+    if _one_run_sampler(model):
+        body = {"model": name, "n": 2, "seed": seed}
+        return Call("/sample", body, partial(check_images, n=2, shape=shape, model=model))
+    image = _png(np.full(shape[1:], 128, np.uint8))
+    if "reconstruct" in operations:
+        body = {"model": name, "images": [image]}
+        return Call("/reconstruct", body, partial(_check_reconstruct, shape=shape))
+    if "score" in operations:
+        return Call("/score", {"model": name, "images": [image]}, _check_score)
+    raise ValueError(f"{name}: no quick operation among {operations}")
+
+
+def check_images(
+    body: Json, n: int, shape: tuple[int, ...], model: Json | None = None
+) -> str | None:
+    """``n`` whole images of ``shape``: the shape said, the PNGs decoded, and one class per
+    image from a conditional model."""
+    if "shape" in body and body["shape"] != [n, *shape]:
+        return f"shape {body['shape']} for n={n}"
+    images = body.get("images", [])
+    if len(images) != n:
+        return f"{len(images)} images, expected {n}"
+    try:
+        for text in images:
+            decode_png(text, shape)
+    except Exception as exc:
+        return f"image does not decode: {exc}"
+    if model is not None and model.get("conditional"):
+        labels = body.get("labels") or []
+        if len(labels) != n or not set(labels) <= set(model.get("class_names") or []):
+            return f"labels {labels} for n={n} from a conditional model"
+    return None
+
+
+def _check_reconstruct(body: Json, shape: tuple[int, ...]) -> str | None:
+    errors = body.get("error", [])
+    if len(errors) != 1 or not all(np.isfinite(e) and e >= 0 for e in errors):
+        return f"reconstruction errors {errors} for 1 image"
+    return check_images(body, 1, shape)
+
+
+def _check_score(body: Json) -> str | None:
+    bits = body.get("bits_per_dim", [])
+    if len(bits) != 1 or not all(np.isfinite(b) and b > 0 for b in bits):
+        return f"bits per dim {bits} for 1 image"
+    return None
+
+
+def decode_png(text: str, shape: tuple[int, ...]) -> np.ndarray:
     image = Image.open(io.BytesIO(base64.b64decode(text, validate=True)))
     image.load()
     _, h, w = shape
@@ -177,12 +266,13 @@ class Call:
 
 
 class Workload:
-    """Requests in rotation: sampler n=1 by seed (compared with a reference rendering of that
-    seed), sampler n=4, and reconstruct on the autoencoder; every image is decoded."""
+    """Requests in rotation: the sampler n=1 by seed (compared with a reference rendering of
+    that seed), the sampler n=4, and a probe of every ready model in turn (``probe``: an
+    operation its family supports); every image is decoded."""
 
     def __init__(self, models: Models, references: dict[int, np.ndarray]) -> None:
         self.models, self.references = models, references
-        self.reconstruct_input = _png(np.full(models.image_shape[1:], 128, np.uint8))
+        self.probes = [probe(m) for m in models.ready]
 
     @classmethod
     def prepare(cls, service: Service) -> Workload:
@@ -201,40 +291,23 @@ class Workload:
             seed = i % REFERENCE_SEEDS
             body = {"model": self.models.sampler, "seed": seed}
             return Call("/sample", body, lambda r: self.check_sample(r, 1, seed))
-        if kind == 2 or self.models.autoencoder is None:
+        if kind == 2:
             body = {"model": self.models.sampler, "n": 4, "seed": i}
             return Call("/sample", body, lambda r: self.check_sample(r, 4, None))
-        body = {"model": self.models.autoencoder, "images": [self.reconstruct_input]}
-        return Call("/reconstruct", body, self._check_reconstruct)
+        return self.probes[i // 4 % len(self.probes)]
 
     def check_sample(self, body: Json, n: int, seed: int | None) -> str | None:
         if body.get("shape") != [n, *self.models.image_shape]:
             return f"shape {body.get('shape')} for n={n}"
         if seed is not None and body.get("seed") != seed:
             return f"seed {body.get('seed')} came back for seed {seed}"
-        problem = self._check_images(body, n)
+        problem = check_images(body, n, self.models.image_shape)
         if problem is None and seed is not None:
             image = decode_png(body["images"][0], self.models.image_shape)
             diff = int(np.abs(image - self.references[seed]).max())
             if diff > PIXEL_TOLERANCE:
                 return f"seed {seed}: image differs from its reference by {diff} gray levels"
         return problem
-
-    def _check_reconstruct(self, body: Json) -> str | None:
-        if len(body.get("error", [])) != 1:
-            return f"{len(body.get('error', []))} errors for 1 image"
-        return self._check_images(body, 1)
-
-    def _check_images(self, body: Json, n: int) -> str | None:
-        images = body.get("images", [])
-        if len(images) != n:
-            return f"{len(images)} images, expected {n}"
-        try:
-            for text in images:
-                decode_png(text, self.models.image_shape)
-        except Exception as exc:
-            return f"image does not decode: {exc}"
-        return None
 
 
 def _png(pixels: np.ndarray) -> str:
@@ -256,6 +329,8 @@ class Outcome:
     retry_after: str | None = None
     version: int | None = None
     finished_at: float = field(default_factory=time.perf_counter)
+    model: str | None = None
+    """The model the request named."""
 
     @property
     def ok(self) -> bool:
@@ -287,7 +362,9 @@ async def drive(
             while (total is None or issued < total) and not (until and until.is_set()):
                 call = calls(issued)
                 issued += 1
-                outcomes.append(await _one(session, url, call))
+                outcome = await _one(session, url, call)
+                outcome.model = call.body.get("model")
+                outcomes.append(outcome)
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     return outcomes
@@ -329,11 +406,23 @@ def tally_problems(outcomes: list[Outcome], keep: Callable[[Outcome], bool]) -> 
     return [f"{count} x {problem}" for problem, count in found.most_common(5)]
 
 
+def _metrics(service: Service) -> str:
+    with urllib.request.urlopen(service.url + "/metrics", timeout=30) as response:
+        return str(response.read().decode())
+
+
+def gauge(service: Service, metric: str) -> float:
+    """The value of an unlabelled ``metric`` in /metrics (summed over the workers)."""
+    for line in _metrics(service).splitlines():
+        if line.startswith(metric + " "):
+            return float(line.split()[1])
+    raise RuntimeError(f"no {metric} in /metrics")
+
+
 def histogram_p99(service: Service, metric: str, status: str) -> float:
     """The upper bound of the bucket that holds the 99th percentile of ``metric`` for responses
     with ``status``, summed over every other label, from /metrics."""
-    with urllib.request.urlopen(service.url + "/metrics", timeout=30) as response:
-        text = response.read().decode()
+    text = _metrics(service)
     buckets: Counter[float] = Counter()
     for line in text.splitlines():
         if line.startswith(metric + "_bucket{") and f'status="{status}"' in line:

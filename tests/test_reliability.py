@@ -46,7 +46,7 @@ def service(tiny_store: Path) -> Iterator[Service]:
 def test_schemathesis_finds_no_server_error_and_no_schema_break(service: Service) -> None:
     figure = reliability.schemathesis_figure(service, examples=3)
     assert figure.server_errors == 0 and figure.schema_breaks == 0, figure.failures
-    assert figure.failures == []
+    assert figure.failures == [] and figure.problems == []
     assert figure.operations >= 15 and figure.generated >= 200
 
 
@@ -54,12 +54,13 @@ def test_soak_every_response_whole_and_memory_flat(service: Service) -> None:
     figure = reliability.soak(service, requests=600, concurrency=16, warm_up=200)
     assert figure.requests == 600
     assert figure.errors == 0 and figure.integrity_failures == 0, figure.problems
+    assert figure.models == 3 and figure.problems == []  # every model served
     assert figure.rss_growth_pct < 10, figure
 
 
 def test_overload_refuses_quickly_and_recovers(tiny_store: Path) -> None:
     figure = reliability.overload(tiny_store, requests=512, concurrency=128, recovery=20)
-    assert figure.failed == 0, figure.problems
+    assert figure.failed == 0 and figure.problems == [], figure.problems
     assert figure.rejected > 0 and figure.accepted > 0
     assert figure.accepted + figure.rejected == figure.requests
     assert figure.rejection_in_server_p99_ms <= 100, figure
@@ -68,14 +69,18 @@ def test_overload_refuses_quickly_and_recovers(tiny_store: Path) -> None:
 
 def test_hot_reload_under_load_fails_no_request(tiny_store: Path) -> None:
     figure = reliability.hot_reload(tiny_store, reloads=2, concurrency=8)
-    assert figure.reloads == 4 and figure.new_versions == 2
-    assert figure.requests > 0 and figure.failed == 0, figure.problems
-    assert figure.versions_served == [1, 2]
+    assert figure.reloads == 6 and figure.new_versions == 3  # a GAN, the VAE, the PixelCNN
+    assert figure.requests > 0 and figure.failed == 0 and figure.problems == [], figure.problems
+    assert figure.versions_served == dict.fromkeys(
+        ["dcgan-tiny", "vae-tiny", "pixelcnn-tiny"], [1, 2]
+    )
 
 
 def test_corrupt_model_start_up_serves_the_others(tiny_store: Path) -> None:
     figure = reliability.corrupt_startup(tiny_store, "garbage graph")
+    assert figure.problems == [], figure.problems
     assert figure.ready_status == 200 and figure.others_serve  # readiness "any", the default
+    assert figure.others == 2 and 0 < figure.start_s < 120
     assert figure.reason == f"{figure.model}: onnxruntime could not load " + graph_file(
         figure.model, "encoder", 1
     )
@@ -86,7 +91,22 @@ def test_graceful_shutdown_finishes_the_requests_in_flight(tiny_store: Path) -> 
     assert figure.in_flight > 0, figure
     assert figure.finished_ok == figure.requests == 8, figure.problems
     # One process re-raises SIGTERM once it has drained; several workers' supervisor exits 0.
-    assert figure.exit_code in (-15, 0)
+    assert figure.exit_code in (-15, 0) and figure.problems == []
+
+
+def test_quick_mode_runs_every_figure_on_the_shipped_store_without_a_problem(
+    shipped_or_tiny_store: Path,
+) -> None:
+    started = time.perf_counter()
+    results = reliability.main(["--quick", "--store", str(shipped_or_tiny_store)])
+    assert list(results) == reliability.FIGURES
+    assert reliability.problems_of(results) == []
+    assert all(f["requests"] > 0 for name in ("soak", "overload", "reload") for f in results[name])
+    # Each figure exercised every model the store serves (7 in the shipped store).
+    (soak,) = results["soak"]
+    (corrupt,) = results["corrupt"]
+    assert corrupt["others"] == soak["models"] - 1 and corrupt["others_serve"]
+    assert time.perf_counter() - started < 300  # about 90 s on two busy cores
 
 
 # ---------------------------------------------------------------- fault isolation
