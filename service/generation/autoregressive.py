@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import anyio.to_thread
 import numpy as np
@@ -129,7 +129,7 @@ class _Drawing:
     def __post_init__(self) -> None:
         self.watch.drawing_since = time.perf_counter()
 
-    def draw(self, i: int, j: int, params: np.ndarray) -> None:
+    def draw(self, i: int | np.integer[Any], j: int | np.integer[Any], params: np.ndarray) -> None:
         """Pixel (i, j) of every image, from its mixture's ``params`` (N, 3 * components)."""
         noise = self.noise[:, i, j]
         self.x[:, 0, i, j] = sample_pixel(params, noise, self.temperature, self.components)
