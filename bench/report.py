@@ -234,11 +234,11 @@ class Report:
             f"- Command: `{self.command}`",
             f"- Versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}",
             f"- Settings: {', '.join(f'{k}={v}' for k, v in self.settings.items())}",
-            "",
-            "## Raw onnxruntime, in process (the limit)",
-            "",
-            "| model | batch | images/s | p50 of one run (ms) | runs |",
-            "| --- | ---: | ---: | ---: | ---: |",
+            *_section(
+                "Raw onnxruntime, in process (the limit)",
+                "| model | batch | images/s | p50 of one run (ms) | runs |",
+                "| --- | ---: | ---: | ---: | ---: |",
+            ),
         ]
         for model, results in self.raw.items():
             best = self.raw_best(model)
@@ -247,14 +247,12 @@ class Report:
                 lines.append(
                     f"| {model} | {label} | {r.images_per_s:,.0f} | {r.p50_ms:.3f} | {r.runs} |"
                 )
-        lines += [
-            "",
-            "## Servers over HTTP on 127.0.0.1 (wrk, fixed request count)",
-            "",
+        lines += _section(
+            "Servers over HTTP on 127.0.0.1 (wrk, fixed request count)",
             "| server | model | images/request | concurrency | requests | images/s | p50 ms "
             "| p99 ms | errors | RSS MiB | PSS MiB |",
             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-        ]
+        )
         for row in self.rows:
             result = row.result
             if result is None:
@@ -270,17 +268,14 @@ class Report:
                 f"| {result.p99_ms:.2f} | {result.errors} | {_num(row.rss_mib)} "
                 f"| {_num(row.pss_mib)} |"
             )
-        lines += [
-            "",
-            f"## Ratios at concurrency {RATIO_CONCURRENCY} (images/s)",
-            "",
-            f"`{SERVICE}` against raw onnxruntime and against the best peer there: the best "
-            "variant of any peer family.",
-            "",
+        lines += _section(
+            f"Ratios at concurrency {RATIO_CONCURRENCY} (images/s)",
             "| model | images/request | service | raw best (batch) | service / raw best "
             "| best peer | service / best peer |",
             "| --- | ---: | ---: | ---: | ---: | --- | ---: |",
-        ]
+            intro=f"`{SERVICE}` against raw onnxruntime and against the best peer there: the best "
+            "variant of any peer family.",
+        )
         for q in self.ratios():
             lines.append(
                 f"| {q['model']} | {q['n']} | {_num(q['service_images_per_s'])} "
@@ -289,26 +284,22 @@ class Report:
                 f"{_num(q['best_peer_images_per_s'])} | {_x(q['service_over_best_peer'])} |"
             )
         lines += self._family_lines() + self._v2_lines()
-        lines += [
-            "",
-            "## Latency of one request (concurrency 1, 1 image)",
-            "",
+        lines += _section(
+            "Latency of one request (concurrency 1, 1 image)",
             "| model | service p50 ms | raw onnxruntime p50 ms (batch 1) | difference ms |",
             "| --- | ---: | ---: | ---: |",
-        ]
+        )
         for q in self.latency_overheads():
             lines.append(
                 f"| {q['model']} | {_num(q['service_p50_ms'], 2)} | {_num(q['raw_p50_ms'], 3)} "
                 f"| {_num(q['overhead_ms'], 2)} |"
             )
-        lines += [
-            "",
-            "## Servers",
-            "",
+        lines += _section(
+            "Servers",
             "| server | family | what | state | ready after s | idle RSS MiB "
             "| max pixel diff vs raw |",
             "| --- | --- | --- | --- | ---: | ---: | --- |",
-        ]
+        )
         for status in self.servers:
             diffs = ", ".join(f"{k}: {v}" for k, v in status.max_pixel_diff.items()) or "-"
             lines.append(
@@ -321,15 +312,13 @@ class Report:
         families = self.peer_families()
         if not families:
             return []
-        lines = [
-            "",
-            "## The service against each peer family, at each load (images/s)",
-            "",
-            f"Each family by its best variant at that load (named), `{SERVICE}` / it in brackets.",
-            "",
+        lines = _section(
+            "The service against each peer family, at each load (images/s)",
             "| model | images/request | concurrency | service | " + " | ".join(families) + " |",
             "| --- | ---: | ---: | ---: |" + " --- |" * len(families),
-        ]
+            intro=f"Each family by its best variant at that load (named), `{SERVICE}` / it in "
+            "brackets.",
+        )
         for q in self.family_ratios():
             cells = []
             for family in families:
@@ -349,14 +338,12 @@ class Report:
         ratios = self.v2_over_sample()
         if not ratios:
             return []
-        lines = [
-            "",
-            f"## The v2 binary path against POST /sample ({V2_IMAGES} image per request, "
+        lines = _section(
+            f"The v2 binary path against POST /sample ({V2_IMAGES} image per request, "
             f"concurrency {RATIO_CONCURRENCY})",
-            "",
             f"| model | {SERVICE_V2} images/s | {SERVICE} images/s | {SERVICE_V2} / {SERVICE} |",
             "| --- | ---: | ---: | ---: |",
-        ]
+        )
         for q in ratios:
             lines.append(
                 f"| {q['model']} | {_num(q['service_v2_images_per_s'])} "
@@ -372,6 +359,12 @@ class Report:
         md.write_text(self.to_markdown())
         js.write_text(json.dumps(self.to_json(), indent=2) + "\n")
         return [md, js]
+
+
+def _section(title: str, header: str, align: str, intro: str = "") -> list[str]:
+    """The markdown lines that open a section's table: its heading, ``intro`` (a paragraph, if
+    any), the table's header row and its alignment row."""
+    return ["", f"## {title}", "", *([intro, ""] if intro else []), header, align]
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:

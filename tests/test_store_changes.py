@@ -10,6 +10,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,17 @@ def wait_until(condition: Callable[[], bool], what: str, seconds: float = 10) ->
     while not condition():
         assert time.monotonic() < deadline, f"waited {seconds} s for {what}"
         time.sleep(POLL_S)
+
+
+@contextmanager
+def half_written(path: Path, text: str) -> Iterator[None]:
+    """``path`` holds the first half of ``text`` (flushed) inside the block, all of it after."""
+    half = len(text) // 2
+    with path.open("w") as f:
+        f.write(text[:half])
+        f.flush()
+        yield
+        f.write(text[half:])
 
 
 @dataclass
@@ -159,28 +171,21 @@ def test_a_card_written_in_two_halves(tmp_path: Path, served: Served) -> None:
     publish_next_version(scratch, "dcgan-tiny")
     shutil.copytree(scratch / "dcgan-tiny.generator/2", served.store / "dcgan-tiny.generator/2")
     card = (scratch / "dcgan-tiny.v2.json").read_text()
-    half = len(card) // 2
     with Traffic(served.url) as traffic:
-        with (served.store / "dcgan-tiny.v2.json").open("w") as f:
-            f.write(card[:half])
-            f.flush()
+        with half_written(served.store / "dcgan-tiny.v2.json", card):
             served.said_once(
                 "dcgan-tiny v2 did not load, v1 keeps serving: "
                 "dcgan-tiny: dcgan-tiny.v2.json is not valid JSON"
             )
             assert served.health()["dcgan-tiny"]["version"] == 1
-            f.write(card[half:])
         wait_until(lambda: served.version("dcgan-tiny") == 2, "the whole card to be loaded")
         # the serving version's own card, rewritten the same way: v2 keeps serving
-        with (served.store / "dcgan-tiny.v2.json").open("w") as f:
-            f.write(card[:half])
-            f.flush()
+        with half_written(served.store / "dcgan-tiny.v2.json", card):
             served.said_once(
                 "dcgan-tiny v2 keeps serving from memory; in the store: "
                 "dcgan-tiny: dcgan-tiny.v2.json is not valid JSON"
             )
             assert served.health()["dcgan-tiny"]["state"] == "ready"
-            f.write(card[half:])
         served.said_once("dcgan-tiny v2: its files in the store match again")
     versions = traffic.versions("dcgan-tiny")
     assert versions == sorted(versions) and set(versions) == {1, 2}

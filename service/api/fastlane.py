@@ -14,10 +14,11 @@ import json
 
 from pydantic import ValidationError
 from starlette.datastructures import State
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.content import header, wants_event_stream
 from service.api.errors import response_for
+from service.api.middleware import replay
 from service.api.routes.sample import answer as answer_sample
 from service.api.routes.v2 import answer_infer
 from service.api.running import Answer, Call
@@ -56,7 +57,7 @@ class FastLane:
             except (ValueError, ValidationError):
                 pass
         if request is None:  # FastAPI says what is wrong, as it always has
-            await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, replay(body, receive), send)
             return
         call = Call(self.state, scope)
         await self._answer(scope, receive, send, answer_sample(call, request))
@@ -96,17 +97,3 @@ async def _read(receive: Receive) -> bytes:
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """``receive`` for the app behind, which gets the body this lane already read."""
-    sent = False
-
-    async def again() -> Message:
-        nonlocal sent
-        if sent:
-            return await receive()
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return again

@@ -69,6 +69,21 @@ class MetricsMiddleware:
                 child.observe(time.perf_counter() - start)
 
 
+def replay(body: bytes, then: Receive) -> Receive:
+    """``receive`` for the app behind a reader of the request: the whole ``body`` it read, in one
+    message, and after it what ``then`` receives."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return await then()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
 class RequestBodyMiddleware:
     """Reads a request's body and replays it to the app. A body over ``max_bytes`` is refused
     with a 413: by Content-Length when the client declares one, and by counting the bytes as
@@ -101,22 +116,13 @@ class RequestBodyMiddleware:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        body: Message = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        body = b"".join(chunks)
         if scope["method"] == "POST":
             await self._watched(scope, body, receive, send)
             return
-        replayed = False
+        await self.app(scope, replay(body, receive), send)
 
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return body
-
-        await self.app(scope, replay, send)
-
-    async def _watched(self, scope: Scope, body: Message, receive: Receive, send: Send) -> None:
+    async def _watched(self, scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
         task = asyncio.current_task()
         assert task is not None
         complete = client_left = False
@@ -138,17 +144,11 @@ class RequestBodyMiddleware:
                 complete = True  # before the server can report the end as a disconnect
             await send(message)
 
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:  # the app listens for the disconnect too (a streaming response)
-                return await asyncio.shield(listener)
-            replayed = True
-            return body
+        async def disconnect() -> Message:  # the app listens for it too (a streaming response)
+            return await asyncio.shield(listener)
 
         try:
-            await self.app(scope, replay, send_until_complete)
+            await self.app(scope, replay(body, disconnect), send_until_complete)
         except asyncio.CancelledError:
             if client_left and task.uncancel() == 0:
                 return  # nobody is left to answer

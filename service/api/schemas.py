@@ -426,7 +426,8 @@ class ModelInfo(_Response):
     state: Literal["loading", "ready", "failed", "unsupported", "unloaded"]
     reason: str | None = Field(
         default=None,
-        description="Why the model failed, or, while it serves from memory, what is wrong with its files in the store.",
+        description="Why the model failed, or, while it serves from memory, what is wrong with "
+        "its files in the store.",
     )
     version: int | None = None
     family: str | None = None

@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import anyio.to_thread
 import numpy as np
@@ -90,42 +90,53 @@ def generate(
     """
     card = model.ready_card
     x = start(x, keep)
-    rows = _Rows(watch or RowWatch(), rows_to_generate(keep), x)
+    drawing = _Drawing(
+        x, keep, noise, temperature, components(card), watch or RowWatch(), rows_to_generate(keep)
+    )
     sampler = fast_sampler(model)
     if isinstance(sampler, WindowedSampler):
-        return _generate_windowed(model, sampler, x, keep, noise, temperature, rows)
+        return _generate_windowed(model, sampler, drawing)
     if isinstance(sampler, RowStepSampler):
-        return _generate_row_steps(model, sampler, x, keep, noise, temperature, rows)
+        return _generate_row_steps(model, sampler, drawing)
     pixel_graph = FAMILIES[card.family].pixel_graph
     assert pixel_graph is not None
     graph = model.graphs[pixel_graph]
-    k = components(card)
     rows_vary = graph.spec.inputs[0].shape[2] == -1
     for i in np.flatnonzero(~keep.all(axis=1)):
         for j in np.flatnonzero(~keep[i]):
             # Row i depends on rows <= i only: where the graph allows it, run on those rows alone.
             image = np.ascontiguousarray(x[:, :, : i + 1]) if rows_vary else x
-            params = graph.run({"image": image})["params"]
-            x[:, 0, i, j] = sample_pixel(params[:, :, i, j], noise[:, i, j], temperature, k)
-        rows.done()
+            drawing.draw(i, j, graph.run({"image": image})["params"][:, :, i, j])
+        drawing.row_done()
     return x
 
 
 @dataclass
-class _Rows:
-    """Counts the rows a sampler finishes, for its watch."""
+class _Drawing:
+    """One generation under way: the pixels of ``x`` where ``keep`` is False, each from its
+    ``noise`` at ``temperature``; each finished row is told to ``watch``."""
 
+    x: np.ndarray
+    keep: np.ndarray
+    noise: np.ndarray
+    temperature: float
+    components: int
     watch: RowWatch
-    total: int
-    canvas: np.ndarray
-    count: int = 0
+    rows: int
+    """Rows with a pixel to draw."""
+    rows_done: int = 0
 
     def __post_init__(self) -> None:
         self.watch.drawing_since = time.perf_counter()
 
-    def done(self) -> None:
-        self.count += 1
-        self.watch.row_done(self.count, self.total, self.canvas)
+    def draw(self, i: int | np.integer[Any], j: int | np.integer[Any], params: np.ndarray) -> None:
+        """Pixel (i, j) of every image, from its mixture's ``params`` (N, 3 * components)."""
+        noise = self.noise[:, i, j]
+        self.x[:, 0, i, j] = sample_pixel(params, noise, self.temperature, self.components)
+
+    def row_done(self) -> None:
+        self.rows_done += 1
+        self.watch.row_done(self.rows_done, self.rows, self.x)
 
 
 SamplerKind = Literal["windowed", "row_step", "naive"]
@@ -154,18 +165,13 @@ def sampler_in_use(model: LoadedModel) -> SamplerKind:
 
 
 def _generate_windowed(
-    model: LoadedModel,
-    sampler: WindowedSampler,
-    x: np.ndarray,
-    keep: np.ndarray,
-    noise: np.ndarray,
-    temperature: float,
-    rows_done: _Rows,
+    model: LoadedModel, sampler: WindowedSampler, drawing: _Drawing
 ) -> np.ndarray:
     """The PixelCNN's context graph once per row, its row graph once per pixel, each on a window
     as large as the receptive field (docs/model-store.md): exact."""
+    x, keep = drawing.x, drawing.keep
     rows, cols = sampler.context_rows, sampler.row_columns
-    context, row, k = model.graphs["context"], model.graphs["row"], components(model.ready_card)
+    context, row = model.graphs["context"], model.graphs["row"]
     for i in np.flatnonzero(~keep.all(axis=1)):
         window = np.ascontiguousarray(x[:, :, max(0, i - rows + 1) : i + 1])
         links = context.run({"image": window})["links"]  # (N, L*2c, 1, W): row i's context
@@ -175,20 +181,13 @@ def _generate_windowed(
                 "image": np.ascontiguousarray(x[:, :, i : i + 1, left : j + 1]),
                 "links": np.ascontiguousarray(links[..., left : j + 1]),
             }
-            params = row.run(feeds)["params"][:, :, 0, -1]
-            x[:, 0, i, j] = sample_pixel(params, noise[:, i, j], temperature, k)
-        rows_done.done()
+            drawing.draw(i, j, row.run(feeds)["params"][:, :, 0, -1])
+        drawing.row_done()
     return x
 
 
 def _generate_row_steps(
-    model: LoadedModel,
-    sampler: RowStepSampler,
-    x: np.ndarray,
-    keep: np.ndarray,
-    noise: np.ndarray,
-    temperature: float,
-    rows_done: _Rows,
+    model: LoadedModel, sampler: RowStepSampler, drawing: _Drawing
 ) -> np.ndarray:
     """The PixelRNN's step graph once per pixel to generate, on the image rows it reads and the
     Row LSTM state of the rows above (docs/model-store.md): exact.
@@ -196,7 +195,8 @@ def _generate_row_steps(
     Column j's state depends on the row's pixels left of j, so a row's final state comes from
     a step that saw the whole row: the last pixel's step, when that pixel was generated (no
     column reads it), else one more step."""
-    step, rows, k = model.graphs["step"], sampler.window_rows, components(model.ready_card)
+    x, keep = drawing.x, drawing.keep
+    step, rows = model.graphs["step"], sampler.window_rows
     n, _, height, width = x.shape
     (state_spec,) = (t for t in step.spec.inputs if t.name == "state")
     state = np.zeros((n, *state_spec.shape[1:]), dtype=np.float32)
@@ -206,9 +206,9 @@ def _generate_row_steps(
         out: dict[str, np.ndarray] = {}
         for j in todo:
             out = step.run({"image": np.ascontiguousarray(window), "state": state})
-            x[:, 0, i, j] = sample_pixel(out["params"][:, :, 0, j], noise[:, i, j], temperature, k)
+            drawing.draw(i, j, out["params"][:, :, 0, j])
         if todo.size:
-            rows_done.done()
+            drawing.row_done()
         if i == height - 1:
             break
         if todo.size == 0 or todo[-1] != width - 1:

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..data import DataSpec
 from ..metrics import class_entropy, frechet_distance
-from .base import GenerativeModel, GraphSpec
+from .base import GenerativeModel, GraphSpec, descend
 from .latent import ConvDecoder, ImageEncoder, LatentConfig
 
 if TYPE_CHECKING:
@@ -72,9 +72,7 @@ class Autoencoder(GenerativeModel):
     ) -> dict[str, float]:
         (opt,) = optimizers
         loss = self.reconstruction_loss(x).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        descend(opt, loss)
         return {"bce": loss.item()}
 
     @torch.no_grad()

@@ -24,6 +24,13 @@ class TrainingConfig:
     lr: float = 2e-3
 
 
+def descend(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """One step of ``opt`` down the gradient of ``loss``, the previous gradients dropped."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
 @dataclass
 class GraphSpec:
     """One ONNX graph to export: a module, example inputs and the names of its tensors."""

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import DataSpec
-from .base import GenerativeModel, GraphSpec, TrainingConfig
+from .base import GenerativeModel, GraphSpec, TrainingConfig, descend
 
 if TYPE_CHECKING:
     from ..evaluate import Evaluation
@@ -65,9 +65,7 @@ class Classifier(GenerativeModel):
         flip = torch.rand(len(x)) < 0.5
         x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
         loss = F.cross_entropy(self.net(x)[0], y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        descend(opt, loss)
         return {"loss": loss.item()}
 
     @torch.no_grad()

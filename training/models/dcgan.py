@@ -23,7 +23,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 from ..data import DataSpec
 from ..metrics import frechet_distance
 from .augment import diff_augment
-from .base import GenerativeModel, GraphSpec, TrainingConfig
+from .base import GenerativeModel, GraphSpec, TrainingConfig, descend
 
 if TYPE_CHECKING:
     from ..evaluate import Evaluation
@@ -208,16 +208,12 @@ class DCGAN(GenerativeModel):
             r1 = grad.float().pow(2).flatten(1).sum(1).mean()
             d_loss = d_loss + gamma / 2 * r1
             logs["r1"] = r1.item()
-        opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        opt_d.step()
+        descend(opt_d, d_loss)
         # Generator: non-saturating, maximise log D(G(z)); hinge, maximise D(G(z)).
         self.discriminator.requires_grad_(False)
         score = self.critic(fake)
         g_loss = -score.mean() if hinge else F.softplus(-score).mean()
-        opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        opt_g.step()
+        descend(opt_g, g_loss)
         self.discriminator.requires_grad_(True)
         self._update_ema()
         return {"d_loss": d_loss.item(), "g_loss": g_loss.item(), **logs}

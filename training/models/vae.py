@@ -25,7 +25,7 @@ from torch import nn
 
 from ..data import DataSpec
 from ..nn import MIN_LOG_SCALE, discretized_logistic_log_prob, mean_bits_per_dim
-from .base import GraphSpec
+from .base import GraphSpec, descend
 from .flow import RealNVP
 from .latent import (
     ConvDecoder,
@@ -168,9 +168,7 @@ class VAE(GaussianLatentModel):
             proposal = mean_bits_per_dim(self._proposal_loss(x), x)
             logs["served_bpd"] = proposal.item()
             loss = loss + proposal
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        descend(opt, loss)
         self.step.add_(1)
         return logs
 

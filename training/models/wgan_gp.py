@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..data import DataSpec
+from .base import descend
 from .dcgan import DCGAN, GANConfig
 
 
@@ -82,17 +83,13 @@ class WGANGP(DCGAN):
         wasserstein = self.critic(real).mean() - self.critic(fake).mean()
         penalty = self.gradient_penalty(real, fake)
         c_loss = -wasserstein + self.config.gp_weight * penalty
-        opt_c.zero_grad(set_to_none=True)
-        c_loss.backward()
-        opt_c.step()
+        descend(opt_c, c_loss)
         self.step.add_(1)
         logs = {"w_estimate": wasserstein.item(), "gp": penalty.item()}
         if (int(self.step) - 1) % self.config.n_critic == 0:  # after critic steps 1, 6, 11, ...
             self.discriminator.requires_grad_(False)
             g_loss = -self.critic(self.generator(z)).mean()
-            opt_g.zero_grad(set_to_none=True)
-            g_loss.backward()
-            opt_g.step()
+            descend(opt_g, g_loss)
             self.discriminator.requires_grad_(True)
             self._update_ema()
         return logs
