@@ -20,8 +20,6 @@ import platform
 import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -30,17 +28,11 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script: make genserve/ and bench/ importable
     sys.path.insert(0, str(REPO))
 
-from bench.live_service import serve  # noqa: E402
+from bench.live_service import serve, timed  # noqa: E402
 from genserve import Client  # noqa: E402
 
 TARGET_MS = 0.2
 WARMUP = 50
-
-
-def timed(call: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    call()
-    return time.perf_counter() - start
 
 
 def main() -> None:

@@ -390,6 +390,13 @@ async def _one(session: aiohttp.ClientSession, url: str, call: Call) -> Outcome:
     return Outcome(status, seconds, call.check(body), version=body.get("version"))
 
 
+def timed(call: Callable[[], object]) -> float:
+    """Seconds one call takes."""
+    started = time.perf_counter()
+    call()
+    return time.perf_counter() - started
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")

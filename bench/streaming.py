@@ -27,7 +27,6 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,16 +36,10 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script: make bench/ importable
     sys.path.insert(0, str(REPO))
 
-from bench.live_service import serve  # noqa: E402
+from bench.live_service import serve, timed  # noqa: E402
 
 STREAM = {"Accept": "text/event-stream"}
 ROWS = 28
-
-
-def timed(call: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    call()
-    return time.perf_counter() - started
 
 
 def main() -> None:

@@ -77,6 +77,12 @@ class Session:
         self.page.goto(f"{self.api.base_url}/?model={model}")  # / redirects to /ui/
         expect(self.page.locator("#model")).to_have_value(model)
 
+    def open_sampled(self, model: str) -> Page:
+        """Open ``model``'s page once its first grid (drawn on opening) is in; the page."""
+        self.open(model)
+        expect(self.page.locator("#seed-used")).not_to_have_text("none yet")
+        return self.page
+
     def assert_rendered(self, selector: str, count: int) -> None:
         images = self.page.locator(selector)
         expect(images).to_have_count(count)
@@ -154,9 +160,7 @@ def test_root_leads_to_the_page_and_the_schema_leaves_it_out(server: str) -> Non
 
 def test_sample_grid_seed_and_copy_as_curl(session: Session, models: dict[str, Any]) -> None:
     vae = models["vae"]["name"]
-    page = session.page
-    session.open(vae)
-    expect(page.locator("#seed-used")).not_to_have_text("none yet")  # it samples on opening
+    page = session.open_sampled(vae)
     expect(page.locator("#card")).to_contain_text(models["vae"]["provider"])
 
     page.fill("#n", "6")
@@ -294,9 +298,7 @@ def test_upload_reconstruct_encode_drop_and_interpolate_images(
 
 def test_api_errors_are_shown_as_they_come(session: Session, models: dict[str, Any]) -> None:
     vae = models["vae"]["name"]
-    page = session.page
-    session.open(vae)
-    expect(page.locator("#seed-used")).not_to_have_text("none yet")
+    page = session.open_sampled(vae)
     page.fill("#n", "100000")
     page.click("#sample-form button[type=submit]")
     error = session.api.post("/sample", json={"model": vae, "n": 100000}).json()
@@ -447,9 +449,7 @@ def test_cancel_stops_the_services_drawing(session: Session, models: dict[str, A
 
 def test_scale_and_columns_size_the_grid(session: Session, models: dict[str, Any]) -> None:
     vae = models["vae"]["name"]
-    page = session.page
-    session.open(vae)
-    expect(page.locator("#seed-used")).not_to_have_text("none yet")
+    page = session.open_sampled(vae)
     page.fill("#n", "6")
     page.fill("#seed", "5")
     page.fill("#scale", "4")
