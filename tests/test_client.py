@@ -494,30 +494,41 @@ def test_past_its_rate_a_key_is_rate_limited_then_retried_after_retry_after(
 
 @contextmanager
 def slot_taken(url: str) -> Iterator[None]:
-    """While a long pixel-by-pixel sampling holds the only slot (about 0.3 s)."""
+    """While a long pixel-by-pixel sampling holds the only slot (about 0.3 s): from its first
+    row drawn, which its event stream tells, to its end."""
     failures: list[BaseException] = []
+    drawing = threading.Event()
 
     def sample_long() -> None:
         body = {"model": "pixelcnn-tiny", "n": 64, "seed": 0}
+        events = {"Accept": "text/event-stream"}
         try:
-            httpx.post(url + "/sample", json=body, timeout=60).raise_for_status()
+            with httpx.stream("POST", url + "/sample", json=body, headers=events, timeout=60) as r:
+                r.raise_for_status()
+                lines = list(_until_first_row(r.iter_lines(), drawing))
+            assert "event: result" in lines, lines[-3:]
         except BaseException as exc:
             failures.append(exc)
+        finally:
+            drawing.set()
 
     blocker = threading.Thread(target=sample_long)
     blocker.start()
-    deadline = time.monotonic() + 10
-    while True:  # in flight: this /metrics request and the long one
-        time.sleep(0.02)  # after the last /metrics request has left the gauge
-        if "genserve_requests_in_flight 2.0" in httpx.get(url + "/metrics").text:
-            break
-        assert time.monotonic() < deadline and not failures, f"no long sampling: {failures}"
-    time.sleep(0.05)  # from in flight to holding the slot
+    drawing.wait(30)
+    assert not failures, f"no long sampling: {failures}"
     try:
         yield
     finally:
         blocker.join()
         assert not failures, f"the long sampling failed: {failures}"
+
+
+def _until_first_row(lines: Iterator[str], drawing: threading.Event) -> Iterator[str]:
+    """Every line of an event stream, setting ``drawing`` once a row has been drawn."""
+    for line in lines:
+        if line.startswith("data: ") and '"rows_done":' in line and '"rows_done":0' not in line:
+            drawing.set()
+        yield line
 
 
 def test_a_503_overloaded_is_retried_after_retry_after_and_then_succeeds(
