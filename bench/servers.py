@@ -207,6 +207,14 @@ def _service_command(ports: list[int], store: Path, batching: PeerBatching) -> l
     return [sys.executable, "-m", "service", *host, "--log-level", "warning"]
 
 
+def _granian_command(ports: list[int], store: Path, batching: PeerBatching) -> list[str]:
+    """The service's app in one granian worker (Rust HTTP front end, ASGI interface)."""
+    host = ["--host", "127.0.0.1", "--port", str(ports[0])]
+    granian = str(Path(sys.executable).with_name("granian"))
+    return [granian, "--interface", "asgi", *host, "--workers", "1", "--log-level", "warning",
+            "--factory", "service.api.app:create_app"]  # fmt: skip
+
+
 def _pytriton(instances: int) -> Callable[[list[int], Path, PeerBatching], list[str]]:
     def command(ports: list[int], store: Path, batching: PeerBatching) -> list[str]:
         http, grpc, metrics = (str(p) for p in ports)
@@ -250,16 +258,19 @@ def _service(
     pixels: Callable[[Reply], np.ndarray] = _images_field,
     env: Callable[[], dict[str, str]] = dict,
     ready: tuple[str, ...] = (),
+    command: Callable[[list[int], Path, PeerBatching], list[str]] = _service_command,
+    missing: Callable[[], str | None] = lambda: None,
 ) -> ServerSpec:
     return ServerSpec(
         name,
         about,
-        _service_command,
+        command,
         ["/health/ready", *ready],
         request,
         pixels,
         family="service",
         env=env,
+        missing=missing,
     )
 
 
@@ -325,6 +336,14 @@ SERVERS: dict[str, ServerSpec] = {
             "service-1w",
             "this service with SERVICE_WORKERS=1 (one worker process), POST /sample",
             env=lambda: {"SERVICE_WORKERS": "1"},
+        ),
+        _service(
+            "service-granian",
+            "this service's app in one granian worker (its Rust HTTP server) instead of "
+            "uvicorn, POST /sample",
+            env=lambda: {"SERVICE_WORKERS": "1"},
+            command=_granian_command,
+            missing=_needs("granian"),
         ),
         _service(
             "service-v2",
