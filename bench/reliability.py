@@ -5,6 +5,7 @@
     .venv/bin/python bench/reliability.py soak overload   some of them
 
 schemathesis   generated cases against /openapi.json: server errors, responses off the schema
+schemathesis-key  the same with API keys on, the key sent with every case
 soak           requests at concurrency 64 over every ready model, every answer checked; RSS
                growth of the whole service (every worker)
 overload       concurrency 512 against a small queue: rejection p99, accepted that failed, RSS
@@ -98,10 +99,13 @@ CHECKS = [
 limit that depends on the settings or the model (n <= SERVICE_MAX_N, a 28x28 PNG), a 422."""
 
 
-def schemathesis_figure(service: Service, examples: int, seed: int = 1) -> SchemathesisFigure:
+def schemathesis_figure(
+    service: Service, examples: int, seed: int = 1, api_key: str | None = None
+) -> SchemathesisFigure:
     """Run the schemathesis CLI on /openapi.json (one worker: hypothesis's parser is not
     thread-safe on Python 3.11). Serve with an admin token, and the admin routes are fuzzed
-    without it (all 401): with it, a generated unload would take a model away from the run."""
+    without it (all 401): with it, a generated unload would take a model away from the run.
+    ``api_key``: sent with every request, for a service with API keys on."""
     with tempfile.TemporaryDirectory() as reports:
         # A generated timeout_ms of 1 is answered 504 deadline_exceeded, as documented: that is
         # the service keeping its word, not a server error (no other route answers 504).
@@ -115,6 +119,8 @@ def schemathesis_figure(service: Service, examples: int, seed: int = 1) -> Schem
             "--max-examples", str(examples), "--seed", str(seed), "--workers", "1",
             "--report", "json", "--report-dir", reports, "--request-timeout", "60",
         ]  # fmt: skip
+        if api_key is not None:
+            command += ["--header", f"Authorization: Bearer {api_key}"]
         started = time.perf_counter()
         # cwd: schemathesis and hypothesis keep caches in the working directory.
         run = subprocess.run(command, capture_output=True, text=True, timeout=1800, cwd=reports)
@@ -599,7 +605,9 @@ class Scale:
 FULL = Scale(100, 20_000, 5_000, 4_096, 10, list(CORRUPTIONS), 8)
 QUICK = Scale(3, 1_000, 3_000, 1_024, 2, ["truncated graph"], 4)
 """About a minute and a half on two busy cores, most of it five start-ups of the service."""
-FIGURES = ["schemathesis", "soak", "overload", "reload", "corrupt", "shutdown"]
+FIGURES = ["schemathesis", "schemathesis-key", "soak", "overload", "reload", "corrupt", "shutdown"]
+API_KEY = "reliability-bench-api-key"
+"""``schemathesis-key`` serves with API keys on (this one key) and sends it with every case."""
 
 
 def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
@@ -642,6 +650,11 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
                             service, scale.soak_requests, args.concurrency, scale.soak_warm_up
                         )
                         report(figure, soak_figure)
+        elif name == "schemathesis-key":
+            with serve(
+                store, SERVICE_ADMIN_TOKEN=ADMIN_TOKEN, SERVICE_API_KEYS=f"bench:{API_KEY}"
+            ) as service:
+                report(name, schemathesis_figure(service, scale.examples, api_key=API_KEY))
         elif name == "overload":
             report(name, overload(store, scale.overload_requests, args.overload_concurrency))
         elif name == "reload":

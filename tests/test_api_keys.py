@@ -70,6 +70,10 @@ def test_every_operation_refuses_a_call_without_a_key(keyed: TestClient) -> None
         url = url.replace("{model_version}", "1")
         response = keyed.request(method.upper(), url, json={})
         assert response.status_code == 401, (method, path, response.status_code)
+        documented = schema["paths"][path][method]["responses"]["401"]["content"]
+        shape = "ErrorObject" if path.startswith("/v2") else "ErrorResponse"
+        assert documented["application/json"]["schema"]["$ref"].endswith(f"/{shape}"), path
+        assert "429" not in schema["paths"][path][method]["responses"]  # no rate set
 
 
 def test_health_the_page_the_docs_and_metrics_stay_open(keyed: TestClient) -> None:

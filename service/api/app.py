@@ -89,8 +89,9 @@ def model_series(fleet: SoloFleet | SharedFleet) -> list[ModelSeries]:
     ]
 
 
-def document_api_keys(app: FastAPI, metrics_need_key: bool) -> None:
-    """With API keys on, OpenAPI says which operations need one (a bearer token)."""
+def document_api_keys(app: FastAPI, metrics_need_key: bool, rate_limited: bool) -> None:
+    """With API keys on, OpenAPI says which operations need one (a bearer token), and that they
+    may answer 401 (and 429, with a per-key rate) in the route's own error shape."""
     plain = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -104,8 +105,20 @@ def document_api_keys(app: FastAPI, metrics_need_key: bool) -> None:
             }
             for path, operations in schema["paths"].items():
                 if needs_key(path, metrics_need_key):
+                    shape = "ErrorObject" if path.startswith("/v2") else "ErrorResponse"
+                    content = {
+                        "application/json": {"schema": {"$ref": f"#/components/schemas/{shape}"}}
+                    }
+                    refusals = {"401": "No API key, or one the service does not know"}
+                    if rate_limited:
+                        refusals["429"] = "The key is past its rate (Retry-After says when)"
                     for operation in operations.values():
                         operation["security"] = [{"APIKey": []}]
+                        for status, why in refusals.items():
+                            operation["responses"][status] = {
+                                "description": why,
+                                "content": content,
+                            }
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -144,7 +157,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             metrics=app.state.metrics,
             metrics_need_key=settings.metrics_need_key,
         )
-        document_api_keys(app, settings.metrics_need_key)
+        document_api_keys(app, settings.metrics_need_key, settings.api_key_rate > 0)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     for router in ROUTERS:  # on the app itself: each nested router adds a matching layer
         app.include_router(router)
