@@ -605,7 +605,7 @@ class Scale:
 FULL = Scale(100, 20_000, 5_000, 4_096, 10, list(CORRUPTIONS), 8)
 QUICK = Scale(3, 1_000, 3_000, 1_024, 2, ["truncated graph"], 4)
 """About a minute and a half on two busy cores, most of it five start-ups of the service."""
-FIGURES = ["schemathesis", "schemathesis-key", "soak", "overload", "reload", "corrupt", "shutdown"]
+FIGURES = ["schemathesis", "soak", "schemathesis-key", "overload", "reload", "corrupt", "shutdown"]
 API_KEY = "reliability-bench-api-key"
 """``schemathesis-key`` serves with API keys on (this one key) and sends it with every case."""
 
