@@ -35,8 +35,10 @@ $PY -m training train cvae --seed 0
 $PY -m training export runs/cvae-fashion-mnist/checkpoint.pt --store "$STORE" --name cvae-fashion \
   --classifier "$STORE/classifier-fashion.classifier" --iwae-k 10
 
-# WGAN-GP trains in fp32: the gradient penalty's double backward is slower under bf16 autocast.
-$PY -m training train wgan-gp --seed 0 --precision fp32
+# wgan-gp-fashion v3: the DCGAN's held-out lessons (docs/training.md), on one thread.
+OMP_NUM_THREADS=1 $PY -m training train wgan-gp --seed 0 --precision fp32 --epochs 10 \
+  --set generator=deep --set channels=32 --set d_channels=64 --set ema_batchnorm=recompute \
+  --set n_critic=2
 $PY -m training export runs/wgan-gp-fashion-mnist/checkpoint.pt --store "$STORE" --name wgan-gp-fashion \
   --classifier "$STORE/classifier-fashion.classifier"
 
