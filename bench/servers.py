@@ -207,14 +207,6 @@ def _service_command(ports: list[int], store: Path, batching: PeerBatching) -> l
     return [sys.executable, "-m", "service", *host, "--log-level", "warning"]
 
 
-def _granian_command(ports: list[int], store: Path, batching: PeerBatching) -> list[str]:
-    """The service's app in one granian worker (Rust HTTP front end, ASGI interface)."""
-    host = ["--host", "127.0.0.1", "--port", str(ports[0])]
-    granian = str(Path(sys.executable).with_name("granian"))
-    return [granian, "--interface", "asgi", *host, "--workers", "1", "--log-level", "warning",
-            "--factory", "service.api.app:create_app"]  # fmt: skip
-
-
 def _pytriton(instances: int) -> Callable[[list[int], Path, PeerBatching], list[str]]:
     def command(ports: list[int], store: Path, batching: PeerBatching) -> list[str]:
         http, grpc, metrics = (str(p) for p in ports)
@@ -329,21 +321,25 @@ SERVERS: dict[str, ServerSpec] = {
     for spec in [
         _service(
             "service",
-            "this service: python -m service, its defaults (SERVICE_WORKERS: one worker "
-            "process per usable core), POST /sample",
+            "this service: python -m service, its defaults (granian; SERVICE_WORKERS: one "
+            "worker process per usable core), POST /sample",
+        ),
+        _service(
+            "service-uvicorn",
+            "this service on uvicorn (SERVICE_HTTP_SERVER=uvicorn), one worker per core, "
+            "POST /sample",
+            env=lambda: {"SERVICE_HTTP_SERVER": "uvicorn"},
         ),
         _service(
             "service-1w",
-            "this service with SERVICE_WORKERS=1 (one worker process), POST /sample",
+            "this service with SERVICE_WORKERS=1 (one granian worker process), POST /sample",
             env=lambda: {"SERVICE_WORKERS": "1"},
         ),
         _service(
-            "service-granian",
-            "this service's app in one granian worker (its Rust HTTP server) instead of "
-            "uvicorn, POST /sample",
-            env=lambda: {"SERVICE_WORKERS": "1"},
-            command=_granian_command,
-            missing=_needs("granian"),
+            "service-uvicorn-1w",
+            "this service in one uvicorn process (SERVICE_HTTP_SERVER=uvicorn, "
+            "SERVICE_WORKERS=1), POST /sample",
+            env=lambda: {"SERVICE_HTTP_SERVER": "uvicorn", "SERVICE_WORKERS": "1"},
         ),
         _service(
             "service-v2",

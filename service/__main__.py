@@ -8,6 +8,10 @@ import logging
 import os
 import shutil
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from service.config import Settings
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m service") -> None:
@@ -27,8 +31,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m service") -> None
 
     from service.runtime.memory import limit_malloc_arenas
 
-    limit_malloc_arenas()  # before onnxruntime and uvicorn start threads
-    import uvicorn
+    limit_malloc_arenas()  # before onnxruntime and the HTTP server start threads
     from pydantic import ValidationError
 
     from service.config import ServiceConfig, Settings
@@ -46,6 +49,32 @@ def main(argv: list[str] | None = None, prog: str = "python -m service") -> None
                 message = f"{name}: {message}"
             print(f"invalid setting {message}", file=sys.stderr)
         sys.exit(2)
+    config = ServiceConfig.from_settings(settings)
+    serve = serve_granian if settings.http_server == "granian" else serve_uvicorn
+    if config.workers == 1:
+        serve(args, settings, 1)
+        return
+    from service.runtime.rundir import RunDir
+
+    run = RunDir.create()  # the workers' shared folder, new and empty
+    os.environ.update(run.environment())
+    logging.getLogger("service").info(
+        "%d %s workers, sharing %s", config.workers, settings.http_server, run.root
+    )
+    try:
+        serve(args, settings, config.workers)
+    finally:
+        shutil.rmtree(run.root, ignore_errors=True)
+
+
+APP_FACTORY = "service.api.app:create_app"
+
+
+def serve_uvicorn(args: argparse.Namespace, settings: Settings, workers: int) -> None:
+    import uvicorn
+
+    from service.api.app import create_app
+
     server = {
         "host": args.host,
         "port": args.port,
@@ -53,21 +82,30 @@ def main(argv: list[str] | None = None, prog: str = "python -m service") -> None
         "access_log": args.access_log,
         "timeout_graceful_shutdown": settings.shutdown_grace_s,
     }
-    workers = ServiceConfig.from_settings(settings).workers
-    if workers == 1:
-        from service.api.app import create_app
-
+    if workers == 1:  # in this process
         uvicorn.run(create_app(settings), **server)
-        return
-    from service.runtime.rundir import RunDir
+    else:
+        uvicorn.run(APP_FACTORY, factory=True, workers=workers, **server)
 
-    run = RunDir.create()  # the workers' shared folder, new and empty
-    os.environ.update(run.environment())
-    logging.getLogger("service").info("%d workers, sharing %s", workers, run.root)
-    try:
-        uvicorn.run("service.api.app:create_app", factory=True, workers=workers, **server)
-    finally:
-        shutil.rmtree(run.root, ignore_errors=True)
+
+def serve_granian(args: argparse.Namespace, settings: Settings, workers: int) -> None:
+    """Granian parses HTTP in Rust and runs the app in ``workers`` processes it starts (one
+    even for a single worker), each building the app from the environment's settings."""
+    from granian.constants import Interfaces
+    from granian.log import LogLevels
+    from granian.server import Server
+
+    Server(
+        APP_FACTORY,
+        factory=True,
+        address=args.host,
+        port=args.port,
+        interface=Interfaces.ASGI,
+        workers=workers,
+        log_level=LogLevels(args.log_level.lower()),
+        log_access=args.access_log,
+        workers_kill_timeout=max(1, settings.shutdown_grace_s),
+    ).serve()
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from service.runtime.sessions import GraphOptions, RunObserver, SessionTuning, c
 BUNDLED_STORE = Path(__file__).resolve().parent.parent / "model_store"
 
 Device = Literal["auto", "cpu", "cuda"]
+HTTPServer = Literal["granian", "uvicorn"]
 MIN_TOKEN_LENGTH = 16
 Count = Annotated[int, Field(ge=1, le=4096)]
 """A number of images or rows: 1 to 4096."""
@@ -65,6 +66,11 @@ class Settings(BaseSettings):
         le=64,
         description="Worker processes of `python -m service`, on one port; 0 = the cores this "
         "process may use (the cgroup CPU quota in a container, else its CPU affinity).",
+    )
+    http_server: HTTPServer = Field(
+        default="granian",
+        description="The HTTP server of `python -m service`: granian (Rust HTTP parsing) or "
+        "uvicorn. bench/throughput.py measures both.",
     )
     readiness: Readiness = Field(
         default=Readiness.ANY,
