@@ -95,6 +95,11 @@ def serve_granian(args: argparse.Namespace, settings: Settings, workers: int) ->
     from granian.log import LogLevels
     from granian.server import Server
 
+    # Granian forks its workers (Python 3.11+ on Linux): imported here, once, the app's modules
+    # are in each worker from the start and share their pages. After the run folder is in the
+    # environment, which prometheus-client reads when it is imported.
+    import service.api.app  # noqa: F401
+
     Server(
         APP_FACTORY,
         factory=True,
