@@ -321,25 +321,25 @@ SERVERS: dict[str, ServerSpec] = {
     for spec in [
         _service(
             "service",
-            "this service: python -m service, its defaults (granian; SERVICE_WORKERS: one "
+            "this service: python -m service, its defaults (uvicorn; SERVICE_WORKERS: one "
             "worker process per usable core), POST /sample",
         ),
         _service(
-            "service-uvicorn",
-            "this service on uvicorn (SERVICE_HTTP_SERVER=uvicorn), one worker per core, "
+            "service-granian",
+            "this service on granian (SERVICE_HTTP_SERVER=granian), one worker per core, "
             "POST /sample",
-            env=lambda: {"SERVICE_HTTP_SERVER": "uvicorn"},
+            env=lambda: {"SERVICE_HTTP_SERVER": "granian"},
         ),
         _service(
             "service-1w",
-            "this service with SERVICE_WORKERS=1 (one granian worker process), POST /sample",
+            "this service with SERVICE_WORKERS=1 (one uvicorn process), POST /sample",
             env=lambda: {"SERVICE_WORKERS": "1"},
         ),
         _service(
-            "service-uvicorn-1w",
-            "this service in one uvicorn process (SERVICE_HTTP_SERVER=uvicorn, "
+            "service-granian-1w",
+            "this service in one granian worker (SERVICE_HTTP_SERVER=granian, "
             "SERVICE_WORKERS=1), POST /sample",
-            env=lambda: {"SERVICE_HTTP_SERVER": "uvicorn", "SERVICE_WORKERS": "1"},
+            env=lambda: {"SERVICE_HTTP_SERVER": "granian", "SERVICE_WORKERS": "1"},
         ),
         _service(
             "service-v2",

@@ -68,9 +68,9 @@ class Settings(BaseSettings):
         "process may use (the cgroup CPU quota in a container, else its CPU affinity).",
     )
     http_server: HTTPServer = Field(
-        default="granian",
-        description="The HTTP server of `python -m service`: granian (Rust HTTP parsing) or "
-        "uvicorn. bench/throughput.py measures both.",
+        default="uvicorn",
+        description="The HTTP server of `python -m service`: uvicorn, or granian (HTTP parsed "
+        "in Rust; `pip install genserve[granian]`). bench/throughput.py measures both.",
     )
     readiness: Readiness = Field(
         default=Readiness.ANY,

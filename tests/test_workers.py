@@ -40,9 +40,11 @@ def served_store(tiny_store: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return copy_store(tiny_store, tmp_path_factory.mktemp("workers") / "store")
 
 
-@pytest.fixture(scope="module")
-def two_workers(served_store: Path) -> Iterator[str]:
-    with running_service(served_store, **WORKERS, SERVICE_WATCH_INTERVAL_S="0.3") as url:
+@pytest.fixture(scope="module", params=["uvicorn", "granian"])
+def two_workers(served_store: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """Two workers on each HTTP server the service can run on (SERVICE_HTTP_SERVER)."""
+    settings = {**WORKERS, "SERVICE_WATCH_INTERVAL_S": "0.3", "SERVICE_HTTP_SERVER": request.param}
+    with running_service(served_store, **settings) as url:
         yield url
 
 
