@@ -1,5 +1,5 @@
-"""The p50 of one batch-1 run of a graph with one and with two onnxruntime threads, spinning
-off, as the service opens its sessions: how much of a lone request is the model itself.
+"""The p50 of one batch-1 run of a graph with one and with two onnxruntime threads, in a
+session opened with the service's own options: how much of a lone request is the model itself.
 
     .venv/bin/python bench/ort_threads.py model_store/dcgan-fashion.generator/2/model.onnx
 """
@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from service.runtime.sessions import SessionTuning  # noqa: E402
+
 
 def p50_ms(graph: str, threads: int, runs: int) -> float:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options = SessionTuning(intra_op_threads=threads).options()
     session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
     first = session.get_inputs()[0]
     feeds = {

@@ -91,17 +91,9 @@ def serve_uvicorn(args: argparse.Namespace, settings: Settings, workers: int) ->
 def serve_granian(args: argparse.Namespace, settings: Settings, workers: int) -> None:
     """Granian parses HTTP in Rust and runs the app in ``workers`` processes it starts (one
     even for a single worker), each building the app from the environment's settings."""
-    try:
-        from granian.constants import Interfaces
-        from granian.log import LogLevels
-        from granian.server import Server
-    except ImportError:
-        print(
-            "invalid setting SERVICE_HTTP_SERVER: granian is not installed "
-            "(pip install 'genserve[granian]')",
-            file=sys.stderr,
-        )
-        sys.exit(2)
+    from granian.constants import Interfaces
+    from granian.log import LogLevels
+    from granian.server import Server
 
     # Granian forks its workers (Python 3.11+ on Linux): imported here, once, the app's modules
     # are in each worker from the start and share their pages. After the run folder is in the

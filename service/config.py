@@ -3,6 +3,7 @@ and ``ServiceConfig``, what they become for each layer."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import re
@@ -167,6 +168,13 @@ class Settings(BaseSettings):
         if not value.is_dir():
             raise ValueError(f"model store {str(value)!r} is not a folder")
         return value.resolve()
+
+    @field_validator("http_server")
+    @classmethod
+    def _server_is_installed(cls, value: HTTPServer) -> HTTPServer:
+        if value == "granian" and importlib.util.find_spec("granian") is None:
+            raise ValueError("granian is not installed (pip install 'genserve[granian]')")
+        return value
 
     @field_validator("admin_token")
     @classmethod

@@ -149,8 +149,8 @@ def _concrete(dim: int, axis: int, image_shape: tuple[int, int, int]) -> int:
 def register_shared_cpu_arena() -> None:
     """One CPU memory arena in onnxruntime's environment, for every session of this process.
     With an arena per session, each kept the peak of its own largest batch: the whole store,
-    after batches of 1 to 64, held 378 MB of arenas against 145 MB for one shared arena
-    (docs/performance.md). Allocations extend it by what they ask for, not by powers of two."""
+    after batches of 1 to 64, held 438 MiB against 156 MiB with one shared arena
+    (bench/arena_memory.py). Allocations extend it by what they ask for, not by powers of two."""
     memory = ort.OrtMemoryInfo(
         "Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT
     )
