@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m service") -> None
     limit_malloc_arenas()  # before onnxruntime and the HTTP server start threads
     from pydantic import ValidationError
 
-    from service.config import ServiceConfig, Settings
+    from service.config import Settings
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -49,9 +49,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m service") -> None
                 message = f"{name}: {message}"
             print(f"invalid setting {message}", file=sys.stderr)
         sys.exit(2)
-    config = ServiceConfig.from_settings(settings)
+    workers = settings.worker_count()
     serve = serve_granian if settings.http_server == "granian" else serve_uvicorn
-    if config.workers == 1:
+    if workers == 1:
         serve(args, settings, 1)
         return
     from service.runtime.rundir import RunDir
@@ -59,10 +59,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m service") -> None
     run = RunDir.create()  # the workers' shared folder, new and empty
     os.environ.update(run.environment())
     logging.getLogger("service").info(
-        "%d %s workers, sharing %s", config.workers, settings.http_server, run.root
+        "%d %s workers, sharing %s", workers, settings.http_server, run.root
     )
     try:
-        serve(args, settings, config.workers)
+        serve(args, settings, workers)
     finally:
         shutil.rmtree(run.root, ignore_errors=True)
 
@@ -73,8 +73,6 @@ APP_FACTORY = "service.api.app:create_app"
 def serve_uvicorn(args: argparse.Namespace, settings: Settings, workers: int) -> None:
     import uvicorn
 
-    from service.api.app import create_app
-
     server = {
         "host": args.host,
         "port": args.port,
@@ -83,8 +81,10 @@ def serve_uvicorn(args: argparse.Namespace, settings: Settings, workers: int) ->
         "timeout_graceful_shutdown": settings.shutdown_grace_s,
     }
     if workers == 1:  # in this process
+        from service.api.app import create_app
+
         uvicorn.run(create_app(settings), **server)
-    else:
+    else:  # uvicorn spawns the workers, and each imports the app: this process never does
         uvicorn.run(APP_FACTORY, factory=True, workers=workers, **server)
 
 

@@ -1,5 +1,9 @@
 """Service settings: one pydantic-settings class, read once, environment prefix ``SERVICE_``;
-and ``ServiceConfig``, what they become for each layer."""
+and ``ServiceConfig``, what they become for each layer.
+
+The layers below are imported only where the settings become their configuration: reading
+the settings imports neither onnxruntime nor numpy, so ``python -m service``'s supervisor,
+which starts the workers, stays small (docs/performance.md)."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import (
     Field,
@@ -21,18 +25,19 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from service.generation.specs import Limits
-from service.registry.families import Operation
-from service.registry.fleet import Readiness
-from service.registry.loader import LoadOptions, ModelLoader, load_registry
-from service.registry.registry import Registry
-from service.runtime.batching import BatchObserver, BatchPolicy
-from service.runtime.sessions import GraphOptions, RunObserver, SessionTuning, choose_providers
+if TYPE_CHECKING:
+    from service.generation.specs import Limits
+    from service.registry.loader import LoadOptions
+    from service.registry.registry import Registry
+    from service.runtime.batching import BatchObserver, BatchPolicy
+    from service.runtime.sessions import RunObserver, SessionTuning
 
 BUNDLED_STORE = Path(__file__).resolve().parent.parent / "model_store"
 
 Device = Literal["auto", "cpu", "cuda"]
 HTTPServer = Literal["granian", "uvicorn"]
+ReadinessPolicy = Literal["any", "strict"]
+"""service.registry.fleet.Readiness's values."""
 MIN_TOKEN_LENGTH = 16
 Count = Annotated[int, Field(ge=1, le=4096)]
 """A number of images or rows: 1 to 4096."""
@@ -73,8 +78,8 @@ class Settings(BaseSettings):
         description="The HTTP server of `python -m service`: uvicorn, or granian (HTTP parsed "
         "in Rust; `pip install genserve[granian]`). bench/throughput.py measures both.",
     )
-    readiness: Readiness = Field(
-        default=Readiness.ANY,
+    readiness: ReadinessPolicy = Field(
+        default="any",
         description="When /health/ready answers 200: 'any' once one model at least serves (a "
         "model that failed shows, and does not take the others out of service); 'strict' only "
         "when every model that should serve does.",
@@ -213,6 +218,10 @@ class Settings(BaseSettings):
             keys[name] = key
         return keys
 
+    def worker_count(self) -> int:
+        """SERVICE_WORKERS, with 0 resolved to the cores this process may use."""
+        return self.workers or usable_cores()
+
     def default_model(self, operation: str) -> str | None:
         value = getattr(self, f"default_{operation}_model", None)
         return value if isinstance(value, str) else None
@@ -239,6 +248,11 @@ class ServiceConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServiceConfig:
+        from service.generation.specs import Limits
+        from service.registry.families import Operation
+        from service.runtime.batching import BatchPolicy
+        from service.runtime.sessions import SessionTuning
+
         queue_limit, queue_timeout = settings.batch_queue_limit, settings.queue_timeout_ms / 1000
         limits = Limits(
             max_n=settings.max_n,
@@ -256,7 +270,7 @@ class ServiceConfig:
             instances=settings.batch_instances,
             queue_timeout=queue_timeout,
         )
-        workers = settings.workers or usable_cores()
+        workers = settings.worker_count()
         threads = settings.intra_op_threads
         if threads == 0 and batching.instances * workers > 1:  # the instances share the cores
             threads = max(1, usable_cores() // (batching.instances * workers))
@@ -278,6 +292,9 @@ class ServiceConfig:
 
     def load_options(self, providers: list[str], observers: Observers | None = None) -> LoadOptions:
         """How models are loaded, once the providers are known (``choose_providers``)."""
+        from service.registry.loader import LoadOptions
+        from service.runtime.sessions import GraphOptions
+
         observers = observers or Observers()
         graphs = GraphOptions(
             tuple(providers), self.sessions, self.batching, observers.runs, observers.batches
@@ -291,6 +308,9 @@ class ServiceConfig:
 
     def load_registry(self, observers: Observers | None = None) -> Registry:
         """Probe the providers, then load every model of the store (blocking)."""
+        from service.registry.loader import ModelLoader, load_registry
+        from service.runtime.sessions import choose_providers
+
         providers = choose_providers(self.settings.device, self.settings.ort_log_severity)
         loader = ModelLoader(self.load_options(providers, observers))
         return load_registry(loader, self.defaults, threads=usable_cores())

@@ -100,3 +100,22 @@ print("no service")
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "no service" in result.stdout
+
+
+def test_the_supervisor_of_several_workers_reads_its_settings_without_the_app() -> None:
+    """``python -m service`` with several uvicorn workers only reads the settings and starts
+    the workers, which import the app themselves: onnxruntime in it would cost every start-up
+    the import and the service the memory."""
+    assert_imports_leave_out(
+        "service.__main__, service.config, service.runtime.rundir, service.runtime.memory",
+        {"onnxruntime", "numpy", "fastapi", "service.api.app"},
+    )
+
+
+def test_the_readiness_setting_names_the_fleets_policies() -> None:
+    from typing import get_args
+
+    from service.config import ReadinessPolicy
+    from service.registry.fleet import Readiness
+
+    assert set(get_args(ReadinessPolicy)) == {policy.value for policy in Readiness}

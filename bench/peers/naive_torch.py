@@ -47,19 +47,26 @@ def load_module(model: str, store: Path, runs: Path) -> torch.nn.Module:
 
 def load_onnx_weights(module: torch.nn.Module, path: Path) -> None:
     """Copy the graph's initializers into the module: by name, or, for the few that the
-    exporter renamed (a Linear's weight becomes a transposed MatMul operand), by shape."""
+    exporter renamed (a Linear's weight becomes a transposed MatMul operand), by shape.
+    Buffers that the module builds from its config (a flow's coupling masks, which the
+    exporter folds into constants) keep the module's own values."""
     import onnx
     from onnx import numpy_helper
 
     state = module.state_dict()
     arrays = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}
     renamed = [array for name, array in arrays.items() if name not in state]
+    built_buffers = {
+        name
+        for name, _ in module.named_buffers()
+        if name not in arrays and not name.rsplit(".", 1)[-1].startswith("running_")
+    }
     weights = {}
     for key, tensor in state.items():
         if key in arrays:
             weights[key] = torch.from_numpy(arrays[key].copy())
             continue
-        if key.endswith("num_batches_tracked"):
+        if key.endswith("num_batches_tracked") or key in built_buffers:
             continue
         shape = tuple(tensor.shape)
         found = [a for a in renamed if a.shape == shape or (a.ndim == 2 and a.T.shape == shape)]
