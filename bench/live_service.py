@@ -53,6 +53,19 @@ class Service:
         when there are several), from /proc."""
         return sum(rss_of_tree(self.process.pid).values())
 
+    def pss_bytes(self) -> int:
+        """Proportional memory of the same processes: pages the workers share (the forked
+        parent's, the mapped graph files) counted once in all, not once per process."""
+        total = 0
+        for pid in rss_of_tree(self.process.pid):
+            try:
+                rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+            except OSError:
+                continue
+            pss = next(line for line in rollup.splitlines() if line.startswith("Pss:"))
+            total += int(pss.split()[1]) * 1024
+        return total
+
     def get(self, path: str, token: str | None = None) -> tuple[int, Json]:
         return _http("GET", self.url + path, None, token)
 

@@ -7,7 +7,7 @@
 schemathesis   generated cases against /openapi.json: server errors, responses off the schema
 schemathesis-key  the same with API keys on, the key sent with every case
 soak           requests at concurrency 64 over every ready model, every answer checked; RSS
-               growth of the whole service (every worker)
+               growth of the whole service (every worker), and its PSS at the end
 overload       concurrency 512 against a small queue: rejection p99, accepted that failed, RSS
                growth after a warm-up, recovery once the load stops
 reload         failed requests while a generator, an autoencoder and an autoregressive model are
@@ -160,6 +160,8 @@ class SoakFigure:
     rss_growth_pct: float
     rss_mib_every_tenth: list[float]
     """RSS after each tenth of the run: a leak climbs, allocator warm-up levels off."""
+    pss_end_mib: float
+    """The whole service's PSS after the soak, every model of the store having served."""
     models: int
     """Ready models, each probed in turn (``Workload``)."""
     problems: list[str]
@@ -190,7 +192,7 @@ def soak(
         outcomes += asyncio.run(drive(service.url, calls, count, concurrency))
         samples.append(round(service.rss_bytes() / 2**20, 1))
     seconds = time.perf_counter() - started
-    rss_end = service.rss_bytes()
+    rss_end, pss_end = service.rss_bytes(), service.pss_bytes()
     latencies = [o.seconds for o in outcomes]
     growth = round(100 * (rss_end - rss_start) / rss_start, 2)
     problems = tally_problems(outcomes, lambda o: o.ok)
@@ -211,6 +213,7 @@ def soak(
         rss_end_mib=round(rss_end / 2**20, 1),
         rss_growth_pct=growth,
         rss_mib_every_tenth=samples,
+        pss_end_mib=round(pss_end / 2**20, 1),
         models=len(workload.models.ready),
         problems=problems,
     )

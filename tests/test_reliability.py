@@ -56,6 +56,7 @@ def test_soak_every_response_whole_and_memory_flat(service: Service) -> None:
     assert figure.errors == 0 and figure.integrity_failures == 0, figure.problems
     assert figure.models == 3 and figure.problems == []  # every model served
     assert figure.rss_growth_pct < 10, figure
+    assert 0 < figure.pss_end_mib <= figure.rss_end_mib, figure  # shared pages counted once
 
 
 def test_overload_refuses_quickly_and_recovers(tiny_store: Path) -> None:
