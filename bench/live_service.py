@@ -53,18 +53,21 @@ class Service:
         when there are several), from /proc."""
         return sum(rss_of_tree(self.process.pid).values())
 
-    def pss_bytes(self) -> int:
-        """Proportional memory of the same processes: pages the workers share (the forked
-        parent's, the mapped graph files) counted once in all, not once per process."""
-        total = 0
+    def pss_by_process(self) -> dict[str, int]:
+        """Proportional memory in bytes of the same processes, by ``pid command line``: pages
+        they share (the mapped libraries, a forked parent's) are counted once in all, not once
+        per process."""
+        found = {}
         for pid in rss_of_tree(self.process.pid):
+            proc = Path(f"/proc/{pid}")
             try:
-                rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+                rollup = (proc / "smaps_rollup").read_text()
+                command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
             except OSError:
                 continue
             pss = next(line for line in rollup.splitlines() if line.startswith("Pss:"))
-            total += int(pss.split()[1]) * 1024
-        return total
+            found[f"{pid} {command[:120]}"] = int(pss.split()[1]) * 1024
+        return found
 
     def get(self, path: str, token: str | None = None) -> tuple[int, Json]:
         return _http("GET", self.url + path, None, token)

@@ -162,6 +162,8 @@ class SoakFigure:
     """RSS after each tenth of the run: a leak climbs, allocator warm-up levels off."""
     pss_end_mib: float
     """The whole service's PSS after the soak, every model of the store having served."""
+    pss_mib_by_process: dict[str, float]
+    """The same by process (pid and command line): the supervisor, each worker, helpers."""
     models: int
     """Ready models, each probed in turn (``Workload``)."""
     problems: list[str]
@@ -192,7 +194,7 @@ def soak(
         outcomes += asyncio.run(drive(service.url, calls, count, concurrency))
         samples.append(round(service.rss_bytes() / 2**20, 1))
     seconds = time.perf_counter() - started
-    rss_end, pss_end = service.rss_bytes(), service.pss_bytes()
+    rss_end, pss_by_process = service.rss_bytes(), service.pss_by_process()
     latencies = [o.seconds for o in outcomes]
     growth = round(100 * (rss_end - rss_start) / rss_start, 2)
     problems = tally_problems(outcomes, lambda o: o.ok)
@@ -213,7 +215,8 @@ def soak(
         rss_end_mib=round(rss_end / 2**20, 1),
         rss_growth_pct=growth,
         rss_mib_every_tenth=samples,
-        pss_end_mib=round(pss_end / 2**20, 1),
+        pss_end_mib=round(sum(pss_by_process.values()) / 2**20, 1),
+        pss_mib_by_process={k: round(v / 2**20, 1) for k, v in pss_by_process.items()},
         models=len(workload.models.ready),
         problems=problems,
     )
