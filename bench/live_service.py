@@ -65,8 +65,9 @@ class Service:
                 command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
             except OSError:
                 continue
-            pss = next(line for line in rollup.splitlines() if line.startswith("Pss:"))
-            found[f"{pid} {command[:120]}"] = int(pss.split()[1]) * 1024
+            pss = next((line for line in rollup.splitlines() if line.startswith("Pss:")), None)
+            if pss is not None:  # None: it exited meanwhile
+                found[f"{pid} {command[:120]}"] = int(pss.split()[1]) * 1024
         return found
 
     def get(self, path: str, token: str | None = None) -> tuple[int, Json]:
