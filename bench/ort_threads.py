@@ -62,10 +62,10 @@ def node_shares(graph: str, batch: int, runs: int = 50) -> list[tuple[str, str, 
         events = json.loads(Path(session.end_profiling()).read_text())
     totals: Counter[tuple[str, str]] = Counter()
     for event in events:
-        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
-            totals[(event["args"]["op_name"], event["name"].removesuffix("_kernel_time"))] += event[
-                "dur"
-            ]
+        name = event["name"]
+        if event.get("cat") == "Node" and name.endswith("_kernel_time"):
+            node = name.removesuffix("_kernel_time")
+            totals[(event["args"]["op_name"], node)] += event["dur"]
     whole = sum(totals.values())
     return [(op, node, us / whole, us / runs / 1e3) for (op, node), us in totals.most_common()]
 
