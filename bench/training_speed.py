@@ -1,13 +1,14 @@
 """Training speed per family on this machine: images per second of the real training step, on
-real Fashion-MNIST batches, by torch threads, autocast precision and memory format.
+real Fashion-MNIST batches, by torch threads, autocast precision, memory format and
+``torch.compile``.
 
     .venv/bin/python bench/training_speed.py                       # every family, defaults
     .venv/bin/python bench/training_speed.py --families dcgan --threads 1,2 \\
-        --precision fp32,bf16 --set dcgan:spectral_norm=True
+        --precision fp32,bf16 --compile no,yes --set dcgan:d_norm=spectral
 
-Each configuration runs a few warm-up steps, then times ``--steps`` steps; the figure is the
-median over ``--repeats`` repeats of (batch size x steps / seconds). Runs one at a time: never
-run it beside a training run, which needs the same cores.
+Each configuration runs a few warm-up steps (compiling, when it is on), then times ``--steps``
+steps; the figure is the median over ``--repeats`` repeats of (batch size x steps / seconds).
+Runs one at a time: never run it beside a training run, which needs the same cores.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from training.data import load  # noqa: E402
+from training.hardware import cpu_description  # noqa: E402
 from training.models import FAMILIES  # noqa: E402
 from training.trainer import build_model  # noqa: E402
 
@@ -52,6 +54,7 @@ def images_per_second(
     threads: int,
     precision: str,
     channels_last: bool,
+    compiled: bool,
     steps: int,
     repeats: int,
     images: torch.Tensor,
@@ -62,6 +65,8 @@ def images_per_second(
     model = build_model(family, overrides).train()
     if channels_last:
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    if compiled:
+        model.compile_for_training()
     optimizers = model.configure_optimizers()
     batch = model.config.batch_size
     rates = []
@@ -85,6 +90,7 @@ def main() -> None:
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--precision", default="fp32,bf16")
     parser.add_argument("--channels-last", default="yes", help="yes, no, or yes,no")
+    parser.add_argument("--compile", default="no", help="torch.compile: yes, no, or no,yes")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--set", action="append", default=[], metavar="FAMILY:KEY=VALUE")
@@ -95,26 +101,33 @@ def main() -> None:
     images, labels = train.float_images()[:8192], train.labels[:8192]
     overrides = _overrides(args.set)
     layouts = [value == "yes" for value in args.channels_last.split(",")]
+    compiling = [value == "yes" for value in args.compile.split(",")]
+    print(f"# {cpu_description()}")
     results = []
-    print("| family | settings | threads | precision | channels-last | img/s (median) |")
-    print("| --- | --- | ---: | --- | --- | ---: |")
-    for family, threads, precision, channels_last in itertools.product(
+    print("| family | settings | threads | precision | channels-last | compile | img/s (median) |")
+    print("| --- | --- | ---: | --- | --- | --- | ---: |")
+    for family, threads, precision, channels_last, compiled in itertools.product(
         args.families.split(","),
         [int(t) for t in args.threads.split(",")],
         args.precision.split(","),
         layouts,
+        compiling,
     ):
         settings = overrides.get(family, {})
         rates = images_per_second(
-            family, settings, threads, precision, channels_last, args.steps, args.repeats,
-            images, labels,
+            family, settings, threads, precision, channels_last, compiled, args.steps,
+            args.repeats, images, labels,
         )  # fmt: skip
         median = statistics.median(rates)
         shown = ", ".join(f"{k}={v}" for k, v in settings.items()) or "defaults"
-        print(f"| {family} | {shown} | {threads} | {precision} | {channels_last} | {median:.0f} |")
+        print(
+            f"| {family} | {shown} | {threads} | {precision} | {channels_last} | {compiled} "
+            f"| {median:.0f} |",
+            flush=True,
+        )
         results.append(
             {"family": family, "settings": settings, "threads": threads,
-             "precision": precision, "channels_last": channels_last,
+             "precision": precision, "channels_last": channels_last, "compile": compiled,
              "images_per_second": [round(r, 1) for r in rates], "median": round(median, 1)}
         )  # fmt: skip
     if args.out:

@@ -72,6 +72,97 @@ def test_same_seed_same_weights_and_resume_matches_uninterrupted(tmp_path: Path)
     assert ckpt["config"]["latent_dim"] == 4 and model.config.latent_dim == 4
 
 
+CLASSIFIER = (
+    Path(__file__).resolve().parent.parent / "model_store" / "classifier-fashion.classifier"
+)
+
+
+def test_a_tracked_scheduled_run_resumed_matches_it_uninterrupted(tmp_path: Path) -> None:
+    """Held-out FD every epoch, a decaying rate and the best epoch kept: 2 epochs straight and
+    1 epoch plus a resumed 1 give the same weights, optimisers, curve and best checkpoint."""
+    config = {**TINY["dcgan"], "heldout_samples": 64, "lr_schedule": "linear", "lr_hold": 0.5,
+              "lr_horizon": 2}  # fmt: skip
+    kw = {"seed": 5, "limit": 64, "progress": False, "classifier": CLASSIFIER}
+    straight = train("dcgan", "synthetic", tmp_path / "a", overrides={**config, "epochs": 2}, **kw)
+    train("dcgan", "synthetic", tmp_path / "b", overrides={**config, "epochs": 1}, **kw)
+    resumed = train("dcgan", "synthetic", tmp_path / "b", overrides={**config, "epochs": 2}, **kw)
+    a, b = torch.load(straight, weights_only=False), torch.load(resumed, weights_only=False)
+    for key, value in a["model"].items():  # the EMA generator included
+        assert torch.equal(value, b["model"][key]), key
+    for opt_a, opt_b in zip(a["optimizers"], b["optimizers"], strict=True):
+        assert opt_a["param_groups"] == opt_b["param_groups"]
+    assert a["history"] == [
+        {**r, "seconds": a["history"][i]["seconds"],
+         "images_per_second": a["history"][i]["images_per_second"]}
+        for i, r in enumerate(b["history"])
+    ]  # fmt: skip
+    first, second = a["history"]  # the rate of each epoch's last step (2 steps an epoch)
+    assert first["lr"] == pytest.approx(2e-4)  # 0.5 epochs done: still held
+    assert second["lr"] == pytest.approx(2e-4 / 3)  # 1.5 done: 2/3 of the way from 0.5 to 2
+    assert all(math.isfinite(r["heldout_fd"]) and "heldout_kid" in r for r in a["history"])
+    curve = [
+        json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert [r["epoch"] for r in curve] == [1, 2]
+    best = torch.load(tmp_path / "b" / "best.pt", weights_only=False)
+    best_epoch = min(curve, key=lambda r: r["heldout_fd"])["epoch"]
+    assert best["epoch"] == best_epoch == a["selection"]["best_epoch"]
+    assert load_checkpoint(tmp_path / "b")[1]["epoch"] == best_epoch  # a run folder: its best
+
+
+def test_an_unset_horizon_is_the_epochs_the_run_started_with(tmp_path: Path) -> None:
+    config = {**TINY["vae"], "lr_schedule": "cosine"}
+    kw = {"limit": 32, "progress": False}
+    train("vae", "synthetic", tmp_path, overrides={**config, "epochs": 1}, **kw)
+    resumed = train("vae", "synthetic", tmp_path, overrides={**config, "epochs": 2}, **kw)
+    ckpt = torch.load(resumed, weights_only=False)
+    assert ckpt["epoch"] == 2 and ckpt["config"]["lr_horizon"] == 1
+
+
+def test_a_run_stops_early_when_held_out_fd_stops_improving(tmp_path: Path) -> None:
+    """patience=1 with a frozen model (lr 0): the second epoch cannot beat the first."""
+    config = {**TINY["dcgan"], "heldout_samples": 32, "lr": 0.0, "epochs": 5, "patience": 1}
+    kw = {"limit": 32, "progress": False, "classifier": CLASSIFIER}
+    ckpt = torch.load(train("dcgan", "synthetic", tmp_path, overrides=config, **kw),
+                      weights_only=False)  # fmt: skip
+    assert ckpt["epoch"] == 2 and "no better heldout_fd in 1 epochs" in ckpt["stopped"]
+    # resuming a run that stopped early trains nothing more
+    again = torch.load(train("dcgan", "synthetic", tmp_path, overrides=config, **kw),
+                       weights_only=False)  # fmt: skip
+    assert again["epoch"] == 2
+
+
+@pytest.mark.parametrize(
+    ("schedule", "done", "factor"),
+    [("constant", 30.0, 1.0), ("linear", 5.0, 1.0), ("linear", 15.0, 0.55), ("linear", 40.0, 0.1),
+     ("cosine", 15.0, 0.55), ("cosine", 25.0, 0.1)],
+)  # fmt: skip
+def test_learning_rate_schedule_holds_then_decays_to_its_floor(
+    schedule: str, done: float, factor: float
+) -> None:
+    from training.models.base import lr_factor
+
+    config = build_model("dcgan", {"lr_schedule": schedule, "lr_hold": 10, "lr_horizon": 20,
+                                   "lr_final": 0.1}).config  # fmt: skip
+    assert lr_factor(config, done) == pytest.approx(factor)
+
+
+def test_a_schedule_and_a_per_step_decay_together_are_refused() -> None:
+    with pytest.raises(ValueError, match="lr_decay=1.0"):
+        build_model("pixelcnn", {"lr_schedule": "cosine"})
+
+
+def test_auto_precision_is_bf16_only_with_bf16_instructions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from training import hardware
+
+    monkeypatch.setattr(hardware, "_cpuinfo", lambda: "flags\t: fpu avx2 amx_bf16 amx_tile\n")
+    assert hardware.auto_precision() == "bf16" and hardware.bf16_instructions() == ["amx_bf16"]
+    monkeypatch.setattr(hardware, "_cpuinfo", lambda: "flags\t: fpu avx2 fma\n")
+    assert hardware.auto_precision() == "fp32" and "no bf16" in hardware.cpu_description()
+
+
 def test_resume_refuses_a_checkpoint_with_other_settings(tmp_path: Path) -> None:
     kw = {"limit": 32, "progress": False, "overrides": {**TINY["vae"], "epochs": 1}}
     train("vae", "synthetic", tmp_path, seed=1, **kw)

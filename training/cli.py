@@ -41,12 +41,28 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, help="train on the first N images only (smoke runs)")
     p.add_argument(
         "--precision",
-        choices=("bf16", "fp32"),
+        choices=("auto", "bf16", "fp32"),
         default="fp32",
-        help="autocast precision for training (evaluation is always fp32); bf16 pays only on a "
-        "CPU with bf16 instructions (bench/training_speed.py measures it)",
+        help="autocast precision for training (evaluation is always fp32); auto: bf16 on a CPU "
+        "with bf16 instructions (AMX or AVX512-BF16), fp32 elsewhere "
+        "(bench/training_speed.py measures both)",
     )
+    p.add_argument("--patience", type=int, help="stop after this many epochs without a better "
+                   "held-out FD (the family's default: never)")  # fmt: skip
+    p.add_argument(
+        "--classifier",
+        type=Path,
+        default=Path("model_store/classifier-fashion.classifier"),
+        help="the classifier graph whose features the held-out FD tracked every epoch uses "
+        "(skipped, with a warning, when it is not there)",
+    )
+    p.add_argument("--threads", type=int, help="torch threads (default: one per core)")
+    p.add_argument("--no-channels-last", action="store_true", help="keep the NCHW layout")
+    p.add_argument("--compile", action="store_true", help="torch.compile the networks")
     p.add_argument("--run-dir", type=Path, help="default: runs/<family>-<dataset>")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                   help="continue the run in RUN_DIR where it stopped (the same as --run-dir; "
+                   "a run folder is always resumed unless --no-resume)")  # fmt: skip
     p.add_argument("--no-resume", action="store_true")
 
 
@@ -71,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     _train_args(p)
 
     p = sub.add_parser("evaluate", help="evaluate a checkpoint on the test split, print JSON")
-    p.add_argument("checkpoint", type=Path)
+    p.add_argument("checkpoint", type=Path, help="a checkpoint, or a run folder (its best epoch)")
     _eval_args(p)
     p.add_argument(
         "--split",
@@ -82,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser("export", help="evaluate, export verified ONNX and write the model card")
-    p.add_argument("checkpoint", type=Path)
+    p.add_argument("checkpoint", type=Path, help="a checkpoint, or a run folder (its best epoch)")
     p.add_argument("--name", required=True, help="model name in the store, e.g. vae-fashion")
     p.add_argument("--store", type=Path, default=Path("model_store"))
     p.add_argument("--version", type=int, help="default: one more than the newest")
@@ -92,16 +108,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> Path:
+    import torch
+
     from .trainer import train
 
     overrides = dict(args.set)
-    for key in ("epochs", "batch_size", "lr"):
+    for key in ("epochs", "batch_size", "lr", "patience"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
-    run_dir = args.run_dir or Path("runs") / f"{args.family}-{args.dataset}"
+    if args.resume and args.run_dir and args.resume != args.run_dir:
+        raise ValueError("--resume and --run-dir name different folders")
+    if args.resume and not (args.resume / "checkpoint.pt").is_file():
+        raise FileNotFoundError(f"{args.resume} holds no checkpoint.pt to resume")
+    run_dir = args.resume or args.run_dir or Path("runs") / f"{args.family}-{args.dataset}"
+    classifier = args.classifier if args.classifier.exists() else None
+    if classifier is None:
+        print(f"warning: no classifier at {args.classifier}: held-out FD is not tracked",
+              file=sys.stderr)  # fmt: skip
+    if args.threads:
+        torch.set_num_threads(args.threads)
     return train(
         args.family, args.dataset, run_dir, seed=args.seed, overrides=overrides,
         limit=args.limit, precision=args.precision, resume=not args.no_resume,
+        classifier=classifier, channels_last=not args.no_channels_last,
+        compile_model=args.compile,
     )  # fmt: skip
 
 

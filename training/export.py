@@ -27,7 +27,7 @@ from modelstore.layout import (
 from modelstore.triton import write_configs
 
 from .models import GenerativeModel, GraphSpec
-from .trainer import load_checkpoint
+from .trainer import METRICS, checkpoint_in, load_checkpoint
 
 OPSET = 17
 IR_VERSION = 9  # onnxruntime 1.31 loads up to 13; the newest onnx writes 14
@@ -177,7 +177,12 @@ def export_checkpoint(
     taken = _taken(store, name, version)
     if taken:  # checked before an evaluation that may take many minutes
         raise ValueError(f"{taken[0]} exists; versions are never overwritten")
+    checkpoint = checkpoint_in(checkpoint)
     model, ckpt = load_checkpoint(checkpoint)
+    print(f"exporting {checkpoint} (epoch {ckpt['epoch']})")
+    curve = checkpoint.parent / METRICS
+    if curve.is_file():  # the whole run's curve, which goes on past a best epoch
+        ckpt["run_history"] = [json.loads(line) for line in curve.read_text().splitlines()]
     if metrics is None:
         from .evaluate import evaluate
 
@@ -256,7 +261,9 @@ def _write_graphs_and_card(
             "seed": ckpt["seed"],
             "train_images": ckpt["limit"] or "all of the train split",
             "command": train_command(model, ckpt),
-            "history": ckpt["history"],
+            "history": ckpt.get("run_history", ckpt["history"]),
+            "selected": ckpt.get("selection"),
+            "stopped": ckpt.get("stopped"),
         },
         "export": {
             "torch": torch.__version__,

@@ -1,34 +1,38 @@
-"""The single trainer: seeded, resumable, with checkpoints that describe themselves."""
+"""The single trainer: seeded, resumable at every epoch, watching the held-out split.
+
+A run folder holds ``checkpoint.pt`` (the last epoch: weights, optimisers, the EMA inside the
+weights, every random state, the schedule's position and the metrics history), ``best.pt`` (the
+epoch with the best held-out figure, which export takes) and ``metrics.jsonl`` (one line per
+epoch).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import os
-import platform
+import random
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from .data import load, spec
+from .hardware import auto_precision, cpu_description
 from .models import FAMILIES, GenerativeModel
+from .models.base import RUN_SETTINGS, SCHEDULES, lr_factor
+from .tracking import HeldoutTracker, Selection
 
 CHECKPOINT = "checkpoint.pt"
-
-
-def hardware() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, no GPU"
+BEST = "best.pt"
+METRICS = "metrics.jsonl"
+PRECISIONS = ("auto", "fp32", "bf16")
+HELDOUT_LOSS_IMAGES = 1000
 
 
 def build_model(
@@ -46,21 +50,55 @@ def build_model(
             f"{family} has no setting {', '.join(sorted(unknown))}; "
             f"it has {', '.join(sorted(known))}"
         )
-    return model_cls(config_cls(**config), spec(dataset))
+    cfg = config_cls(**config)
+    if cfg.lr_schedule not in SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {', '.join(SCHEDULES)}")
+    if cfg.lr_schedule != "constant" and getattr(cfg, "lr_decay", 1.0) != 1.0:
+        raise ValueError(f"{family} decays its rate every step (lr_decay); set lr_decay=1.0 to "
+                         "use lr_schedule")  # fmt: skip
+    return model_cls(cfg, spec(dataset))
+
+
+def checkpoint_in(path: Path) -> Path:
+    """The checkpoint a path names: a file as it is; a run folder's best epoch, or its last when
+    it kept no best."""
+    if path.is_dir():
+        best = path / BEST
+        return best if best.is_file() else path / CHECKPOINT
+    return path
 
 
 def load_checkpoint(path: Path) -> tuple[GenerativeModel, dict[str, Any]]:
     """A model rebuilt from the config its checkpoint carries, with its trained weights."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = torch.load(checkpoint_in(path), map_location="cpu", weights_only=False)
     model = build_model(ckpt["family"], ckpt["config"], ckpt["dataset"])
     model.load_state_dict(ckpt["model"])
     return model.eval(), ckpt
 
 
-def _save_atomic(obj: dict[str, Any], path: Path) -> None:
+def _save_atomic(obj: Any, path: Path) -> None:
     tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
+    if path.suffix == ".jsonl":
+        tmp.write_text("".join(json.dumps(line) + "\n" for line in obj))
+    else:
+        torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def _random_states() -> dict[str, Any]:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+            "python": random.getstate()}  # fmt: skip
+
+
+def _restore_random_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    np.random.set_state(states["numpy"])
+    random.setstate(states["python"])
+
+
+def _same_run(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    keep = {k: v for k, v in old.items() if k not in RUN_SETTINGS}
+    return keep == {k: v for k, v in new.items() if k not in RUN_SETTINGS}
 
 
 def train(
@@ -73,12 +111,20 @@ def train(
     precision: str = "fp32",
     resume: bool = True,
     progress: bool = True,
+    classifier: Path | None = None,
+    channels_last: bool = True,
+    compile_model: bool = False,
 ) -> Path:
-    """Train (or resume training) and return the checkpoint path.
+    """Train (or resume training) and return the last checkpoint's path.
 
     The same family, dataset, config, seed and precision give the same weights, whether the run
-    was interrupted and resumed at an epoch boundary or not.
+    was interrupted and resumed at an epoch boundary or not. With ``classifier`` (an exported
+    classifier graph), the samples' FD and KID to the held-out split are measured after every
+    epoch and pick the best checkpoint; without it, the held-out loss does.
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
+    precision = auto_precision() if precision == "auto" else precision
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = run_dir / CHECKPOINT
     torch.manual_seed(seed)
@@ -88,35 +134,54 @@ def train(
     state: dict[str, Any] = {
         "family": family, "dataset": dataset, "seed": seed, "precision": precision,
         "config": dataclasses.asdict(cfg), "epoch": 0, "step": 0, "seconds": 0.0,
-        "history": [], "limit": limit, "hardware": hardware(),
-        "torch": torch.__version__,
+        "history": [], "limit": limit, "hardware": cpu_description(),
+        "torch": torch.__version__, "selection": None, "stopped": None,
     }  # fmt: skip
     if resume and ckpt_path.exists():
         old = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        if cfg.lr_schedule != "constant" and cfg.lr_horizon is None:
+            cfg.lr_horizon = old["config"].get("lr_horizon")  # the horizon the run started with
+            state["config"] = dataclasses.asdict(cfg)
         same = ("family", "dataset", "seed", "precision", "limit")
-        if any(old[k] != state[k] for k in same) or _without_epochs(
-            old["config"]
-        ) != _without_epochs(state["config"]):
+        if any(old[k] != state[k] for k in same) or not _same_run(old["config"], state["config"]):
             raise ValueError(
                 f"{ckpt_path} was trained with other settings; use another --run-dir or --no-resume"
             )
         model.load_state_dict(old["model"])
         for opt, opt_state in zip(optimizers, old["optimizers"], strict=True):
             opt.load_state_dict(opt_state)
-        torch.set_rng_state(old["rng"])
-        for k in ("epoch", "step", "seconds", "history"):
-            state[k] = old[k]
-        state["config"] = dataclasses.asdict(cfg)  # more epochs may have been asked for
+        _restore_random_states(old["rng"])
+        for k in ("epoch", "step", "seconds", "history", "selection"):
+            state[k] = old.get(k, state[k])
         print(f"resuming {ckpt_path} after epoch {state['epoch']}", file=sys.stderr)
+    elif cfg.lr_schedule != "constant" and cfg.lr_horizon is None:
+        cfg.lr_horizon = cfg.epochs
+        state["config"] = dataclasses.asdict(cfg)
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group.setdefault("initial_lr", group["lr"])
 
     train_set = load(dataset, "train")
     x_all, y_all = train_set.float_images(), train_set.labels
     if limit:
         x_all, y_all = x_all[:limit], y_all[:limit]
     held = load(dataset, "heldout")
-    x_val, y_val = held.float_images()[:1000], held.labels[:1000]
-    model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    batches = (len(x_all) + cfg.batch_size - 1) // cfg.batch_size
+    x_val, y_val = held.float_images()[:HELDOUT_LOSS_IMAGES], held.labels[:HELDOUT_LOSS_IMAGES]
+    tracker = None
+    if classifier is not None and cfg.heldout_samples > 0 and model.tracks_samples:
+        tracker = HeldoutTracker(classifier, held.float_images(), cfg.heldout_samples)
+    selection = Selection(**state["selection"]) if state["selection"] else None
+    if selection is None:
+        selection = Selection("heldout_fd" if tracker else "val")
+    if selection.exhausted(cfg.patience):
+        print(f"{ckpt_path} stopped early: no better {selection.metric} in {cfg.patience} "
+              "epochs; raise patience to go on", file=sys.stderr)  # fmt: skip
+        return ckpt_path
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    model.to(memory_format=layout)  # type: ignore[call-overload]
+    if compile_model:
+        model.compile_for_training()
+    batches = math.ceil(len(x_all) / cfg.batch_size)
 
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
         model.train()
@@ -128,28 +193,58 @@ def train(
             range(batches), desc=f"{family} epoch {epoch}/{cfg.epochs}", unit="batch",
             disable=not progress, dynamic_ncols=True, file=sys.stderr,
         )  # fmt: skip
-        logs: dict[str, float] = {}
+        sums: dict[str, float] = {}
         for b in bar:
+            factor = lr_factor(cfg, state["step"] / batches)
+            for opt in optimizers:
+                for group in opt.param_groups:
+                    if cfg.lr_schedule != "constant":
+                        group["lr"] = group["initial_lr"] * factor
             idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-            x = x_all[idx].contiguous(memory_format=torch.channels_last)
+            x = x_all[idx].contiguous(memory_format=layout)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
                 logs = model.training_step(x, y_all[idx], optimizers)
             state["step"] += 1
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + v
             rate = (b + 1) * cfg.batch_size / (time.perf_counter() - started)
-            bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()} | {"img/s": f"{rate:.0f}"})
+            shown = {k: f"{v:.4g}" for k, v in logs.items()} | {"img/s": f"{rate:.0f}"}
+            if selection.best_epoch:
+                shown[f"best {selection.metric}"] = f"{selection.best:.4g}"
+            bar.set_postfix(shown)
+        train_seconds = time.perf_counter() - started
         model.end_of_epoch()
         model.eval()
-        val = model.validation_loss(x_val, y_val)
+        record: dict[str, Any] = {
+            "epoch": epoch, "step": state["step"],
+            "lr": optimizers[0].param_groups[0]["lr"],
+            **{k: v / batches for k, v in sums.items()},
+            "images_per_second": round(len(x_all) / train_seconds, 1),
+            "val": model.validation_loss(x_val, y_val),
+        }  # fmt: skip
+        if tracker:
+            record.update(tracker.measure(model))
         state["seconds"] += time.perf_counter() - started
-        state["history"].append({"epoch": epoch, "val": val, **logs})
-        state.update(epoch=epoch, model=model.state_dict(), rng=torch.get_rng_state())
+        record["seconds"] = round(state["seconds"], 1)
+        improved = selection.update(epoch, record[selection.metric])
+        state["history"].append(record)
+        state.update(epoch=epoch, model=model.state_dict(), rng=_random_states())
+        state["selection"] = dataclasses.asdict(selection)
         state["optimizers"] = [opt.state_dict() for opt in optimizers]
+        if selection.exhausted(cfg.patience):
+            state["stopped"] = f"no better {selection.metric} in {cfg.patience} epochs"
         _save_atomic(state, ckpt_path)
+        if improved:
+            _save_atomic(state, run_dir / BEST)
+        _save_atomic(state["history"], run_dir / METRICS)
+        tracked = f", held-out FD {record['heldout_fd']:.1f}" if tracker else ""
         print(
-            f"{family} epoch {epoch}: held-out {val:.4f}, {state['seconds']:.0f} s", file=sys.stderr
+            f"{family} epoch {epoch}: held-out loss {record['val']:.4f}{tracked}, "
+            f"{record['images_per_second']:.0f} img/s, {state['seconds']:.0f} s"
+            + (" (best)" if improved else ""),
+            file=sys.stderr,
         )
+        if state["stopped"]:
+            print(f"stopping early: {state['stopped']}", file=sys.stderr)
+            break
     return ckpt_path
-
-
-def _without_epochs(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in config.items() if k != "epochs"}

@@ -52,6 +52,7 @@ class ImageOut(nn.Module):
 
 class Autoencoder(GenerativeModel):
     family = "autoencoder"
+    tracks_samples = False
 
     def __init__(self, config: AutoencoderConfig, data: DataSpec) -> None:
         super().__init__(config, data)

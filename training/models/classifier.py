@@ -52,6 +52,7 @@ class Classifier(GenerativeModel):
     """Not generative, but trained, checkpointed and exported the same way."""
 
     family = "classifier"
+    tracks_samples = False
 
     def __init__(self, config: ClassifierConfig, data: DataSpec) -> None:
         super().__init__(config, data)

@@ -1,0 +1,63 @@
+"""What a run watches between epochs: the Fréchet distance and KID of a fixed set of samples to
+the held-out images (never the test split), the best checkpoint by that distance, and when to
+stop because it has not improved for a while."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .metrics import FeatureExtractor, frechet_distance, kid
+
+TRACK_SEED = 4321
+"""The seed of the samples drawn at every evaluation: the same latents (or pixel draws) each time,
+so that two epochs' figures differ by the model only."""
+
+
+class HeldoutTracker:
+    """FD and KID of ``samples`` samples against the held-out split's classifier features."""
+
+    def __init__(self, classifier: Path, heldout_images: torch.Tensor, samples: int) -> None:
+        self.extract = FeatureExtractor(classifier)
+        self.samples = samples
+        self.reference = self.extract(heldout_images.numpy())[1]  # (N, F)
+
+    @torch.no_grad()
+    def measure(self, model: Any) -> dict[str, float]:
+        g = torch.Generator().manual_seed(TRACK_SEED)
+        chunks = [model.sample(min(500, self.samples - i), g) for i in range(0, self.samples, 500)]
+        images = torch.cat(chunks).float().numpy()
+        features = self.extract(np.ascontiguousarray(images, dtype=np.float32))[1]
+        kid_mean, _ = kid(features, self.reference, subsets=20, subset_size=min(1000, len(images)))
+        return {
+            "heldout_fd": frechet_distance(features, self.reference),
+            "heldout_kid": kid_mean,
+        }
+
+
+@dataclass
+class Selection:
+    """The best evaluation so far, by one figure (lower is better), and how many evaluations
+    have passed without beating it."""
+
+    metric: str
+    best: float = math.inf
+    best_epoch: int = 0
+    since_best: int = 0
+
+    def update(self, epoch: int, value: float) -> bool:
+        """Record an evaluation; True when it is the new best."""
+        if value < self.best:
+            self.best, self.best_epoch, self.since_best = value, epoch, 0
+            return True
+        self.since_best += 1
+        return False
+
+    def exhausted(self, patience: int) -> bool:
+        """No improvement in the last ``patience`` evaluations (never, when patience is 0)."""
+        return patience > 0 and self.since_best >= patience
