@@ -1,39 +1,17 @@
 """Evaluation: on the test split for the model card, or on the held-out split for choosing
 between recipes (never the test split). Each family says what it measures
-(``GenerativeModel.evaluate``); the shared measurements are here."""
+(``GenerativeModel.evaluate``); the shared measurements are in ``evaluation.py``."""
 
 from __future__ import annotations
 
-import math
-import time
-from collections.abc import Callable
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from tqdm import tqdm
 
-from .data import load
-from .metrics import (
-    FeatureExtractor,
-    bits_per_dim,
-    class_entropy,
-    frechet_distance,
-    sample_metrics,
-)
+from .evaluation import EVAL_SEED, Evaluation
 from .models import GenerativeModel
 from .trainer import load_checkpoint
-
-EVAL_SEED = 1234
-SPLITS = {
-    "test": ("test", "heldout"),
-    "heldout": ("heldout", "train"),
-}
-"""The split measured against, and the split whose real images give the reference values."""
-
-PerImage = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def evaluate_checkpoint(checkpoint: Path, classifier: Path, **options: Any) -> dict[str, Any]:
@@ -52,132 +30,3 @@ def evaluate(
     ev = Evaluation(dataset, classifier, **options)
     metrics = model.evaluate(ev)
     return {"metrics": metrics, "evaluation": ev.how}
-
-
-class Evaluation:
-    """The data and the measurements a family's ``evaluate`` draws on."""
-
-    def __init__(
-        self,
-        dataset: str,
-        classifier: Path,
-        fd_samples: int = 10_000,
-        iwae_k: int = 100,
-        limit: int | None = None,
-        batch: int = 500,
-        split: str = "test",
-    ) -> None:
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-        self.dataset, self.classifier, self.seed = dataset, classifier, EVAL_SEED
-        self.fd_samples, self.iwae_k, self.batch = fd_samples, iwae_k, batch
-        self.split, self.reference_split = SPLITS[split]
-        images = load(dataset, self.split)
-        self.x = images.float_images()[:limit] if limit else images.float_images()
-        self.y = images.labels[: len(self.x)]
-        self.how: dict[str, Any] = {
-            "split": f"{dataset}/{self.split}", f"{self.split}_images": len(self.x),
-            "seed": self.seed,
-        }  # fmt: skip
-
-    @property
-    def dims(self) -> int:
-        return self.x[0].numel()
-
-    def per_image(self, fn: PerImage, desc: str) -> np.ndarray:
-        """fn(images, labels) on batches of the split -> one value per image."""
-        steps = tqdm(range(0, len(self.x), self.batch), desc=desc, leave=False)
-        out = [fn(self.x[i : i + self.batch], self.y[i : i + self.batch]) for i in steps]
-        return torch.cat(out).double().numpy()
-
-    def bits_per_dim(self, nll_nats: np.ndarray) -> float:
-        return bits_per_dim(nll_nats, self.dims)
-
-    @cached_property
-    def extract(self) -> FeatureExtractor:
-        return FeatureExtractor(self.classifier)
-
-    @cached_property
-    def reference_features(self) -> np.ndarray:
-        """The classifier's features of the reference split's real images (10,000 at most)."""
-        if self.reference_split == "heldout":
-            return self.heldout_features
-        images = load(self.dataset, self.reference_split).float_images()[:10_000]
-        return self.extract(images.numpy())[1]
-
-    @cached_property
-    def heldout_features(self) -> np.ndarray:
-        """The classifier's features of the held-out images: what model selection compares
-        against, whichever split is measured."""
-        return self.extract(load(self.dataset, "heldout").float_images().numpy())[1]
-
-    @cached_property
-    def split_features(self) -> np.ndarray:
-        """The classifier's features of the whole measured split (FD's reference set)."""
-        if self.split == "heldout":
-            return self.heldout_features
-        return self.extract(load(self.dataset, self.split).float_images().numpy())[1]
-
-    def features(self, images: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(logits, features) of images in [0, 1]."""
-        array = images.numpy() if isinstance(images, torch.Tensor) else images
-        return self.extract(np.ascontiguousarray(array, dtype=np.float32))
-
-    def sample_quality(self, model: GenerativeModel) -> dict[str, float]:
-        """FD, KID, precision and recall of ``fd_samples`` samples against the measured split,
-        each beside its real-data reference (as many real images of the reference split), and
-        the entropy of the samples' predicted classes."""
-        n = self.fd_samples
-        g = torch.Generator().manual_seed(self.seed)
-        started = time.perf_counter()
-        chunks = []
-        for i in tqdm(range(0, n, 250), desc=f"{n} samples", leave=False):
-            chunks.append(model.sample(min(250, n - i), g))
-        seconds = time.perf_counter() - started
-        logits, f_samples = self.features(torch.cat(chunks))
-        measured = self.quality_against_split(f_samples)
-        self.how.update(
-            fd_samples=n, sample_seconds_per_image_torch_cpu=seconds / n,
-            kid={"subsets": 100, "subset_size": min(1000, n), "kernel": "(u.v / F + 1)^3"},
-            precision_recall={"k": 3, "reference": "the measured split's first images, as many "
-                              "as there are samples"},
-        )  # fmt: skip
-        return {
-            **measured,
-            "class_entropy": class_entropy(logits.argmax(1), len(logits[0])),
-            "class_entropy_max": math.log(len(logits[0])),
-        }
-
-    def quality_against_split(self, f_samples: np.ndarray) -> dict[str, float]:
-        """``sample_metrics`` of these features against the measured split, and the same
-        metrics of as many real images of the reference split: the real-data floor."""
-        n = len(f_samples)
-        f_split = self.split_features
-        f_floor = self.reference_features[:n]
-        generated = _against(f_samples, f_split, n)
-        floor = _against(f_floor, f_split, n)
-        self.how.update(
-            fd_reference=f"{self.dataset}/{self.split} ({len(f_split)} images)",
-            fd_floor=f"{len(f_floor)} real {self.reference_split} images vs the same "
-            f"{self.dataset}/{self.split} images",
-            classifier=str(self.extract.path),
-        )  # fmt: skip
-        return {
-            "fd": generated["fd"],
-            "fd_real_floor": floor["fd"],
-            "kid": generated["kid"],
-            "kid_std": generated["kid_std"],
-            "kid_real_floor": floor["kid"],
-            "precision": generated["precision"],
-            "precision_real": floor["precision"],
-            "recall": generated["recall"],
-            "recall_real": floor["recall"],
-        }
-
-
-def _against(features: np.ndarray, f_split: np.ndarray, n: int) -> dict[str, float]:
-    """FD against the whole split; KID, precision and recall against its first n images (the
-    k-NN manifolds compare sets of equal size)."""
-    metrics = sample_metrics(features, f_split[:n])
-    metrics["fd"] = frechet_distance(features, f_split)
-    return metrics

@@ -7,11 +7,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
+from .evaluation import Sampler
 from .metrics import FeatureExtractor, frechet_distance, kid
 
 TRACK_SEED = 4321
@@ -28,7 +28,7 @@ class HeldoutTracker:
         self.reference = self.extract(heldout_images.numpy())[1]  # (N, F)
 
     @torch.no_grad()
-    def measure(self, model: Any) -> dict[str, float]:
+    def measure(self, model: Sampler) -> dict[str, float]:
         g = torch.Generator().manual_seed(TRACK_SEED)
         chunks = [model.sample(min(500, self.samples - i), g) for i in range(0, self.samples, 500)]
         images = torch.cat(chunks).float().numpy()

@@ -21,7 +21,7 @@ from .base import GenerativeModel, GraphSpec, descend
 from .latent import ConvDecoder, ImageEncoder, LatentConfig
 
 if TYPE_CHECKING:
-    from ..evaluate import Evaluation
+    from ..evaluation import Evaluation
 
 
 @dataclass

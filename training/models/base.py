@@ -13,7 +13,7 @@ from ..data import DataSpec
 from ..nn import mean_bits_per_dim, mixture_log_prob
 
 if TYPE_CHECKING:
-    from ..evaluate import Evaluation
+    from ..evaluation import Evaluation
 
 
 @dataclass

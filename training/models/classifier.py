@@ -14,7 +14,7 @@ from ..data import DataSpec
 from .base import GenerativeModel, GraphSpec, TrainingConfig, descend
 
 if TYPE_CHECKING:
-    from ..evaluate import Evaluation
+    from ..evaluation import Evaluation
 
 
 @dataclass

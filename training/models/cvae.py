@@ -36,7 +36,7 @@ from .base import GraphSpec
 from .latent import ConvDecoder, GaussianLatentModel, VariationalConfig, conv_encoder
 
 if TYPE_CHECKING:
-    from ..evaluate import Evaluation
+    from ..evaluation import Evaluation
 
 LOG_VAR_MIN, LOG_VAR_MAX = -12.0, 6.0
 """The posterior's log-variance is clamped: an unclamped one once overflowed exp() in the KL."""

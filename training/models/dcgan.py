@@ -26,7 +26,7 @@ from .augment import diff_augment
 from .base import GenerativeModel, GraphSpec, TrainingConfig, descend
 
 if TYPE_CHECKING:
-    from ..evaluate import Evaluation
+    from ..evaluation import Evaluation
 
 BATCHNORM_BATCHES = 40
 """Batches of 256 latents that the batch-norm statistics of a generator are measured on."""

@@ -19,7 +19,7 @@ from ..nn import discretized_logistic_log_prob, mean_bits_per_dim
 from .base import GenerativeModel, TrainingConfig
 
 if TYPE_CHECKING:
-    from ..evaluate import Evaluation
+    from ..evaluation import Evaluation
 
 _LOG_2PI = math.log(2 * math.pi)
 
