@@ -473,3 +473,13 @@ def test_exported_dcgan_is_the_generator_its_card_says_was_chosen(tiny_store: Pa
     with torch.no_grad():
         expected = (generator.eval()(z) + 1) / 2
     np.testing.assert_allclose(got, expected.numpy(), atol=1e-4)
+
+
+def test_pixel_families_measure_fd_at_each_temperature_asked() -> None:
+    torch.manual_seed(0)
+    model = build_model("pixelcnn", TINY["pixelcnn"], "synthetic").eval()
+    result = evaluate(model, "synthetic", CLASSIFIER, fd_samples=8, limit=8, temperatures=(0.8,))
+    metrics = result["metrics"]
+    assert math.isfinite(metrics["fd_temperature_0.8"]) and math.isfinite(metrics["fd"])
+    assert 0 <= metrics["class_entropy_temperature_0.8"] <= math.log(10)
+    assert result["evaluation"]["temperatures"] == [0.8, 1.0]

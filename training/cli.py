@@ -23,6 +23,16 @@ def _setting(text: str) -> tuple[str, Any]:
         return key, value
 
 
+def _temperatures(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(t) for t in text.split(","))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected numbers like 0.7,0.8,0.9, got {text!r}") from e
+    if not all(0 < t < 1 for t in values):
+        raise argparse.ArgumentTypeError(f"temperatures lie in (0, 1), got {text!r}")
+    return values
+
+
 def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("family", choices=sorted(FAMILIES))
     p.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
@@ -77,6 +87,14 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fd-samples", type=int, default=10_000)
     p.add_argument("--iwae-k", type=int, default=100)
     p.add_argument("--eval-limit", type=int, help="evaluate on the first N test images only")
+    p.add_argument(
+        "--temperatures",
+        type=_temperatures,
+        default=(),
+        metavar="T,T,...",
+        help="sampling temperatures below 1 whose FD and class entropy the pixel-by-pixel "
+        "families also measure, e.g. 0.7,0.8,0.9 (1.0 is always measured)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             metrics = evaluate_checkpoint(
                 args.checkpoint, args.classifier, fd_samples=args.fd_samples,
                 iwae_k=args.iwae_k, limit=args.eval_limit, split=args.split,
+                temperatures=args.temperatures,
             )  # fmt: skip
             print(json.dumps(metrics, indent=2))
         elif args.command == "export":
@@ -155,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             folder = export_checkpoint(
                 args.checkpoint, args.store, args.name, version=args.version, metrics=given,
                 classifier=args.classifier, fd_samples=args.fd_samples, iwae_k=args.iwae_k,
-                eval_limit=args.eval_limit,
+                eval_limit=args.eval_limit, temperatures=args.temperatures,
             )  # fmt: skip
             print(folder)
     except (DatasetMissingError, ValueError, FileNotFoundError) as e:

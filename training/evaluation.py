@@ -32,6 +32,7 @@ SPLITS = {
 """The split measured against, and the split whose real images give the reference values."""
 
 PerImage = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Draw = Callable[[int, torch.Generator], torch.Tensor]
 
 
 class Sampler(Protocol):
@@ -52,12 +53,15 @@ class Evaluation:
         limit: int | None = None,
         batch: int = 500,
         split: str = "test",
+        temperatures: tuple[float, ...] = (),
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
         self.dataset, self.classifier, self.seed = dataset, classifier, EVAL_SEED
         self.fd_samples, self.iwae_k, self.batch = fd_samples, iwae_k, batch
         self.split, self.reference_split = SPLITS[split]
+        self.temperatures = temperatures
+        """Sampling temperatures below 1 whose FD a family that has one also measures."""
         images = load(dataset, self.split)
         self.x = images.float_images()[:limit] if limit else images.float_images()
         self.y = images.labels[: len(self.x)]
@@ -109,18 +113,31 @@ class Evaluation:
         array = images.numpy() if isinstance(images, torch.Tensor) else images
         return self.extract(np.ascontiguousarray(array, dtype=np.float32))
 
+    def draw(self, sample: Draw, desc: str = "") -> torch.Tensor:
+        """``fd_samples`` images of ``sample(n, generator)``, from the evaluation's seed."""
+        n = self.fd_samples
+        g = torch.Generator().manual_seed(self.seed)
+        chunks = []
+        for i in tqdm(range(0, n, 250), desc=desc or f"{n} samples", leave=False):
+            chunks.append(sample(min(250, n - i), g))
+        return torch.cat(chunks)
+
+    def fd_and_class_entropy(self, sample: Draw, desc: str = "") -> tuple[float, float]:
+        """FD to the measured split and the entropy of the predicted classes of ``draw``'s
+        images: the two figures that show a sampling setting's price (temperature)."""
+        logits, features = self.features(self.draw(sample, desc))
+        fd = frechet_distance(features, self.split_features)
+        return fd, class_entropy(logits.argmax(1), len(logits[0]))
+
     def sample_quality(self, model: Sampler) -> dict[str, float]:
         """FD, KID, precision and recall of ``fd_samples`` samples against the measured split,
         each beside its real-data reference (as many real images of the reference split), and
         the entropy of the samples' predicted classes."""
         n = self.fd_samples
-        g = torch.Generator().manual_seed(self.seed)
         started = time.perf_counter()
-        chunks = []
-        for i in tqdm(range(0, n, 250), desc=f"{n} samples", leave=False):
-            chunks.append(model.sample(min(250, n - i), g))
+        images = self.draw(model.sample)
         seconds = time.perf_counter() - started
-        logits, f_samples = self.features(torch.cat(chunks))
+        logits, f_samples = self.features(images)
         measured = self.quality_against_split(f_samples)
         self.how.update(
             fd_samples=n, sample_seconds_per_image_torch_cpu=seconds / n,

@@ -168,6 +168,7 @@ def export_checkpoint(
     fd_samples: int = 10_000,
     iwae_k: int = 100,
     eval_limit: int | None = None,
+    temperatures: tuple[float, ...] = (),
 ) -> Path:
     if version is not None and version < 1:
         raise ValueError(f"version must be a positive integer, got {version}")
@@ -193,6 +194,7 @@ def export_checkpoint(
             fd_samples=fd_samples,
             iwae_k=iwae_k,
             limit=eval_limit,
+            temperatures=temperatures,
         )
     model.apply_evaluation(metrics.get("evaluation", {}))
     store.mkdir(parents=True, exist_ok=True)

@@ -90,7 +90,10 @@ def _random_states() -> dict[str, Any]:
             "python": random.getstate()}  # fmt: skip
 
 
-def _restore_random_states(states: dict[str, Any]) -> None:
+def _restore_random_states(states: dict[str, Any] | torch.Tensor) -> None:
+    if isinstance(states, torch.Tensor):  # checkpoints before 2026-12 kept torch's state only
+        torch.set_rng_state(states)
+        return
     torch.set_rng_state(states["torch"])
     np.random.set_state(states["numpy"])
     random.setstate(states["python"])

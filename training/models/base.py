@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -177,6 +178,11 @@ class AutoregressiveModel(GenerativeModel):
     def validation_loss(self, x: torch.Tensor, y: torch.Tensor) -> float:
         return float(mean_bits_per_dim(-self.log_prob(x), x))
 
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator, temperature: float = 1.0) -> torch.Tensor:
+        """(n, C, H, W) in [0, 1], each pixel drawn from the mixture at ``temperature``."""
+        raise NotImplementedError
+
     def sampler_fields(self) -> dict[str, Any]:
         """The card's ``sampler``: how the service samples the family exactly and fast."""
         raise NotImplementedError
@@ -194,4 +200,12 @@ class AutoregressiveModel(GenerativeModel):
     def evaluate(self, ev: Evaluation) -> dict[str, float]:
         """Exact test bits/dim, then the samples' quality."""
         nll = ev.per_image(lambda xb, _: -self.log_prob(xb), "NLL")
-        return {"test_bpd": ev.bits_per_dim(nll), **super().evaluate(ev)}
+        metrics = {"test_bpd": ev.bits_per_dim(nll), **super().evaluate(ev)}
+        for t in ev.temperatures:
+            draw = functools.partial(self.sample, temperature=t)
+            fd, entropy = ev.fd_and_class_entropy(draw, f"temperature {t:g}")
+            metrics[f"fd_temperature_{t:g}"] = fd
+            metrics[f"class_entropy_temperature_{t:g}"] = entropy
+        if ev.temperatures:
+            ev.how["temperatures"] = [*ev.temperatures, 1.0]
+        return metrics
