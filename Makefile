@@ -9,7 +9,7 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 PROMETHEUS    := /usr/bin/prometheus
 CHROMIUM      := /usr/bin/chromium
 
-.PHONY: run test lint install install-dev constraints dataset prometheus chromium bench bench-throughput reliability train-defaults clean container-engine image image-test
+.PHONY: run test lint install install-dev constraints dataset prometheus chromium bench bench-throughput reliability train-defaults clean container-engine image image-test gpu-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -106,6 +106,13 @@ WRK           := /usr/bin/wrk
 
 bench-throughput: install-dev $(VENV)/.bench-installed $(PYTRITON_VENV)/.installed $(WRK)
 	$(BIN)/python bench/throughput.py $(BENCH_ARGS)
+
+# The first run on an NVIDIA GPU (bench/gpu_check.py): the service with SERVICE_DEVICE=cuda,
+# every graph on CUDA, images/s against raw onnxruntime on CUDA; writes docs/bench/gpu.md.
+# Without a GPU it runs on the CPU fallback. GPU_CHECK_ARGS="--out /tmp/gpu.md" writes elsewhere.
+GPU_CHECK_ARGS ?=
+gpu-check: install-dev
+	$(BIN)/python bench/gpu_check.py $(GPU_CHECK_ARGS)
 
 $(VENV)/.bench-installed: bench/requirements.txt constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install -q -c constraints.txt -r bench/requirements.txt
