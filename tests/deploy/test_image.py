@@ -38,7 +38,7 @@ K8S_RUN_OPTIONS = [
     "--security-opt",
     "no-new-privileges",
 ]
-"""The run that stands for deploy/k8s/'s securityContext (test_security_context.py holds the
+"""The run that stands for deploy/k8s/'s securityContext (test_files.py holds the
 manifests to it): read-only root, /tmp a tmpfs, no capabilities, no privilege escalation."""
 PEM_BLOCK = re.compile(rb"-----BEGIN CERTIFICATE-----\s+(.*?)-----END CERTIFICATE-----", re.S)
 COMPILER = re.compile(
@@ -102,7 +102,7 @@ def test_sigterm_with_requests_in_flight_fails_none_and_exits_0(engine: Any, ima
                 return response.status_code, time.monotonic()
 
             answers = [pool.submit(slow) for _ in range(IN_FLIGHT)]
-            time.sleep(0.5)  # all connected and taken; far from all answered
+            time.sleep(0.3)  # all connected and taken; far from all answered
             sigterm = time.monotonic()
             engine.run("stop", "--time", str(STOP_GRACE_S), running.name, timeout=60)
             stopped_s = time.monotonic() - sigterm

@@ -1,11 +1,17 @@
-"""deploy/k8s/ asks of the pod what tests/deploy/test_image.py ran the image with, and saw
-serve: uid 10001, a read-only root, no capabilities, no privilege escalation, /tmp a tmpfs of
-the same size. Static: part of ``make test``."""
+"""Static checks of what the container tests stand on (part of ``make test``): deploy/k8s/
+asks of the pod what tests/deploy/test_image.py ran the image with and saw serve, and the
+local Prometheus image and override that tests/deploy/test_compose.py uses pass hadolint and
+replace nothing but Prometheus's image."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+
+from tests.deploy.test_compose import LOCAL_IMAGES, LOCAL_PROMETHEUS, OVERRIDE
 from tests.deploy.test_image import K8S_RUN_OPTIONS, TMPFS_MIB, UID
-from tests.support.deploy_files import K8S, load_yaml_documents
+from tests.support.deploy_files import K8S, load_yaml, load_yaml_documents
+from tests.test_deploy import _hadolint
 
 
 def test_k8s_security_context_is_what_the_image_test_ran() -> None:
@@ -31,3 +37,15 @@ def test_k8s_security_context_is_what_the_image_test_ran() -> None:
         (tmp,) = [m for m in container["volumeMounts"] if m["mountPath"] == "/tmp"]
         (volume,) = [v for v in pod["volumes"] if v["name"] == tmp["name"]]
         assert volume["emptyDir"] == {"medium": "Memory", "sizeLimit": f"{TMPFS_MIB}Mi"}
+
+
+def test_local_prometheus_image_passes_hadolint_and_replaces_only_the_image() -> None:
+    dockerfile = LOCAL_IMAGES / "prometheus.Dockerfile"
+    result = subprocess.run(
+        [_hadolint(), "--failure-threshold", "style", "-f", "json", str(dockerfile)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0 and json.loads(result.stdout) == [], result.stdout
+    assert load_yaml(OVERRIDE) == {"services": {"prometheus": {"image": LOCAL_PROMETHEUS}}}
