@@ -57,8 +57,8 @@ run: install
 test: install-dev dataset prometheus chromium
 	$(BIN)/python -m pytest -q -m "not container"
 
-# podman (runc, netavark) and debootstrap from Debian, unless a docker engine answers. podman
-# runs with deploy/podman/containers.conf (docs/deploy.md).
+# podman (runc, netavark) and debootstrap from Debian, unless a docker engine answers. On hosts
+# without pure cgroup v2, podman runs with deploy/podman/containers.conf (docs/deploy.md).
 PODMAN_PACKAGES := podman runc netavark aardvark-dns slirp4netns uidmap fuse-overlayfs catatonit \
                    iptables debootstrap
 container-engine:

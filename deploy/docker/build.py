@@ -6,9 +6,10 @@ Dockerfile's ``PYTHON_IMAGE`` (``--base`` or the environment's ``PYTHON_IMAGE`` 
 where it can be neither found nor pulled (no registry reachable), ``debian_base.sh`` beside this
 file makes an equivalent one from Debian's packages. ``--ca`` passes a CA bundle as the build
 secret ``ca``, which pip in the builder stage trusts (a TLS-inspecting proxy's CA); the secret
-lands in no layer. podman runs with ``CONTAINERS_CONF`` set to ``deploy/podman/containers.conf``
-unless it is set already, and builds with ``--format docker``, without which it drops the
-``HEALTHCHECK``. Standard library only: tests/deploy/ imports it.
+lands in no layer. On a host without pure cgroup v2 (the CI VMs), podman runs with
+``CONTAINERS_CONF`` set to ``deploy/podman/containers.conf`` unless it is set already. podman
+builds with ``--format docker``, without which it drops the ``HEALTHCHECK``. Standard library
+only: tests/deploy/ imports it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"
 BASE_SCRIPT = Path(__file__).resolve().parent / "debian_base.sh"
 CONTAINERS_CONF = REPO / "deploy" / "podman" / "containers.conf"
+PURE_CGROUP_V2 = Path("/sys/fs/cgroup/cgroup.controllers")
+"""Absent on hosts with cgroup v1 or the hybrid layout, like the CI VMs: podman's defaults fail
+there, and CONTAINERS_CONF is pointed at deploy/podman/containers.conf."""
 DEFAULT_TAG = "genserve:cpu"
 
 
@@ -63,7 +67,7 @@ def find_engine() -> tuple[Engine | None, str]:
             reasons.append(f"no {name}")
             continue
         env = dict(os.environ)
-        if name == "podman":
+        if name == "podman" and not PURE_CGROUP_V2.exists():
             env.setdefault("CONTAINERS_CONF", str(CONTAINERS_CONF))
         else:
             env.setdefault("DOCKER_BUILDKIT", "1")  # build secrets need BuildKit
