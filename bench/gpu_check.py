@@ -7,7 +7,8 @@ process, at batch 1 and 64, in the same run), and writes docs/bench/gpu.md. On a
 without a GPU (``nvidia-smi -L`` lists none) it does the same on the CPU fallback
 (SERVICE_DEVICE=cpu, CPUExecutionProvider); tests/deploy/test_gpu_check.py runs it so, with
 tiny counts. ``--device`` forces either. SERVICE_* variables in the environment reach the
-service and are listed in the report.
+service and are listed in the report; SERVICE_WORKERS is 2 unless set, as deploy/k8s/gpu/ runs
+the service.
 
     make gpu-check                                        # writes docs/bench/gpu.md
     .venv/bin/python bench/gpu_check.py --requests 8 --seconds 0.2 --out /tmp/gpu.md
@@ -117,12 +118,12 @@ def raw_onnxruntime(model: str, provider: str, batch: int, seconds: float) -> fl
 def report(
     args: argparse.Namespace,
     argv: list[str],
-    device: str,
+    settings: dict[str, str],
     gpu: str | None,
     providers: list[tuple[str, str, str]],
     points: list[Point],
 ) -> str:
-    settings = {k: v for k, v in sorted(os.environ.items()) if k.startswith("SERVICE_")}
+    device = settings["SERVICE_DEVICE"]
     lines = [
         "# The service on a GPU: providers, and images/s against raw onnxruntime",
         "",
@@ -132,8 +133,7 @@ def report(
         f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}, onnxruntime {ort.__version__} "
         f"({ort.get_available_providers()})",
-        f"- service settings: SERVICE_DEVICE={device}"
-        + "".join(f", {k}={v}" for k, v in settings.items() if k != "SERVICE_DEVICE"),
+        "- service settings: " + ", ".join(f"{k}={v}" for k, v in sorted(settings.items())),
         f"- load: {args.requests} requests a point (at least 4 waves), after one warm-up wave; "
         f"raw onnxruntime: the median run over {args.seconds} s a batch size",
         "",
@@ -182,7 +182,11 @@ def main(argv: list[str] | None = None) -> int:
     provider = PROVIDERS[device]
     print(f"device {device} ({gpu or 'no NVIDIA GPU'})", file=sys.stderr)
     points: list[Point] = []
-    with serve(workload.DEFAULT_STORE, SERVICE_DEVICE=device) as service:
+    # The environment's SERVICE_* reach the service; SERVICE_WORKERS defaults to 2, as
+    # deploy/k8s/gpu/ runs it (a CPU limit of 2), not to one worker per core of this machine.
+    settings = {k: v for k, v in os.environ.items() if k.startswith("SERVICE_")}
+    settings = {"SERVICE_WORKERS": "2", **settings, "SERVICE_DEVICE": device}
+    with serve(workload.DEFAULT_STORE, **settings) as service:
         providers = graph_providers(service)
         wrong = [row for row in providers if row[2] != provider]
         if not providers or wrong:
@@ -206,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             raw[key] = raw_onnxruntime(point.model, provider, point.n, args.seconds)
         point.raw_images_per_s = raw[key]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report(args, argv, device, gpu, providers, points))
+    args.out.write_text(report(args, argv, settings, gpu, providers, points))
     print(f"wrote {args.out}", file=sys.stderr)
     return 1 if any(p.errors for p in points) else 0
 
