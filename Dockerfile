@@ -19,9 +19,17 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 python3-venv \
     && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml constraints.txt deploy/docker/requirements.py /build/
-RUN python3 -m venv /opt/venv \
+# The secret `ca`: see the CPU builder below.
+RUN --mount=type=secret,id=ca,required=false \
+    if [ -s /run/secrets/ca ]; then \
+        { cat /etc/ssl/certs/ca-certificates.crt 2>/dev/null || true; cat /run/secrets/ca; } \
+            > /tmp/ca.pem; \
+        export PIP_CERT=/tmp/ca.pem; \
+    fi \
+    && python3 -m venv /opt/venv \
     && python3 /build/requirements.py /build/pyproject.toml cuda > /build/requirements.txt \
-    && /opt/venv/bin/pip install -r /build/requirements.txt -c /build/constraints.txt
+    && /opt/venv/bin/pip install -r /build/requirements.txt -c /build/constraints.txt \
+    && rm -f /tmp/ca.pem
 
 FROM ${CUDA_IMAGE} AS cuda
 ARG DEBIAN_FRONTEND=noninteractive
@@ -52,9 +60,21 @@ CMD ["python", "-m", "service", "--host", "0.0.0.0", "--port", "8000"]
 FROM ${PYTHON_IMAGE} AS cpu-builder
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY pyproject.toml constraints.txt deploy/docker/requirements.py /build/
-RUN python -m venv /opt/venv \
+# Behind a TLS-inspecting proxy, pass its CA as the build secret `ca` (docs/deploy.md):
+#   docker build --secret id=ca,src=proxy-ca.pem .   (podman build takes the same flag)
+# pip trusts it on top of the base's own CAs. A secret is mounted for this RUN only: it lands in
+# no layer, and the runtime stage copies /opt/venv alone (tests/deploy/test_image.py greps the
+# final image for the CA's lines).
+RUN --mount=type=secret,id=ca,required=false \
+    if [ -s /run/secrets/ca ]; then \
+        { cat /etc/ssl/certs/ca-certificates.crt 2>/dev/null || true; cat /run/secrets/ca; } \
+            > /tmp/ca.pem; \
+        export PIP_CERT=/tmp/ca.pem; \
+    fi \
+    && python -m venv /opt/venv \
     && python /build/requirements.py /build/pyproject.toml cpu > /build/requirements.txt \
-    && /opt/venv/bin/pip install -r /build/requirements.txt -c /build/constraints.txt
+    && /opt/venv/bin/pip install -r /build/requirements.txt -c /build/constraints.txt \
+    && rm -f /tmp/ca.pem
 
 FROM ${PYTHON_IMAGE} AS cpu
 RUN groupadd --system --gid 10001 genserve \

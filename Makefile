@@ -9,7 +9,7 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 PROMETHEUS    := /usr/bin/prometheus
 CHROMIUM      := /usr/bin/chromium
 
-.PHONY: run test lint install install-dev constraints dataset prometheus chromium bench bench-throughput reliability train-defaults clean
+.PHONY: run test lint install install-dev constraints dataset prometheus chromium bench bench-throughput reliability train-defaults clean container-engine image image-test gpu-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,8 +53,31 @@ $(CHROMIUM):
 run: install
 	$(BIN)/python -m service --host $(HOST) --port $(PORT)
 
+# The container tests (tests/deploy/, marker `container`) run in `make image-test`.
 test: install-dev dataset prometheus chromium
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not container"
+
+# podman (runc, netavark) and debootstrap from Debian, unless a docker engine answers. On hosts
+# without pure cgroup v2, podman runs with deploy/podman/containers.conf (docs/deploy.md).
+PODMAN_PACKAGES := podman runc netavark aardvark-dns slirp4netns uidmap fuse-overlayfs catatonit \
+                   iptables debootstrap
+container-engine:
+	@if docker info >/dev/null 2>&1 || { [ -x /usr/bin/podman ] && [ -x /usr/sbin/debootstrap ]; }; \
+	then :; else \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    $(PODMAN_PACKAGES); fi
+
+# The CPU image, genserve:cpu, with podman or docker (deploy/docker/build.py). BUILD_CA: a CA
+# bundle pip trusts in the build (a TLS-inspecting proxy's; never in the image), by default the
+# host's; BUILD_CA= builds without one.
+BUILD_CA ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
+image: container-engine
+	$(PYTHON) deploy/docker/build.py $(if $(BUILD_CA),--ca $(BUILD_CA))
+
+# Builds the image, then checks the running container and the compose stack (tests/deploy/).
+image-test: install-dev container-engine
+	BUILD_CA=$(BUILD_CA) $(BIN)/python -m pytest -q -m container tests/deploy
 
 lint: install-dev
 	$(BIN)/ruff check .
@@ -83,6 +106,13 @@ WRK           := /usr/bin/wrk
 
 bench-throughput: install-dev $(VENV)/.bench-installed $(PYTRITON_VENV)/.installed $(WRK)
 	$(BIN)/python bench/throughput.py $(BENCH_ARGS)
+
+# The first run on an NVIDIA GPU (bench/gpu_check.py): the service with SERVICE_DEVICE=cuda,
+# every graph on CUDA, images/s against raw onnxruntime on CUDA; writes docs/bench/gpu.md.
+# Without a GPU it runs on the CPU fallback. GPU_CHECK_ARGS="--out /tmp/gpu.md" writes elsewhere.
+GPU_CHECK_ARGS ?=
+gpu-check: install-dev
+	$(BIN)/python bench/gpu_check.py $(GPU_CHECK_ARGS)
 
 $(VENV)/.bench-installed: bench/requirements.txt constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install -q -c constraints.txt -r bench/requirements.txt
