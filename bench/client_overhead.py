@@ -28,8 +28,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script: make genserve/ and bench/ importable
     sys.path.insert(0, str(REPO))
 
-from bench.live_service import serve, timed  # noqa: E402
 from genserve import Client  # noqa: E402
+from harness.live_service import serve, timed  # noqa: E402
 
 TARGET_MS = 0.2
 WARMUP = 50

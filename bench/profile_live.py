@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.args import store_parser  # noqa: E402
-from bench.live_service import serve  # noqa: E402
+from harness.live_service import serve  # noqa: E402
 
 WRK_SCRIPT = ROOT / "bench" / "wrk" / "fixed_count.lua"
 # (stage, pattern on "function (file:line)"): a sample goes to the innermost frame that matches.
