@@ -1,6 +1,7 @@
-"""What every operation's route does around the operation: resolve the model (and label the
-request's metrics with it), run the operation with the route's ``finish``, count the images;
-and the answer, which a FastAPI route and the fast lane (``api/fastlane.py``) send alike."""
+"""What every operation's route does around the operation it calls (``running``: resolve the
+model and label the request's metrics with it, the deadline, the images counted), the routes'
+shared pieces, and the ``Answer`` that a FastAPI route and the fast lane (``api/fastlane.py``)
+send alike."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from starlette.datastructures import State
@@ -22,7 +23,7 @@ from service.generation.operations import ImageFinish, Operations
 from service.generation.specs import Result
 from service.metrics import Metrics
 from service.registry.families import Operation
-from service.registry.registry import Registry
+from service.registry.registry import LoadedModel
 
 ERRORS = error_responses(404, 413, 422, 503, 504)
 """What every operation can answer besides a 200."""
@@ -83,9 +84,6 @@ class Answer:
         return Response(self.content, media_type=self.media_type, headers=self.headers)
 
 
-WATCHED = frozenset({Operation.SAMPLE, Operation.COMPLETE})
-
-
 @asynccontextmanager
 async def stopped_when(
     metrics: Metrics, model: str, operation: str, timeout_ms: float | None, watch: RowWatch
@@ -105,59 +103,43 @@ async def stopped_when(
         raise
 
 
-"""The operations whose pixel-by-pixel drawing reports and stops row by row."""
+@dataclass(frozen=True, slots=True)
+class Running:
+    """One request's operation, inside ``running``: the model it resolved to, the operations to
+    call on it, and the watch a pixel-by-pixel drawing reports its rows to."""
+
+    model: LoadedModel
+    operations: Operations
+    watch: RowWatch
+    metrics: Metrics
+    operation: Operation
+
+    def count(self, result: Result[Any]) -> None:
+        """Count the images ``result`` holds, by model and operation."""
+        if result.count:
+            self.metrics.images.labels(self.model.name, self.operation.value).inc(result.count)
 
 
-async def run_operation(
+@asynccontextmanager
+async def running(
     call: Call,
     operation: Operation,
     model: str | None,
-    spec: Any,
-    finish: ImageFinish | None = None,
     timeout_ms: int | None = None,
     watch: RowWatch | None = None,
-) -> Result[Any]:
-    """Run ``operation`` on the model a request names (or the operation's default) and count
-    the images it made. ``finish`` is for the operations that make images. Past
-    ``timeout_ms``, the work stops and DeadlineExceeded says so; a request cancelled (its
-    client went away) stops it too, and both are counted, with the rows drawn for nothing."""
-    registry: Registry = call.app.registry
-    operations: Operations = call.app.operations
-    metrics: Metrics = call.app.metrics
-    resolved = registry.resolve(model, operation)
+) -> AsyncIterator[Running]:
+    """What every operation's route does around the operation it calls: resolve the model the
+    request names (or the operation's default) and label the request's metrics with it; past
+    ``timeout_ms``, the work inside stops and DeadlineExceeded says so; a request cancelled (its
+    client went away) stops it too, and both are counted, with the rows drawn for nothing.
+
+        async with running(call, Operation.SAMPLE, body.model, body.timeout_ms) as run:
+            result = await run.operations.sample(run.model, spec, finish, run.watch)
+        run.count(result)
+    """
+    app = call.app
+    resolved = app.registry.resolve(model, operation)
     call.scope.setdefault("state", {})["model"] = resolved.name
-    run = getattr(operations, operation.value)
-    args: list[Any] = [resolved, spec]
-    if finish is not None:
-        args.append(finish)
     watch = watch or RowWatch()
-    if operation in WATCHED:
-        args.append(watch)
-    async with stopped_when(metrics, resolved.name, operation.value, timeout_ms, watch):
-        result: Result[Any] = await run(*args)
-    if result.count:
-        metrics.images.labels(resolved.name, operation.value).inc(result.count)
-    return result
-
-
-class OperationBody(Protocol):
-    """What every operation's request body holds: the model it names, its deadline."""
-
-    @property
-    def model(self) -> str | None: ...
-
-    @property
-    def timeout_ms(self) -> int | None: ...
-
-
-async def run_request(
-    request: Request,
-    operation: Operation,
-    body: OperationBody,
-    spec: Any,
-    finish: ImageFinish | None = None,
-) -> Result[Any]:
-    """``run_operation`` for a route's request, on the model and deadline its body names."""
-    return await run_operation(
-        Call.of(request), operation, body.model, spec, finish, body.timeout_ms
-    )
+    async with stopped_when(app.metrics, resolved.name, operation.value, timeout_ms, watch):
+        yield Running(resolved, app.operations, watch, app.metrics, operation)
