@@ -11,19 +11,12 @@ from typing import Any, TypeVar
 
 import anyio.to_thread
 
-from service.api.content import header, wants_png
-from service.api.running import (
-    Answer,
-    Call,
-    check_columns,
-    grid_of,
-    images_as,
-    running,
-    stopped_when,
-)
+from service.api.content import check_columns, header, wants_png
+from service.api.running import Answer, Call, Running, running
 from service.api.schemas import SampleRequest, SampleResponse
 from service.errors import InvalidInput, PayloadTooLarge
 from service.generation.autoregressive import RowWatch
+from service.generation.imaging import grid_of, images_as
 from service.generation.specs import SampleSpec
 from service.inference_protocol import models
 from service.inference_protocol.tensors import (
@@ -84,7 +77,7 @@ async def infer_answer(call: Call, name: str, version: str | None, body: bytes) 
     if timeout_us is not None and (not isinstance(timeout_us, int) or timeout_us < 1):
         raise InvalidInput(f"parameters.timeout: microseconds, at least 1, got {timeout_us!r}")
     timeout_ms = timeout_us / 1000 if timeout_us else None
-    async with stopped_when(app.metrics, v2.model.name, v2.kind.value, timeout_ms, RowWatch()):
+    async with Running(app, v2.model, v2.kind.value, timeout_ms):
         result = await models.infer(v2, decoded.tensors, app.operations)
     if v2.kind is not models.Kind.GRAPH:
         app.metrics.images.labels(v2.model.name, v2.kind.value).inc(len(result.outputs["images"]))

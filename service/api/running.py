@@ -6,9 +6,9 @@ send alike."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -16,10 +16,9 @@ from starlette.datastructures import State
 from starlette.types import Scope
 
 from service.api.schemas import error_responses
-from service.errors import DeadlineExceeded, InvalidInput
+from service.errors import DeadlineExceeded
 from service.generation.autoregressive import RowWatch
-from service.generation.imaging import ImageFormat, encode_images, grid_png
-from service.generation.operations import ImageFinish, Operations
+from service.generation.operations import Operations
 from service.generation.specs import Result
 from service.metrics import Metrics
 from service.registry.families import Operation
@@ -46,21 +45,6 @@ def operation_route(
     )
 
 
-def images_as(fmt: ImageFormat, scale: int = 1) -> ImageFinish:
-    """Base64 PNGs (``scale`` times larger), or nested float lists: a request's ``format``."""
-    return lambda images: encode_images(images, fmt, scale)
-
-
-def grid_of(columns: int | None, scale: int) -> ImageFinish:
-    """One PNG of every image, tiled ``columns`` to a row (default: about square)."""
-    return lambda images: grid_png(images, columns=columns, scale=scale)
-
-
-def check_columns(columns: int | None, as_grid: bool) -> None:
-    if columns is not None and not as_grid:
-        raise InvalidInput("columns: applies to a PNG grid, asked for with 'Accept: image/png'")
-
-
 @dataclass(frozen=True)
 class Call:
     """What an operation's answer needs of its request: the app's state, and the request's
@@ -84,62 +68,72 @@ class Answer:
         return Response(self.content, media_type=self.media_type, headers=self.headers)
 
 
-@asynccontextmanager
-async def stopped_when(
-    metrics: Metrics, model: str, operation: str, timeout_ms: float | None, watch: RowWatch
-) -> AsyncIterator[None]:
-    """The work inside stops past ``timeout_ms`` (DeadlineExceeded), or when the request is
-    cancelled (its client went away); either way it is counted, with the rows drawn."""
-    try:
-        async with asyncio.timeout(timeout_ms / 1000 if timeout_ms else None):
-            yield
-    except TimeoutError:
-        metrics.stopped(model, operation, "deadline", watch.rows_done)
-        raise DeadlineExceeded(
-            f"{operation}: not done within {timeout_ms:g} ms; its work was stopped"
-        ) from None
-    except asyncio.CancelledError:
-        metrics.stopped(model, operation, "disconnect", watch.rows_done)
-        raise
-
-
-@dataclass(frozen=True, slots=True)
 class Running:
-    """One request's operation, inside ``running``: the model it resolved to, the operations to
-    call on it, and the watch a pixel-by-pixel drawing reports its rows to."""
+    """One operation's run, as an ``async with`` block around the call: past ``timeout_ms`` the
+    work inside stops (DeadlineExceeded), and a request cancelled (its client went away) stops
+    it too; either way it is counted, with the rows drawn for nothing. ``count`` counts the
+    images the operation made. ``running`` makes one for a route's request; the v2 answer makes
+    its own, on the v2 model its path names."""
 
-    model: LoadedModel
-    operations: Operations
-    watch: RowWatch
-    metrics: Metrics
-    operation: Operation
+    __slots__ = ("model", "operations", "watch", "_metrics", "_operation", "_timeout_ms", "_timer")
+
+    def __init__(
+        self,
+        app: State,
+        model: LoadedModel,
+        operation: str,
+        timeout_ms: float | None,
+        watch: RowWatch | None = None,
+    ) -> None:
+        self.model = model
+        self.operations: Operations = app.operations
+        self.watch = watch or RowWatch()
+        self._metrics: Metrics = app.metrics
+        self._operation, self._timeout_ms = operation, timeout_ms
+        self._timer = asyncio.timeout(timeout_ms / 1000 if timeout_ms else None)
+
+    async def __aenter__(self) -> Running:
+        await self._timer.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        rows = self.watch.rows_done
+        try:
+            await self._timer.__aexit__(exc_type, exc, traceback)
+        except TimeoutError:
+            self._metrics.stopped(self.model.name, self._operation, "deadline", rows)
+            raise DeadlineExceeded(
+                f"{self._operation}: not done within {self._timeout_ms:g} ms; its work was stopped"
+            ) from None
+        if exc_type is not None and issubclass(exc_type, asyncio.CancelledError):
+            self._metrics.stopped(self.model.name, self._operation, "disconnect", rows)
 
     def count(self, result: Result[Any]) -> None:
         """Count the images ``result`` holds, by model and operation."""
         if result.count:
-            self.metrics.images.labels(self.model.name, self.operation.value).inc(result.count)
+            self._metrics.images.labels(self.model.name, self._operation).inc(result.count)
 
 
-@asynccontextmanager
-async def running(
+def running(
     call: Call,
     operation: Operation,
     model: str | None,
     timeout_ms: int | None = None,
     watch: RowWatch | None = None,
-) -> AsyncIterator[Running]:
+) -> Running:
     """What every operation's route does around the operation it calls: resolve the model the
-    request names (or the operation's default) and label the request's metrics with it; past
-    ``timeout_ms``, the work inside stops and DeadlineExceeded says so; a request cancelled (its
-    client went away) stops it too, and both are counted, with the rows drawn for nothing.
+    request names (or the operation's default), label the request's metrics with it, and run
+    the call within the request's deadline.
 
         async with running(call, Operation.SAMPLE, body.model, body.timeout_ms) as run:
             result = await run.operations.sample(run.model, spec, finish, run.watch)
         run.count(result)
     """
-    app = call.app
-    resolved = app.registry.resolve(model, operation)
+    resolved = call.app.registry.resolve(model, operation)
     call.scope.setdefault("state", {})["model"] = resolved.name
-    watch = watch or RowWatch()
-    async with stopped_when(app.metrics, resolved.name, operation.value, timeout_ms, watch):
-        yield Running(resolved, app.operations, watch, app.metrics, operation)
+    return Running(call.app, resolved, operation.value, timeout_ms, watch)

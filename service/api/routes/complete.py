@@ -3,11 +3,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from service.api.content import wants_event_stream
-from service.api.running import Answer, Call, images_as, operation_route, running
+from service.api.running import Answer, Call, operation_route, running
 from service.api.schemas import CompleteRequest, CompleteResponse
 from service.api.streaming import OPENAPI_CONTENT, STREAM_DESCRIPTION, stream
 from service.generation.autoregressive import RowWatch
 from service.generation.completion import completion_seeds
+from service.generation.imaging import images_as
 from service.generation.specs import CompleteSpec, Given
 from service.registry.families import Operation
 

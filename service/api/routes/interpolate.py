@@ -2,12 +2,13 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from service.api.running import Call, images_as, operation_route, running
+from service.api.running import Call, operation_route, running
 from service.api.schemas import (
     InterpolateRequest,
     InterpolateResponse,
     InterpolationEnd,
 )
+from service.generation.imaging import images_as
 from service.generation.specs import Endpoint, InterpolateSpec
 from service.registry.families import Operation
 

@@ -2,16 +2,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from service.api.content import wants_png
-from service.api.running import (
-    Call,
-    check_columns,
-    grid_of,
-    images_as,
-    operation_route,
-    running,
-)
+from service.api.content import check_columns, wants_png
+from service.api.running import Call, operation_route, running
 from service.api.schemas import TraverseRequest, TraverseResponse
+from service.generation.imaging import grid_of, images_as
 from service.generation.specs import Endpoint, TraverseSpec
 from service.registry.families import Operation
 
