@@ -204,21 +204,23 @@ def _check_dynamic_axes(
 
 
 @dataclass(frozen=True)
-class Result:
+class Inference:
+    """What a v2 model's run gives: its outputs by name, and the response's parameters."""
+
     outputs: dict[str, np.ndarray]
     parameters: dict[str, Any]
 
 
-async def infer(v2: V2Model, tensors: dict[str, np.ndarray], operations: Operations) -> Result:
+async def infer(v2: V2Model, tensors: dict[str, np.ndarray], operations: Operations) -> Inference:
     check_inputs(v2, tensors, operations.limits)
     if v2.kind is Kind.GRAPH:
         assert v2.role is not None
-        return Result(await run_graph(v2.model.graphs[v2.role], tensors), {})
+        return Inference(await run_graph(v2.model.graphs[v2.role], tensors), {})
     if v2.kind is Kind.SAMPLE:
         return await _sample(v2, tensors, operations)
     done = await operations.reconstruct(v2.model, ReconstructSpec(list(tensors["images"])))
     images, error = done.payload.astype(np.float32), done.arrays["error"].astype(np.float32)
-    return Result({"images": images, "error": error}, {})
+    return Inference({"images": images, "error": error}, {})
 
 
 async def run_graph(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -227,7 +229,7 @@ async def run_graph(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.
     return outputs
 
 
-async def _sample(v2: V2Model, tensors: dict[str, np.ndarray], operations: Operations) -> Result:
+async def _sample(v2: V2Model, tensors: dict[str, np.ndarray], operations: Operations) -> Inference:
     n = _scalar(tensors, "n")
     if n < 1:
         raise InvalidInput(f"input 'n': must be at least 1, got {n}")
@@ -249,7 +251,7 @@ async def _sample(v2: V2Model, tensors: dict[str, np.ndarray], operations: Opera
         label=_scalar(tensors, "label") if "label" in tensors else None,
     )
     done = await operations.sample(v2.model, spec, to_uint8)
-    return Result({"images": done.payload}, {"seed": done.seed})
+    return Inference({"images": done.payload}, {"seed": done.seed})
 
 
 def _scalar(tensors: dict[str, np.ndarray], name: str) -> int:
