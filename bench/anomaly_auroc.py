@@ -30,6 +30,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from service.api.app import load_store  # noqa: E402
 from service.config import ServiceConfig, Settings  # noqa: E402
 from service.generation import scoring  # noqa: E402
 from service.generation.specs import Limits, ScoreSpec  # noqa: E402
@@ -106,7 +107,7 @@ def main() -> None:
     args = parser.parse_args()
 
     settings = Settings(model_store=args.store, device="cpu", warmup=False)
-    registry = ServiceConfig.from_settings(settings).load_registry()
+    registry = load_store(ServiceConfig.from_settings(settings))[0]
     sets = {"fashion": fashion_test(args.n, args.seed), "mnist": mnist(args.n, args.seed)}
     if args.noise:
         rng = np.random.default_rng(args.seed)

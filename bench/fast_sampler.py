@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.args import store_parser  # noqa: E402
+from service.api.app import load_store  # noqa: E402
 from service.config import ServiceConfig, Settings  # noqa: E402
 from service.generation import autoregressive  # noqa: E402
 from service.generation.operations import Operations  # noqa: E402
@@ -40,7 +41,7 @@ def main() -> None:
     args = parser.parse_args()
 
     settings = Settings(model_store=args.store, device="cpu")
-    model = ServiceConfig.from_settings(settings).load_registry().get(args.model)
+    model = load_store(ServiceConfig.from_settings(settings))[0].get(args.model)
     sampler = autoregressive.fast_sampler(model)
     if sampler is None:
         sys.exit(f"{args.model} ships no fast sampler (the card's `sampler` and its graphs)")

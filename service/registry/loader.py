@@ -130,7 +130,7 @@ def load_registry(loader: ModelLoader, defaults: Mapping[str, str], threads: int
             strict=True,
         ))  # fmt: skip
     models = {name: loaded[name] for name in entries}
-    registry = Registry(models, defaults, loader)
+    registry = Registry(models, defaults)
     for op, name in registry.defaults.items():
         if name not in registry.models:
             known = ", ".join(registry.models) or "none"

@@ -5,16 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
 from modelstore.card import ModelCard
 from service.errors import ModelNotFound, ModelNotReady, UnsupportedOperation
 from service.registry.families import FAMILIES, Family, Operation
 from service.registry.sampling_times import SamplingTimes
 from service.runtime.sessions import Graph
-
-if TYPE_CHECKING:
-    from service.registry.loader import ModelLoader
 
 
 class ModelState(StrEnum):
@@ -72,16 +68,10 @@ class LoadedModel:
 
 
 class Registry:
-    def __init__(
-        self,
-        models: Mapping[str, LoadedModel],
-        defaults: Mapping[str, str],
-        loader: ModelLoader | None = None,
-    ) -> None:
+    def __init__(self, models: Mapping[str, LoadedModel], defaults: Mapping[str, str]) -> None:
         self.models = dict(sorted(models.items()))
         self.defaults = dict(defaults)
         self.loaded = False
-        self.loader = loader
 
     def swap(self, model: LoadedModel) -> LoadedModel | None:
         """Put ``model`` in place of the one of its name, at once; return the one it replaced.

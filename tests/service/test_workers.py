@@ -20,11 +20,16 @@ from harness.live_server import running_service
 from harness.store_faults import copy_store, publish_next_version
 from service.registry.control import ModelControl
 from service.registry.fleet import Readiness, SharedFleet
+from service.registry.loader import LoadOptions, ModelLoader
 from service.registry.registry import LoadedModel, ModelState, Registry
+from service.runtime.batching import BatchPolicy
 from service.runtime.rundir import RunDir, write_json
+from service.runtime.sessions import GraphOptions, SessionTuning
 from service.runtime.slots import FileSlots
 
 TOKEN = "an-admin-token-of-some-length"
+GRAPHS = GraphOptions(("CPUExecutionProvider",), SessionTuning(), BatchPolicy())
+"""For a fleet's control that never loads a graph."""
 WORKERS = {"SERVICE_DEVICE": "cpu", "SERVICE_WORKERS": "2", "SERVICE_ADMIN_TOKEN": TOKEN}
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -52,7 +57,8 @@ def _fleet(run: RunDir, workers: int, states: dict[str, ModelState]) -> SharedFl
     models = {name: LoadedModel(name, state) for name, state in states.items()}
     registry = Registry(models, {})
     registry.loaded = True
-    return SharedFleet(run, workers, registry, ModelControl(registry), Readiness.ANY)
+    loader = ModelLoader(LoadOptions(run.root / "no-store", GRAPHS, GRAPHS))
+    return SharedFleet(run, workers, registry, ModelControl(registry, loader), Readiness.ANY)
 
 
 def test_readiness_waits_for_every_worker_and_takes_the_least_ready(tmp_path: Path) -> None:

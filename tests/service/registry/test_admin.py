@@ -20,9 +20,8 @@ from service.config import Settings
 from service.errors import ModelLoadFailed, ModelNotFound
 from service.generation.operations import Operations
 from service.generation.specs import SampleSpec
-from service.registry.control import ModelControl
 from service.registry.registry import ModelState
-from tests.conftest import load_registry, tiny_settings
+from tests.conftest import load_control, tiny_settings
 from tests.support.tiny_store import copy_model
 
 TOKEN = "a-test-admin-token-0123"
@@ -176,8 +175,8 @@ def test_admin_names_are_looked_up_never_used_as_paths(
 def test_a_request_holding_the_old_version_still_runs_after_the_swap(store: Path) -> None:
     """A request that took the model just before a reload finishes on it (its batchers are
     retired, not closed), and the old version is what it reports."""
-    registry = load_registry(tiny_settings(store))
-    control = ModelControl(registry)
+    control = load_control(tiny_settings(store))
+    registry = control.registry
     publish_next_version(store, "dcgan-tiny")
 
     async def scenario() -> tuple[np.ndarray, np.ndarray, int | None, int | None]:
@@ -196,8 +195,8 @@ def test_a_request_holding_the_old_version_still_runs_after_the_swap(store: Path
 def test_watch_loads_new_versions_and_new_models_and_leaves_unloaded_ones(
     store: Path, tiny_store_with_ae: Path
 ) -> None:
-    registry = load_registry(tiny_settings(store))
-    control = ModelControl(registry)
+    control = load_control(tiny_settings(store))
+    registry = control.registry
 
     async def scenario() -> list[list[tuple[str, int | None]]]:
         seen = [[(c.name, c.current.version) for c in await control.poll()]]
@@ -216,8 +215,8 @@ def test_watch_loads_new_versions_and_new_models_and_leaves_unloaded_ones(
 
 
 def test_watch_tries_a_broken_version_once_until_its_files_change(store: Path) -> None:
-    registry = load_registry(tiny_settings(store))
-    control = ModelControl(registry)
+    control = load_control(tiny_settings(store))
+    registry = control.registry
     publish_next_version(store, "dcgan-tiny")
     card = newest_card(store, "dcgan-tiny")
     good = card.read_bytes()
@@ -235,7 +234,7 @@ def test_watch_tries_a_broken_version_once_until_its_files_change(store: Path) -
 
 
 def test_control_refuses_names_outside_the_store(store: Path) -> None:
-    control = ModelControl(load_registry(tiny_settings(store)))
+    control = load_control(tiny_settings(store))
     with pytest.raises(ModelNotFound, match="is not in the store"):
         asyncio.run(control.load("../vae-tiny"))
     (store / "dcgan-tiny.v1.json").write_text(json.dumps({"name": "dcgan-tiny"}))
