@@ -212,7 +212,6 @@ RULES: list[tuple[str, str]] = [  # fmt: skip
     ("routing (Starlette, FastAPI)", r"starlette/|fastapi/"),
     ("asyncio scheduling", r"asyncio/|anyio/"),
 ]
-FRAME = re.compile(r"^(?P<function>.+?) \((?P<file>[^()]+):\d+\)$")
 
 
 def classify(frames: list[str]) -> str:
