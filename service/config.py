@@ -291,6 +291,7 @@ class ServiceConfig:
 
     def load_options(self, providers: list[str], observers: Observers | None = None) -> LoadOptions:
         """How models are loaded, once the providers are known (``choose_providers``)."""
+        from service.generation.families import FAMILIES
         from service.registry.loader import LoadOptions
         from service.runtime.sessions import GraphOptions
 
@@ -303,7 +304,9 @@ class ServiceConfig:
             tuning=self.autoregressive_sessions,
             batching=replace(self.batching, instances=1),
         )
-        return LoadOptions(self.settings.model_store, graphs, autoregressive, self.settings.warmup)
+        return LoadOptions(
+            self.settings.model_store, graphs, autoregressive, self.settings.warmup, FAMILIES
+        )
 
 
 def usable_cores() -> int:

@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 
 from service.api.app import create_app, load_store
 from service.config import ServiceConfig, Settings
+from service.generation.families import FAMILIES
 from service.registry.control import ModelControl
-from service.registry.families import FAMILIES
 from service.registry.registry import Registry
 from tests.support.tiny_store import write_autoencoder, write_cvae, write_pixelrnn, write_tiny_store
 

@@ -102,17 +102,16 @@ def v2_models(model: LoadedModel) -> dict[str, V2Model]:
     image = (-1, *card.image_shape)
     one = (1,)
     if Operation.SAMPLE in family.operations:
-        knobs = tuple(Tensor(k, "FP32", one) for k in sorted(family.knobs))
-        label = (Tensor("label", "INT64", one),) if family.conditional else ()
+        extra = tuple(Tensor(name, datatype, one) for name, datatype in family.v2_sample_inputs())
         found[f"{model.name}.sample"] = V2Model(
             f"{model.name}.sample",
             model,
             Kind.SAMPLE,
-            (Tensor("n", "INT64", one), Tensor("seed", "INT64", one), *knobs, *label),
+            (Tensor("n", "INT64", one), Tensor("seed", "INT64", one), *extra),
             (Tensor("images", "UINT8", image),),
             optional=frozenset({"seed", "label", *family.knobs}),
         )
-    if Operation.RECONSTRUCT in family.operations and not family.conditional:
+    if family.v2_reconstructs:
         found[f"{model.name}.reconstruct"] = V2Model(
             f"{model.name}.reconstruct",
             model,

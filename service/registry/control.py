@@ -120,7 +120,11 @@ class ModelControl:
             if previous.state is ModelState.UNLOADED:
                 return ModelChange(name, Action.UNLOAD, previous, previous, False, 0.0)
             current = LoadedModel(
-                name, ModelState.UNLOADED, "unloaded by an admin", card=previous.card
+                name,
+                ModelState.UNLOADED,
+                "unloaded by an admin",
+                card=previous.card,
+                family=previous.family,
             )
             self.registry.swap(current)
             log.info("%s v%s unloaded", name, previous.version)

@@ -8,7 +8,7 @@ from enum import StrEnum
 
 from modelstore.card import ModelCard
 from service.errors import ModelNotFound, ModelNotReady, UnsupportedOperation
-from service.registry.families import FAMILIES, Family, Operation
+from service.registry.families import Family, Operation
 from service.registry.sampling_times import SamplingTimes
 from service.runtime.sessions import Graph
 
@@ -31,14 +31,12 @@ class LoadedModel:
     card: ModelCard | None = None
     graphs: dict[str, Graph] = field(default_factory=dict)
     sampling_times: SamplingTimes = field(default_factory=SamplingTimes)
+    family: Family | None = None
+    """Its card's family, when the service serves it (set as the card is read)."""
 
     @property
     def version(self) -> int | None:
         return self.card.version if self.card else None
-
-    @property
-    def family(self) -> Family | None:
-        return FAMILIES.get(self.card.family) if self.card else None
 
     @property
     def operations(self) -> list[Operation]:

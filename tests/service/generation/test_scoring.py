@@ -14,7 +14,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from service.generation import likelihood, scoring  # noqa: E402
+from service.generation import likelihood, operations, scoring  # noqa: E402
 from service.generation.specs import Limits, ScoreSpec  # noqa: E402
 from service.registry.registry import LoadedModel  # noqa: E402
 from tests.conftest import load_registry, tiny_settings  # noqa: E402
@@ -86,7 +86,7 @@ def _score(
     model: LoadedModel, x: np.ndarray, seed: int, k: int | None = None, label: Any = None
 ) -> scoring.Scores:
     async def run() -> scoring.Scores:
-        return await scoring.score(model, ScoreSpec(list(x), k, seed, label), seed, LIMITS)
+        return await operations.score(model, ScoreSpec(list(x), k, seed, label), seed, LIMITS)
 
     return anyio.run(run)
 
