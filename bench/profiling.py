@@ -193,15 +193,18 @@ RULES: list[tuple[str, str]] = [  # fmt: skip
     ),
     (
         "latents (numpy's generator)",
-        r"^latents \(service/generation/operations|numpy/_core/_ufunc_config",
+        r"^latents \(service/generation/families|numpy/_core/_ufunc_config",
     ),
     (
         "batcher: queue, futures, timers",
         r"service/runtime/batching|^(\w+\.)?(call_later|call_at|create_future|add_done_callback) ",
     ),
-    ("operation: checks, labels, result", r"service/generation/(operations|checks|labels|specs)"),
+    (
+        "operation: checks, labels, result",
+        r"service/generation/(operations|families|checks|labels|specs)",
+    ),
     ("model resolution", r"service/registry/(registry|families)"),
-    ("route: spec, finish, content negotiation", r"service/api/(routes|running|content)"),
+    ("route: spec, finish, content negotiation", r"service/api/(routes|answers|running|content)"),
     (
         "response serialisation (pydantic)",
         r"^(\w+\.)?(model_dump_json|to_json) |starlette/responses|pydantic/main",
