@@ -38,13 +38,13 @@ $(FASHION_MNIST):
 	$(SUDO) apt-get update -qq
 	$(SUDO) apt-get install -y -qq dataset-fashion-mnist
 
-# Debian's prometheus and promtool, for tests/test_monitoring.py and the promtool checks.
+# Debian's prometheus and promtool, for tests/service/test_monitoring.py and the promtool checks.
 prometheus: $(PROMETHEUS)
 $(PROMETHEUS):
 	$(SUDO) apt-get update -qq
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
 
-# Debian's chromium, driven headless by Playwright in tests/test_ui.py (no browser download).
+# Debian's chromium, driven headless by Playwright in tests/service/api/test_ui.py (no browser download).
 chromium: $(CHROMIUM)
 $(CHROMIUM):
 	$(SUDO) apt-get update -qq

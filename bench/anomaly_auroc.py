@@ -1,6 +1,7 @@
 """Anomaly detection with /score: MNIST digits (out of distribution) against Fashion-MNIST test
 garments (in distribution), scored by the shipped models through the service's own scoring
-code (``service.generation.scoring``, in process, no HTTP), AUROC per scorer. See docs/anomaly.md.
+code (``service.generation.operations.score``, in process, no HTTP), AUROC per scorer. See
+docs/anomaly.md.
 
     .venv/bin/python bench/anomaly_auroc.py [--store model_store] [--n 1000] [--k 100]
 
@@ -30,8 +31,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from service.api.app import load_store  # noqa: E402
 from service.config import ServiceConfig, Settings  # noqa: E402
-from service.generation import scoring  # noqa: E402
+from service.generation import operations  # noqa: E402
 from service.generation.specs import Limits, ScoreSpec  # noqa: E402
 from service.registry.registry import LoadedModel  # noqa: E402
 
@@ -71,7 +73,7 @@ def scores(
         for start in range(0, len(floats), BATCH):
             batch = list(floats[start : start + BATCH])
             family_k = None if model.ready_card.family.startswith("pixel") else k
-            result = await scoring.score(model, ScoreSpec(batch, family_k), seed, limits)
+            result = await operations.score(model, ScoreSpec(batch, family_k), seed, limits)
             bpd.append(result.bits_per_dim)
             png.append(result.png_bits_per_dim)
         return np.concatenate(bpd), np.concatenate(png)
@@ -106,7 +108,7 @@ def main() -> None:
     args = parser.parse_args()
 
     settings = Settings(model_store=args.store, device="cpu", warmup=False)
-    registry = ServiceConfig.from_settings(settings).load_registry()
+    registry = load_store(ServiceConfig.from_settings(settings))[0]
     sets = {"fashion": fashion_test(args.n, args.seed), "mnist": mnist(args.n, args.seed)}
     if args.noise:
         rng = np.random.default_rng(args.seed)

@@ -10,6 +10,7 @@ slow, one to two minutes for 16 samples on 2 cores); the fast sampler ``--repeat
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import statistics
@@ -23,7 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.args import store_parser  # noqa: E402
+from service.api.app import load_store  # noqa: E402
 from service.config import ServiceConfig, Settings  # noqa: E402
 from service.generation import autoregressive  # noqa: E402
 from service.generation.operations import Operations  # noqa: E402
@@ -32,7 +33,9 @@ from service.generation.specs import Limits, SampleSpec  # noqa: E402
 
 
 def main() -> None:
-    parser = store_parser(__doc__.split("\n")[0], "pixelcnn-fashion")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--store", type=Path, default=ROOT / "model_store")
+    parser.add_argument("--model", default="pixelcnn-fashion")
     parser.add_argument("--n", type=int, default=16)
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--repeats", type=int, default=3)
@@ -40,7 +43,7 @@ def main() -> None:
     args = parser.parse_args()
 
     settings = Settings(model_store=args.store, device="cpu")
-    model = ServiceConfig.from_settings(settings).load_registry().get(args.model)
+    model = load_store(ServiceConfig.from_settings(settings))[0].get(args.model)
     sampler = autoregressive.fast_sampler(model)
     if sampler is None:
         sys.exit(f"{args.model} ships no fast sampler (the card's `sampler` and its graphs)")

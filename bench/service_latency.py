@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,12 +22,10 @@ from typing import Any
 import httpx
 
 REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run as a script: make the service and harness/ importable
+    sys.path.insert(0, str(REPO))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from harness.live_service import serve  # noqa: E402
 
 
 def memory_kib(pid: int) -> dict[str, int]:
@@ -78,40 +74,19 @@ def main() -> None:
 
     store = args.store
     if args.tiny:
-        sys.path.insert(0, str(REPO))
         from tests.support.tiny_store import write_tiny_store
 
         store = write_tiny_store(Path(tempfile.mkdtemp(prefix="tiny_store_")))
     if not any(store.glob("*.v*.json")):
         sys.exit(f"{store} holds no models; pass --store or --tiny")
 
-    port = free_port()
-    env = {**os.environ, "SERVICE_MODEL_STORE": str(store), "SERVICE_DEVICE": args.device}
-    command = [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)]
-    started = time.perf_counter()
-    process = subprocess.Popen([*command, "--log-level", "warning"], cwd=REPO, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    try:
-        while True:
-            if process.poll() is not None:
-                sys.exit("the service exited during start-up")
-            try:
-                ready = httpx.get(f"{url}/health/ready", timeout=5)
-                if ready.status_code == 200:
-                    break
-                # The store is loaded before the first answer: a 503 will stay a 503.
-                sys.exit(f"the service is not ready: {ready.json().get('error', ready.text)}")
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                sys.exit("the service did not answer within 120 s")
-            time.sleep(0.05)
-        ready_s = time.perf_counter() - started
-        loaded = memory_kib(process.pid)
-
+    with serve(store, SERVICE_DEVICE=args.device) as service:
+        status, body = service.get("/health/ready")
+        if status != 200:  # the store is loaded before the first answer: a 503 stays a 503
+            sys.exit(f"the service is not ready: {body.get('error', body)}")
+        ready_s, loaded = service.ready_s, memory_kib(service.process.pid)
         rows = []
-        with httpx.Client(base_url=url, timeout=300) as client:
+        with httpx.Client(base_url=service.url, timeout=300) as client:
             models = client.get("/models").json()["models"]
             for model in models:
                 for operation, body in requests_for(model).items():
@@ -121,10 +96,7 @@ def main() -> None:
                     p50 = statistics.median(times) * 1e3
                     p90 = statistics.quantiles(times, n=10)[-1] * 1e3 if count > 1 else p50
                     rows.append((model["name"], operation, model["provider"], count, p50, p90))
-        after = memory_kib(process.pid)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+        after = memory_kib(service.process.pid)
 
     print(f"store: {store}")
     print(f"start-up until /health/ready is 200: {ready_s:.2f} s")

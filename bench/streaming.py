@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script: make bench/ importable
     sys.path.insert(0, str(REPO))
 
-from bench.live_service import serve, timed  # noqa: E402
+from harness.live_service import serve, timed  # noqa: E402
 
 STREAM = {"Accept": "text/event-stream"}
 ROWS = 28

@@ -39,7 +39,7 @@ from genserve.errors import (
     transport_failure,
 )
 from genserve.events import EVENT_STREAM, EventReader, StreamEvent, is_event_stream
-from genserve.operations import Operation, Request
+from genserve.operations import ApiCall, Request
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -131,7 +131,7 @@ class _Exchanges:
     ) -> None:
         self.http, self.timeout, self.retries = http, timeout, retries
 
-    def run(self, operation: Operation[T]) -> Generator[Action, Outcome, T]:
+    def run(self, operation: ApiCall[T]) -> Generator[Action, Outcome, T]:
         """Every request of ``operation`` in turn, within one deadline; its result."""
         timeout = operation.timeout if operation.timeout is not None else self.timeout
         deadline = math.inf if timeout is None else time.monotonic() + timeout
@@ -144,7 +144,7 @@ class _Exchanges:
             except StopIteration as done:
                 return done.value
 
-    def open(self, operation: Operation[T]) -> Generator[Action, Outcome, Opened[T]]:
+    def open(self, operation: ApiCall[T]) -> Generator[Action, Outcome, Opened[T]]:
         """The request of ``operation``'s events, retried as any until it is answered; the
         response, open, and the reader of what it streams, within the call's deadline."""
         events = operation.events
@@ -240,7 +240,7 @@ def _documented(method: F, build: Callable[..., Any]) -> F:
     return method
 
 
-def _sync(build: Callable[P, Operation[T]]) -> Callable[Concatenate[Client, P], T]:
+def _sync(build: Callable[P, ApiCall[T]]) -> Callable[Concatenate[Client, P], T]:
     @functools.wraps(build)
     def method(self: Client, /, *args: P.args, **kwargs: P.kwargs) -> T:
         return self._run(build(*args, **kwargs))
@@ -248,7 +248,7 @@ def _sync(build: Callable[P, Operation[T]]) -> Callable[Concatenate[Client, P], 
     return _documented(method, build)
 
 
-def _async(build: Callable[P, Operation[T]]) -> Callable[Concatenate[AsyncClient, P], Awaitable[T]]:
+def _async(build: Callable[P, ApiCall[T]]) -> Callable[Concatenate[AsyncClient, P], Awaitable[T]]:
     @functools.wraps(build)
     async def method(self: AsyncClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
         return await self._run(build(*args, **kwargs))
@@ -271,7 +271,7 @@ def _stream_doc(build: Callable[..., Any]) -> str:
     )
 
 
-def _sync_stream(build: Callable[P, Operation[T]]) -> Callable[Concatenate[Client, P], Stream[T]]:
+def _sync_stream(build: Callable[P, ApiCall[T]]) -> Callable[Concatenate[Client, P], Stream[T]]:
     @functools.wraps(build)
     def method(self: Client, /, *args: P.args, **kwargs: P.kwargs) -> Stream[T]:
         return Stream(self, build(*args, **kwargs))
@@ -282,7 +282,7 @@ def _sync_stream(build: Callable[P, Operation[T]]) -> Callable[Concatenate[Clien
 
 
 def _async_stream(
-    build: Callable[P, Operation[T]],
+    build: Callable[P, ApiCall[T]],
 ) -> Callable[Concatenate[AsyncClient, P], AsyncStream[T]]:
     @functools.wraps(build)
     def method(self: AsyncClient, /, *args: P.args, **kwargs: P.kwargs) -> AsyncStream[T]:
@@ -331,7 +331,7 @@ class Client(_Transport[httpx.Client]):
     def __repr__(self) -> str:
         return f"Client({self.url!r})"
 
-    def _run(self, operation: Operation[T]) -> T:
+    def _run(self, operation: ApiCall[T]) -> T:
         return self._perform(self._exchanges.run(operation))
 
     def _perform(self, actions: Generator[Action, Outcome, R]) -> R:
@@ -385,7 +385,7 @@ class AsyncClient(_Transport[httpx.AsyncClient]):
     def __repr__(self) -> str:
         return f"AsyncClient({self.url!r})"
 
-    async def _run(self, operation: Operation[T]) -> T:
+    async def _run(self, operation: ApiCall[T]) -> T:
         return await self._perform(self._exchanges.run(operation))
 
     async def _perform(self, actions: Generator[Action, Outcome, R]) -> R:
@@ -442,7 +442,7 @@ class _StreamState(Generic[C, T]):
     """What both streams keep: the operation, the stream once opened, whether it was
     cancelled."""
 
-    def __init__(self, client: C, operation: Operation[T]) -> None:
+    def __init__(self, client: C, operation: ApiCall[T]) -> None:
         self._client: C = client
         self._operation = operation
         self._opened: Opened[T] | None = None

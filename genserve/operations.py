@@ -1,5 +1,5 @@
 """Every operation of the API, written once for both clients: a function that takes the
-operation's arguments and returns an ``Operation``, the HTTP requests it makes (a generator that
+operation's arguments and returns an ``ApiCall``, the HTTP requests it makes (a generator that
 yields each request and is sent back its response) and how it reads the answer; for
 ``sample`` and ``complete``, also how they read as server-sent events (``Events``). No I/O
 happens here; ``genserve.client`` sends the requests, synchronously or not.
@@ -71,7 +71,7 @@ class Events(Generic[T]):
 
 
 @dataclass(frozen=True)
-class Operation(Generic[T]):
+class ApiCall(Generic[T]):
     steps: Steps[T]
     timeout: float | None
     """The call's time-out; None: the client's."""
@@ -104,11 +104,11 @@ def _post(
     parse: Callable[[Json], T],
     timeout: float | None,
     partial: Callable[[Json], Partial] | None = None,
-) -> Operation[T]:
+) -> ApiCall[T]:
     """One POST; with ``partial``, one that can stream its progress too."""
     request = Request("POST", path, _without_none(body))
     events = None if partial is None else Events(replace(request, stream=True), parse, partial)
-    return Operation(_single(request, parse), timeout, events)
+    return ApiCall(_single(request, parse), timeout, events)
 
 
 def _without_none(body: Json) -> Json:
@@ -123,22 +123,22 @@ def _scale(scale: int) -> int | None:
 # ---------------------------------------------------------------- the store and health
 
 
-def models(*, timeout: float | None = None) -> Operation[list[ModelInfo]]:
+def models(*, timeout: float | None = None) -> ApiCall[list[ModelInfo]]:
     """Every model of the store, with its card and state (``GET /models``)."""
 
     def parse(body: Json) -> list[ModelInfo]:
         return [ModelInfo.from_json(model) for model in body["models"]]
 
-    return Operation(_single(Request("GET", "/models"), parse), timeout)
+    return ApiCall(_single(Request("GET", "/models"), parse), timeout)
 
 
-def model(name: str, *, timeout: float | None = None) -> Operation[ModelInfo]:
+def model(name: str, *, timeout: float | None = None) -> ApiCall[ModelInfo]:
     """One model (``GET /models/{name}``); ModelNotFound if the store has none of that name."""
     request = Request("GET", "/models/" + quote(name, safe=""))
-    return Operation(_single(request, ModelInfo.from_json), timeout)
+    return ApiCall(_single(request, ModelInfo.from_json), timeout)
 
 
-def health(*, timeout: float | None = None) -> Operation[Health]:
+def health(*, timeout: float | None = None) -> ApiCall[Health]:
     """Liveness and readiness: ``/health/live``, then ``/health/ready`` (not ready is an
     answer: ``ready`` False, with ``error`` saying why)."""
 
@@ -147,7 +147,7 @@ def health(*, timeout: float | None = None) -> Operation[Health]:
         ready = yield Request("GET", "/health/ready", answers=frozenset({200, 503}))
         return _read(ready, lambda body: Health.from_json(live.status_code == 200, body))
 
-    return Operation(steps(), timeout)
+    return ApiCall(steps(), timeout)
 
 
 # ---------------------------------------------------------------- generation
@@ -165,7 +165,7 @@ def sample(
     columns: int | None = None,
     timeout_ms: int | None = None,
     timeout: float | None = None,
-) -> Operation[SampleResult]:
+) -> ApiCall[SampleResult]:
     """Draw ``n`` images (``POST /sample``). ``seed`` makes them again (drawn and echoed when
     omitted); ``temperature``: PixelCNN and PixelRNN; ``truncation``: GANs; ``label``: the class,
     for a conditional model. ``scale`` enlarges each image on the service (nearest neighbour);
@@ -198,7 +198,7 @@ def encode(
     label: Labels | None = None,
     timeout_ms: int | None = None,
     timeout: float | None = None,
-) -> Operation[EncodeResult]:
+) -> ApiCall[EncodeResult]:
     """Each image's latent (``POST /encode``): a VAE's posterior ``mean`` and ``log_var``, an
     autoencoder's ``z``. ``label``: a conditional model's class, one or one per image.
     ``timeout_ms``: the service's deadline (see ``sample``)."""
@@ -219,7 +219,7 @@ def reconstruct(
     scale: int = 1,
     timeout_ms: int | None = None,
     timeout: float | None = None,
-) -> Operation[ReconstructResult]:
+) -> ApiCall[ReconstructResult]:
     """Each image decoded from its posterior mean, and its squared error (``POST
     /reconstruct``). ``timeout_ms``: the service's deadline (see ``sample``)."""
     body = {
@@ -244,7 +244,7 @@ def interpolate(
     scale: int = 1,
     timeout_ms: int | None = None,
     timeout: float | None = None,
-) -> Operation[InterpolateResult]:
+) -> ApiCall[InterpolateResult]:
     """``steps`` images from ``start`` to ``end``, both included (``POST /interpolate``). Each
     end is a seed (int), a latent (1-D array or list of numbers) or an image. ``timeout_ms``:
     the service's deadline (see ``sample``)."""
@@ -271,7 +271,7 @@ def score(
     label: Labels | None = None,
     timeout_ms: int | None = None,
     timeout: float | None = None,
-) -> Operation[ScoreResult]:
+) -> ApiCall[ScoreResult]:
     """Each image's likelihood (``POST /score``): exact for PixelCNN and PixelRNN, an IWAE bound
     with ``k`` importance samples from ``seed`` for the VAEs; ``label`` scores log p(x | label)
     on a conditional model. ``timeout_ms``: the service's deadline (see ``sample``)."""
@@ -298,7 +298,7 @@ def complete(
     scale: int = 1,
     timeout_ms: int | None = None,
     timeout: float | None = None,
-) -> Operation[CompleteResult]:
+) -> ApiCall[CompleteResult]:
     """Keep the top ``rows`` of each image, or the pixels ``mask`` marks (non-zero, or white),
     and draw the rest, ``samples`` times (``POST /complete``; PixelCNN and PixelRNN).
     Completion i draws from ``seed + i``. ``timeout_ms``: the service's deadline (see
@@ -334,7 +334,7 @@ def traverse(
     columns: int | None = None,
     timeout_ms: int | None = None,
     timeout: float | None = None,
-) -> Operation[TraverseResult]:
+) -> ApiCall[TraverseResult]:
     """Latent dimension ``dim`` set to ``steps`` values across ``range``, the others held, and
     decoded (``POST /traverse``; VAEs). The base latent: ``seed``'s, ``image``'s posterior mean,
     or ``latent`` (at most one; none: a seed is drawn and echoed). ``timeout_ms``: the

@@ -13,7 +13,9 @@ class TensorSpec(BaseModel):
     shape: list[int]
 
 
-class GraphSpec(BaseModel):
+class CardGraph(BaseModel):
+    """One graph as a card lists it: its file and its tensors."""
+
     file: str
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
@@ -65,7 +67,7 @@ class ModelCard(BaseModel):
     class_names: list[str] | None = None
     likelihood: Likelihood | None = None
     sampler: Sampler | None = None
-    graphs: dict[str, GraphSpec]
+    graphs: dict[str, CardGraph]
     metrics: dict[str, float | None] = Field(default_factory=dict)
     evaluation: dict[str, Any] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict)

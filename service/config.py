@@ -28,7 +28,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 if TYPE_CHECKING:
     from service.generation.specs import Limits
     from service.registry.loader import LoadOptions
-    from service.registry.registry import Registry
     from service.runtime.batching import BatchObserver, BatchPolicy
     from service.runtime.sessions import RunObserver, SessionTuning
 
@@ -292,6 +291,7 @@ class ServiceConfig:
 
     def load_options(self, providers: list[str], observers: Observers | None = None) -> LoadOptions:
         """How models are loaded, once the providers are known (``choose_providers``)."""
+        from service.generation.families import FAMILIES
         from service.registry.loader import LoadOptions
         from service.runtime.sessions import GraphOptions
 
@@ -304,16 +304,9 @@ class ServiceConfig:
             tuning=self.autoregressive_sessions,
             batching=replace(self.batching, instances=1),
         )
-        return LoadOptions(self.settings.model_store, graphs, autoregressive, self.settings.warmup)
-
-    def load_registry(self, observers: Observers | None = None) -> Registry:
-        """Probe the providers, then load every model of the store (blocking)."""
-        from service.registry.loader import ModelLoader, load_registry
-        from service.runtime.sessions import choose_providers
-
-        providers = choose_providers(self.settings.device, self.settings.ort_log_severity)
-        loader = ModelLoader(self.load_options(providers, observers))
-        return load_registry(loader, self.defaults, threads=usable_cores())
+        return LoadOptions(
+            self.settings.model_store, graphs, autoregressive, self.settings.warmup, FAMILIES
+        )
 
 
 def usable_cores() -> int:

@@ -37,16 +37,6 @@ class PayloadTooLarge(LimitExceeded):
     code = "payload_too_large"
 
 
-class StoreError(ServiceError):
-    """A model folder or card that does not follow docs/model-store.md."""
-
-    code = "store_error"
-
-
-class ChecksumMismatch(StoreError):
-    code = "checksum_mismatch"
-
-
 class DeviceUnavailable(ServiceError):
     code = "device_unavailable"
 

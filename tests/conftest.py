@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.api.app import create_app
+from service.api.app import create_app, load_store
 from service.config import ServiceConfig, Settings
-from service.registry.families import FAMILIES
+from service.generation.families import FAMILIES
+from service.registry.control import ModelControl
 from service.registry.registry import Registry
 from tests.support.tiny_store import write_autoencoder, write_cvae, write_pixelrnn, write_tiny_store
 
@@ -57,7 +58,12 @@ def tiny_settings(store: Path, **overrides: Any) -> Settings:
 
 def load_registry(settings: Settings) -> Registry:
     """Every model of the store, loaded as the service's start-up loads them."""
-    return ServiceConfig.from_settings(settings).load_registry()
+    return load_store(ServiceConfig.from_settings(settings))[0]
+
+
+def load_control(settings: Settings) -> ModelControl:
+    """``load_registry``'s models, with the control that loads, unloads and reloads them."""
+    return ModelControl(*load_store(ServiceConfig.from_settings(settings)))
 
 
 @pytest.fixture(scope="session")

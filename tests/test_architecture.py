@@ -1,6 +1,6 @@
 """The layers of docs/architecture.md, read from the imports of every module: what each layer of
 the service may import, and that neither the store format nor the training package imports the
-service. Like tests/test_no_torch.py, but for the whole dependency graph."""
+service. Like tests/service/test_no_torch.py, but for the whole dependency graph."""
 
 from __future__ import annotations
 
@@ -119,3 +119,14 @@ def test_the_readiness_setting_names_the_fleets_policies() -> None:
     from service.registry.fleet import Readiness
 
     assert set(get_args(ReadinessPolicy)) == {policy.value for policy in Readiness}
+
+
+def test_no_test_imports_the_bench() -> None:
+    """What tests and benchmarks share is in ``harness/``; only the bench's own tests
+    (``tests/bench/``) reach into ``bench/``."""
+    tests = REPO / "tests"
+    for path in sorted(tests.rglob("*.py")):
+        if path.is_relative_to(tests / "bench"):
+            continue
+        bench = [m for m in _imports(path) if m == "bench" or m.startswith("bench.")]
+        assert not bench, f"{path.relative_to(REPO)} imports {bench}: share it through harness/"

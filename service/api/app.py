@@ -18,14 +18,16 @@ from service.api.errors import install_error_handlers
 from service.api.fastlane import FastLane
 from service.api.middleware import MetricsMiddleware, RequestBodyMiddleware
 from service.api.routes import ROUTERS
-from service.config import Observers, ServiceConfig, Settings
+from service.config import Observers, ServiceConfig, Settings, usable_cores
 from service.generation.operations import Operations
 from service.metrics import Metrics, ModelSeries
 from service.registry.control import ModelControl
 from service.registry.fleet import Readiness, SharedFleet, SoloFleet
+from service.registry.loader import ModelLoader, load_registry
 from service.registry.registry import ModelState, Registry
 from service.runtime.memory import limit_malloc_arenas
 from service.runtime.rundir import RunDir, alive
+from service.runtime.sessions import choose_providers
 from service.runtime.slots import FileSlots, LocalSlots, Slots
 
 log = logging.getLogger(__name__)
@@ -34,14 +36,24 @@ DESCRIPTION = """Sample, encode, reconstruct and interpolate with the generative
 `model_store/`, on onnxruntime. Every error has the shape `{"error": ..., "code": ...}`."""
 
 
+def load_store(
+    config: ServiceConfig, observers: Observers | None = None
+) -> tuple[Registry, ModelLoader]:
+    """Probe the providers, then load every model of the store (blocking): the registry, and
+    the loader that loads them again (``ModelControl``)."""
+    providers = choose_providers(config.settings.device, config.settings.ort_log_severity)
+    loader = ModelLoader(config.load_options(providers, observers))
+    return load_registry(loader, config.defaults, threads=usable_cores()), loader
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     config: ServiceConfig = app.state.config
     metrics: Metrics = app.state.metrics
     observers = Observers(runs=metrics.observe_run, batches=metrics)
-    registry = await anyio.to_thread.run_sync(config.load_registry, observers)
+    registry, loader = await anyio.to_thread.run_sync(load_store, config, observers)
     app.state.registry = registry
-    app.state.control = control = ModelControl(registry)
+    app.state.control = control = ModelControl(registry, loader)
     settings, run = config.settings, RunDir.from_environment()
     policy = Readiness(settings.readiness)
     fleet: SoloFleet | SharedFleet
@@ -136,11 +148,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.config = config
-    app.state.metrics = Metrics()
-    app.state.operations = Operations(config.limits)
-    app.state.registry = Registry({}, {})
-    app.state.control = ModelControl(app.state.registry)
-    app.state.fleet = SoloFleet(app.state.registry, app.state.control, Readiness.ANY)
+    app.state.metrics = Metrics()  # registry, control, operations and fleet: the lifespan's
     if RunDir.from_environment() is not None:  # a worker of several: before any thread starts
         limit_malloc_arenas()
     install_error_handlers(app)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from starlette.types import Scope
 
+from service.errors import InvalidInput
+
 _JSON_RANGES = ("application/json", "application/*", "*/*")
 
 
@@ -55,3 +57,8 @@ def wants_event_stream(scope: Scope) -> bool:
         if media.strip().lower() == "text/event-stream" and _quality(params) > 0:
             return True
     return False
+
+
+def check_columns(columns: int | None, as_grid: bool) -> None:
+    if columns is not None and not as_grid:
+        raise InvalidInput("columns: applies to a PNG grid, asked for with 'Accept: image/png'")

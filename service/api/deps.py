@@ -12,7 +12,6 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from service.config import Settings
-from service.generation.operations import Operations
 from service.metrics import Metrics
 from service.registry.fleet import Fleet
 from service.registry.registry import Registry
@@ -28,12 +27,11 @@ def _state(name: str) -> Callable[[Request], Awaitable[Any]]:
     return get
 
 
-get_settings, get_registry, get_metrics, get_operations, get_fleet = (
-    _state(name) for name in ("settings", "registry", "metrics", "operations", "fleet")
+get_settings, get_registry, get_metrics, get_fleet = (
+    _state(name) for name in ("settings", "registry", "metrics", "fleet")
 )
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
-OperationsDep = Annotated[Operations, Depends(get_operations)]
 FleetDep = Annotated[Fleet, Depends(get_fleet)]

@@ -5,7 +5,7 @@ way: a JSON body that validates. Anything else (another route, another content t
 that does not parse or validate, an event stream) goes on to FastAPI with its body, and
 FastAPI answers it as it always has, so the validation rules, the error bodies and the OpenAPI
 schema stay FastAPI's.
-Both ways share the route's answer (``routes/sample.answer``, ``routes/v2.answer_infer``) and
+Both ways call the same answer (``api/answers``: ``sample_answer``, ``infer_answer``), and share
 the one error table (``api/errors.response_for``)."""
 
 from __future__ import annotations
@@ -16,11 +16,10 @@ from pydantic import ValidationError
 from starlette.datastructures import State
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from service.api.answers import infer_answer, sample_answer
 from service.api.content import header, wants_event_stream
 from service.api.errors import response_for
 from service.api.middleware import replay
-from service.api.routes.sample import answer as answer_sample
-from service.api.routes.v2 import answer_infer
 from service.api.running import Answer, Call
 from service.api.schemas import SampleRequest
 from service.errors import ServiceError
@@ -60,7 +59,7 @@ class FastLane:
             await self.app(scope, replay(body, receive), send)
             return
         call = Call(self.state, scope)
-        await self._answer(scope, receive, send, answer_sample(call, request))
+        await self._answer(scope, receive, send, sample_answer(call, request))
 
     async def _infer(self, scope: Scope, receive: Receive, send: Send) -> None:
         parts = scope["path"][len(_V2_MODELS) : -len("/infer")].split("/")
@@ -73,7 +72,7 @@ class FastLane:
             return
         body = await _read(receive)
         call = Call(self.state, scope)
-        await self._answer(scope, receive, send, answer_infer(call, name, version, body))
+        await self._answer(scope, receive, send, infer_answer(call, name, version, body))
 
     async def _answer(self, scope: Scope, receive: Receive, send: Send, answer: object) -> None:
         try:

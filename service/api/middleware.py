@@ -89,7 +89,7 @@ class RequestBodyMiddleware:
     with a 413: by Content-Length when the client declares one, and by counting the bytes as
     they arrive. Past the body, a POST is watched: if its client disconnects before the
     response is complete, the app's work is cancelled, since Starlette does not cancel a
-    handler whose client left. The work's own ``except CancelledError`` (``stopped_when``)
+    handler whose client left. The work's own ``except CancelledError`` (``running.Running``)
     then stops what it started, and counts it."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:

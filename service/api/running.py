@@ -1,28 +1,28 @@
-"""What every operation's route does around the operation: resolve the model (and label the
-request's metrics with it), run the operation with the route's ``finish``, count the images;
-and the answer, which a FastAPI route and the fast lane (``api/fastlane.py``) send alike."""
+"""What every operation's route does around the operation it calls (``running``: resolve the
+model and label the request's metrics with it, the deadline, the images counted), the routes'
+shared pieces, and the ``Answer`` that a FastAPI route and the fast lane (``api/fastlane.py``)
+send alike."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from types import TracebackType
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from starlette.datastructures import State
 from starlette.types import Scope
 
 from service.api.schemas import error_responses
-from service.errors import DeadlineExceeded, InvalidInput
+from service.errors import DeadlineExceeded
 from service.generation.autoregressive import RowWatch
-from service.generation.imaging import ImageFormat, encode_images, grid_png
-from service.generation.operations import ImageFinish, Operations
+from service.generation.operations import Operations
 from service.generation.specs import Result
 from service.metrics import Metrics
 from service.registry.families import Operation
-from service.registry.registry import Registry
+from service.registry.registry import LoadedModel
 
 ERRORS = error_responses(404, 413, 422, 503, 504)
 """What every operation can answer besides a 200."""
@@ -43,21 +43,6 @@ def operation_route(
         response_model_exclude_none=exclude_none,
         responses={200: other_media, **ERRORS} if other_media else ERRORS,
     )
-
-
-def images_as(fmt: ImageFormat, scale: int = 1) -> ImageFinish:
-    """Base64 PNGs (``scale`` times larger), or nested float lists: a request's ``format``."""
-    return lambda images: encode_images(images, fmt, scale)
-
-
-def grid_of(columns: int | None, scale: int) -> ImageFinish:
-    """One PNG of every image, tiled ``columns`` to a row (default: about square)."""
-    return lambda images: grid_png(images, columns=columns, scale=scale)
-
-
-def check_columns(columns: int | None, as_grid: bool) -> None:
-    if columns is not None and not as_grid:
-        raise InvalidInput("columns: applies to a PNG grid, asked for with 'Accept: image/png'")
 
 
 @dataclass(frozen=True)
@@ -83,81 +68,72 @@ class Answer:
         return Response(self.content, media_type=self.media_type, headers=self.headers)
 
 
-WATCHED = frozenset({Operation.SAMPLE, Operation.COMPLETE})
+class Running:
+    """One operation's run, as an ``async with`` block around the call: past ``timeout_ms`` the
+    work inside stops (DeadlineExceeded), and a request cancelled (its client went away) stops
+    it too; either way it is counted, with the rows drawn for nothing. ``count`` counts the
+    images the operation made. ``running`` makes one for a route's request; the v2 answer makes
+    its own, on the v2 model its path names."""
+
+    __slots__ = ("model", "operations", "watch", "_metrics", "_operation", "_timeout_ms", "_timer")
+
+    def __init__(
+        self,
+        app: State,
+        model: LoadedModel,
+        operation: str,
+        timeout_ms: float | None,
+        watch: RowWatch | None = None,
+    ) -> None:
+        self.model = model
+        self.operations: Operations = app.operations
+        self.watch = watch or RowWatch()
+        self._metrics: Metrics = app.metrics
+        self._operation, self._timeout_ms = operation, timeout_ms
+        self._timer = asyncio.timeout(timeout_ms / 1000 if timeout_ms else None)
+
+    async def __aenter__(self) -> Running:
+        await self._timer.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        rows = self.watch.rows_done
+        try:
+            await self._timer.__aexit__(exc_type, exc, traceback)
+        except TimeoutError:
+            self._metrics.stopped(self.model.name, self._operation, "deadline", rows)
+            raise DeadlineExceeded(
+                f"{self._operation}: not done within {self._timeout_ms:g} ms; its work was stopped"
+            ) from None
+        if exc_type is not None and issubclass(exc_type, asyncio.CancelledError):
+            self._metrics.stopped(self.model.name, self._operation, "disconnect", rows)
+
+    def count(self, result: Result[Any]) -> None:
+        """Count the images ``result`` holds, by model and operation."""
+        if result.count:
+            self._metrics.images.labels(self.model.name, self._operation).inc(result.count)
 
 
-@asynccontextmanager
-async def stopped_when(
-    metrics: Metrics, model: str, operation: str, timeout_ms: float | None, watch: RowWatch
-) -> AsyncIterator[None]:
-    """The work inside stops past ``timeout_ms`` (DeadlineExceeded), or when the request is
-    cancelled (its client went away); either way it is counted, with the rows drawn."""
-    try:
-        async with asyncio.timeout(timeout_ms / 1000 if timeout_ms else None):
-            yield
-    except TimeoutError:
-        metrics.stopped(model, operation, "deadline", watch.rows_done)
-        raise DeadlineExceeded(
-            f"{operation}: not done within {timeout_ms:g} ms; its work was stopped"
-        ) from None
-    except asyncio.CancelledError:
-        metrics.stopped(model, operation, "disconnect", watch.rows_done)
-        raise
-
-
-"""The operations whose pixel-by-pixel drawing reports and stops row by row."""
-
-
-async def run_operation(
+def running(
     call: Call,
     operation: Operation,
     model: str | None,
-    spec: Any,
-    finish: ImageFinish | None = None,
     timeout_ms: int | None = None,
     watch: RowWatch | None = None,
-) -> Result[Any]:
-    """Run ``operation`` on the model a request names (or the operation's default) and count
-    the images it made. ``finish`` is for the operations that make images. Past
-    ``timeout_ms``, the work stops and DeadlineExceeded says so; a request cancelled (its
-    client went away) stops it too, and both are counted, with the rows drawn for nothing."""
-    registry: Registry = call.app.registry
-    operations: Operations = call.app.operations
-    metrics: Metrics = call.app.metrics
-    resolved = registry.resolve(model, operation)
+) -> Running:
+    """What every operation's route does around the operation it calls: resolve the model the
+    request names (or the operation's default), label the request's metrics with it, and run
+    the call within the request's deadline.
+
+        async with running(call, Operation.SAMPLE, body.model, body.timeout_ms) as run:
+            result = await run.operations.sample(run.model, spec, finish, run.watch)
+        run.count(result)
+    """
+    resolved = call.app.registry.resolve(model, operation)
     call.scope.setdefault("state", {})["model"] = resolved.name
-    run = getattr(operations, operation.value)
-    args: list[Any] = [resolved, spec]
-    if finish is not None:
-        args.append(finish)
-    watch = watch or RowWatch()
-    if operation in WATCHED:
-        args.append(watch)
-    async with stopped_when(metrics, resolved.name, operation.value, timeout_ms, watch):
-        result: Result[Any] = await run(*args)
-    if result.count:
-        metrics.images.labels(resolved.name, operation.value).inc(result.count)
-    return result
-
-
-class OperationBody(Protocol):
-    """What every operation's request body holds: the model it names, its deadline."""
-
-    @property
-    def model(self) -> str | None: ...
-
-    @property
-    def timeout_ms(self) -> int | None: ...
-
-
-async def run_request(
-    request: Request,
-    operation: Operation,
-    body: OperationBody,
-    spec: Any,
-    finish: ImageFinish | None = None,
-) -> Result[Any]:
-    """``run_operation`` for a route's request, on the model and deadline its body names."""
-    return await run_operation(
-        Call.of(request), operation, body.model, spec, finish, body.timeout_ms
-    )
+    return Running(call.app, resolved, operation.value, timeout_ms, watch)

@@ -22,7 +22,6 @@ from modelstore.card import ModelCard, RowStepSampler, WindowedSampler
 from service.errors import Overloaded
 from service.generation.likelihood import sample_pixel
 from service.generation.specs import Limits
-from service.registry.families import FAMILIES
 from service.registry.registry import LoadedModel
 from service.runtime.slots import Slots
 
@@ -98,9 +97,8 @@ def generate(
         return _generate_windowed(model, sampler, drawing)
     if isinstance(sampler, RowStepSampler):
         return _generate_row_steps(model, sampler, drawing)
-    pixel_graph = FAMILIES[card.family].pixel_graph
-    assert pixel_graph is not None
-    graph = model.graphs[pixel_graph]
+    assert model.family is not None  # a ready model's family is served
+    graph = model.family.pixel_graph_of(model.graphs)
     rows_vary = graph.spec.inputs[0].shape[2] == -1
     for i in np.flatnonzero(~keep.all(axis=1)):
         for j in np.flatnonzero(~keep[i]):

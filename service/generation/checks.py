@@ -11,27 +11,19 @@ from modelstore.card import ModelCard
 from service.errors import InvalidInput, LimitExceeded, UnsupportedOperation
 from service.generation.imaging import parse_images
 from service.generation.specs import Limits
-from service.registry.families import FAMILIES, Family, Operation
+from service.registry.families import Family, Operation
 from service.registry.registry import LoadedModel
 
 
 def ready(model: LoadedModel, operation: Operation) -> tuple[ModelCard, Family]:
     """The card and family of a ready model that can do ``operation``; UnsupportedOperation
     saying why otherwise."""
-    card = model.ready_card
-    family = FAMILIES[card.family]
+    card, family = model.ready_card, model.family
+    assert family is not None  # a ready model's family is served
     if operation not in family.operations:
         why = family.why_not.get(operation, "not supported by its family")
         raise UnsupportedOperation(f"model {card.name!r} cannot {operation}: {why}")
     return card, family
-
-
-def check_knob(card: ModelCard, family: Family, knob: str, value: float | None) -> None:
-    if value is not None and knob not in family.knobs:
-        where = ", ".join(name for name, f in FAMILIES.items() if knob in f.knobs)
-        raise InvalidInput(
-            f"{knob}: applies only to {where} models; {card.name!r} is a {card.family}"
-        )
 
 
 def latent_dim(card: ModelCard) -> int:

@@ -8,7 +8,7 @@ import io
 import math
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -163,3 +163,13 @@ def grid_png(
         top, left = (i // cols) * (h + padding), (i % cols) * (w + padding)
         canvas[top : top + h, left : left + w] = image[0]
     return png_bytes(enlarge(to_uint8(canvas), scale))
+
+
+def images_as(fmt: ImageFormat, scale: int = 1) -> Callable[[np.ndarray], Any]:
+    """Base64 PNGs (``scale`` times larger), or nested float lists: a request's ``format``."""
+    return lambda images: encode_images(images, fmt, scale)
+
+
+def grid_of(columns: int | None, scale: int) -> Callable[[np.ndarray], Any]:
+    """One PNG of every image, tiled ``columns`` to a row (default: about square)."""
+    return lambda images: grid_png(images, columns=columns, scale=scale)

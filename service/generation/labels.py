@@ -9,18 +9,12 @@ import numpy as np
 
 from modelstore.card import ModelCard
 from service.errors import InvalidInput
-from service.registry.families import FAMILIES
 
 Label = str | int
 LabelInput = Label | Sequence[Label] | None
 """One class for every image, one per image, or none."""
 _LABEL_STREAM = 0x1ABE1
 """Labels drawn from a seed come from their own stream, apart from the latents'."""
-
-
-def is_conditional(card: ModelCard) -> bool:
-    family = FAMILIES.get(card.family)
-    return family is not None and family.conditional
 
 
 def class_names(card: ModelCard) -> list[str]:
@@ -32,31 +26,14 @@ def label_names(card: ModelCard, labels: np.ndarray) -> list[str]:
     return [names[int(i)] for i in labels]
 
 
-def resolve(card: ModelCard, label: LabelInput, n: int, field: str = "label") -> np.ndarray | None:
-    """The (n,) int64 labels a request gives, or None if it gives none. A label for a model
-    that is not class-conditional is refused, as is an unknown class."""
-    if label is None:
-        return None
-    if not is_conditional(card):
-        raise InvalidInput(
-            f"{field}: model {card.name!r} ({card.family}) is not class-conditional; "
-            f"a label applies only to {', '.join(conditional_families())} models"
-        )
+def indices(card: ModelCard, label: Label | Sequence[Label], n: int, field: str) -> np.ndarray:
+    """The (n,) int64 labels of a conditional model's request: one class for every image, or
+    one per image; an unknown class is refused."""
     if isinstance(label, str | int):
         return np.full(n, index(card, label, field), dtype=np.int64)
     if len(label) != n:
         raise InvalidInput(f"{field}: give one label for every image ({n}), got {len(label)}")
     return np.array([index(card, v, f"{field}[{i}]") for i, v in enumerate(label)], np.int64)
-
-
-def required(card: ModelCard, labels: np.ndarray | None, why: str) -> np.ndarray | None:
-    """The labels of a conditional model, which must be given here; None for another model."""
-    if labels is None and is_conditional(card):
-        raise InvalidInput(
-            f"label: model {card.name!r} is class-conditional, so {why} needs a label: "
-            f"one of {_choices(card)}"
-        )
-    return labels
 
 
 def drawn(card: ModelCard, seed: int, n: int) -> np.ndarray:
@@ -79,15 +56,9 @@ def index(card: ModelCard, value: Label, field: str = "label") -> int:
         return folded.index(value.strip().casefold())
     if isinstance(value, str) and value.strip().isdigit():
         return index(card, int(value.strip()), field)
-    raise InvalidInput(
-        f"{field}: unknown class {value!r} for model {card.name!r}: {_choices(card)}"
-    )
+    raise InvalidInput(f"{field}: unknown class {value!r} for model {card.name!r}: {choices(card)}")
 
 
-def _choices(card: ModelCard) -> str:
+def choices(card: ModelCard) -> str:
     names = class_names(card)
     return f"{', '.join(repr(n) for n in names)} (or 0 to {len(names) - 1})"
-
-
-def conditional_families() -> list[str]:
-    return [name for name, family in FAMILIES.items() if family.conditional]

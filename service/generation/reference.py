@@ -7,7 +7,6 @@ import numpy as np
 
 from service.generation.autoregressive import components, pixel_noise, start, to_generate
 from service.generation.likelihood import sample_pixel
-from service.registry.families import FAMILIES
 from service.registry.registry import LoadedModel
 
 
@@ -21,9 +20,8 @@ def generate_naive(
     """One full pass of the pixel graph per generated pixel: what ``autoregressive.generate``
     must equal, pixel for pixel."""
     card = model.ready_card
-    pixel_graph = FAMILIES[card.family].pixel_graph
-    assert pixel_graph is not None
-    graph, k = model.graphs[pixel_graph], components(card)
+    assert model.family is not None  # a ready model's family is served
+    graph, k = model.family.pixel_graph_of(model.graphs), components(card)
     x = start(x, keep)
     for i, j in to_generate(keep):
         params = graph.run({"image": x})["params"]

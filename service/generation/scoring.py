@@ -1,5 +1,6 @@
 """Bits per dimension for each image: exact for the autoregressive families, the importance
-weighted bound (IWAE, Burda et al. 2016) for the VAE families. The likelihoods are those of
+weighted bound (IWAE, Burda et al. 2016) for the VAE families (each family's ``score``, in
+``families``, uses what is here). The likelihoods are those of
 docs/model-store.md ("Pixel likelihoods"), on the image quantised to 8 bits."""
 
 from __future__ import annotations
@@ -8,21 +9,12 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-import anyio.to_thread
 import numpy as np
 
-from service.errors import InvalidInput, LimitExceeded
-from service.generation import labels
-from service.generation.checks import parse_batch, ready
 from service.generation.imaging import compressed_png_size, to_uint8
 from service.generation.likelihood import (
-    bits_per_dim,
     logistic_log_prob,
-    mixture_log_prob,
-    quantize,
 )
-from service.generation.specs import Limits, ScoreSpec
-from service.registry.families import Operation
 from service.registry.registry import LoadedModel
 
 DEFAULT_K = 100
@@ -48,47 +40,6 @@ class Scores:
     seed: int | None = None
     labels: np.ndarray | None = None
     """The classes a conditional model scored under; None: the uniform mixture over classes."""
-
-
-async def score(model: LoadedModel, spec: ScoreSpec, seed: int, limits: Limits) -> Scores:
-    """Bits/dim of each image. ``k`` and ``seed`` apply to the VAE families only: the same
-    image, k and seed always give the same score, whichever images it comes with. A
-    conditional model scores under each image's ``label``, or without one under the uniform
-    mixture of its classes, log p(x) = log mean_y p(x | y)."""
-    card, family = ready(model, Operation.SCORE)
-    k, label = spec.k, spec.label
-    if family.autoregressive and k is not None:
-        raise InvalidInput(f"k: applies to the VAE families only; {card.name!r} is exact")
-    x = quantize(await anyio.to_thread.run_sync(parse_batch, card, spec.images, limits))
-    dims = int(np.prod(card.image_shape))
-    png = await anyio.to_thread.run_sync(png_bits_per_dim, x)
-    if family.pixel_graph is not None:
-        log_p = await model.graphs[family.pixel_graph].infer(
-            {"image": x}, lambda outputs: mixture_log_prob(x, outputs["params"])
-        )
-        return Scores("exact", log_p, bits_per_dim(log_p, dims), png)
-    k = min(DEFAULT_K, limits.max_iwae_k) if k is None else k
-    if k > limits.max_iwae_k:
-        raise LimitExceeded(f"k: must be <= {limits.max_iwae_k} (SERVICE_MAX_IWAE_K), got {k}")
-    given = labels.resolve(card, label, len(x))
-    mixed = given is None and labels.is_conditional(card)
-    classes = len(labels.class_names(card)) if mixed else 1
-    cost = len(x) * k * classes
-    if cost > limits.max_iwae_samples:
-        times = f" x {classes} classes" if mixed else ""
-        raise LimitExceeded(
-            f"images x k: at most {limits.max_iwae_samples} importance samples per request "
-            f"(SERVICE_MAX_IWAE_SAMPLES), got {len(x)} x {k}{times} = {cost}; send fewer "
-            "images or a smaller k" + (", or a label" if mixed else "")
-        )
-    if not mixed:
-        log_p = await iwae(model, x, k, seed, given)
-    else:
-        per_class = [
-            await iwae(model, x, k, seed, np.full(len(x), c, np.int64)) for c in range(classes)
-        ]
-        log_p = np.logaddexp.reduce(np.stack(per_class), axis=0) - math.log(classes)
-    return Scores("iwae", log_p, bits_per_dim(log_p, dims), png, k, seed, given)
 
 
 def png_bits_per_dim(x: np.ndarray) -> np.ndarray:

@@ -102,17 +102,16 @@ def v2_models(model: LoadedModel) -> dict[str, V2Model]:
     image = (-1, *card.image_shape)
     one = (1,)
     if Operation.SAMPLE in family.operations:
-        knobs = tuple(Tensor(k, "FP32", one) for k in sorted(family.knobs))
-        label = (Tensor("label", "INT64", one),) if family.conditional else ()
+        extra = tuple(Tensor(name, datatype, one) for name, datatype in family.v2_sample_inputs())
         found[f"{model.name}.sample"] = V2Model(
             f"{model.name}.sample",
             model,
             Kind.SAMPLE,
-            (Tensor("n", "INT64", one), Tensor("seed", "INT64", one), *knobs, *label),
+            (Tensor("n", "INT64", one), Tensor("seed", "INT64", one), *extra),
             (Tensor("images", "UINT8", image),),
             optional=frozenset({"seed", "label", *family.knobs}),
         )
-    if Operation.RECONSTRUCT in family.operations and not family.conditional:
+    if family.v2_reconstructs:
         found[f"{model.name}.reconstruct"] = V2Model(
             f"{model.name}.reconstruct",
             model,
@@ -204,21 +203,23 @@ def _check_dynamic_axes(
 
 
 @dataclass(frozen=True)
-class Result:
+class Inference:
+    """What a v2 model's run gives: its outputs by name, and the response's parameters."""
+
     outputs: dict[str, np.ndarray]
     parameters: dict[str, Any]
 
 
-async def infer(v2: V2Model, tensors: dict[str, np.ndarray], operations: Operations) -> Result:
+async def infer(v2: V2Model, tensors: dict[str, np.ndarray], operations: Operations) -> Inference:
     check_inputs(v2, tensors, operations.limits)
     if v2.kind is Kind.GRAPH:
         assert v2.role is not None
-        return Result(await run_graph(v2.model.graphs[v2.role], tensors), {})
+        return Inference(await run_graph(v2.model.graphs[v2.role], tensors), {})
     if v2.kind is Kind.SAMPLE:
         return await _sample(v2, tensors, operations)
     done = await operations.reconstruct(v2.model, ReconstructSpec(list(tensors["images"])))
     images, error = done.payload.astype(np.float32), done.arrays["error"].astype(np.float32)
-    return Result({"images": images, "error": error}, {})
+    return Inference({"images": images, "error": error}, {})
 
 
 async def run_graph(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -227,7 +228,7 @@ async def run_graph(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.
     return outputs
 
 
-async def _sample(v2: V2Model, tensors: dict[str, np.ndarray], operations: Operations) -> Result:
+async def _sample(v2: V2Model, tensors: dict[str, np.ndarray], operations: Operations) -> Inference:
     n = _scalar(tensors, "n")
     if n < 1:
         raise InvalidInput(f"input 'n': must be at least 1, got {n}")
@@ -249,7 +250,7 @@ async def _sample(v2: V2Model, tensors: dict[str, np.ndarray], operations: Opera
         label=_scalar(tensors, "label") if "label" in tensors else None,
     )
     done = await operations.sample(v2.model, spec, to_uint8)
-    return Result({"images": done.payload}, {"seed": done.seed})
+    return Inference({"images": done.payload}, {"seed": done.seed})
 
 
 def _scalar(tensors: dict[str, np.ndarray], name: str) -> int:

@@ -27,7 +27,7 @@ from modelstore.checksums import verify_files
 from modelstore.discovery import StoreEntry, read_card
 from modelstore.errors import StoreError
 from modelstore.layout import card_file, graph_model
-from service.errors import ModelLoadFailed, ModelNotFound, ModelNotReady
+from service.errors import ModelLoadFailed, ModelNotFound
 from service.registry.loader import ModelLoader
 from service.registry.registry import LoadedModel, ModelState, Registry
 from service.runtime.memory import return_free_memory
@@ -84,8 +84,11 @@ class LogOnce:
 
 
 class ModelControl:
-    def __init__(self, registry: Registry) -> None:
-        self.registry = registry
+    """Loads, unloads and reloads the models of ``registry`` from the store, with ``loader``:
+    the one start-up loaded them with."""
+
+    def __init__(self, registry: Registry, loader: ModelLoader) -> None:
+        self.registry, self.loader = registry, loader
         self._locks: dict[str, asyncio.Lock] = {}
         self._tried: dict[str, Fingerprint] = {}
         self._checked: dict[str, tuple[int | None, Fingerprint]] = {}
@@ -117,7 +120,11 @@ class ModelControl:
             if previous.state is ModelState.UNLOADED:
                 return ModelChange(name, Action.UNLOAD, previous, previous, False, 0.0)
             current = LoadedModel(
-                name, ModelState.UNLOADED, "unloaded by an admin", card=previous.card
+                name,
+                ModelState.UNLOADED,
+                "unloaded by an admin",
+                card=previous.card,
+                family=previous.family,
             )
             self.registry.swap(current)
             log.info("%s v%s unloaded", name, previous.version)
@@ -129,7 +136,7 @@ class ModelControl:
 
         A model an admin unloaded stays unloaded; a version that failed to load is tried again
         only once its files change. What goes wrong is logged once, not once per look."""
-        loader = self._loader()
+        loader = self.loader
         try:
             entries = await anyio.to_thread.run_sync(loader.entries)
         except OSError:
@@ -156,7 +163,7 @@ class ModelControl:
     async def poll(self) -> list[ModelChange]:
         """One look at the store: load what is new, return what changed; then check that the
         serving versions' files are still those in memory (they keep serving either way)."""
-        loader = self._loader()
+        loader = self.loader
         try:
             entries = await anyio.to_thread.run_sync(loader.entries)
         except OSError as exc:
@@ -218,7 +225,7 @@ class ModelControl:
             del self._checked[name]
 
     async def _replace(self, name: str, action: Action) -> ModelChange:
-        loader = self._loader()
+        loader = self.loader
         async with self._lock(name):
             entry = await self._entry(loader, name)
             previous = self.registry.models.get(name)
@@ -255,11 +262,6 @@ class ModelControl:
             # A model that was not serving stays out: one bad publish must not take the
             # service out of readiness while every other model serves.
             raise ModelLoadFailed(f"{name}{version} did not load: {loaded.reason}")
-
-    def _loader(self) -> ModelLoader:
-        if self.registry.loader is None:
-            raise ModelNotReady("the model store is still loading")
-        return self.registry.loader
 
     async def _entry(self, loader: ModelLoader, name: str) -> StoreEntry:
         try:

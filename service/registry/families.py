@@ -1,9 +1,19 @@
-"""The one table of what each model family can do. A new family plugs in here."""
+"""What the registry needs of a family (``Family``), the operations, and the sampling knobs'
+bounds. The families themselves, one class per kind, and their table are in
+``service/generation/families.py``."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import ClassVar, TypeVar
+
+from modelstore.card import ModelCard
+from service.errors import ServiceError
+from service.runtime.sessions import Graph
+
+T = TypeVar("T")
 
 
 class Operation(StrEnum):
@@ -18,82 +28,56 @@ class Operation(StrEnum):
 
 @dataclass(frozen=True)
 class Family:
+    """What the registry needs of a family of models: the graphs it loads, the operations it
+    serves and why it refuses the others, its sampling knobs, and how its card is checked. One
+    subclass per kind of family (``service/generation/families.py``) adds what the family
+    does; the table of families is there, and reaches the loader through ``LoadOptions``."""
+
     graphs: tuple[str, ...]
     operations: frozenset[Operation]
     optional_graphs: tuple[str, ...] = ()
     """Opened when the card has them: e.g. the PixelCNN's fast-sampler halves."""
     knobs: frozenset[str] = frozenset()
     """Optional sampling knobs that mean something for this family."""
-    why_not: dict[Operation, str] = field(default_factory=dict)
+    why_not: Mapping[Operation, str] = field(default_factory=dict)
     """Why an operation is refused, where there is more to say than "not supported"."""
-    pixel_graph: str | None = None
-    """The graph of an autoregressive family: image -> params of the pixel mixture."""
     conditional: bool = False
     """Its graphs take a class ``label`` beside the image or latent."""
+    pixel_graph: str | None = None
+    """The graph of a pixel-by-pixel family: image -> params of the pixel mixture."""
+
+    autoregressive: ClassVar[bool] = False
+    """It draws pixel by pixel: one run at a time on every core, and a bounded number of
+    samplings at once (the model listing and the metrics say so)."""
+
+    def roles(self, card: ModelCard) -> tuple[str, ...]:
+        """The graphs to open: the family's, and those of its optional ones the card has."""
+        return (*self.graphs, *(g for g in self.optional_graphs if g in card.graphs))
+
+    def check_card(self, card: ModelCard) -> None:
+        """ServiceError if ``card`` lacks what the family needs beyond its graphs."""
+        if self.conditional and not card.class_names:
+            raise ServiceError(f"{card.name}: a {card.family} card needs its class_names")
+
+    def graph_options(self, batched: T, one_at_a_time: T) -> T:
+        """Which of the loader's two ways to open a graph this family's graphs take."""
+        return batched
+
+    def pixel_graph_of(self, graphs: Mapping[str, Graph]) -> Graph:
+        """A pixel-by-pixel family's graph among a model's ``graphs``."""
+        assert self.pixel_graph is not None
+        return graphs[self.pixel_graph]
+
+    def v2_sample_inputs(self) -> list[tuple[str, str]]:
+        """(name, datatype) of the v2 ``sample`` model's inputs beside ``n`` and ``seed``, each
+        of shape (1,): its knobs, and a conditional family's ``label``."""
+        label = [("label", "INT64")] if self.conditional else []
+        return [*((knob, "FP32") for knob in sorted(self.knobs)), *label]
 
     @property
-    def has_encoder(self) -> bool:
-        return "encoder" in self.graphs
-
-    @property
-    def autoregressive(self) -> bool:
-        return self.pixel_graph is not None
-
-
-S, E, R, INTERP = Operation.SAMPLE, Operation.ENCODE, Operation.RECONSTRUCT, Operation.INTERPOLATE
-SCORE, COMPLETE, TRAVERSE = Operation.SCORE, Operation.COMPLETE, Operation.TRAVERSE
-_ONLY_AUTOREGRESSIVE = "only an autoregressive model (pixelcnn, pixelrnn) completes images"
-_NO_LATENT = "it has no latent space"
-_GAN = Family(
-    graphs=("generator",),
-    operations=frozenset({S, INTERP}),
-    knobs=frozenset({"truncation"}),
-    why_not={
-        E: "a GAN has no encoder",
-        R: "a GAN has no encoder",
-        SCORE: "a GAN defines no likelihood",
-        COMPLETE: _ONLY_AUTOREGRESSIVE,
-        TRAVERSE: "latent traversal is served for the VAE families",
-    },
-)
-_VAE = Family(
-    graphs=("encoder", "decoder"),
-    operations=frozenset({S, E, R, INTERP, SCORE, TRAVERSE}),
-    why_not={COMPLETE: _ONLY_AUTOREGRESSIVE},
-)
-
-
-def _autoregressive(graph: str, optional_graphs: tuple[str, ...] = ()) -> Family:
-    return Family(
-        graphs=(graph,),
-        optional_graphs=optional_graphs,
-        operations=frozenset({S, SCORE, COMPLETE}),
-        knobs=frozenset({"temperature"}),
-        why_not=dict.fromkeys((E, R, INTERP, TRAVERSE), _NO_LATENT),
-        pixel_graph=graph,
-    )
-
-
-FAMILIES: dict[str, Family] = {
-    "vae": _VAE,
-    "cvae": Family(
-        graphs=_VAE.graphs, operations=_VAE.operations, why_not=_VAE.why_not, conditional=True
-    ),
-    "autoencoder": Family(
-        graphs=("encoder", "decoder"),
-        operations=frozenset({E, R, INTERP}),
-        why_not={
-            S: "a plain autoencoder has no prior to sample from",
-            SCORE: "a plain autoencoder defines no likelihood",
-            COMPLETE: _ONLY_AUTOREGRESSIVE,
-            TRAVERSE: "a plain autoencoder has no prior that gives its latent axes a scale",
-        },
-    ),
-    "dcgan": _GAN,
-    "wgan-gp": _GAN,
-    "pixelcnn": _autoregressive("pixelcnn", optional_graphs=("context", "row")),
-    "pixelrnn": _autoregressive("pixelrnn", optional_graphs=("step",)),
-}
+    def v2_reconstructs(self) -> bool:
+        """Whether it has a v2 ``reconstruct`` model: it reconstructs, and without a label."""
+        return Operation.RECONSTRUCT in self.operations and not self.conditional
 
 
 KNOB_BOUNDS: dict[str, dict[str, float]] = {

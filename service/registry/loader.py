@@ -8,7 +8,7 @@ import glob
 import logging
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelstore.card import ModelCard
@@ -16,7 +16,7 @@ from modelstore.checksums import verify_files
 from modelstore.discovery import StoreEntry, discover, read_card
 from modelstore.errors import StoreError
 from service.errors import ServiceError
-from service.registry.families import FAMILIES
+from service.registry.families import Family
 from service.registry.registry import LoadedModel, ModelState, Registry
 from service.runtime.sessions import Graph, GraphOptions, open_graph
 
@@ -38,6 +38,8 @@ class LoadOptions:
     """For the pixel-by-pixel families: one run at a time, on every core (the sampler's way)."""
     warm_up: bool = True
     """Run every graph once before the model is ready."""
+    families: Mapping[str, Family] = field(default_factory=dict)
+    """The families the service serves, by a card's ``family`` (generation/families.py)."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,8 @@ class ModelLoader:
         model = LoadedModel(entry.name)
         try:
             model.card = card = read_card(entry)
-            model.graphs = self._open(entry, card)
+            model.family = self.options.families.get(card.family)
+            model.graphs = self._open(entry, card, model.family)
             if warm:
                 for graph in model.graphs.values():
                     graph.warm_up(card.image_shape)
@@ -92,28 +95,21 @@ class ModelLoader:
             log.exception("model %s failed to load", entry.name)
         return model
 
-    def _open(self, entry: StoreEntry, card: ModelCard) -> dict[str, Graph]:
+    def _open(self, entry: StoreEntry, card: ModelCard, family: Family | None) -> dict[str, Graph]:
         """Check the card against its family and its files, then open its graphs."""
-        family = FAMILIES.get(card.family)
         if family is None:
             raise UnsupportedFamily(f"family {card.family!r} is not served by this service")
         missing = [g for g in family.graphs if g not in card.graphs]
         if missing:
             raise ServiceError(f"{entry.name}: card lacks graph(s) {missing} for {card.family}")
-        if family.pixel_graph is not None:
-            _check_mixture(card, family.pixel_graph)
-        if family.conditional and not card.class_names:
-            raise ServiceError(f"{entry.name}: a {card.family} card needs its class_names")
+        family.check_card(card)
         if card.image_shape[0] != 1:
             raise ServiceError(f"{entry.name}: only 1-channel images are served")
         verify_files(entry.folder, card)
-        options = (
-            self.options.autoregressive_graphs if family.autoregressive else self.options.graphs
-        )
-        roles = (*family.graphs, *(g for g in family.optional_graphs if g in card.graphs))
+        options = family.graph_options(self.options.graphs, self.options.autoregressive_graphs)
         return {
             role: open_graph(card.name, role, card.graphs[role], entry.folder, options)
-            for role in roles
+            for role in family.roles(card)
         }
 
 
@@ -130,7 +126,7 @@ def load_registry(loader: ModelLoader, defaults: Mapping[str, str], threads: int
             strict=True,
         ))  # fmt: skip
     models = {name: loaded[name] for name in entries}
-    registry = Registry(models, defaults, loader)
+    registry = Registry(models, defaults)
     for op, name in registry.defaults.items():
         if name not in registry.models:
             known = ", ".join(registry.models) or "none"
@@ -139,22 +135,6 @@ def load_registry(loader: ModelLoader, defaults: Mapping[str, str], threads: int
             )
     registry.loaded = True
     return registry
-
-
-def _check_mixture(card: ModelCard, graph: str) -> None:
-    """An autoregressive card must declare the mixture its params channels hold
-    (docs/model-store.md)."""
-    likelihood = card.likelihood
-    if likelihood is None or likelihood.kind != "discretized_logistic_mixture":
-        raise ServiceError(
-            f"{card.name}: a {card.family} card needs "
-            "likelihood.kind 'discretized_logistic_mixture'"
-        )
-    channels = card.graphs[graph].outputs[0].shape[1]
-    if channels not in (-1, 3 * likelihood.components):
-        raise ServiceError(
-            f"{card.name}: params has {channels} channels, expected 3 x {likelihood.components}"
-        )
 
 
 def _bytes_of_graphs(entry: StoreEntry) -> int:

@@ -5,16 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
 from modelstore.card import ModelCard
 from service.errors import ModelNotFound, ModelNotReady, UnsupportedOperation
-from service.registry.families import FAMILIES, Family, Operation
+from service.registry.families import Family, Operation
 from service.registry.sampling_times import SamplingTimes
 from service.runtime.sessions import Graph
-
-if TYPE_CHECKING:
-    from service.registry.loader import ModelLoader
 
 
 class ModelState(StrEnum):
@@ -35,14 +31,12 @@ class LoadedModel:
     card: ModelCard | None = None
     graphs: dict[str, Graph] = field(default_factory=dict)
     sampling_times: SamplingTimes = field(default_factory=SamplingTimes)
+    family: Family | None = None
+    """Its card's family, when the service serves it (set as the card is read)."""
 
     @property
     def version(self) -> int | None:
         return self.card.version if self.card else None
-
-    @property
-    def family(self) -> Family | None:
-        return FAMILIES.get(self.card.family) if self.card else None
 
     @property
     def operations(self) -> list[Operation]:
@@ -72,16 +66,10 @@ class LoadedModel:
 
 
 class Registry:
-    def __init__(
-        self,
-        models: Mapping[str, LoadedModel],
-        defaults: Mapping[str, str],
-        loader: ModelLoader | None = None,
-    ) -> None:
+    def __init__(self, models: Mapping[str, LoadedModel], defaults: Mapping[str, str]) -> None:
         self.models = dict(sorted(models.items()))
         self.defaults = dict(defaults)
         self.loaded = False
-        self.loader = loader
 
     def swap(self, model: LoadedModel) -> LoadedModel | None:
         """Put ``model`` in place of the one of its name, at once; return the one it replaced.

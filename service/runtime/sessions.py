@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from modelstore.card import GraphSpec
+from modelstore.card import CardGraph
 from modelstore.errors import StoreError
 from service.errors import DeviceUnavailable, ModelRunFailed
 from service.runtime.batching import Batcher, BatchObserver, BatchPolicy, Finish
@@ -71,7 +71,7 @@ class Graph:
 
     model: str
     role: str
-    spec: GraphSpec
+    spec: CardGraph
     session: ort.InferenceSession
     observer: RunObserver | None = None
     batcher: Batcher | None = None
@@ -199,7 +199,7 @@ class GraphOptions:
 
 
 def open_graph(
-    model: str, role: str, spec: GraphSpec, folder: Path, options: GraphOptions
+    model: str, role: str, spec: CardGraph, folder: Path, options: GraphOptions
 ) -> Graph:
     """An onnxruntime session for the graph file ``spec`` names under ``folder``, checked
     against the card's tensor names, with its batcher."""
@@ -216,7 +216,7 @@ def open_graph(
     return graph
 
 
-def _check_names(model: str, role: str, spec: GraphSpec, session: ort.InferenceSession) -> None:
+def _check_names(model: str, role: str, spec: CardGraph, session: ort.InferenceSession) -> None:
     actual_in = sorted(i.name for i in session.get_inputs())
     actual_out = {o.name for o in session.get_outputs()}
     card_in = sorted(t.name for t in spec.inputs)

@@ -1,6 +1,6 @@
 """The deployment files (Dockerfile, compose, Prometheus, Grafana, Kubernetes, KServe) and the
-PromQL they hold, shared by tests/test_deploy.py (static checks) and tests/test_monitoring.py
-(a real Prometheus)."""
+PromQL they hold, shared by tests/deploy/test_deploy.py (static checks) and
+tests/service/test_monitoring.py (a real Prometheus)."""
 
 from __future__ import annotations
 

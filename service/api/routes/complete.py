@@ -3,11 +3,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from service.api.content import wants_event_stream
-from service.api.running import Answer, Call, images_as, operation_route, run_operation
+from service.api.running import Answer, Call, operation_route, running
 from service.api.schemas import CompleteRequest, CompleteResponse
 from service.api.streaming import OPENAPI_CONTENT, STREAM_DESCRIPTION, stream
 from service.generation.autoregressive import RowWatch
 from service.generation.completion import completion_seeds
+from service.generation.imaging import images_as
 from service.generation.specs import CompleteSpec, Given
 from service.registry.families import Operation
 
@@ -33,9 +34,9 @@ async def answer(call: Call, body: CompleteRequest, watch: RowWatch | None = Non
         body.images, Given(body.rows, body.mask), body.samples, body.seed, body.temperature
     )
     finish = images_as(body.format, body.scale)
-    result = await run_operation(
-        call, Operation.COMPLETE, body.model, spec, finish, body.timeout_ms, watch
-    )
+    async with running(call, Operation.COMPLETE, body.model, body.timeout_ms, watch) as run:
+        result = await run.operations.complete(run.model, spec, finish, run.watch)
+    run.count(result)
     s, images = body.samples, result.payload
     assert result.seed is not None
     response = CompleteResponse.model_construct(

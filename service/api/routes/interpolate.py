@@ -2,12 +2,13 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from service.api.running import images_as, operation_route, run_request
+from service.api.running import Call, operation_route, running
 from service.api.schemas import (
     InterpolateRequest,
     InterpolateResponse,
     InterpolationEnd,
 )
+from service.generation.imaging import images_as
 from service.generation.specs import Endpoint, InterpolateSpec
 from service.registry.families import Operation
 
@@ -27,7 +28,10 @@ async def interpolate(body: InterpolateRequest, request: Request) -> Any:
         _endpoint(body.start), _endpoint(body.end), body.steps, body.method, body.label
     )
     finish = images_as(body.format, body.scale)
-    result = await run_request(request, Operation.INTERPOLATE, body, spec, finish)
+    call = Call.of(request)
+    async with running(call, Operation.INTERPOLATE, body.model, body.timeout_ms) as run:
+        result = await run.operations.interpolate(run.model, spec, finish)
+    run.count(result)
     return InterpolateResponse(
         model=result.model,
         version=result.version,

@@ -3,7 +3,6 @@ from fastapi import APIRouter
 from service.api.deps import RegistryDep
 from service.api.schemas import ModelInfo, ModelList, SamplingInfo, error_responses
 from service.generation import autoregressive
-from service.generation.labels import is_conditional
 from service.registry.registry import LoadedModel, ModelState
 
 router = APIRouter(prefix="/models", tags=["models"])
@@ -33,7 +32,7 @@ def model_info(model: LoadedModel) -> ModelInfo:
         operations=[op.value for op in model.operations],
         image_shape=list(card.image_shape) if card else None,
         latent_dim=card.latent_dim if card else None,
-        conditional=is_conditional(card) if card else False,
+        conditional=model.family is not None and model.family.conditional,
         class_names=card.class_names if card else None,
         metrics=card.metrics if card else {},
         provider=model.provider,

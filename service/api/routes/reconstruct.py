@@ -2,8 +2,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from service.api.running import images_as, operation_route, run_request
+from service.api.running import Call, operation_route, running
 from service.api.schemas import ReconstructRequest, ReconstructResponse
+from service.generation.imaging import images_as
 from service.generation.specs import ReconstructSpec
 from service.registry.families import Operation
 
@@ -16,7 +17,10 @@ async def reconstruct(body: ReconstructRequest, request: Request) -> Any:
     mean squared error on [0, 1] pixels."""
     spec = ReconstructSpec(body.images, body.label)
     finish = images_as(body.format, body.scale)
-    result = await run_request(request, Operation.RECONSTRUCT, body, spec, finish)
+    call = Call.of(request)
+    async with running(call, Operation.RECONSTRUCT, body.model, body.timeout_ms) as run:
+        result = await run.operations.reconstruct(run.model, spec, finish)
+    run.count(result)
     return ReconstructResponse(
         model=result.model,
         version=result.version,

@@ -2,7 +2,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from service.api.running import operation_route, run_request
+from service.api.running import Call, operation_route, running
 from service.api.schemas import ScoreRequest, ScoreResponse
 from service.generation.specs import ScoreSpec
 from service.registry.families import Operation
@@ -16,7 +16,8 @@ async def score(body: ScoreRequest, request: Request) -> Any:
     and PixelRNN, the importance-weighted bound with `k` samples for a VAE (`kind` says which).
     An anomaly score: see docs/anomaly.md."""
     spec = ScoreSpec(body.images, body.k, body.seed, body.label)
-    result = await run_request(request, Operation.SCORE, body, spec)
+    async with running(Call.of(request), Operation.SCORE, body.model, body.timeout_ms) as run:
+        result = await run.operations.score(run.model, spec)
     scores = result.payload
     return ScoreResponse(
         model=result.model,

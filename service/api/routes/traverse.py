@@ -2,9 +2,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from service.api.content import wants_png
-from service.api.running import check_columns, grid_of, images_as, operation_route, run_request
+from service.api.content import check_columns, wants_png
+from service.api.running import Call, operation_route, running
 from service.api.schemas import TraverseRequest, TraverseResponse
+from service.generation.imaging import grid_of, images_as
 from service.generation.specs import Endpoint, TraverseSpec
 from service.registry.families import Operation
 
@@ -29,7 +30,9 @@ async def traverse(body: TraverseRequest, request: Request) -> Any:
     spec = TraverseSpec(base, body.dim, body.range, body.steps, body.label)
     columns = body.columns or body.steps  # one row, unless asked otherwise
     finish = grid_of(columns, body.scale) if as_strip else images_as(body.format, body.scale)
-    result = await run_request(request, Operation.TRAVERSE, body, spec, finish)
+    async with running(Call.of(request), Operation.TRAVERSE, body.model, body.timeout_ms) as run:
+        result = await run.operations.traverse(run.model, spec, finish)
+    run.count(result)
     if as_strip:
         headers = {"X-Model": result.model, "X-Model-Version": str(result.version)}
         if result.seed is not None:

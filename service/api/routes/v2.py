@@ -4,18 +4,15 @@ protocol lives in ``service.inference_protocol``; errors become ``{"error": ...}
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
-import anyio.to_thread
 from fastapi import APIRouter, Request, Response
 
-from service.api.content import header
+from service.api.answers import infer_answer
 from service.api.deps import FleetDep, RegistryDep
-from service.api.running import Answer, Call, stopped_when
-from service.errors import InvalidInput, ModelNotReady, PayloadTooLarge
-from service.generation.autoregressive import RowWatch
+from service.api.running import Call
+from service.errors import ModelNotReady
 from service.inference_protocol import models
 from service.inference_protocol.schema import (
     ErrorObject,
@@ -26,18 +23,10 @@ from service.inference_protocol.schema import (
     ServerMetadata,
     ServerReady,
 )
-from service.inference_protocol.tensors import (
-    HEADER_LENGTH,
-    decode_request,
-    encode_response,
-    requested_outputs,
-)
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"])
 
 EXTENSIONS = ["binary_tensor_data"]
-INLINE_BYTES = 64 * 1024
-T = TypeVar("T")
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorObject} for status in (400, 404, 413, 503)
 }
@@ -124,61 +113,5 @@ async def infer(model_name: str, request: Request) -> Response:
     """Run one v2 model. The body is an inference request as JSON; with the binary tensor data
     extension, the inputs' bytes follow it."""
     return (
-        await answer_infer(Call.of(request), model_name, _version(request), await request.body())
+        await infer_answer(Call.of(request), model_name, _version(request), await request.body())
     ).response()
-
-
-async def answer_infer(call: Call, name: str, version: str | None, body: bytes) -> Answer:
-    """The route's answer, which the fast lane sends too."""
-    app = call.app
-    v2 = models.find(app.registry, name, version)
-    call.scope.setdefault("state", {})["model"] = v2.model.name
-    encoding = header(call.scope, b"content-encoding").decode("latin-1") or None
-    body = _decoded(body, encoding, app.settings.max_body_bytes)
-    length = header(call.scope, HEADER_LENGTH.lower().encode()).decode("latin-1") or None
-    decoded = await _off_loop_if_large(len(body), decode_request, body, length)
-    outputs = requested_outputs(decoded.request, [t.name for t in v2.outputs])
-    timeout_us = decoded.request.parameters.get("timeout")  # Triton's: microseconds
-    if timeout_us is not None and (not isinstance(timeout_us, int) or timeout_us < 1):
-        raise InvalidInput(f"parameters.timeout: microseconds, at least 1, got {timeout_us!r}")
-    timeout_ms = timeout_us / 1000 if timeout_us else None
-    async with stopped_when(app.metrics, v2.model.name, v2.kind.value, timeout_ms, RowWatch()):
-        result = await models.infer(v2, decoded.tensors, app.operations)
-    if v2.kind is not models.Kind.GRAPH:
-        app.metrics.images.labels(v2.model.name, v2.kind.value).inc(len(result.outputs["images"]))
-    head: dict[str, Any] = {"model_name": v2.name, "model_version": v2.version}
-    if decoded.request.id is not None:
-        head["id"] = decoded.request.id
-    if result.parameters:
-        head["parameters"] = result.parameters
-    chosen = [(name, result.outputs[name], binary) for name, binary in outputs]
-    size = sum(array.nbytes for _, array, _ in chosen)
-    payload, json_length = await _off_loop_if_large(size, encode_response, head, chosen)
-    if json_length is None:
-        return Answer(payload, "application/json")
-    return Answer(payload, "application/octet-stream", {HEADER_LENGTH: str(json_length)})
-
-
-async def _off_loop_if_large(size: int, work: Callable[..., T], *args: Any) -> T:
-    """Parsing or writing a large tensor would hold up the event loop; a small one costs less
-    than the hop to a worker thread."""
-    if size <= INLINE_BYTES:
-        return work(*args)
-    return await anyio.to_thread.run_sync(work, *args)
-
-
-def _decoded(body: bytes, encoding: str | None, limit: int) -> bytes:
-    """The body as sent before ``Content-Encoding`` (gzip or deflate, as tritonclient can send
-    it), inflated to at most the body limit."""
-    if encoding in (None, "identity"):
-        return body
-    if encoding not in ("gzip", "deflate"):
-        raise InvalidInput(f"Content-Encoding {encoding!r} is not supported (gzip, deflate)")
-    inflate = zlib.decompressobj(zlib.MAX_WBITS | (16 if encoding == "gzip" else 0))
-    try:
-        data = inflate.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise InvalidInput(f"body: not valid {encoding} data") from exc
-    if len(data) > limit or inflate.unconsumed_tail:
-        raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-    return data
