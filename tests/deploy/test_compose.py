@@ -4,7 +4,7 @@ by deploy/prometheus/ as users run it, must find genserve up within 30 s of ``up
 requests the dashboard's own latency query returns the model's latency, and the alert rules are
 loaded. Where prom/prometheus cannot be pulled, deploy/local-images/ builds Prometheus from
 Debian's package and its override file puts it in place; the main file stays as it is. Grafana
-has no such stand-in: the dashboard's static checks are in tests/test_deploy.py."""
+has no such stand-in: the dashboard's static checks are in tests/deploy/test_deploy.py."""
 
 from __future__ import annotations
 
