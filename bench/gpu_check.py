@@ -34,8 +34,8 @@ if str(REPO) not in sys.path:  # run as a script: make service/ and bench/ impor
 
 import onnxruntime as ort  # noqa: E402
 
-from bench.live_service import Call, Json, Service, drive, percentile, serve  # noqa: E402
 from bench.peers import workload  # noqa: E402
+from harness.live_service import Call, Json, Service, drive, percentile, serve  # noqa: E402
 
 PROVIDERS = {"cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
 

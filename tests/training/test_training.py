@@ -72,9 +72,7 @@ def test_same_seed_same_weights_and_resume_matches_uninterrupted(tmp_path: Path)
     assert ckpt["config"]["latent_dim"] == 4 and model.config.latent_dim == 4
 
 
-CLASSIFIER = (
-    Path(__file__).resolve().parent.parent / "model_store" / "classifier-fashion.classifier"
-)
+CLASSIFIER = Path(__file__).resolve().parents[2] / "model_store" / "classifier-fashion.classifier"
 
 
 def test_a_tracked_scheduled_run_resumed_matches_it_uninterrupted(tmp_path: Path) -> None:
