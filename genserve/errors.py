@@ -10,10 +10,12 @@ after a 200 that opened the stream).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import httpx
+
+T = TypeVar("T")
 
 
 class GenserveError(Exception):
@@ -189,6 +191,20 @@ def _error(
         retry_after=retry_after,
         details=details if isinstance(details, list) else None,
     )
+
+
+def parse_answer(response: httpx.Response, parse: Callable[[Any], T]) -> T:
+    """``parse`` of an answer's JSON; ServerError for an answer that is not the API's (a
+    proxy's page, say)."""
+    try:
+        return parse(response.json())
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ServerError(
+            f"{response.request.method} {response.request.url}: the answer is not the API's "
+            f"({type(exc).__name__}: {exc})",
+            status=response.status_code,
+            code="unexpected_answer",
+        ) from exc
 
 
 def transport_failure(
