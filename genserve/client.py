@@ -53,16 +53,6 @@ from genserve.results import (
     TraverseResult,
 )
 
-__all__ = [
-    "DEFAULT_TIMEOUT",
-    "DEFAULT_URL",
-    "AsyncClient",
-    "AsyncStream",
-    "Client",
-    "Retries",
-    "Stream",
-]
-
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT = 60.0
 RETRY_STATUSES = frozenset({429, 502, 503, 504})

@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 import httpx
 
 T = TypeVar("T")
+_BY_CODE: dict[str, type[GenserveError]] = {}
+"""The class of each API error code: every class that has a status, and two more codes."""
 
 
 class GenserveError(Exception):
@@ -34,12 +36,14 @@ class GenserveError(Exception):
         cls, code: str | None = None, status: int | None = None, **kwargs: Any
     ) -> None:
         """``class X(GenserveError, code=..., status=...)``: the code and status of error X
-        (by default, its base's)."""
+        (by default, its base's); an API error (one with a status) is found by its code."""
         super().__init_subclass__(**kwargs)
         if code is not None:
             cls.default_code = code
         if status is not None:
             cls.default_status = status
+        if code is not None and cls.default_status is not None:
+            _BY_CODE[code] = cls
 
     def __init__(
         self,
@@ -126,25 +130,6 @@ class ModelRunFailed(ServerError, code="model_run_failed", status=503):
     """503: onnxruntime failed while running the model's graph."""
 
 
-_BY_CODE: dict[str, type[GenserveError]] = {
-    cls.default_code: cls
-    for cls in (
-        Unauthorized,
-        NotFound,
-        ModelNotFound,
-        MethodNotAllowed,
-        ValidationError,
-        UnsupportedOperation,
-        LimitExceeded,
-        PayloadTooLarge,
-        RateLimited,
-        ModelNotReady,
-        Overloaded,
-        DeadlineExceeded,
-        ServerError,
-        ModelRunFailed,
-    )
-}
 _BY_CODE |= {"invalid_json": ValidationError, "invalid_input": ValidationError}
 _BY_STATUS: dict[int, type[GenserveError]] = {
     401: Unauthorized,
