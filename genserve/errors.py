@@ -4,7 +4,8 @@ The service answers every 4xx and 5xx of its own API with ``{"error", "code"}`` 
 ``details`` for a request that does not validate) and, for 429 and an overloaded 503, a
 ``Retry-After`` header; ``error_from_response`` turns that into the matching exception, and
 ``error_from_event`` the ``error`` event of a stream of server-sent events (the same body, sent
-after a 200 that opened the stream).
+after a 200 that opened the stream). ``parse_answer`` reads a 200's body, and raises ServerError
+for one that is not the API's.
 """
 
 from __future__ import annotations
