@@ -57,12 +57,12 @@ def _say(args: argparse.Namespace, text: str) -> None:
     print(text, file=sys.stderr if args.json else sys.stdout)
 
 
-def _emit(args: argparse.Namespace, raw: Any, lines: Callable[[], None]) -> None:
+def _json(args: argparse.Namespace, raw: Any) -> bool:
+    """With ``--json``, ``raw`` printed as JSON (and no lines): whether it was."""
     if args.json:
         json.dump(raw, sys.stdout)
         sys.stdout.write("\n")
-    else:
-        lines()
+    return bool(args.json)
 
 
 def _save(args: argparse.Namespace, result: ImageResult) -> None:
@@ -112,8 +112,7 @@ def progress(label: str, stream: IO[str] | None = None, delay: float = 0.3) -> I
 
 def _models(client: Client, args: argparse.Namespace) -> int:
     found = client.models()
-
-    def lines() -> None:
+    if not _json(args, {"models": [m.raw for m in found]}):
         rows = [["NAME", "STATE", "FAMILY", "VERSION", "PROVIDER", "OPERATIONS"]]
         for m in found:
             version = "" if m.version is None else str(m.version)
@@ -121,14 +120,13 @@ def _models(client: Client, args: argparse.Namespace) -> int:
                 [m.name, m.state, m.family or "", version, m.provider or "", ",".join(m.operations)]
             )
         _table(rows, sys.stdout)
-
-    _emit(args, {"models": [m.raw for m in found]}, lines)
     return EXIT_OK
 
 
 def _model(client: Client, args: argparse.Namespace) -> int:
     info = client.model(args.name)
-    _emit(args, info.raw, lambda: _describe(info))
+    if not _json(args, info.raw):
+        _describe(info)
     return EXIT_OK
 
 
@@ -159,7 +157,8 @@ def _describe(m: ModelInfo) -> None:
 
 def _health(client: Client, args: argparse.Namespace) -> int:
     health = client.health()
-    _emit(args, health.raw, lambda: _health_lines(health))
+    if not _json(args, health.raw):
+        _health_lines(health)
     return EXIT_OK if health.ready else EXIT_NOT_READY
 
 
@@ -186,14 +185,11 @@ def _sample(client: Client, args: argparse.Namespace) -> int:
             label=_label(args.label),
             timeout_ms=args.deadline_ms,
         )
-
-    def lines() -> None:
+    if not _json(args, result.raw):
         n, h, w = result.images.shape
         print(f"{result.model} v{result.version}: {n} images {w}x{h}, seed {result.seed}")
         if result.labels:
             print("labels: " + ", ".join(result.labels))
-
-    _emit(args, result.raw, lines)
     _save(args, result)
     return EXIT_OK
 
@@ -204,13 +200,10 @@ def _encode(client: Client, args: argparse.Namespace) -> int:
             args.model, args.images, label=_labels(args.label), timeout_ms=args.deadline_ms
         )
     kind = "mean" if result.mean is not None else "z"
-
-    def lines() -> None:
+    if not _json(args, result.raw):
         print(f"{result.model} v{result.version}: {kind} of each image")
         for path, latent in zip(args.images, result.latents, strict=True):
             print(f"{path}: {_numbers(latent)}")
-
-    _emit(args, result.raw, lines)
     return EXIT_OK
 
 
@@ -219,13 +212,10 @@ def _reconstruct(client: Client, args: argparse.Namespace) -> int:
         result = client.reconstruct(
             args.model, args.images, label=_labels(args.label), timeout_ms=args.deadline_ms
         )
-
-    def lines() -> None:
+    if not _json(args, result.raw):
         print(f"{result.model} v{result.version}: mean squared error of each reconstruction")
         for path, error in zip(args.images, result.error, strict=True):
             print(f"{path}: {error:.5f}")
-
-    _emit(args, result.raw, lines)
     _save(args, result)
     return EXIT_OK
 
@@ -243,14 +233,11 @@ def _interpolate(client: Client, args: argparse.Namespace) -> int:
             label=_label(args.label),
             timeout_ms=args.deadline_ms,
         )
-
-    def lines() -> None:
+    if not _json(args, result.raw):
         print(
             f"{result.model} v{result.version}: {len(result.images)} images from "
             f"{_end_name(start)} to {_end_name(end)} ({args.method})"
         )
-
-    _emit(args, result.raw, lines)
     _save(args, result)
     return EXIT_OK
 
@@ -274,8 +261,7 @@ def _score(client: Client, args: argparse.Namespace) -> int:
             label=_labels(args.label),
             timeout_ms=args.deadline_ms,
         )
-
-    def lines() -> None:
+    if not _json(args, result.raw):
         how = "exact likelihood" if result.kind == "exact" else "IWAE bound"
         if result.kind == "iwae":
             how += f", k {result.k}, seed {result.seed}"
@@ -292,8 +278,6 @@ def _score(client: Client, args: argparse.Namespace) -> int:
                 ]
             )
         _table(rows, sys.stdout)
-
-    _emit(args, result.raw, lines)
     return EXIT_OK
 
 
@@ -309,13 +293,10 @@ def _complete(client: Client, args: argparse.Namespace) -> int:
             temperature=args.temperature,
             timeout_ms=args.deadline_ms,
         )
-
-    def lines() -> None:
+    if not _json(args, result.raw):
         images, samples = result.images.shape[:2]
         seeds = ", ".join(map(str, result.seeds))
         print(f"{result.model} v{result.version}: {images} x {samples} completions, seeds {seeds}")
-
-    _emit(args, result.raw, lines)
     _save(args, result)
     return EXIT_OK
 
@@ -332,16 +313,13 @@ def _traverse(client: Client, args: argparse.Namespace) -> int:
             label=_label(args.label),
             timeout_ms=args.deadline_ms,
         )
-
-    def lines() -> None:
+    if not _json(args, result.raw):
         base = f"seed {result.seed}" if result.seed is not None else str(args.image)
         label = f", class {result.label}" if result.label else ""
         print(
             f"{result.model} v{result.version}: dim {result.dim} from {result.values[0]:g} to "
             f"{result.values[-1]:g} in {len(result.values)} steps around {base}{label}"
         )
-
-    _emit(args, result.raw, lines)
     _save(args, result)
     return EXIT_OK
 

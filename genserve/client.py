@@ -1,15 +1,14 @@
-"""``Client`` and ``AsyncClient``: the operations of ``genserve.operations`` sent over httpx.
+"""``Client`` and ``AsyncClient``: one method per operation of the API, over httpx.
 
-Everything but the I/O is written once, in ``_Exchanges``: it turns an operation into actions,
-"send this request" and "sleep this long" (the retries), and reads what comes back. Each client
-is a thin transport that performs those two actions, one with ``httpx.Client`` and
-``time.sleep``, the other with ``httpx.AsyncClient`` and ``asyncio.sleep``.
+Each method builds its request body and sends it with ``_send``, which retries a refused or
+failed request as ``Retries`` says, within the call's time-out, and raises an error answer as
+its exception (``genserve.errors``). ``stream_sample`` and ``stream_complete`` send the same
+request asking for server-sent events; ``Stream`` and ``AsyncStream`` read them with
+``genserve.events.EventReader``.
 
-Streaming (``stream_sample``, ``stream_complete``: ``Accept: text/event-stream``) opens its
-request with the same two actions, ``Send`` marked ``stream``, so that the request is retried
-as any other until the stream starts (never after). The transport then hands the lines it reads
-to a ``genserve.events.EventReader``, which turns them into events, the result or the error,
-written once for both; ``Stream`` and ``AsyncStream`` are the reading loops.
+Two time limits: ``timeout`` (seconds) is the client's own, the most a call may wait, retries
+included; ``timeout_ms`` (milliseconds) is sent in the body, the service's deadline for the
+work, past which it stops drawing and answers 504 ``deadline_exceeded`` (DeadlineExceeded).
 """
 
 from __future__ import annotations
@@ -17,50 +16,62 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import inspect
 import logging
 import math
 import os
 import random
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
+from collections.abc import AsyncGenerator, Callable, Generator, Sequence
 from dataclasses import dataclass
-from typing import Any, Concatenate, Generic, ParamSpec, TypeAlias, TypeVar
+from typing import Any, Generic, Literal, TypeAlias, TypeVar
+from urllib.parse import quote
 
 import httpx
+import numpy as np
 
-from genserve import operations
 from genserve.errors import (
     ConnectionFailed,
     DeadlineExceeded,
     GenserveError,
     TimedOut,
     error_from_response,
+    parse_answer,
     transport_failure,
 )
 from genserve.events import EVENT_STREAM, EventReader, StreamEvent, is_event_stream
-from genserve.operations import ApiCall, Request
-
-__all__ = [
-    "DEFAULT_TIMEOUT",
-    "DEFAULT_URL",
-    "AsyncClient",
-    "AsyncStream",
-    "Client",
-    "Retries",
-    "Stream",
-]
+from genserve.images import ImageInput, Images, encode_image, encode_images, encode_mask
+from genserve.results import (
+    CompleteResult,
+    EncodeResult,
+    Health,
+    InterpolateResult,
+    ModelInfo,
+    Partial,
+    ReconstructResult,
+    SampleResult,
+    ScoreResult,
+    TraverseResult,
+)
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT = 60.0
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 USER_AGENT = "genserve-client/0.1.0"
+OK = frozenset({200})
+READY = frozenset({200, 503})
+"""``/health/ready``'s answers: not ready is one."""
 
 log = logging.getLogger("genserve")
-P = ParamSpec("P")
 T = TypeVar("T")
-R = TypeVar("R")
-F = TypeVar("F", bound=Callable[..., Any])
+Json = dict[str, Any]
+Label: TypeAlias = str | int
+"""A class of a conditional model: a name of its card's ``class_names`` (any case) or an index."""
+Labels: TypeAlias = Label | Sequence[Label]
+Latent: TypeAlias = Sequence[float] | np.ndarray
+"""D floats: a 1-D array or a sequence of numbers."""
+End: TypeAlias = int | Latent | ImageInput
+"""An interpolation end: an int is a seed (the image ``sample`` gives for n=1 and that seed),
+a 1-D array or a list of numbers a latent, anything else one image (needs an encoder)."""
 
 
 @dataclass(frozen=True)
@@ -101,203 +112,12 @@ def _retryable(failure: GenserveError) -> bool:
     return failure.status in RETRY_STATUSES
 
 
-@dataclass(frozen=True)
-class Send:
-    request: httpx.Request
-    stream: bool = False
-    """Answer with the response open, its body unread, when it is an event stream (any other
-    answer is read whole)."""
-
-
-@dataclass(frozen=True)
-class Sleep:
-    seconds: float
-
-
-Action: TypeAlias = Send | Sleep
-Outcome: TypeAlias = httpx.Response | httpx.TransportError | None
-"""What a transport sends back for an action: the response or the transport's error (Send),
-None (Sleep)."""
-
-
-class _Exchanges:
-    """The logic both transports share: deadlines, requests, retries, errors."""
-
-    def __init__(
-        self,
-        http: httpx.Client | httpx.AsyncClient,
-        timeout: float | None,
-        retries: Retries,
-    ) -> None:
-        self.http, self.timeout, self.retries = http, timeout, retries
-
-    def run(self, operation: ApiCall[T]) -> Generator[Action, Outcome, T]:
-        """Every request of ``operation`` in turn, within one deadline; its result."""
-        timeout = operation.timeout if operation.timeout is not None else self.timeout
-        deadline = math.inf if timeout is None else time.monotonic() + timeout
-        steps = operation.steps
-        request = next(steps)
-        while True:
-            response = yield from self._exchange(request, deadline, timeout)
-            try:
-                request = steps.send(response)
-            except StopIteration as done:
-                return done.value
-
-    def open(self, operation: ApiCall[T]) -> Generator[Action, Outcome, Opened[T]]:
-        """The request of ``operation``'s events, retried as any until it is answered; the
-        response, open, and the reader of what it streams, within the call's deadline."""
-        events = operation.events
-        if events is None:
-            raise TypeError("this operation does not stream")
-        operation.steps.close()  # its plain request is not sent
-        timeout = operation.timeout if operation.timeout is not None else self.timeout
-        deadline = math.inf if timeout is None else time.monotonic() + timeout
-        response = yield from self._exchange(events.request, deadline, timeout)
-        reader = EventReader(events, response, self._where(events.request), deadline, timeout)
-        return response, reader
-
-    def _exchange(
-        self, request: Request, deadline: float, timeout: float | None
-    ) -> Generator[Action, Outcome, httpx.Response]:
-        """One request, sent again as ``retries`` allow."""
-        attempt = 0
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimedOut(f"{request.method} {request.path}: no answer within {timeout} s")
-            outcome = yield Send(self._build(request, remaining), stream=request.stream)
-            failure = self._failure(request, outcome, timeout)
-            if failure is None:
-                assert isinstance(outcome, httpx.Response)
-                return outcome
-            wait = self.retries.wait(attempt, failure, deadline - time.monotonic())
-            if wait is None:
-                raise failure
-            attempt += 1
-            answer = failure.code + ("" if failure.status is None else f" ({failure.status})")
-            log.warning(
-                "%s %s: %s; retry %d of %d in %.2g s",
-                request.method,
-                request.path,
-                answer,
-                attempt,
-                self.retries.count,
-                wait,
-            )
-            yield Sleep(wait)
-
-    def _build(self, request: Request, remaining: float) -> httpx.Request:
-        return self.http.build_request(
-            request.method,
-            request.path,
-            json=request.body,
-            headers={"Accept": EVENT_STREAM} if request.stream else None,
-            timeout=None if math.isinf(remaining) else remaining,
-        )
-
-    def _failure(
-        self, request: Request, outcome: Outcome, timeout: float | None
-    ) -> GenserveError | None:
-        """None for an answer of the operation; else the error it is."""
-        if isinstance(outcome, httpx.Response):
-            return None if outcome.status_code in request.answers else error_from_response(outcome)
-        assert outcome is not None
-        return transport_failure(outcome, self._where(request), timeout)
-
-    def _where(self, request: Request) -> str:
-        return f"{request.method} {self.http.base_url}{request.path.lstrip('/')}"
-
-
-Opened: TypeAlias = tuple[httpx.Response, EventReader[T]]
-"""A stream that started: its response, open, and the reader of its lines."""
-
-
-def _http_options(url: str | None, api_key: str | None, timeout: float | None) -> dict[str, Any]:
-    """What both httpx clients are made with: the URL and key, from the environment when not
-    given."""
-    url = url or os.environ.get("GENSERVE_URL") or DEFAULT_URL
-    api_key = api_key if api_key is not None else os.environ.get("GENSERVE_API_KEY")
-    headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
-    if api_key:
-        headers["Authorization"] = f"Bearer {api_key}"
-    return {"base_url": url.rstrip("/") + "/", "headers": headers, "timeout": timeout}
-
-
-def _as_retries(retries: int | Retries) -> Retries:
-    return retries if isinstance(retries, Retries) else Retries(count=retries)
-
-
-def _documented(method: F, build: Callable[..., Any]) -> F:
-    """``method`` as help() and editors should show it: ``build``'s parameters after ``self``."""
-    signature = inspect.signature(build)
-    self_param = inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)
-    method.__signature__ = signature.replace(  # type: ignore[attr-defined]
-        parameters=[self_param, *signature.parameters.values()],
-        return_annotation=inspect.Signature.empty,
-    )
-    method.__module__ = __name__
-    return method
-
-
-def _sync(build: Callable[P, ApiCall[T]]) -> Callable[Concatenate[Client, P], T]:
-    @functools.wraps(build)
-    def method(self: Client, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        return self._run(build(*args, **kwargs))
-
-    return _documented(method, build)
-
-
-def _async(build: Callable[P, ApiCall[T]]) -> Callable[Concatenate[AsyncClient, P], Awaitable[T]]:
-    @functools.wraps(build)
-    async def method(self: AsyncClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        return await self._run(build(*args, **kwargs))
-
-    return _documented(method, build)
-
-
-def _stream_doc(build: Callable[..., Any]) -> str:
-    name = build.__name__
-    return (
-        f"``{name}`` as server-sent events: a stream of its ``Progress`` and ``Partial`` "
-        f"events, row by row for a PixelCNN or PixelRNN (none for the other families), then "
-        f"``result``, what ``{name}`` returns. Use it as a context manager and iterate over it; "
-        f"``cancel()`` (or leaving the block) closes the connection and the service stops the "
-        f"work at the end of its row. A refused request raises at the start as ``{name}`` "
-        f"would, and is retried as it would until the stream starts, never after; an "
-        f"``error`` event raises its class while iterating (an ``overloaded`` one too: it is "
-        f"not retried). ``timeout`` bounds the whole stream.\n\n"
-        f"``{name}``: {build.__doc__ or ''}"
-    )
-
-
-def _sync_stream(build: Callable[P, ApiCall[T]]) -> Callable[Concatenate[Client, P], Stream[T]]:
-    @functools.wraps(build)
-    def method(self: Client, /, *args: P.args, **kwargs: P.kwargs) -> Stream[T]:
-        return Stream(self, build(*args, **kwargs))
-
-    method.__name__ = method.__qualname__ = f"stream_{build.__name__}"
-    method.__doc__ = _stream_doc(build)
-    return _documented(method, build)
-
-
-def _async_stream(
-    build: Callable[P, ApiCall[T]],
-) -> Callable[Concatenate[AsyncClient, P], AsyncStream[T]]:
-    @functools.wraps(build)
-    def method(self: AsyncClient, /, *args: P.args, **kwargs: P.kwargs) -> AsyncStream[T]:
-        return AsyncStream(self, build(*args, **kwargs))
-
-    method.__name__ = method.__qualname__ = f"stream_{build.__name__}"
-    method.__doc__ = _stream_doc(build)
-    return _documented(method, build)
-
-
 H = TypeVar("H", httpx.Client, httpx.AsyncClient)
 
 
-class _Transport(Generic[H]):
-    """What both clients are made of: their httpx client and the exchanges over it."""
+class _Base(Generic[H]):
+    """What both clients share: the httpx client, the time-outs, the requests and the retry
+    policy. Each client writes out its methods and its loop of attempts (``_send``)."""
 
     _http_class: type[H]
 
@@ -309,15 +129,68 @@ class _Transport(Generic[H]):
         timeout: float | None = DEFAULT_TIMEOUT,
         retries: int | Retries = 2,
     ) -> None:
-        self._http: H = self._http_class(**_http_options(url, api_key, timeout))
-        self._exchanges = _Exchanges(self._http, timeout, _as_retries(retries))
+        url = url or os.environ.get("GENSERVE_URL") or DEFAULT_URL
+        api_key = api_key if api_key is not None else os.environ.get("GENSERVE_API_KEY")
+        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        base_url = url.rstrip("/") + "/"
+        self._http: H = self._http_class(base_url=base_url, headers=headers, timeout=timeout)
+        self._timeout = timeout
+        self._retries = retries if isinstance(retries, Retries) else Retries(count=retries)
 
     @property
     def url(self) -> str:
         return str(self._http.base_url).rstrip("/")
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
 
-class Client(_Transport[httpx.Client]):
+    def _limit(self, timeout: float | None) -> tuple[float | None, float]:
+        """The call's time-out (the client's when None) and its deadline on the monotonic clock."""
+        timeout = self._timeout if timeout is None else timeout
+        return timeout, math.inf if timeout is None else time.monotonic() + timeout
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        body: Json | None,
+        timeout: float | None,
+        deadline: float,
+        stream: bool,
+    ) -> httpx.Request:
+        """One attempt's request, given what is left of the deadline; TimedOut if nothing is."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimedOut(f"{method} {path}: no answer within {timeout} s")
+        return self._http.build_request(
+            method,
+            path,
+            json=None if body is None else {k: v for k, v in body.items() if v is not None},
+            headers={"Accept": EVENT_STREAM} if stream else None,
+            timeout=None if math.isinf(remaining) else remaining,
+        )
+
+    def _wait(
+        self, attempt: int, failure: GenserveError, method: str, path: str, deadline: float
+    ) -> float:
+        """Seconds to wait before retrying, logged; ``failure`` raised when it is not retried."""
+        wait = self._retries.wait(attempt, failure, deadline - time.monotonic())
+        if wait is None:
+            raise failure
+        answer = failure.code + ("" if failure.status is None else f" ({failure.status})")
+        count = self._retries.count
+        log.warning(
+            "%s %s: %s; retry %d of %d in %.2g s", method, path, answer, attempt + 1, count, wait
+        )
+        return wait
+
+    def _where(self, method: str, path: str) -> str:
+        return f"{method} {self._http.base_url}{path.lstrip('/')}"
+
+
+class Client(_Base[httpx.Client]):
     """The service's API over one keep-alive connection pool.
 
     ``url``: the service (default ``GENSERVE_URL``, else http://127.0.0.1:8000); ``api_key``:
@@ -328,44 +201,311 @@ class Client(_Transport[httpx.Client]):
 
     _http_class = httpx.Client
 
-    def __repr__(self) -> str:
-        return f"Client({self.url!r})"
-
-    def _run(self, operation: ApiCall[T]) -> T:
-        return self._perform(self._exchanges.run(operation))
-
-    def _perform(self, actions: Generator[Action, Outcome, R]) -> R:
-        outcome: Outcome = None
+    def _send(
+        self,
+        method: str,
+        path: str,
+        body: Json | None,
+        timeout: float | None,
+        deadline: float,
+        *,
+        stream: bool = False,
+        answers: frozenset[int] = OK,
+    ) -> httpx.Response:
+        """The answer to one request, sent again as the retries allow. With ``stream``, an
+        event stream is answered open, its body unread (any other answer is read whole)."""
+        attempt = 0
         while True:
+            request = self._request(method, path, body, timeout, deadline, stream)
             try:
-                action = actions.send(outcome)
-            except StopIteration as done:
-                return done.value
-            if isinstance(action, Sleep):
-                time.sleep(action.seconds)
-                outcome = None
-                continue
-            try:
-                response = self._http.send(action.request, stream=action.stream)
-                if action.stream and not is_event_stream(response):
+                response = self._http.send(request, stream=stream)
+                if stream and not is_event_stream(response):
                     with contextlib.closing(response):
                         response.read()
-                outcome = response
             except httpx.TransportError as exc:
-                outcome = exc
+                failure: GenserveError = transport_failure(exc, self._where(method, path), timeout)
+            else:
+                if response.status_code in answers:
+                    return response
+                failure = error_from_response(response)
+            time.sleep(self._wait(attempt, failure, method, path, deadline))
+            attempt += 1
 
-    models = _sync(operations.models)
-    model = _sync(operations.model)
-    health = _sync(operations.health)
-    sample = _sync(operations.sample)
-    encode = _sync(operations.encode)
-    reconstruct = _sync(operations.reconstruct)
-    interpolate = _sync(operations.interpolate)
-    score = _sync(operations.score)
-    complete = _sync(operations.complete)
-    traverse = _sync(operations.traverse)
-    stream_sample = _sync_stream(operations.sample)
-    stream_complete = _sync_stream(operations.complete)
+    def _get(self, path: str, timeout: float | None, parse: Callable[[Json], T]) -> T:
+        return parse_answer(self._send("GET", path, None, *self._limit(timeout)), parse)
+
+    def _post(self, path: str, body: Json, timeout: float | None, parse: Callable[[Json], T]) -> T:
+        return parse_answer(self._send("POST", path, body, *self._limit(timeout)), parse)
+
+    def models(self, *, timeout: float | None = None) -> list[ModelInfo]:
+        """Every model of the store, with its card and state (``GET /models``)."""
+        return self._get("/models", timeout, _model_list)
+
+    def model(self, name: str, *, timeout: float | None = None) -> ModelInfo:
+        """One model (``GET /models/{name}``); ModelNotFound if the store has none of that name."""
+        return self._get("/models/" + quote(name, safe=""), timeout, ModelInfo.from_json)
+
+    def health(self, *, timeout: float | None = None) -> Health:
+        """Liveness and readiness: ``/health/live``, then ``/health/ready`` (not ready is an
+        answer: ``ready`` False, with ``error`` saying why)."""
+        timeout, deadline = self._limit(timeout)
+        live = self._send("GET", "/health/live", None, timeout, deadline)
+        ready = self._send("GET", "/health/ready", None, timeout, deadline, answers=READY)
+        return parse_answer(ready, lambda body: Health.from_json(live.status_code == 200, body))
+
+    def sample(
+        self,
+        model: str | None = None,
+        *,
+        n: int = 1,
+        seed: int | None = None,
+        temperature: float | None = None,
+        truncation: float | None = None,
+        label: Label | None = None,
+        scale: int = 1,
+        columns: int | None = None,
+        timeout_ms: int | None = None,
+        timeout: float | None = None,
+    ) -> SampleResult:
+        """Draw ``n`` images (``POST /sample``). ``seed`` makes them again (drawn and echoed when
+        omitted); ``temperature``: PixelCNN and PixelRNN; ``truncation``: GANs; ``label``: the
+        class, for a conditional model. ``scale`` enlarges each image on the service (nearest
+        neighbour); ``columns`` is the result's ``grid`` default. ``model`` None: the service's
+        default. ``timeout_ms``: the service's deadline for the work (504 DeadlineExceeded past
+        it), where ``timeout`` is the client's own, in seconds, for the whole call."""
+        body = {
+            "model": model,
+            "n": n,
+            "seed": seed,
+            "temperature": temperature,
+            "truncation": truncation,
+            "label": _label(label),
+            "format": "png",
+            "scale": _scale(scale),
+            "timeout_ms": timeout_ms,
+        }
+        parse = functools.partial(SampleResult.from_json, columns=columns)
+        return self._post("/sample", body, timeout, parse)
+
+    def encode(
+        self,
+        model: str | None,
+        images: Images,
+        *,
+        label: Labels | None = None,
+        timeout_ms: int | None = None,
+        timeout: float | None = None,
+    ) -> EncodeResult:
+        """Each image's latent (``POST /encode``): a VAE's posterior ``mean`` and ``log_var``,
+        an autoencoder's ``z``. ``label``: a conditional model's class, one or one per image."""
+        body = {
+            "model": model,
+            "images": encode_images(images),
+            "label": _labels(label),
+            "timeout_ms": timeout_ms,
+        }
+        return self._post("/encode", body, timeout, EncodeResult.from_json)
+
+    def reconstruct(
+        self,
+        model: str | None,
+        images: Images,
+        *,
+        label: Labels | None = None,
+        scale: int = 1,
+        timeout_ms: int | None = None,
+        timeout: float | None = None,
+    ) -> ReconstructResult:
+        """Each image decoded from its posterior mean, and its squared error (``POST
+        /reconstruct``)."""
+        body = {
+            "model": model,
+            "images": encode_images(images),
+            "label": _labels(label),
+            "format": "png",
+            "scale": _scale(scale),
+            "timeout_ms": timeout_ms,
+        }
+        return self._post("/reconstruct", body, timeout, ReconstructResult.from_json)
+
+    def interpolate(
+        self,
+        model: str | None,
+        start: End,
+        end: End,
+        *,
+        steps: int = 8,
+        method: Literal["lerp", "slerp"] = "lerp",
+        label: Label | None = None,
+        scale: int = 1,
+        timeout_ms: int | None = None,
+        timeout: float | None = None,
+    ) -> InterpolateResult:
+        """``steps`` images from ``start`` to ``end``, both included (``POST /interpolate``).
+        Each end is a seed (int), a latent (1-D array or list of numbers) or an image."""
+        body = {
+            "model": model,
+            "start": _end(start, "start"),
+            "end": _end(end, "end"),
+            "steps": steps,
+            "method": method,
+            "label": _label(label),
+            "format": "png",
+            "scale": _scale(scale),
+            "timeout_ms": timeout_ms,
+        }
+        return self._post("/interpolate", body, timeout, InterpolateResult.from_json)
+
+    def score(
+        self,
+        model: str | None,
+        images: Images,
+        *,
+        k: int | None = None,
+        seed: int | None = None,
+        label: Labels | None = None,
+        timeout_ms: int | None = None,
+        timeout: float | None = None,
+    ) -> ScoreResult:
+        """Each image's likelihood (``POST /score``): exact for PixelCNN and PixelRNN, an IWAE
+        bound with ``k`` importance samples from ``seed`` for the VAEs; ``label`` scores
+        log p(x | label) on a conditional model."""
+        body = {
+            "model": model,
+            "images": encode_images(images),
+            "k": k,
+            "seed": seed,
+            "label": _labels(label),
+            "timeout_ms": timeout_ms,
+        }
+        return self._post("/score", body, timeout, ScoreResult.from_json)
+
+    def complete(
+        self,
+        model: str | None,
+        images: Images,
+        *,
+        rows: int | None = None,
+        mask: ImageInput | None = None,
+        samples: int = 1,
+        seed: int | None = None,
+        temperature: float | None = None,
+        scale: int = 1,
+        timeout_ms: int | None = None,
+        timeout: float | None = None,
+    ) -> CompleteResult:
+        """Keep the top ``rows`` of each image, or the pixels ``mask`` marks (non-zero, or
+        white), and draw the rest, ``samples`` times (``POST /complete``; PixelCNN and
+        PixelRNN). Completion i draws from ``seed + i``."""
+        body = {
+            "model": model,
+            "images": encode_images(images),
+            "rows": rows,
+            "mask": None if mask is None else encode_mask(mask),
+            "samples": samples,
+            "seed": seed,
+            "temperature": temperature,
+            "format": "png",
+            "scale": _scale(scale),
+            "timeout_ms": timeout_ms,
+        }
+        return self._post("/complete", body, timeout, CompleteResult.from_json)
+
+    def traverse(
+        self,
+        model: str | None = None,
+        *,
+        dim: int,
+        range: tuple[float, float] = (-3.0, 3.0),
+        steps: int = 8,
+        seed: int | None = None,
+        image: ImageInput | None = None,
+        latent: Latent | None = None,
+        label: Label | None = None,
+        scale: int = 1,
+        columns: int | None = None,
+        timeout_ms: int | None = None,
+        timeout: float | None = None,
+    ) -> TraverseResult:
+        """Latent dimension ``dim`` set to ``steps`` values across ``range``, the others held,
+        and decoded (``POST /traverse``; VAEs). The base latent: ``seed``'s, ``image``'s
+        posterior mean, or ``latent`` (at most one; none: a seed is drawn and echoed)."""
+        body = {
+            "model": model,
+            "dim": dim,
+            "range": [float(range[0]), float(range[1])],
+            "steps": steps,
+            "seed": seed,
+            "image": None if image is None else encode_image(image),
+            "latent": None if latent is None else _latent(latent),
+            "label": _label(label),
+            "format": "png",
+            "scale": _scale(scale),
+            "timeout_ms": timeout_ms,
+        }
+        parse = functools.partial(TraverseResult.from_json, columns=columns)
+        return self._post("/traverse", body, timeout, parse)
+
+    def stream_sample(
+        self,
+        model: str | None = None,
+        *,
+        n: int = 1,
+        seed: int | None = None,
+        temperature: float | None = None,
+        truncation: float | None = None,
+        label: Label | None = None,
+        scale: int = 1,
+        columns: int | None = None,
+        timeout_ms: int | None = None,
+        timeout: float | None = None,
+    ) -> Stream[SampleResult]:
+        """``sample`` as server-sent events: its ``Progress`` and ``Partial`` events, row by
+        row for a PixelCNN or PixelRNN (none for the other families), then ``result``, what
+        ``sample`` returns. See ``Stream``; ``timeout`` bounds the whole stream."""
+        body = {
+            "model": model,
+            "n": n,
+            "seed": seed,
+            "temperature": temperature,
+            "truncation": truncation,
+            "label": _label(label),
+            "format": "png",
+            "scale": _scale(scale),
+            "timeout_ms": timeout_ms,
+        }
+        parse = functools.partial(SampleResult.from_json, columns=columns)
+        return Stream(self, "/sample", body, timeout, parse, Partial.from_json)
+
+    def stream_complete(
+        self,
+        model: str | None,
+        images: Images,
+        *,
+        rows: int | None = None,
+        mask: ImageInput | None = None,
+        samples: int = 1,
+        seed: int | None = None,
+        temperature: float | None = None,
+        scale: int = 1,
+        timeout_ms: int | None = None,
+        timeout: float | None = None,
+    ) -> Stream[CompleteResult]:
+        """``complete`` as server-sent events, as ``stream_sample`` streams ``sample``."""
+        body = {
+            "model": model,
+            "images": encode_images(images),
+            "rows": rows,
+            "mask": None if mask is None else encode_mask(mask),
+            "samples": samples,
+            "seed": seed,
+            "temperature": temperature,
+            "format": "png",
+            "scale": _scale(scale),
+            "timeout_ms": timeout_ms,
+        }
+        partial = functools.partial(Partial.from_json, samples=samples)
+        return Stream(self, "/complete", body, timeout, CompleteResult.from_json, partial)
 
     def close(self) -> None:
         self._http.close()
@@ -377,49 +517,303 @@ class Client(_Transport[httpx.Client]):
         self.close()
 
 
-class AsyncClient(_Transport[httpx.AsyncClient]):
+class AsyncClient(_Base[httpx.AsyncClient]):
     """``Client`` for asyncio: the same arguments and methods, each a coroutine."""
 
     _http_class = httpx.AsyncClient
 
-    def __repr__(self) -> str:
-        return f"AsyncClient({self.url!r})"
-
-    async def _run(self, operation: ApiCall[T]) -> T:
-        return await self._perform(self._exchanges.run(operation))
-
-    async def _perform(self, actions: Generator[Action, Outcome, R]) -> R:
-        outcome: Outcome = None
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        body: Json | None,
+        timeout: float | None,
+        deadline: float,
+        *,
+        stream: bool = False,
+        answers: frozenset[int] = OK,
+    ) -> httpx.Response:
+        """``Client._send``, awaited."""
+        attempt = 0
         while True:
+            request = self._request(method, path, body, timeout, deadline, stream)
             try:
-                action = actions.send(outcome)
-            except StopIteration as done:
-                return done.value
-            if isinstance(action, Sleep):
-                await asyncio.sleep(action.seconds)
-                outcome = None
-                continue
-            try:
-                response = await self._http.send(action.request, stream=action.stream)
-                if action.stream and not is_event_stream(response):
+                response = await self._http.send(request, stream=stream)
+                if stream and not is_event_stream(response):
                     async with contextlib.aclosing(response):
                         await response.aread()
-                outcome = response
             except httpx.TransportError as exc:
-                outcome = exc
+                failure: GenserveError = transport_failure(exc, self._where(method, path), timeout)
+            else:
+                if response.status_code in answers:
+                    return response
+                failure = error_from_response(response)
+            await asyncio.sleep(self._wait(attempt, failure, method, path, deadline))
+            attempt += 1
 
-    models = _async(operations.models)
-    model = _async(operations.model)
-    health = _async(operations.health)
-    sample = _async(operations.sample)
-    encode = _async(operations.encode)
-    reconstruct = _async(operations.reconstruct)
-    interpolate = _async(operations.interpolate)
-    score = _async(operations.score)
-    complete = _async(operations.complete)
-    traverse = _async(operations.traverse)
-    stream_sample = _async_stream(operations.sample)
-    stream_complete = _async_stream(operations.complete)
+    async def _get(self, path: str, timeout: float | None, parse: Callable[[Json], T]) -> T:
+        return parse_answer(await self._send("GET", path, None, *self._limit(timeout)), parse)
+
+    async def _post(
+        self, path: str, body: Json, timeout: float | None, parse: Callable[[Json], T]
+    ) -> T:
+        return parse_answer(await self._send("POST", path, body, *self._limit(timeout)), parse)
+
+    async def models(self, *, timeout: float | None = None) -> list[ModelInfo]:
+        """Every model of the store, with its card and state (``GET /models``)."""
+        return await self._get("/models", timeout, _model_list)
+
+    async def model(self, name: str, *, timeout: float | None = None) -> ModelInfo:
+        """One model (``GET /models/{name}``); ModelNotFound if the store has none of that name."""
+        return await self._get("/models/" + quote(name, safe=""), timeout, ModelInfo.from_json)
+
+    async def health(self, *, timeout: float | None = None) -> Health:
+        """Liveness and readiness: ``/health/live``, then ``/health/ready``."""
+        timeout, deadline = self._limit(timeout)
+        live = await self._send("GET", "/health/live", None, timeout, deadline)
+        ready = await self._send("GET", "/health/ready", None, timeout, deadline, answers=READY)
+        return parse_answer(ready, lambda body: Health.from_json(live.status_code == 200, body))
+
+    async def sample(
+        self,
+        model: str | None = None,
+        *,
+        n: int = 1,
+        seed: int | None = None,
+        temperature: float | None = None,
+        truncation: float | None = None,
+        label: Label | None = None,
+        scale: int = 1,
+        columns: int | None = None,
+        timeout_ms: int | None = None,
+        timeout: float | None = None,
+    ) -> SampleResult:
+        """Draw ``n`` images (``POST /sample``); see ``Client.sample``."""
+        body = {
+            "model": model,
+            "n": n,
+            "seed": seed,
+            "temperature": temperature,
+            "truncation": truncation,
+            "label": _label(label),
+            "format": "png",
+            "scale": _scale(scale),
+            "timeout_ms": timeout_ms,
+        }
+        parse = functools.partial(SampleResult.from_json, columns=columns)
+        return await self._post("/sample", body, timeout, parse)
+
+    async def encode(
+        self,
+        model: str | None,
+        images: Images,
+        *,
+        label: Labels | None = None,
+        timeout_ms: int | None = None,
+        timeout: float | None = None,
+    ) -> EncodeResult:
+        """Each image's latent (``POST /encode``); see ``Client.encode``."""
+        body = {
+            "model": model,
+            "images": encode_images(images),
+            "label": _labels(label),
+            "timeout_ms": timeout_ms,
+        }
+        return await self._post("/encode", body, timeout, EncodeResult.from_json)
+
+    async def reconstruct(
+        self,
+        model: str | None,
+        images: Images,
+        *,
+        label: Labels | None = None,
+        scale: int = 1,
+        timeout_ms: int | None = None,
+        timeout: float | None = None,
+    ) -> ReconstructResult:
+        """Each image's reconstruction and its error (``POST /reconstruct``)."""
+        body = {
+            "model": model,
+            "images": encode_images(images),
+            "label": _labels(label),
+            "format": "png",
+            "scale": _scale(scale),
+            "timeout_ms": timeout_ms,
+        }
+        return await self._post("/reconstruct", body, timeout, ReconstructResult.from_json)
+
+    async def interpolate(
+        self,
+        model: str | None,
+        start: End,
+        end: End,
+        *,
+        steps: int = 8,
+        method: Literal["lerp", "slerp"] = "lerp",
+        label: Label | None = None,
+        scale: int = 1,
+        timeout_ms: int | None = None,
+        timeout: float | None = None,
+    ) -> InterpolateResult:
+        """``steps`` images from ``start`` to ``end`` (``POST /interpolate``); see
+        ``Client.interpolate``."""
+        body = {
+            "model": model,
+            "start": _end(start, "start"),
+            "end": _end(end, "end"),
+            "steps": steps,
+            "method": method,
+            "label": _label(label),
+            "format": "png",
+            "scale": _scale(scale),
+            "timeout_ms": timeout_ms,
+        }
+        return await self._post("/interpolate", body, timeout, InterpolateResult.from_json)
+
+    async def score(
+        self,
+        model: str | None,
+        images: Images,
+        *,
+        k: int | None = None,
+        seed: int | None = None,
+        label: Labels | None = None,
+        timeout_ms: int | None = None,
+        timeout: float | None = None,
+    ) -> ScoreResult:
+        """Each image's likelihood (``POST /score``); see ``Client.score``."""
+        body = {
+            "model": model,
+            "images": encode_images(images),
+            "k": k,
+            "seed": seed,
+            "label": _labels(label),
+            "timeout_ms": timeout_ms,
+        }
+        return await self._post("/score", body, timeout, ScoreResult.from_json)
+
+    async def complete(
+        self,
+        model: str | None,
+        images: Images,
+        *,
+        rows: int | None = None,
+        mask: ImageInput | None = None,
+        samples: int = 1,
+        seed: int | None = None,
+        temperature: float | None = None,
+        scale: int = 1,
+        timeout_ms: int | None = None,
+        timeout: float | None = None,
+    ) -> CompleteResult:
+        """Keep part of each image and draw the rest (``POST /complete``); see
+        ``Client.complete``."""
+        body = {
+            "model": model,
+            "images": encode_images(images),
+            "rows": rows,
+            "mask": None if mask is None else encode_mask(mask),
+            "samples": samples,
+            "seed": seed,
+            "temperature": temperature,
+            "format": "png",
+            "scale": _scale(scale),
+            "timeout_ms": timeout_ms,
+        }
+        return await self._post("/complete", body, timeout, CompleteResult.from_json)
+
+    async def traverse(
+        self,
+        model: str | None = None,
+        *,
+        dim: int,
+        range: tuple[float, float] = (-3.0, 3.0),
+        steps: int = 8,
+        seed: int | None = None,
+        image: ImageInput | None = None,
+        latent: Latent | None = None,
+        label: Label | None = None,
+        scale: int = 1,
+        columns: int | None = None,
+        timeout_ms: int | None = None,
+        timeout: float | None = None,
+    ) -> TraverseResult:
+        """Latent dimension ``dim`` across ``range`` (``POST /traverse``); see
+        ``Client.traverse``."""
+        body = {
+            "model": model,
+            "dim": dim,
+            "range": [float(range[0]), float(range[1])],
+            "steps": steps,
+            "seed": seed,
+            "image": None if image is None else encode_image(image),
+            "latent": None if latent is None else _latent(latent),
+            "label": _label(label),
+            "format": "png",
+            "scale": _scale(scale),
+            "timeout_ms": timeout_ms,
+        }
+        parse = functools.partial(TraverseResult.from_json, columns=columns)
+        return await self._post("/traverse", body, timeout, parse)
+
+    def stream_sample(
+        self,
+        model: str | None = None,
+        *,
+        n: int = 1,
+        seed: int | None = None,
+        temperature: float | None = None,
+        truncation: float | None = None,
+        label: Label | None = None,
+        scale: int = 1,
+        columns: int | None = None,
+        timeout_ms: int | None = None,
+        timeout: float | None = None,
+    ) -> AsyncStream[SampleResult]:
+        """``sample`` as server-sent events; see ``Client.stream_sample`` and ``AsyncStream``."""
+        body = {
+            "model": model,
+            "n": n,
+            "seed": seed,
+            "temperature": temperature,
+            "truncation": truncation,
+            "label": _label(label),
+            "format": "png",
+            "scale": _scale(scale),
+            "timeout_ms": timeout_ms,
+        }
+        parse = functools.partial(SampleResult.from_json, columns=columns)
+        return AsyncStream(self, "/sample", body, timeout, parse, Partial.from_json)
+
+    def stream_complete(
+        self,
+        model: str | None,
+        images: Images,
+        *,
+        rows: int | None = None,
+        mask: ImageInput | None = None,
+        samples: int = 1,
+        seed: int | None = None,
+        temperature: float | None = None,
+        scale: int = 1,
+        timeout_ms: int | None = None,
+        timeout: float | None = None,
+    ) -> AsyncStream[CompleteResult]:
+        """``complete`` as server-sent events; see ``Client.stream_sample``."""
+        body = {
+            "model": model,
+            "images": encode_images(images),
+            "rows": rows,
+            "mask": None if mask is None else encode_mask(mask),
+            "samples": samples,
+            "seed": seed,
+            "temperature": temperature,
+            "format": "png",
+            "scale": _scale(scale),
+            "timeout_ms": timeout_ms,
+        }
+        partial = functools.partial(Partial.from_json, samples=samples)
+        return AsyncStream(self, "/complete", body, timeout, CompleteResult.from_json, partial)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -431,20 +825,34 @@ class AsyncClient(_Transport[httpx.AsyncClient]):
         await self.aclose()
 
 
+# ---------------------------------------------------------------- streams
+
+
 def _cancelled() -> GenserveError:
     return GenserveError("the stream was cancelled before its result", code="cancelled")
 
 
 C = TypeVar("C", Client, AsyncClient)
+Opened: TypeAlias = tuple[httpx.Response, EventReader[T]]
+"""A stream that started: its response, open, and the reader of its lines."""
 
 
 class _StreamState(Generic[C, T]):
-    """What both streams keep: the operation, the stream once opened, whether it was
+    """What both streams keep: the request, the stream once opened, whether it was
     cancelled."""
 
-    def __init__(self, client: C, operation: ApiCall[T]) -> None:
+    def __init__(
+        self,
+        client: C,
+        path: str,
+        body: Json,
+        timeout: float | None,
+        result: Callable[[Json], T],
+        partial: Callable[[Json], Partial],
+    ) -> None:
         self._client: C = client
-        self._operation = operation
+        self._path, self._body, self._timeout = path, body, timeout
+        self._parse_result, self._parse_partial = result, partial
         self._opened: Opened[T] | None = None
         self._cancelled = False
 
@@ -457,6 +865,15 @@ class _StreamState(Generic[C, T]):
         if self._cancelled:
             raise _cancelled()
         raise RuntimeError("the stream has not ended: read its events first")
+
+    def _reader(
+        self, response: httpx.Response, timeout: float | None, deadline: float
+    ) -> Opened[T]:
+        where = self._client._where("POST", self._path)
+        reader = EventReader(
+            response, self._parse_result, self._parse_partial, where, deadline, timeout
+        )
+        return response, reader
 
     def _mark_cancelled(self) -> None:
         if self._opened is None or not self._opened[1].done:
@@ -477,10 +894,12 @@ def _reading(reader: EventReader[Any]) -> Generator[None, None, None]:
 class Stream(_StreamState[Client, T]):
     """The events of ``Client.stream_sample`` or ``stream_complete``, as they come.
 
-    ``with`` opens the request (raising as the plain call would if it is refused); iterating
-    gives each ``Progress`` and ``Partial`` event and ends after the ``result`` event, which
-    ``result`` then holds, or raises the ``error`` event's exception. ``cancel()`` closes the
-    connection, which stops the service's work; leaving the ``with`` block does too.
+    ``with`` opens the request (raising as the plain call would if it is refused, retried as
+    it would until the stream starts, never after); iterating gives each ``Progress`` and
+    ``Partial`` event and ends after the ``result`` event, which ``result`` then holds, or
+    raises the ``error`` event's exception (an ``overloaded`` one too: it is not retried).
+    ``cancel()`` closes the connection, which stops the service's work at the end of its row;
+    leaving the ``with`` block does too.
 
         with client.stream_sample("pixelcnn-fashion", n=4, seed=1) as stream:
             for event in stream:
@@ -495,7 +914,11 @@ class Stream(_StreamState[Client, T]):
         if self._opened is None:
             if self._cancelled:
                 raise _cancelled()
-            self._opened = self._client._perform(self._client._exchanges.open(self._operation))
+            timeout, deadline = self._client._limit(self._timeout)
+            response = self._client._send(
+                "POST", self._path, self._body, timeout, deadline, stream=True
+            )
+            self._opened = self._reader(response, timeout, deadline)
         return self._opened
 
     def __iter__(self) -> Stream[T]:
@@ -548,8 +971,11 @@ class AsyncStream(_StreamState[AsyncClient, T]):
         if self._opened is None:
             if self._cancelled:
                 raise _cancelled()
-            actions = self._client._exchanges.open(self._operation)
-            self._opened = await self._client._perform(actions)
+            timeout, deadline = self._client._limit(self._timeout)
+            response = await self._client._send(
+                "POST", self._path, self._body, timeout, deadline, stream=True
+            )
+            self._opened = self._reader(response, timeout, deadline)
         return self._opened
 
     def __aiter__(self) -> AsyncStream[T]:
@@ -591,3 +1017,52 @@ class AsyncStream(_StreamState[AsyncClient, T]):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.cancel()
+
+
+# ---------------------------------------------------------------- arguments to JSON
+
+
+def _model_list(body: Json) -> list[ModelInfo]:
+    return [ModelInfo.from_json(model) for model in body["models"]]
+
+
+def _scale(scale: int) -> int | None:
+    """None (the service's default) for 1."""
+    return None if scale == 1 else scale
+
+
+def _label(label: Label | None) -> Label | None:
+    if label is None or isinstance(label, str):
+        return label
+    return _int(label, "label")
+
+
+def _labels(labels: Labels | None) -> Label | list[Label] | None:
+    if labels is None or isinstance(labels, str | int | np.integer):
+        return _label(labels)
+    return [_int(item, "label") if not isinstance(item, str) else item for item in labels]
+
+
+def _int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{what}: expected an int or a class name, got {type(value).__name__}")
+    return int(value)
+
+
+def _latent(values: Latent) -> list[float]:
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 1:
+        raise ValueError(f"latent: expected D floats, got shape {list(array.shape)}")
+    return [float(v) for v in array]
+
+
+def _end(value: End, what: str) -> Json:
+    if isinstance(value, bool):
+        raise TypeError(f"{what}: a seed is an int, not a bool")
+    if isinstance(value, int | np.integer):
+        return {"seed": int(value)}
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        return {"latent": _latent(value)}
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        return {"latent": _latent(value)}
+    return {"image": encode_image(value, what)}

@@ -4,16 +4,21 @@ The service answers every 4xx and 5xx of its own API with ``{"error", "code"}`` 
 ``details`` for a request that does not validate) and, for 429 and an overloaded 503, a
 ``Retry-After`` header; ``error_from_response`` turns that into the matching exception, and
 ``error_from_event`` the ``error`` event of a stream of server-sent events (the same body, sent
-after a 200 that opened the stream).
+after a 200 that opened the stream). ``parse_answer`` reads a 200's body, and raises ServerError
+for one that is not the API's.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import httpx
+
+T = TypeVar("T")
+_BY_CODE: dict[str, type[GenserveError]] = {}
+"""The class of each API error code: every class that has a status, and two more codes."""
 
 
 class GenserveError(Exception):
@@ -32,12 +37,14 @@ class GenserveError(Exception):
         cls, code: str | None = None, status: int | None = None, **kwargs: Any
     ) -> None:
         """``class X(GenserveError, code=..., status=...)``: the code and status of error X
-        (by default, its base's)."""
+        (by default, its base's); an API error (one with a status) is found by its code."""
         super().__init_subclass__(**kwargs)
         if code is not None:
             cls.default_code = code
         if status is not None:
             cls.default_status = status
+        if code is not None and cls.default_status is not None:
+            _BY_CODE[code] = cls
 
     def __init__(
         self,
@@ -124,25 +131,6 @@ class ModelRunFailed(ServerError, code="model_run_failed", status=503):
     """503: onnxruntime failed while running the model's graph."""
 
 
-_BY_CODE: dict[str, type[GenserveError]] = {
-    cls.default_code: cls
-    for cls in (
-        Unauthorized,
-        NotFound,
-        ModelNotFound,
-        MethodNotAllowed,
-        ValidationError,
-        UnsupportedOperation,
-        LimitExceeded,
-        PayloadTooLarge,
-        RateLimited,
-        ModelNotReady,
-        Overloaded,
-        DeadlineExceeded,
-        ServerError,
-        ModelRunFailed,
-    )
-}
 _BY_CODE |= {"invalid_json": ValidationError, "invalid_input": ValidationError}
 _BY_STATUS: dict[int, type[GenserveError]] = {
     401: Unauthorized,
@@ -189,6 +177,20 @@ def _error(
         retry_after=retry_after,
         details=details if isinstance(details, list) else None,
     )
+
+
+def parse_answer(response: httpx.Response, parse: Callable[[Any], T]) -> T:
+    """``parse`` of an answer's JSON; ServerError for an answer that is not the API's (a
+    proxy's page, say)."""
+    try:
+        return parse(response.json())
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ServerError(
+            f"{response.request.method} {response.request.url}: the answer is not the API's "
+            f"({type(exc).__name__}: {exc})",
+            status=response.status_code,
+            code="unexpected_answer",
+        ) from exc
 
 
 def transport_failure(

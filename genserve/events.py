@@ -19,9 +19,9 @@ from genserve.errors import (
     ServerError,
     TimedOut,
     error_from_event,
+    parse_answer,
     transport_failure,
 )
-from genserve.operations import Events, _read
 from genserve.results import Partial, Progress
 
 T = TypeVar("T")
@@ -84,13 +84,14 @@ class EventReader(Generic[T]):
 
     def __init__(
         self,
-        events: Events[T],
         response: httpx.Response,
+        result: Callable[[Any], T],
+        partial: Callable[[Any], Partial],
         where: str,
         deadline: float,
         timeout: float | None,
     ) -> None:
-        self._events, self._where = events, where
+        self._parse_result, self._parse_partial, self._where = result, partial, where
         self._deadline, self._timeout = deadline, timeout
         self._decoder = EventDecoder()
         self._result: T | None = None
@@ -98,7 +99,7 @@ class EventReader(Generic[T]):
         """The result came (or the error: ``error``)."""
         self.error: GenserveError | None = None
         if not is_event_stream(response):
-            self._result, self.done = _read(response, events.result), True
+            self._result, self.done = parse_answer(response, result), True
 
     @property
     def result(self) -> T:
@@ -118,9 +119,9 @@ class EventReader(Generic[T]):
         if event.name == "progress":
             return self._parse(event, Progress.from_json)
         if event.name == "partial":
-            return self._parse(event, self._events.partial)
+            return self._parse(event, self._parse_partial)
         if event.name == "result":
-            self._result = self._parse(event, self._events.result)
+            self._result = self._parse(event, self._parse_result)
             self.done = True
         elif event.name == "error":
             raise self._fail(self._parse(event, error_from_event))
