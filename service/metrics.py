@@ -26,6 +26,8 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+REQUEST_CLASSES = ("interactive", "bulk")
+"""service.runtime.batching.RequestClass's values."""
 STOP_REASONS = ("deadline", "disconnect")
 """Why a request's work was stopped: its timeout_ms passed, or its client left."""
 
@@ -118,6 +120,21 @@ class Metrics:
             buckets=(0.0001, 0.00025, *LATENCY_BUCKETS),
             registry=self.registry,
         )
+        self.class_queue_wait = Histogram(
+            "genserve_class_queue_wait_seconds",
+            "Time a request waited in a graph's batch queue before its first rows ran, by its "
+            "class (interactive or bulk).",
+            ["model", "graph", "class"],
+            buckets=(0.0001, 0.00025, *LATENCY_BUCKETS),
+            registry=self.registry,
+        )
+        self.class_rows = Counter(
+            "genserve_class_rows",
+            "Rows (images or latents) run through a batched graph, by the class of the request "
+            "they belong to (interactive or bulk).",
+            ["model", "graph", "class"],
+            registry=self.registry,
+        )
         self.queue_depth_gauge = Gauge(
             "genserve_queue_depth",
             "Requests left waiting in a graph's batch queue when the last batch started.",
@@ -186,6 +203,9 @@ class Metrics:
         for family in (self.batch_size, self.batch_requests, self.queue_wait_seconds):
             family.labels(model, graph)
         self.queue_depth_gauge.labels(model, graph).set(0)
+        for klass in REQUEST_CLASSES:
+            self.class_queue_wait.labels(model, graph, klass)
+            self.class_rows.labels(model, graph, klass)
         self.rejections.labels(model, graph)
         self.discarded_rows.labels(model, graph)
 
@@ -204,6 +224,14 @@ class Metrics:
 
     def queue_wait(self, model: str, graph: str, seconds: float) -> None:
         self.queue_wait_seconds.labels(model, graph).observe(seconds)
+
+    def class_served(
+        self, model: str, graph: str, klass: str, rows: int, waited: float | None
+    ) -> None:
+        """Rows of a request of ``klass`` run; ``waited``: its queue wait, at its first rows."""
+        self.class_rows.labels(model, graph, klass).inc(rows)
+        if waited is not None:
+            self.class_queue_wait.labels(model, graph, klass).observe(waited)
 
     def queue_depth(self, model: str, graph: str, depth: int) -> None:
         self.queue_depth_gauge.labels(model, graph).set(depth)
