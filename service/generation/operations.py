@@ -1,10 +1,12 @@
-"""The operations, per family, on numpy arrays; no HTTP here. Each takes a ready model and one
+"""The operations on numpy arrays; no HTTP here. Each takes a ready model and one
 frozen spec, and returns one ``Result``. An operation that makes images passes them (B, C, H,
 W) in [0, 1] through ``finish`` in the graph's worker thread (e.g. to encode PNGs), and the
 result's payload is what ``finish`` returned.
 
-Scoring is in ``scoring``, completion in ``completion``; ``Operations`` puts all seven behind
-one object, bound to the limits they enforce and the autoregressive slots they share.
+``Operations`` puts all seven behind one object, bound to the limits they enforce and the
+autoregressive slots they share. Each checks its request, then calls the model's family
+(``families``) where the families differ: how they sample, score and complete. The latent
+operations (encode, reconstruct, interpolate, traverse) are the latent families' alone.
 """
 
 from __future__ import annotations
