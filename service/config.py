@@ -322,6 +322,7 @@ class ServiceConfig:
             queue_timeout=queue_timeout,
             max_iwae_k=settings.max_iwae_k,
             max_iwae_samples=settings.max_iwae_samples,
+            interactive_n=settings.interactive_max_images,
         )
         batching = BatchPolicy(
             max_batch=settings.batch_max_size,

@@ -97,10 +97,12 @@ class BatchPolicy:
     """The share of the rows run that bulk work keeps while both classes wait."""
 
     def class_of(self, rows: int) -> RequestClass:
-        stated = REQUEST_CLASS.get()
-        if stated is not None:
-            return stated
-        return RequestClass.INTERACTIVE if rows <= self.interactive_rows else RequestClass.BULK
+        return REQUEST_CLASS.get() or class_by_size(rows, self.interactive_rows)
+
+
+def class_by_size(rows: int, interactive_rows: int) -> RequestClass:
+    """A request's class when its caller states none."""
+    return RequestClass.INTERACTIVE if rows <= interactive_rows else RequestClass.BULK
 
 
 Signature = tuple[tuple[str, tuple[int, ...], str], ...]

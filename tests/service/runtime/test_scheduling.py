@@ -5,6 +5,7 @@ answers that are the same bytes whichever way the rows were batched."""
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from typing import Any
@@ -22,6 +23,7 @@ from service.runtime.batching import (
     QueuePolicy,
     RequestClass,
 )
+from service.runtime.slots import LocalSlots
 
 WIDTH = 3
 
@@ -201,3 +203,49 @@ def test_a_real_graph_answers_the_same_bytes_in_pieces(
         assert whole[name].tobytes() == alone[name].tobytes()
         for i, out in enumerate(small):
             assert out[name].tobytes() == alone[name][i : i + 1].tobytes()
+
+
+def test_a_freed_sampling_slot_goes_to_an_interactive_request_first() -> None:
+    async def scenario() -> list[str]:
+        slots, order = LocalSlots(1), []
+        assert await slots.acquire(math.inf)  # a sampling under way
+
+        async def wait(name: str, klass: RequestClass) -> None:
+            assert await slots.acquire(math.inf, klass)
+            order.append(name)
+            await asyncio.sleep(0.01)
+            slots.release()
+
+        waiting = [asyncio.ensure_future(wait("bulk", RequestClass.BULK))]
+        await asyncio.sleep(0.01)
+        waiting.append(asyncio.ensure_future(wait("interactive", RequestClass.INTERACTIVE)))
+        await asyncio.sleep(0.01)
+        slots.release()
+        await asyncio.gather(*waiting)
+        return order
+
+    assert asyncio.run(scenario()) == ["interactive", "bulk"]
+
+
+def test_bulk_samplings_keep_their_share_of_the_slots() -> None:
+    async def scenario() -> tuple[int, int]:
+        slots, turns = LocalSlots(1, bulk_share=0.25), {"interactive": 0, "bulk": 0}
+        done = asyncio.Event()
+
+        async def client(klass: RequestClass) -> None:
+            while not done.is_set():
+                assert await slots.acquire(math.inf, klass)
+                turns[klass.value] += 1
+                await asyncio.sleep(0.001)
+                slots.release()
+
+        clients = [client(RequestClass.INTERACTIVE) for _ in range(4)]
+        clients.append(client(RequestClass.BULK))
+        running = [asyncio.ensure_future(c) for c in clients]
+        await asyncio.sleep(0.3)
+        done.set()
+        await asyncio.gather(*running)
+        return turns["interactive"], turns["bulk"]
+
+    interactive, bulk = asyncio.run(scenario())
+    assert interactive > 50 and bulk / (interactive + bulk) >= 0.2
