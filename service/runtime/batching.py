@@ -13,9 +13,9 @@ graph's worker thread right after the run (e.g. PNG encoding), so the event loop
 **Classes** (``queue_policy="classes"``, the default). A request is *interactive* or *bulk*: the
 class its caller states (``REQUEST_CLASS``, which the HTTP layer sets from a header or the API
 key), else interactive when it has at most ``interactive_rows`` rows. Each class waits in a
-lane of its own. When an instance frees, the interactive lane goes first (up to ``max_batch``
-rows), topped up with bulk rows to ``chunk_rows``; bulk work runs as pieces of ``chunk_rows``
-rows, so that a small request waits at most for one piece, never for a whole large request.
+lane of its own, and a batch holds one class. When an instance frees, the interactive lane
+goes first (up to ``max_batch`` rows); bulk work runs as pieces of ``chunk_rows`` rows, so that
+a small request waits at most for one piece, never for a whole large request.
 Bulk keeps ``bulk_share`` of the rows run while both lanes wait, so it is never starved. The
 pieces of a request are joined, in order, before its ``finish``: a row's values never depend on
 the rows it is batched with (``tests/service/runtime/test_scheduling.py``), so the answer is the
@@ -90,7 +90,7 @@ class BatchPolicy:
     """"classes": interactive first, bulk in pieces; "arrival": in arrival order, whole."""
     interactive_rows: int = 4
     """A request of at most this many rows is interactive unless its caller says otherwise."""
-    chunk_rows: int = 16
+    chunk_rows: int = 8
     """Rows of bulk work in one run (at most ``max_batch``): the most an interactive request
     waits behind."""
     bulk_share: float = 0.25
@@ -358,8 +358,9 @@ class Batcher:
     def _take(self) -> list[Piece]:
         """The next run's pieces. In arrival order: the oldest request, and after it, in order,
         every queued request with the same input shapes that still fits in ``max_batch`` rows.
-        By class: interactive requests first, whole, up to ``max_batch`` rows, then bulk rows
-        up to ``chunk_rows``; or, when bulk is owed its share, bulk first."""
+        By class, a batch is of one class: the interactive requests, whole, up to ``max_batch``
+        rows; else, or when bulk is owed its share, bulk rows up to ``chunk_rows``. Topped up
+        with bulk rows, an interactive batch would take as long as a piece of bulk work."""
         max_batch = self.policy.max_batch
         if not self._classes:
             batch: list[Piece] = []
@@ -371,10 +372,8 @@ class Batcher:
         batch = []
         if self._interactive and not (self._bulk and owed):
             self._interactive = self._fill(batch, self._interactive, max_batch, split=False)
-            self._bulk = self._fill(batch, self._bulk, chunk, split=True)
         else:
             self._bulk = self._fill(batch, self._bulk, chunk, split=True)
-            self._interactive = self._fill(batch, self._interactive, max_batch, split=False)
         return self._taken(batch)
 
     def _fill(

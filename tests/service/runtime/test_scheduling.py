@@ -75,8 +75,8 @@ def test_an_interactive_request_runs_before_the_rest_of_a_bulk_request() -> None
 
     bulk_out, small_out = asyncio.run(main())
     assert runs.runs[0] == list(range(8))  # the first piece, already running
-    assert runs.runs[1] == [1000, *range(8, 15)]  # the interactive row first, then bulk to 8
-    assert len(runs.runs) == 9 and all(len(run) <= 8 for run in runs.runs)
+    assert runs.runs[1] == [1000]  # the interactive row next, alone: not as long as a piece
+    assert runs.runs[2:] == [list(range(i, i + 8)) for i in range(8, 64, 8)]
     assert finished == ["interactive", "bulk"]
     np.testing.assert_array_equal(bulk_out["y"], bulk_rows * 2)  # the pieces joined in order
     np.testing.assert_array_equal(small_out["y"], small * 2)
@@ -159,7 +159,7 @@ def test_a_stated_class_overrides_the_size() -> None:
         await asyncio.gather(first, small_bulk, large_interactive)
 
     asyncio.run(main())
-    # the 20 interactive rows first, topped up with the bulk row (20 > 8: no room), then it
+    # the 20 interactive rows first, then the bulk row
     assert runs.runs[1] == list(range(100, 120))
     assert runs.runs[2] == [0]
 
