@@ -127,6 +127,14 @@ class Settings(BaseSettings):
         description="The share of a graph's rows that bulk work keeps while interactive work "
         "waits too, so that it is never starved: above 0, at most 1.",
     )
+    inline_max_images: int = Field(
+        default=1,
+        ge=0,
+        le=4096,
+        description="An interactive request of at most this many images that finds its graph "
+        "idle runs at once in the event loop's thread, without the hand-off to the graph's "
+        "worker thread and back; 0 = never.",
+    )
     api_key_classes: str | None = Field(
         default=None,
         description="Each API key's default request class, as name:class pairs separated by "
@@ -334,6 +342,7 @@ class ServiceConfig:
             interactive_rows=settings.interactive_max_images,
             chunk_rows=settings.bulk_chunk_images,
             bulk_share=settings.bulk_share,
+            inline_rows=settings.inline_max_images,
         )
         workers = settings.worker_count()
         threads = settings.intra_op_threads

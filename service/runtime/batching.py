@@ -95,6 +95,9 @@ class BatchPolicy:
     waits behind."""
     bulk_share: float = 0.25
     """The share of the rows run that bulk work keeps while both classes wait."""
+    inline_rows: int = 0
+    """An interactive request of at most this many rows that finds the graph idle runs in the
+    caller's thread (the event loop's), not the worker thread; 0: never."""
 
     def class_of(self, rows: int) -> RequestClass:
         return REQUEST_CLASS.get() or class_by_size(rows, self.interactive_rows)
@@ -197,6 +200,8 @@ class Batcher:
         rows = _rows(feeds)
         klass = self.policy.class_of(rows)
         request = _Request(feeds, rows, finish, loop.create_future(), klass)
+        if self._idle and klass is RequestClass.INTERACTIVE and rows <= self.policy.inline_rows:
+            return self._run_inline(request)
         self._lane(request).append(request)
         self._queued_rows += rows
         if self.policy.queue_timeout > 0:
@@ -205,6 +210,26 @@ class Batcher:
         assert self._arrived is not None
         self._arrived.set()
         return await request.future
+
+    @property
+    def _idle(self) -> bool:
+        return not self._running and not self._interactive and not self._bulk
+
+    def _run_inline(self, request: _Request) -> Any:
+        """A small request that finds the graph idle runs at once in the event loop's thread,
+        which has nothing else to do: no hand-off to the worker thread and back (about 0.17 ms
+        of a 1.2 ms request at concurrency 1, docs/performance.md)."""
+        request.taken = request.rows
+        if self._observer:
+            self._observer.queue_wait(self.model, self.graph, 0.0)
+            self._observer.class_served(
+                self.model, self.graph, request.klass.value, request.rows, 0.0
+            )
+            self._observer.batch_run(self.model, self.graph, request.rows, 1)
+        ((state, value),) = self._run_batch([(request, 0, request.rows)])
+        if state == "failed":
+            raise value
+        return value
 
     def _lane(self, request: _Request) -> deque[_Request]:
         interactive = self._classes and request.klass is RequestClass.INTERACTIVE

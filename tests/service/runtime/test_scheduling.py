@@ -249,3 +249,25 @@ def test_bulk_samplings_keep_their_share_of_the_slots() -> None:
 
     interactive, bulk = asyncio.run(scenario())
     assert interactive > 50 and bulk / (interactive + bulk) >= 0.2
+
+
+def test_a_small_request_to_an_idle_graph_runs_in_the_callers_thread() -> None:
+    runs = Runs()
+    batcher = Batcher(runs, BatchPolicy(inline_rows=1, instances=1))
+
+    def thread(out: Outputs) -> str:
+        return threading.current_thread().name
+
+    async def main() -> list[str]:
+        alone = await batcher.submit({"x": tagged(0, 1)}, thread)
+        runs.gate.clear()  # a larger request runs in the worker thread, held there
+        larger = asyncio.ensure_future(batcher.submit({"x": tagged(0, 2)}, thread))
+        await asyncio.sleep(0.05)
+        behind = asyncio.ensure_future(batcher.submit({"x": tagged(5, 1)}, thread))
+        await asyncio.sleep(0.01)
+        runs.gate.set()
+        return [alone, await larger, await behind]
+
+    alone, larger, behind = asyncio.run(main())
+    assert alone == threading.main_thread().name
+    assert larger.startswith("ort-") and behind.startswith("ort-")  # the graph was busy
