@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -184,6 +185,16 @@ class Metrics:
         )
         if self.folder is None:
             self.registry.register(self._states)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def _child(self, family: Counter | Histogram, *labels: str) -> Any:
+        """``family.labels(*labels)``, looked up once: every run and batch observes several
+        series, and prometheus-client's lookup takes a lock and builds the labels each time."""
+        key = (id(family), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = family.labels(*labels)
+        return child
 
     def forget_dead_workers(self, alive: Callable[[int], bool]) -> None:
         """Drop the live gauges of worker processes that are gone (a restarted worker's
@@ -196,7 +207,7 @@ class Metrics:
                 mark_process_dead(pid, self.folder)
 
     def observe_run(self, model: str, graph: str, seconds: float) -> None:
-        self.onnx_run.labels(model, graph).observe(seconds)
+        self._child(self.onnx_run, model, graph).observe(seconds)
 
     def register(self, model: str, graph: str) -> None:
         """Create a batched graph's series at zero, so dashboards see them before traffic."""
@@ -219,19 +230,19 @@ class Metrics:
                 self.cancelled_rows.labels(model, operation)
 
     def batch_run(self, model: str, graph: str, rows: int, requests: int) -> None:
-        self.batch_size.labels(model, graph).observe(rows)
-        self.batch_requests.labels(model, graph).observe(requests)
+        self._child(self.batch_size, model, graph).observe(rows)
+        self._child(self.batch_requests, model, graph).observe(requests)
 
     def queue_wait(self, model: str, graph: str, seconds: float) -> None:
-        self.queue_wait_seconds.labels(model, graph).observe(seconds)
+        self._child(self.queue_wait_seconds, model, graph).observe(seconds)
 
     def class_served(
         self, model: str, graph: str, klass: str, rows: int, waited: float | None
     ) -> None:
         """Rows of a request of ``klass`` run; ``waited``: its queue wait, at its first rows."""
-        self.class_rows.labels(model, graph, klass).inc(rows)
+        self._child(self.class_rows, model, graph, klass).inc(rows)
         if waited is not None:
-            self.class_queue_wait.labels(model, graph, klass).observe(waited)
+            self._child(self.class_queue_wait, model, graph, klass).observe(waited)
 
     def queue_depth(self, model: str, graph: str, depth: int) -> None:
         self.queue_depth_gauge.labels(model, graph).set(depth)
