@@ -1,10 +1,11 @@
 """Mixed traffic: interactive clients (1 image per request, concurrency 1 and 4) alone and
 beside a bulk flood (64 images per request, concurrency 16), against ``python -m service`` on
-127.0.0.1, with each queue policy (SERVICE_QUEUE_POLICY=classes, then arrival) in the same run.
+127.0.0.1, with each queue policy (SERVICE_QUEUE_POLICY=classes, then arrival) in the same run
+(and with --inline-off, classes without the inline run of a small request, a third service).
 
     .venv/bin/python bench/mixed_load.py [--rounds 3] [--seconds 10] [--out PATH]
 
-Each round starts the service once per policy and runs three loads on it, each for --seconds:
+Each round starts each service in turn and runs three loads on it, each for --seconds:
 the c=1 client alone, the c=4 client alone, then the flood with both interactive clients at
 once (the flood starts a second earlier). Every load is wrk (bench/wrk/fixed_count.lua, one
 thread, keep-alive) capped by time. The table gives the median over the rounds of each p50,
@@ -30,7 +31,12 @@ from servers import REPO, SEED, Request
 sys.path.insert(0, str(REPO))
 from harness.live_service import serve  # noqa: E402
 
-POLICIES = ("classes", "arrival")
+VARIANTS = {
+    "classes": {"SERVICE_QUEUE_POLICY": "classes"},
+    "arrival": {"SERVICE_QUEUE_POLICY": "arrival"},
+    "classes, no inline run": {"SERVICE_QUEUE_POLICY": "classes", "SERVICE_INLINE_MAX_IMAGES": "0"},
+}
+"""The services compared, by their settings; the last only with --inline-off."""
 EVERY = 10**9
 """A request count no load reaches: the loads end at their time cap."""
 
@@ -42,13 +48,14 @@ def main() -> None:
     bulk = Request(path, {"model": model, "n": 64, "seed": SEED})
     graph_ms = graph_run_ms(args.store, model)
     say(f"graph alone, 1 image, the service's session settings: p50 {graph_ms:.3f} ms")
-    results: dict[str, list[dict[str, LoadResult]]] = {p: [] for p in POLICIES}
+    variants = list(VARIANTS)[: 3 if args.inline_off else 2]
+    results: dict[str, list[dict[str, LoadResult]]] = {v: [] for v in variants}
     for round_ in range(args.rounds):
-        for policy in POLICIES:
-            env = {"SERVICE_QUEUE_POLICY": policy, **dict(e.split("=", 1) for e in args.env)}
+        for variant in variants:
+            env = {**dict(e.split("=", 1) for e in args.env), **VARIANTS[variant]}
             with serve(args.store, **env) as service:
-                say(f"round {round_ + 1}, {policy}: ready in {service.ready_s:.1f} s")
-                results[policy].append(measure(service.url + path, one, bulk, args.seconds))
+                say(f"round {round_ + 1}, {variant}: ready in {service.ready_s:.1f} s")
+                results[variant].append(measure(service.url + path, one, bulk, args.seconds))
     table = render(results, graph_ms, args)
     print(table)
     if args.out:
@@ -58,12 +65,14 @@ def main() -> None:
 
 
 def measure(url: str, one: Request, bulk: Request, seconds: float) -> dict[str, LoadResult]:
-    """The three loads on one service: c=1 alone, c=4 alone, both beside the flood."""
+    """The loads on one service: c=1 alone, c=4 alone, the flood alone, then the flood with
+    both interactive clients."""
 
     def load(request: Request, c: int, cap_s: float) -> LoadResult:
         return run_wrk(url, request, EVERY, c, cap_s, timeout_s=60)
 
     found = {"c1 alone": load(one, 1, seconds), "c4 alone": load(one, 4, seconds)}
+    found["flood alone"] = load(bulk, 16, seconds)
     with ThreadPoolExecutor(3) as pool:
         flood = pool.submit(load, bulk, 16, seconds + 2)
         time.sleep(1.0)  # the flood fills the queues first
@@ -104,6 +113,8 @@ def graph_run_ms(store: Path, model: str, runs: int = 2000) -> float:
 def render(
     results: dict[str, list[dict[str, LoadResult]]], graph_ms: float, args: argparse.Namespace
 ) -> str:
+    found_loads = ("flood alone", "flood", "c1 flood", "c4 flood")
+
     def med(policy: str, load: str, field: str) -> float:
         return statistics.median(getattr(r[load], field) for r in results[policy])
 
@@ -113,27 +124,42 @@ def render(
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; model `{args.model}`; {args.rounds} rounds of "
         f"{args.seconds:g} s per load; medians over the rounds.",
         "",
-        "| queue policy | c=1 alone p50 / p99 | c=4 alone p50 / p99 | c=1 under the flood "
-        "p50 / p99 | c=4 under the flood p50 / p99 | flood img/s | errors |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| service | c=1 alone p50 / p99 | c=4 alone p50 / p99 | flood alone img/s | c=1 "
+        "under the flood p50 / p99 | c=4 under the flood p50 / p99 | flood img/s beside them "
+        "| interactive req/s beside the flood | errors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for policy in POLICIES:
+    for policy in results:
         cells = [
             f"{med(policy, load, 'p50_ms'):.2f} / {med(policy, load, 'p99_ms'):.2f} ms"
             for load in ("c1 alone", "c4 alone", "c1 flood", "c4 flood")
         ]
-        images = 64 * med(policy, "flood", "requests_per_s")
+        rate = {load: med(policy, load, "requests_per_s") for load in found_loads}
+        alone, beside = 64 * rate["flood alone"], 64 * rate["flood"]
+        interactive = rate["c1 flood"] + rate["c4 flood"]
         errors = sum(r.errors for found in results[policy] for r in found.values())
-        lines.append(f"| `{policy}` | {' | '.join(cells)} | {images:,.0f} | {errors} |")
+        lines.append(
+            f"| `{policy}` | {' | '.join(cells[:2])} | {alone:,.0f} | {' | '.join(cells[2:])} "
+            f"| {beside:,.0f} | {interactive:,.0f} | {errors} |"
+        )
     ratio = med("classes", "flood", "requests_per_s") / med("arrival", "flood", "requests_per_s")
+    ratio_alone = med("classes", "flood alone", "requests_per_s") / med(
+        "arrival", "flood alone", "requests_per_s"
+    )
     c1 = med("classes", "c1 alone", "p50_ms")
     lines += [
         "",
-        f"Flood images/s, classes / arrival: **{ratio:.2f}×**. The graph alone, one image, "
+        f"Flood images/s, classes / arrival: **{ratio:.2f}×** beside the interactive clients, "
+        f"**{ratio_alone:.2f}×** alone. The graph alone, one image, "
         f"the service's session settings: p50 {graph_ms:.3f} ms; c=1 alone p50 (classes) / "
         f"that: **{c1 / graph_ms:.2f}×**.",
         "",
     ]
+    if (off := "classes, no inline run") in results:
+        p50 = med(off, "c1 alone", "p50_ms")
+        lines[-1:-1] = [
+            f"Without the inline run, c=1 alone p50: {p50:.2f} ms, {p50 / graph_ms:.2f}×."
+        ]
     return "\n".join(lines)
 
 
@@ -159,6 +185,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=10.0, help="per load")
     parser.add_argument("--out", type=Path, help="write the markdown table here")
+    parser.add_argument(
+        "--inline-off", action="store_true",
+        help="a third service: classes with SERVICE_INLINE_MAX_IMAGES=0",
+    )  # fmt: skip
     parser.add_argument(
         "--env", action="append", default=[], metavar="KEY=VALUE",
         help="a setting for both services, e.g. SERVICE_BULK_CHUNK_IMAGES=8 (repeatable)",
