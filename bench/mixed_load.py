@@ -1,7 +1,7 @@
 """Mixed traffic: interactive clients (1 image per request, concurrency 1 and 4) alone and
 beside a bulk flood (64 images per request, concurrency 16), against ``python -m service`` on
 127.0.0.1, with each queue policy (SERVICE_QUEUE_POLICY=classes, then arrival) in the same run
-(and with --inline-off, classes without the inline run of a small request, a third service).
+(and with --inline N, a third: classes with SERVICE_INLINE_MAX_IMAGES=N).
 
     .venv/bin/python bench/mixed_load.py [--rounds 3] [--seconds 10] [--out PATH]
 
@@ -34,9 +34,9 @@ from harness.live_service import serve  # noqa: E402
 VARIANTS = {
     "classes": {"SERVICE_QUEUE_POLICY": "classes"},
     "arrival": {"SERVICE_QUEUE_POLICY": "arrival"},
-    "classes, no inline run": {"SERVICE_QUEUE_POLICY": "classes", "SERVICE_INLINE_MAX_IMAGES": "0"},
 }
-"""The services compared, by their settings; the last only with --inline-off."""
+"""The services compared, by their settings (--inline N adds one)."""
+INLINE = "SERVICE_INLINE_MAX_IMAGES"
 EVERY = 10**9
 """A request count no load reaches: the loads end at their time cap."""
 
@@ -48,11 +48,13 @@ def main() -> None:
     bulk = Request(path, {"model": model, "n": 64, "seed": SEED})
     graph_ms = graph_run_ms(args.store, model)
     say(f"graph alone, 1 image, the service's session settings: p50 {graph_ms:.3f} ms")
-    variants = list(VARIANTS)[: 3 if args.inline_off else 2]
+    variants = dict(VARIANTS)
+    if args.inline is not None:
+        variants[f"classes, {INLINE}={args.inline}"] = {**VARIANTS["classes"], INLINE: args.inline}
     results: dict[str, list[dict[str, LoadResult]]] = {v: [] for v in variants}
     for round_ in range(args.rounds):
-        for variant in variants:
-            env = {**dict(e.split("=", 1) for e in args.env), **VARIANTS[variant]}
+        for variant, settings in variants.items():
+            env = {**dict(e.split("=", 1) for e in args.env), **settings}
             with serve(args.store, **env) as service:
                 say(f"round {round_ + 1}, {variant}: ready in {service.ready_s:.1f} s")
                 results[variant].append(measure(service.url + path, one, bulk, args.seconds))
@@ -155,11 +157,9 @@ def render(
         f"that: **{c1 / graph_ms:.2f}×**.",
         "",
     ]
-    if (off := "classes, no inline run") in results:
-        p50 = med(off, "c1 alone", "p50_ms")
-        lines[-1:-1] = [
-            f"Without the inline run, c=1 alone p50: {p50:.2f} ms, {p50 / graph_ms:.2f}×."
-        ]
+    for variant in list(results)[2:]:
+        p50 = med(variant, "c1 alone", "p50_ms")
+        lines[-1:-1] = [f"`{variant}`: c=1 alone p50 / the graph's: {p50 / graph_ms:.2f}×."]
     return "\n".join(lines)
 
 
@@ -185,10 +185,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=10.0, help="per load")
     parser.add_argument("--out", type=Path, help="write the markdown table here")
-    parser.add_argument(
-        "--inline-off", action="store_true",
-        help="a third service: classes with SERVICE_INLINE_MAX_IMAGES=0",
-    )  # fmt: skip
+    parser.add_argument("--inline", metavar="N", help=f"a third service: classes, {INLINE}=N")
     parser.add_argument(
         "--env", action="append", default=[], metavar="KEY=VALUE",
         help="a setting for both services, e.g. SERVICE_BULK_CHUNK_IMAGES=8 (repeatable)",
