@@ -128,12 +128,13 @@ class Settings(BaseSettings):
         "waits too, so that it is never starved: above 0, at most 1.",
     )
     inline_max_images: int = Field(
-        default=1,
+        default=0,
         ge=0,
         le=4096,
         description="An interactive request of at most this many images that finds its graph "
         "idle runs at once in the event loop's thread, without the hand-off to the graph's "
-        "worker thread and back; 0 = never.",
+        "worker thread and back: faster for a lone client, slower for a few at once, whose "
+        "runs it puts in line on the event loop (docs/performance.md); 0 = never.",
     )
     api_key_classes: str | None = Field(
         default=None,

@@ -216,9 +216,10 @@ class Batcher:
         return not self._running and not self._interactive and not self._bulk
 
     def _run_inline(self, request: _Request) -> Any:
-        """A small request that finds the graph idle runs at once in the event loop's thread,
-        which has nothing else to do: no hand-off to the worker thread and back (about 0.17 ms
-        of a 1.2 ms request at concurrency 1, docs/performance.md)."""
+        """A small request that finds the graph idle runs at once in the event loop's thread:
+        no hand-off to the worker thread and back. The loop does nothing else meanwhile, so
+        requests that came with it wait, and their runs follow one another on the loop rather
+        than overlap with its HTTP work (docs/performance.md)."""
         request.taken = request.rows
         if self._observer:
             self._observer.queue_wait(self.model, self.graph, 0.0)
