@@ -15,7 +15,9 @@ class its caller states (``REQUEST_CLASS``, which the HTTP layer sets from a hea
 key), else interactive when it has at most ``interactive_rows`` rows. Each class waits in a
 lane of its own, and a batch holds one class. When an instance frees, the interactive lane
 goes first (up to ``max_batch`` rows); bulk work runs as pieces of ``chunk_rows`` rows, so that
-a small request waits at most for one piece, never for a whole large request.
+a small request waits at most for one piece, never for a whole large request (pieces are
+small while interactive requests come, ``interactive_window``; each piece boundary costs a
+turn of the event loop, which a busy machine makes slow).
 Bulk keeps ``bulk_share`` of the rows run while both lanes wait, so it is never starved. The
 pieces of a request are joined, in order, before its ``finish``: a row's values never depend on
 the rows it is batched with (``tests/service/runtime/test_scheduling.py``), so the answer is the
@@ -95,6 +97,9 @@ class BatchPolicy:
     waits behind."""
     bulk_share: float = 0.25
     """The share of the rows run that bulk work keeps while both classes wait."""
+    interactive_window: float = 0.5
+    """Seconds after an interactive request during which bulk work runs in pieces; with none
+    that recent, a bulk run takes up to ``max_batch`` rows, as in arrival order."""
     inline_rows: int = 0
     """An interactive request of at most this many rows that finds the graph idle runs in the
     caller's thread (the event loop's), not the worker thread; 0: never."""
@@ -164,6 +169,8 @@ class Batcher:
             policy.instances, thread_name_prefix=f"ort-{model}-{graph}"
         )
         self._joining = threading.Lock()  # the pieces of one request end in two threads
+        self._interactive_at = -math.inf
+        """perf_counter() when the last interactive request came."""
         self._seconds_per_row = 0.001  # running estimate, for Retry-After
         self._closed = False
         self._retired = False
@@ -200,6 +207,8 @@ class Batcher:
         rows = _rows(feeds)
         klass = self.policy.class_of(rows)
         request = _Request(feeds, rows, finish, loop.create_future(), klass)
+        if klass is RequestClass.INTERACTIVE:
+            self._interactive_at = request.queued_at
         if self._idle and klass is RequestClass.INTERACTIVE and rows <= self.policy.inline_rows:
             return self._run_inline(request)
         self._lane(request).append(request)
@@ -385,14 +394,16 @@ class Batcher:
         """The next run's pieces. In arrival order: the oldest request, and after it, in order,
         every queued request with the same input shapes that still fits in ``max_batch`` rows.
         By class, a batch is of one class: the interactive requests, whole, up to ``max_batch``
-        rows; else, or when bulk is owed its share, bulk rows up to ``chunk_rows``. Topped up
-        with bulk rows, an interactive batch would take as long as a piece of bulk work."""
+        rows; else, or when bulk is owed its share, bulk rows up to ``chunk_rows`` (while
+        interactive requests come; else up to ``max_batch``). Topped up with bulk rows, an
+        interactive batch would take as long as a piece of bulk work."""
         max_batch = self.policy.max_batch
         if not self._classes:
             batch: list[Piece] = []
             self._bulk = self._fill(batch, self._bulk, max_batch, split=False)
             return self._taken(batch)
-        chunk = min(self.policy.chunk_rows, max_batch)
+        recent = time.perf_counter() - self._interactive_at <= self.policy.interactive_window
+        chunk = min(self.policy.chunk_rows, max_batch) if recent else max_batch
         served = self._served
         owed = served[RequestClass.BULK] < self.policy.bulk_share * sum(served.values())
         batch = []

@@ -56,7 +56,9 @@ def tagged(first: int, n: int) -> np.ndarray:
 def test_an_interactive_request_runs_before_the_rest_of_a_bulk_request() -> None:
     runs = Runs()
     runs.gate.clear()
-    batcher = Batcher(runs, BatchPolicy(max_batch=64, chunk_rows=8, instances=1))
+    batcher = Batcher(
+        runs, BatchPolicy(max_batch=64, chunk_rows=8, instances=1, interactive_window=math.inf)
+    )
     bulk_rows, small = tagged(0, 64), tagged(1000, 1)
     finished: list[str] = []
 
@@ -103,7 +105,9 @@ def test_in_arrival_order_a_small_request_waits_for_the_whole_large_one() -> Non
 
 def test_bulk_keeps_its_share_under_a_continuous_interactive_stream() -> None:
     runs = Runs(seconds=0.002)
-    policy = BatchPolicy(max_batch=64, chunk_rows=8, instances=1, bulk_share=0.25)
+    policy = BatchPolicy(
+        max_batch=64, chunk_rows=8, instances=1, bulk_share=0.25, interactive_window=math.inf
+    )
     batcher = Batcher(runs, policy)
     stop = asyncio.Event
 
@@ -139,10 +143,28 @@ def test_bulk_keeps_its_share_under_a_continuous_interactive_stream() -> None:
     assert took < 2.0
 
 
+def test_with_no_interactive_request_of_late_bulk_work_runs_whole() -> None:
+    runs = Runs()
+    policy = BatchPolicy(max_batch=64, chunk_rows=8, instances=1, interactive_window=0.2)
+    batcher = Batcher(runs, policy)
+
+    async def main() -> None:
+        await batcher.submit({"x": tagged(0, 64)})  # no interactive request yet: whole
+        await batcher.submit({"x": tagged(1000, 1)})
+        await batcher.submit({"x": tagged(0, 64)})  # one just came: in pieces
+        await asyncio.sleep(0.3)
+        await batcher.submit({"x": tagged(0, 64)})  # none for longer than the window: whole
+
+    asyncio.run(main())
+    assert [len(run) for run in runs.runs] == [64, 1, *[8] * 8, 64]
+
+
 def test_a_stated_class_overrides_the_size() -> None:
     runs = Runs()
     runs.gate.clear()
-    batcher = Batcher(runs, BatchPolicy(max_batch=64, chunk_rows=8, instances=1))
+    batcher = Batcher(
+        runs, BatchPolicy(max_batch=64, chunk_rows=8, instances=1, interactive_window=math.inf)
+    )
 
     async def submit(x: np.ndarray, klass: RequestClass) -> Any:
         REQUEST_CLASS.set(klass)  # this task's own context, as the HTTP layer sets it
@@ -167,7 +189,9 @@ def test_a_stated_class_overrides_the_size() -> None:
 def test_a_request_cancelled_between_its_pieces_leaves_the_queue() -> None:
     runs = Runs()
     runs.gate.clear()
-    batcher = Batcher(runs, BatchPolicy(max_batch=64, chunk_rows=8, instances=1))
+    batcher = Batcher(
+        runs, BatchPolicy(max_batch=64, chunk_rows=8, instances=1, interactive_window=math.inf)
+    )
 
     async def main() -> Any:
         bulk = asyncio.ensure_future(batcher.submit({"x": tagged(0, 64)}))
@@ -192,7 +216,8 @@ def test_a_real_graph_answers_the_same_bytes_in_pieces(
     graph = registry.get("vae-tiny").graphs["decoder"]
     z = np.random.default_rng(3).standard_normal((64, 8), dtype=np.float32)
     alone = graph.run({"z": z})
-    pieces = Batcher(graph.run, BatchPolicy(max_batch=64, chunk_rows=5, queue_policy=policy))
+    chunks = BatchPolicy(max_batch=64, chunk_rows=5, queue_policy=policy, interactive_window=9)
+    pieces = Batcher(graph.run, chunks)
 
     async def main() -> list[Any]:
         small = [pieces.submit({"z": z[i : i + 1]}) for i in range(3)]
