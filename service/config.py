@@ -117,8 +117,9 @@ class Settings(BaseSettings):
     )
     bulk_chunk_images: Count = Field(
         default=8,
-        description="Images (rows) of bulk work in one run: the most an interactive request "
-        "waits behind. At most SERVICE_BATCH_MAX_SIZE.",
+        description="Images (rows) of bulk work in one run while interactive requests come (one "
+        "in the last half second): the most an interactive request waits behind. At most "
+        "SERVICE_BATCH_MAX_SIZE.",
     )
     bulk_share: float = Field(
         default=0.25,
