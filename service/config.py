@@ -28,7 +28,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 if TYPE_CHECKING:
     from service.generation.specs import Limits
     from service.registry.loader import LoadOptions
-    from service.runtime.batching import BatchObserver, BatchPolicy
+    from service.runtime.batching import BatchObserver, BatchPolicy, RequestClass
     from service.runtime.sessions import RunObserver, SessionTuning
 
 BUNDLED_STORE = Path(__file__).resolve().parent.parent / "model_store"
@@ -37,6 +37,10 @@ Device = Literal["auto", "cpu", "cuda"]
 HTTPServer = Literal["granian", "uvicorn"]
 ReadinessPolicy = Literal["any", "strict"]
 """service.registry.fleet.Readiness's values."""
+QueuePolicy = Literal["classes", "arrival"]
+"""service.runtime.batching.QueuePolicy's values."""
+RequestClassName = Literal["interactive", "bulk"]
+"""service.runtime.batching.RequestClass's values."""
 MIN_TOKEN_LENGTH = 16
 Count = Annotated[int, Field(ge=1, le=4096)]
 """A number of images or rows: 1 to 4096."""
@@ -99,6 +103,44 @@ class Settings(BaseSettings):
         default=10_000,
         description="Most milliseconds a request waits for its run before 503 + Retry-After; "
         "0 = no limit.",
+    )
+    queue_policy: QueuePolicy = Field(
+        default="classes",
+        description="How a graph's queue is served: 'classes' runs interactive requests first "
+        "and bulk ones in pieces, with a guaranteed share; 'arrival' in arrival order, each "
+        "request whole (docs/performance.md).",
+    )
+    interactive_max_images: Count = Field(
+        default=4,
+        description="A request of at most this many images (rows) is interactive, unless its "
+        "X-Request-Class header or its API key says otherwise; the rest are bulk.",
+    )
+    bulk_chunk_images: Count = Field(
+        default=8,
+        description="Images (rows) of bulk work in one run while interactive requests come (one "
+        "in the last half second): the most an interactive request waits behind. At most "
+        "SERVICE_BATCH_MAX_SIZE.",
+    )
+    bulk_share: float = Field(
+        default=0.25,
+        gt=0,
+        le=1,
+        description="The share of a graph's rows that bulk work keeps while interactive work "
+        "waits too, so that it is never starved: above 0, at most 1.",
+    )
+    inline_max_images: int = Field(
+        default=0,
+        ge=0,
+        le=4096,
+        description="An interactive request of at most this many images that finds its graph "
+        "idle runs at once in the event loop's thread, without the hand-off to the graph's "
+        "worker thread and back: faster for a lone client, slower for a few at once, whose "
+        "runs it puts in line on the event loop (docs/performance.md); 0 = never.",
+    )
+    api_key_classes: str | None = Field(
+        default=None,
+        description="Each API key's default request class, as name:class pairs separated by "
+        "commas (e.g. batch-jobs:bulk,app1:interactive); a key not named has none.",
     )
     max_n: Count = Field(default=64, description="Largest n for /sample.")
     max_autoregressive_n: Count = Field(
@@ -192,7 +234,34 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _api_keys_are_well_formed(self) -> Settings:
         self.api_key_table()  # raises, naming the problem, before the service starts
+        self.key_classes()
         return self
+
+    @model_validator(mode="after")
+    def _chunk_fits_a_batch(self) -> Settings:
+        if self.bulk_chunk_images > self.batch_max_size:
+            raise ValueError(
+                f"bulk_chunk_images ({self.bulk_chunk_images}) must be at most batch_max_size "
+                f"({self.batch_max_size}): a piece of bulk work is one run"
+            )
+        return self
+
+    def key_classes(self) -> dict[str, RequestClassName]:
+        """Each API key's default request class, by the key's name (SERVICE_API_KEY_CLASSES)."""
+        classes: dict[str, RequestClassName] = {}
+        names = self.api_key_table().keys()
+        for pair in (p.strip() for p in (self.api_key_classes or "").split(",")):
+            if not pair:
+                continue
+            name, _, klass = (part.strip() for part in pair.partition(":"))
+            if name not in names:
+                raise ValueError(f"api_key_classes: {name!r} is not the name of an API key")
+            if klass not in ("interactive", "bulk"):
+                raise ValueError(
+                    f"api_key_classes: {name!r} has class {klass!r}; choose interactive or bulk"
+                )
+            classes[name] = "interactive" if klass == "interactive" else "bulk"
+        return classes
 
     def api_key_table(self) -> dict[str, str]:
         """The API keys, by name: SERVICE_API_KEYS and the lines of SERVICE_API_KEYS_FILE."""
@@ -244,12 +313,14 @@ class ServiceConfig:
     """The default model of each operation that has one."""
     workers: int
     """Worker processes serving on the port (SERVICE_WORKERS, resolved)."""
+    key_classes: dict[str, RequestClass]
+    """Each API key's default request class, by the key's name."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServiceConfig:
         from service.generation.specs import Limits
         from service.registry.families import Operation
-        from service.runtime.batching import BatchPolicy
+        from service.runtime.batching import BatchPolicy, RequestClass
         from service.runtime.sessions import SessionTuning
 
         queue_limit, queue_timeout = settings.batch_queue_limit, settings.queue_timeout_ms / 1000
@@ -261,6 +332,7 @@ class ServiceConfig:
             queue_timeout=queue_timeout,
             max_iwae_k=settings.max_iwae_k,
             max_iwae_samples=settings.max_iwae_samples,
+            interactive_n=settings.interactive_max_images,
         )
         batching = BatchPolicy(
             max_batch=settings.batch_max_size,
@@ -268,6 +340,11 @@ class ServiceConfig:
             queue_limit=queue_limit,
             instances=settings.batch_instances,
             queue_timeout=queue_timeout,
+            queue_policy=settings.queue_policy,
+            interactive_rows=settings.interactive_max_images,
+            chunk_rows=settings.bulk_chunk_images,
+            bulk_share=settings.bulk_share,
+            inline_rows=settings.inline_max_images,
         )
         workers = settings.worker_count()
         threads = settings.intra_op_threads
@@ -287,6 +364,7 @@ class ServiceConfig:
             autoregressive_sessions=tuning,
             defaults=defaults,
             workers=workers,
+            key_classes={k: RequestClass(v) for k, v in settings.key_classes().items()},
         )
 
     def load_options(self, providers: list[str], observers: Observers | None = None) -> LoadOptions:

@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -26,6 +27,8 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+REQUEST_CLASSES = ("interactive", "bulk")
+"""service.runtime.batching.RequestClass's values."""
 STOP_REASONS = ("deadline", "disconnect")
 """Why a request's work was stopped: its timeout_ms passed, or its client left."""
 
@@ -118,6 +121,21 @@ class Metrics:
             buckets=(0.0001, 0.00025, *LATENCY_BUCKETS),
             registry=self.registry,
         )
+        self.class_queue_wait = Histogram(
+            "genserve_class_queue_wait_seconds",
+            "Time a request waited in a graph's batch queue before its first rows ran, by its "
+            "class (interactive or bulk).",
+            ["model", "graph", "class"],
+            buckets=(0.0001, 0.00025, *LATENCY_BUCKETS),
+            registry=self.registry,
+        )
+        self.class_rows = Counter(
+            "genserve_class_rows",
+            "Rows (images or latents) run through a batched graph, by the class of the request "
+            "they belong to (interactive or bulk).",
+            ["model", "graph", "class"],
+            registry=self.registry,
+        )
         self.queue_depth_gauge = Gauge(
             "genserve_queue_depth",
             "Requests left waiting in a graph's batch queue when the last batch started.",
@@ -167,6 +185,16 @@ class Metrics:
         )
         if self.folder is None:
             self.registry.register(self._states)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def _child(self, family: Counter | Histogram, *labels: str) -> Any:
+        """``family.labels(*labels)``, looked up once: every run and batch observes several
+        series, and prometheus-client's lookup takes a lock and builds the labels each time."""
+        key = (id(family), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = family.labels(*labels)
+        return child
 
     def forget_dead_workers(self, alive: Callable[[int], bool]) -> None:
         """Drop the live gauges of worker processes that are gone (a restarted worker's
@@ -179,13 +207,16 @@ class Metrics:
                 mark_process_dead(pid, self.folder)
 
     def observe_run(self, model: str, graph: str, seconds: float) -> None:
-        self.onnx_run.labels(model, graph).observe(seconds)
+        self._child(self.onnx_run, model, graph).observe(seconds)
 
     def register(self, model: str, graph: str) -> None:
         """Create a batched graph's series at zero, so dashboards see them before traffic."""
         for family in (self.batch_size, self.batch_requests, self.queue_wait_seconds):
             family.labels(model, graph)
         self.queue_depth_gauge.labels(model, graph).set(0)
+        for klass in REQUEST_CLASSES:
+            self.class_queue_wait.labels(model, graph, klass)
+            self.class_rows.labels(model, graph, klass)
         self.rejections.labels(model, graph)
         self.discarded_rows.labels(model, graph)
 
@@ -199,11 +230,19 @@ class Metrics:
                 self.cancelled_rows.labels(model, operation)
 
     def batch_run(self, model: str, graph: str, rows: int, requests: int) -> None:
-        self.batch_size.labels(model, graph).observe(rows)
-        self.batch_requests.labels(model, graph).observe(requests)
+        self._child(self.batch_size, model, graph).observe(rows)
+        self._child(self.batch_requests, model, graph).observe(requests)
 
     def queue_wait(self, model: str, graph: str, seconds: float) -> None:
-        self.queue_wait_seconds.labels(model, graph).observe(seconds)
+        self._child(self.queue_wait_seconds, model, graph).observe(seconds)
+
+    def class_served(
+        self, model: str, graph: str, klass: str, rows: int, waited: float | None
+    ) -> None:
+        """Rows of a request of ``klass`` run; ``waited``: its queue wait, at its first rows."""
+        self._child(self.class_rows, model, graph, klass).inc(rows)
+        if waited is not None:
+            self._child(self.class_queue_wait, model, graph, klass).observe(waited)
 
     def queue_depth(self, model: str, graph: str, depth: int) -> None:
         self.queue_depth_gauge.labels(model, graph).set(depth)

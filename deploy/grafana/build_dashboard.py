@@ -238,6 +238,24 @@ def panels() -> list[dict[str, Any]]:
             "s",
         ),
         _timeseries(
+            "Queue wait by request class",
+            "p50 and p99 of the time requests wait in a graph's batch queue before their first "
+            "rows run, by class (genserve_class_queue_wait_seconds): interactive requests go "
+            "first at each batch boundary, bulk work runs in pieces (SERVICE_QUEUE_POLICY). "
+            "Interactive far below bulk is the policy at work; the two alike under load means "
+            "arrival order.",
+            [
+                _target(
+                    f"histogram_quantile({q}, sum by (model, class, le) "
+                    f"(rate(genserve_class_queue_wait_seconds_bucket{{{MODEL}}}[{RATE}])))",
+                    f"p{round(q * 100)} {{{{model}}}} {{{{class}}}}",
+                    ref=ref,
+                )
+                for q, ref in ((0.5, "A"), (0.99, "B"))
+            ],
+            "s",
+        ),
+        _timeseries(
             "Stopped work: deadlines and clients that left",
             "Requests whose work was stopped, by reason: deadline (their timeout_ms passed) or "
             "disconnect (the client left, or closed its event stream); the PixelCNN and PixelRNN "
@@ -269,7 +287,7 @@ def panels() -> list[dict[str, Any]]:
 # Grid: 24 columns wide; (width, height) per panel, in panels() order, filled left to right.
 SIZES = [
     (12, 8), (6, 8), (6, 8), (8, 8), (8, 8), (8, 8), (12, 8), (6, 8), (6, 8), (16, 6), (8, 6),
-    (12, 8), (12, 8), (24, 8),
+    (12, 8), (12, 8), (12, 8), (12, 8),
 ]  # fmt: skip
 
 

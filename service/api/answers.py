@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import anyio.to_thread
 
 from service.api.content import check_columns, header, wants_png
-from service.api.running import Answer, Call, Running, running
+from service.api.running import Answer, Call, Running, request_class, running
 from service.api.schemas import SampleRequest, SampleResponse
 from service.errors import InvalidInput, PayloadTooLarge
 from service.generation.autoregressive import RowWatch
@@ -66,6 +66,7 @@ async def infer_answer(call: Call, name: str, version: str | None, body: bytes) 
     lane's. The model is the v2 model the path names, so it is resolved here, not by
     ``running``; the deadline is Triton's ``timeout`` parameter."""
     app = call.app
+    klass = request_class(call)
     v2 = models.find(app.registry, name, version)
     call.scope.setdefault("state", {})["model"] = v2.model.name
     encoding = header(call.scope, b"content-encoding").decode("latin-1") or None
@@ -77,7 +78,7 @@ async def infer_answer(call: Call, name: str, version: str | None, body: bytes) 
     if timeout_us is not None and (not isinstance(timeout_us, int) or timeout_us < 1):
         raise InvalidInput(f"parameters.timeout: microseconds, at least 1, got {timeout_us!r}")
     timeout_ms = timeout_us / 1000 if timeout_us else None
-    async with Running(app, v2.model, v2.kind.value, timeout_ms):
+    async with Running(app, v2.model, v2.kind.value, timeout_ms, request_class=klass):
         result = await models.infer(v2, decoded.tensors, app.operations)
     if v2.kind is not models.Kind.GRAPH:
         app.metrics.images.labels(v2.model.name, v2.kind.value).inc(len(result.outputs["images"]))

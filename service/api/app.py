@@ -58,10 +58,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     policy = Readiness(settings.readiness)
     fleet: SoloFleet | SharedFleet
     if run is None:
-        slots: Slots = LocalSlots(settings.max_concurrent_autoregressive)
+        slots: Slots = LocalSlots(settings.max_concurrent_autoregressive, settings.bulk_share)
         fleet = SoloFleet(registry, control, policy)
     else:
-        slots = FileSlots(run.slots, settings.max_concurrent_autoregressive)
+        slots = FileSlots(run.slots, settings.max_concurrent_autoregressive, settings.bulk_share)
         fleet = SharedFleet(run, config.workers, registry, control, policy)
         fleet.publish()
         metrics.forget_dead_workers(alive)

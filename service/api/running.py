@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from contextvars import Token
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -15,14 +16,21 @@ from fastapi import APIRouter, Request, Response
 from starlette.datastructures import State
 from starlette.types import Scope
 
+from service.api.content import header
 from service.api.schemas import error_responses
-from service.errors import DeadlineExceeded
+from service.errors import DeadlineExceeded, InvalidInput
 from service.generation.autoregressive import RowWatch
 from service.generation.operations import Operations
 from service.generation.specs import Result
 from service.metrics import Metrics
 from service.registry.families import Operation
 from service.registry.registry import LoadedModel
+from service.runtime.batching import REQUEST_CLASS, RequestClass
+
+CLASS_HEADER = "X-Request-Class"
+"""A request's class, ``interactive`` or ``bulk``, when it says it (docs/api.md)."""
+_CLASS_HEADER = CLASS_HEADER.lower().encode()
+_CLASSES = {c.value.encode(): c for c in RequestClass}
 
 ERRORS = error_responses(404, 413, 422, 503, 504)
 """What every operation can answer besides a 200."""
@@ -75,7 +83,10 @@ class Running:
     images the operation made. ``running`` makes one for a route's request; the v2 answer makes
     its own, on the v2 model its path names."""
 
-    __slots__ = ("model", "operations", "watch", "_metrics", "_operation", "_timeout_ms", "_timer")
+    __slots__ = (
+        "model", "operations", "watch", "_metrics", "_operation", "_timeout_ms", "_timer",
+        "_class", "_class_token",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -84,6 +95,7 @@ class Running:
         operation: str,
         timeout_ms: float | None,
         watch: RowWatch | None = None,
+        request_class: RequestClass | None = None,
     ) -> None:
         self.model = model
         self.operations: Operations = app.operations
@@ -91,9 +103,13 @@ class Running:
         self._metrics: Metrics = app.metrics
         self._operation, self._timeout_ms = operation, timeout_ms
         self._timer = asyncio.timeout(timeout_ms / 1000 if timeout_ms else None)
+        self._class = request_class
+        self._class_token: Token[RequestClass | None] | None = None
 
     async def __aenter__(self) -> Running:
         await self._timer.__aenter__()
+        if self._class is not None:  # every graph the operation runs queues it in this class
+            self._class_token = REQUEST_CLASS.set(self._class)
         return self
 
     async def __aexit__(
@@ -103,6 +119,8 @@ class Running:
         traceback: TracebackType | None,
     ) -> None:
         rows = self.watch.rows_done
+        if self._class_token is not None:
+            REQUEST_CLASS.reset(self._class_token)
         try:
             await self._timer.__aexit__(exc_type, exc, traceback)
         except TimeoutError:
@@ -134,6 +152,23 @@ def running(
             result = await run.operations.sample(run.model, spec, finish, run.watch)
         run.count(result)
     """
+    klass = request_class(call)
     resolved = call.app.registry.resolve(model, operation)
     call.scope.setdefault("state", {})["model"] = resolved.name
-    return Running(call.app, resolved, operation.value, timeout_ms, watch)
+    return Running(call.app, resolved, operation.value, timeout_ms, watch, klass)
+
+
+def request_class(call: Call) -> RequestClass | None:
+    """The class a request says it is (its X-Request-Class header), else its API key's default;
+    None: its size decides (SERVICE_INTERACTIVE_MAX_IMAGES). InvalidInput for another value."""
+    stated = header(call.scope, _CLASS_HEADER)
+    if stated:
+        klass = _CLASSES.get(stated.strip().lower())
+        if klass is None:
+            raise InvalidInput(
+                f"{CLASS_HEADER}: {stated.decode('latin-1')!r} is not a request class; "
+                "choose interactive or bulk"
+            )
+        return klass
+    key = call.scope.get("state", {}).get("api_key")
+    return call.app.config.key_classes.get(key) if key else None

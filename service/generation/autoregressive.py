@@ -23,6 +23,7 @@ from service.errors import Overloaded
 from service.generation.likelihood import sample_pixel
 from service.generation.specs import Limits
 from service.registry.registry import LoadedModel
+from service.runtime.batching import REQUEST_CLASS, class_by_size
 from service.runtime.slots import Slots
 
 T = TypeVar("T")
@@ -243,9 +244,10 @@ async def run_watched(draw: Callable[[], T], watch: RowWatch) -> T:
 
 
 @asynccontextmanager
-async def turn(name: str, slots: Slots | None, limits: Limits) -> AsyncIterator[None]:
-    """Wait for a free autoregressive slot in a bounded queue, for a bounded time; Overloaded
-    when the queue is full or the wait too long."""
+async def turn(name: str, slots: Slots | None, limits: Limits, n: int) -> AsyncIterator[None]:
+    """Wait for a free autoregressive slot in a bounded queue, for a bounded time, an
+    interactive sampling of ``n`` images before bulk ones; Overloaded when the queue is full or
+    the wait too long."""
     if slots is None:
         yield
         return
@@ -255,7 +257,8 @@ async def turn(name: str, slots: Slots | None, limits: Limits) -> AsyncIterator[
             f"{name}: {waiting} autoregressive samplings are waiting; retry later",
             float(max(1, waiting)),
         )
-    if not await slots.acquire(limits.queue_timeout or math.inf):
+    klass = REQUEST_CLASS.get() or class_by_size(n, limits.interactive_n)
+    if not await slots.acquire(limits.queue_timeout or math.inf, klass):
         raise Overloaded(
             f"{name}: waited more than {limits.queue_timeout:g} s for an autoregressive "
             "sampling slot; retry later",

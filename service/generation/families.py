@@ -212,7 +212,7 @@ class PixelFamily(Family):
             return finish(images)
 
         watch.accepted(card.image_shape[1])
-        async with autoregressive.turn(card.name, slots, limits):
+        async with autoregressive.turn(card.name, slots, limits, n):
             return await autoregressive.run_watched(draw, watch)
 
     async def score(self, model: LoadedModel, spec: ScoreSpec, seed: int, limits: Limits) -> Scores:
@@ -264,7 +264,7 @@ class PixelFamily(Family):
             return finish(autoregressive.generate(model, starts, keep, noises, temperature, watch))
 
         watch.accepted(autoregressive.rows_to_generate(keep))
-        async with autoregressive.turn(card.name, slots, limits):
+        async with autoregressive.turn(card.name, slots, limits, count):
             return await autoregressive.run_watched(draw, watch), count
 
 

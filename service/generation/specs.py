@@ -33,6 +33,9 @@ class Limits:
     """Importance samples per image when scoring a VAE."""
     max_iwae_samples: int = 6400
     """Decoder runs one VAE scoring may cost: images x k (x classes, unlabelled)."""
+    interactive_n: int = 4
+    """A pixel-by-pixel sampling of at most this many images waits for its slot as an
+    interactive request, unless its caller states its class."""
 
 
 @dataclass(frozen=True)

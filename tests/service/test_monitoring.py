@@ -221,7 +221,8 @@ def test_every_dashboard_query_returns_data_for_the_called_models(
     for title, expr in targets:
         query = with_grafana_variables(expr)
         batch_metric = any(
-            f"genserve_{m}_" in expr for m in ("batch", "queue", "rejected", "discarded_batch")
+            f"genserve_{m}_" in expr
+            for m in ("batch", "queue", "rejected", "discarded_batch", "class")
         )
         expected = traffic.batched if batch_metric else traffic.models
         if "genserve_cancelled_work_rows" in expr:  # rows: the pixel-by-pixel families'

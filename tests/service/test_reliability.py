@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import shutil
 import time
 from collections.abc import Iterator
@@ -274,8 +275,7 @@ def test_autoregressive_samplings_wait_in_a_bounded_queue_for_a_bounded_time(
 
     async def scenario() -> list[object]:
         slots = LocalSlots(1)
-        limiter = slots.limiter
-        await limiter.acquire_on_behalf_of("a long sampling")
+        assert await slots.acquire(math.inf)  # a long sampling
         operations = Operations(limits, slots)
         waiting = asyncio.ensure_future(operations.sample(model, SampleSpec(1, 0)))
         await asyncio.sleep(0.01)
@@ -283,11 +283,11 @@ def test_autoregressive_samplings_wait_in_a_bounded_queue_for_a_bounded_time(
             await operations.sample(model, SampleSpec(1, 0))
         with pytest.raises(Overloaded, match="waited more than 0.1 s"):
             await waiting
-        limiter.release_on_behalf_of("a long sampling")
+        slots.release()
         images = (await operations.sample(model, SampleSpec(1, 0))).payload
-        return [images.shape, limiter.borrowed_tokens]
+        return [images.shape, slots.gate.free]
 
-    assert asyncio.run(scenario()) == [(1, 1, 28, 28), 0]
+    assert asyncio.run(scenario()) == [(1, 1, 28, 28), 1]
 
 
 def test_the_store_fault_helpers_write_the_store_layout(tmp_path: Path, tiny_store: Path) -> None:

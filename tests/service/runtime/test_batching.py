@@ -46,7 +46,7 @@ async def gather(*coros: Any) -> list[Any]:
 def test_concurrent_requests_coalesce_and_each_gets_its_own_rows() -> None:
     run = Recorder()
     run.gate.clear()  # hold the first run so that the others queue up behind it
-    batcher = Batcher(run, BatchPolicy(max_batch=64))
+    batcher = Batcher(run, BatchPolicy(max_batch=64, interactive_rows=8))  # one class
 
     async def main() -> list[Any]:
         first = asyncio.ensure_future(batcher.submit({"x": rows(0, 1)}))
