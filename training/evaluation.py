@@ -54,10 +54,11 @@ class Evaluation:
         batch: int = 500,
         split: str = "test",
         temperatures: tuple[float, ...] = (),
+        seed: int = EVAL_SEED,
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-        self.dataset, self.classifier, self.seed = dataset, classifier, EVAL_SEED
+        self.dataset, self.classifier, self.seed = dataset, classifier, seed
         self.fd_samples, self.iwae_k, self.batch = fd_samples, iwae_k, batch
         self.split, self.reference_split = SPLITS[split]
         self.temperatures = temperatures

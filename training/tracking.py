@@ -8,11 +8,10 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from .evaluation import Sampler
-from .metrics import FeatureExtractor, frechet_distance, kid
+from .evaluation import Evaluation, Sampler
+from .metrics import frechet_distance, kid
 
 TRACK_SEED = 4321
 """The seed of the samples drawn at every evaluation: the same latents (or pixel draws) each time,
@@ -22,18 +21,18 @@ so that two epochs' figures differ by the model only."""
 class HeldoutTracker:
     """FD and KID of ``samples`` samples against the held-out split's classifier features."""
 
-    def __init__(self, classifier: Path, heldout_images: torch.Tensor, samples: int) -> None:
-        self.extract = FeatureExtractor(classifier)
-        self.samples = samples
-        self.reference = self.extract(heldout_images.numpy())[1]  # (N, F)
+    def __init__(self, dataset: str, classifier: Path, samples: int) -> None:
+        self.ev = Evaluation(
+            dataset, classifier, fd_samples=samples, split="heldout", seed=TRACK_SEED
+        )
+        self.reference = self.ev.heldout_features  # (N, F), once for the whole run
 
     @torch.no_grad()
     def measure(self, model: Sampler) -> dict[str, float]:
-        g = torch.Generator().manual_seed(TRACK_SEED)
-        chunks = [model.sample(min(500, self.samples - i), g) for i in range(0, self.samples, 500)]
-        images = torch.cat(chunks).float().numpy()
-        features = self.extract(np.ascontiguousarray(images, dtype=np.float32))[1]
-        kid_mean, _ = kid(features, self.reference, subsets=20, subset_size=min(1000, len(images)))
+        features = self.ev.features(self.ev.draw(model.sample))[1]
+        kid_mean, _ = kid(
+            features, self.reference, subsets=20, subset_size=min(1000, len(features))
+        )
         return {
             "heldout_fd": frechet_distance(features, self.reference),
             "heldout_kid": kid_mean,

@@ -172,7 +172,7 @@ def train(
     x_val, y_val = held.float_images()[:HELDOUT_LOSS_IMAGES], held.labels[:HELDOUT_LOSS_IMAGES]
     tracker = None
     if classifier is not None and cfg.heldout_samples > 0 and model.tracks_samples:
-        tracker = HeldoutTracker(classifier, held.float_images(), cfg.heldout_samples)
+        tracker = HeldoutTracker(dataset, classifier, cfg.heldout_samples)
     selection = Selection(**state["selection"]) if state["selection"] else None
     if selection is None:
         selection = Selection("heldout_fd" if tracker else "val")
@@ -198,10 +198,10 @@ def train(
         )  # fmt: skip
         sums: dict[str, float] = {}
         for b in bar:
-            factor = lr_factor(cfg, state["step"] / batches)
-            for opt in optimizers:
-                for group in opt.param_groups:
-                    if cfg.lr_schedule != "constant":
+            if cfg.lr_schedule != "constant":
+                factor = lr_factor(cfg, state["step"] / batches)
+                for opt in optimizers:
+                    for group in opt.param_groups:
                         group["lr"] = group["initial_lr"] * factor
             idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             x = x_all[idx].contiguous(memory_format=layout)
