@@ -138,9 +138,18 @@ def _until(check: Any, seconds: float, what: str) -> Any:
     pytest.fail(f"{what} not within {seconds} s (last: {last!r})")
 
 
+def _prometheus_data(path: str) -> Any:
+    """The API's data, or None while Prometheus is starting (it answers 503 until ready)."""
+    response = httpx.get(f"{PROMETHEUS}{path}", timeout=5)
+    if response.status_code == 503:
+        return None
+    assert response.status_code == 200, response.text
+    return response.json()["data"]
+
+
 def _genserve_target_up() -> bool:
-    targets = httpx.get(f"{PROMETHEUS}/api/v1/targets", timeout=5).json()["data"]
-    return any(
+    targets = _prometheus_data("/api/v1/targets")
+    return targets is not None and any(
         t["labels"]["job"] == "genserve" and t["health"] == "up" for t in targets["activeTargets"]
     )
 
@@ -195,7 +204,8 @@ def test_the_dashboards_latency_query_returns_the_models_latency(stack: Stack) -
 
 def test_prometheus_loaded_the_alert_rules(stack: Stack) -> None:
     def loaded() -> set[str]:
-        groups = httpx.get(f"{PROMETHEUS}/api/v1/rules", timeout=5).json()["data"]["groups"]
+        rules = _prometheus_data("/api/v1/rules")
+        groups = rules["groups"] if rules is not None else []
         return {rule["name"] for group in groups for rule in group["rules"]}
 
     names = _until(loaded, SCRAPE_WITHIN_S, "the alert rules")
