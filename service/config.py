@@ -118,8 +118,16 @@ class Settings(BaseSettings):
     bulk_chunk_images: Count = Field(
         default=8,
         description="Images (rows) of bulk work in one run while interactive requests come (one "
-        "in the last half second): the most an interactive request waits behind. At most "
-        "SERVICE_BATCH_MAX_SIZE.",
+        "in the last SERVICE_INTERACTIVE_WINDOW_MS): the most an interactive request waits "
+        "behind. At most SERVICE_BATCH_MAX_SIZE.",
+    )
+    interactive_window_ms: NonNegativeInt = Field(
+        default=500,
+        le=60_000,
+        description="Milliseconds after an interactive request during which a graph's bulk work "
+        "runs in pieces of SERVICE_BULK_CHUNK_IMAGES; with none that recent, a bulk run takes up "
+        "to SERVICE_BATCH_MAX_SIZE images, as in arrival order. 0 = pieces only while an "
+        "interactive request waits.",
     )
     bulk_share: float = Field(
         default=0.25,
@@ -343,6 +351,7 @@ class ServiceConfig:
             queue_policy=settings.queue_policy,
             interactive_rows=settings.interactive_max_images,
             chunk_rows=settings.bulk_chunk_images,
+            interactive_window=settings.interactive_window_ms / 1000,
             bulk_share=settings.bulk_share,
             inline_rows=settings.inline_max_images,
         )

@@ -35,6 +35,18 @@ _CLASSES = {c.value.encode(): c for c in RequestClass}
 ERRORS = error_responses(404, 413, 422, 503, 504)
 """What every operation can answer besides a 200."""
 
+CLASS_PARAMETER = {
+    "name": CLASS_HEADER,
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "enum": [c.value for c in RequestClass]},
+    "description": "The request's class: interactive requests run first, bulk ones in pieces "
+    "with a guaranteed share. Without it, the API key's class, else the size decides "
+    "(SERVICE_INTERACTIVE_MAX_IMAGES). Another value is a 422 (400 under /v2).",
+}
+"""The header in every operation's OpenAPI parameters (it is read from the scope, so FastAPI
+does not list it by itself)."""
+
 
 def operation_route(
     router: APIRouter,
@@ -50,6 +62,7 @@ def operation_route(
         response_model=response_model,
         response_model_exclude_none=exclude_none,
         responses={200: other_media, **ERRORS} if other_media else ERRORS,
+        openapi_extra={"parameters": [CLASS_PARAMETER]},
     )
 
 

@@ -98,8 +98,9 @@ class BatchPolicy:
     bulk_share: float = 0.25
     """The share of the rows run that bulk work keeps while both classes wait."""
     interactive_window: float = 0.5
-    """Seconds after an interactive request during which bulk work runs in pieces; with none
-    that recent, a bulk run takes up to ``max_batch`` rows, as in arrival order."""
+    """Seconds after an interactive request during which bulk work runs in pieces (as it does
+    while one waits); with none that recent, a bulk run takes up to ``max_batch`` rows, as in
+    arrival order."""
     inline_rows: int = 0
     """An interactive request of at most this many rows that finds the graph idle runs in the
     caller's thread (the event loop's), not the worker thread; 0: never."""
@@ -402,7 +403,10 @@ class Batcher:
             batch: list[Piece] = []
             self._bulk = self._fill(batch, self._bulk, max_batch, split=False)
             return self._taken(batch)
-        recent = time.perf_counter() - self._interactive_at <= self.policy.interactive_window
+        recent = (
+            bool(self._interactive)
+            or time.perf_counter() - self._interactive_at <= self.policy.interactive_window
+        )
         chunk = min(self.policy.chunk_rows, max_batch) if recent else max_batch
         served = self._served
         owed = served[RequestClass.BULK] < self.policy.bulk_share * sum(served.values())

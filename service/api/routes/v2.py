@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request, Response
 
 from service.api.answers import infer_answer
 from service.api.deps import FleetDep, RegistryDep
-from service.api.running import Call
+from service.api.running import CLASS_PARAMETER, Call
 from service.errors import ModelNotReady
 from service.inference_protocol import models
 from service.inference_protocol.schema import (
@@ -31,14 +31,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorObject} for status in (400, 404, 413, 503)
 }
 _VERSION: dict[str, Any] = {
-    "parameters": [
-        {
-            "in": "path",
-            "name": "model_version",
-            "required": True,
-            "schema": {"title": "Model Version", "type": "string"},
-        }
-    ]
+    "in": "path",
+    "name": "model_version",
+    "required": True,
+    "schema": {"title": "Model Version", "type": "string"},
 }
 """The versioned path's parameter: one handler serves both paths and reads it from the path, so
 OpenAPI is told of it here."""
@@ -73,16 +69,19 @@ def _version(request: Request) -> str | None:
 
 
 def _with_versions(
-    method: str, tail: str, versioned_name: str, **route: Any
+    method: str, tail: str, versioned_name: str, headers: tuple[Any, ...] = (), **route: Any
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """One handler for ``/models/{model_name}<tail>`` and its versioned twin
-    ``/models/{model_name}/versions/{model_version}<tail>`` (which ``_version`` reads)."""
+    ``/models/{model_name}/versions/{model_version}<tail>`` (which ``_version`` reads);
+    ``headers``: the OpenAPI parameters of headers the handler reads from the request."""
 
     def register(handler: Callable[..., Any]) -> Callable[..., Any]:
         add = getattr(router, method)
-        add(f"/models/{{model_name}}{tail}", **route)(handler)
+        plain = {"openapi_extra": {"parameters": list(headers)}} if headers else {}
+        add(f"/models/{{model_name}}{tail}", **plain, **route)(handler)
         versioned = f"/models/{{model_name}}/versions/{{model_version}}{tail}"
-        add(versioned, name=versioned_name, openapi_extra=_VERSION, **route)(handler)
+        extra = {"parameters": [_VERSION, *headers]}
+        add(versioned, name=versioned_name, openapi_extra=extra, **route)(handler)
         return handler
 
     return register
@@ -106,6 +105,7 @@ async def model_ready(model_name: str, request: Request, registry: RegistryDep) 
     "post",
     "/infer",
     "infer_version",
+    headers=(CLASS_PARAMETER,),
     response_model=InferenceResponse,
     responses={200: _INFER_BODY, **_ERRORS},
 )

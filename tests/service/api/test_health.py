@@ -136,6 +136,7 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tiny_store: 
         ({"SERVICE_QUEUE_POLICY": "lifo"}, "Input should be 'classes' or 'arrival'"),
         ({"SERVICE_BULK_SHARE": "0"}, "greater than 0"),
         ({"SERVICE_BULK_CHUNK_IMAGES": "65"}, "must be at most batch_max_size"),
+        ({"SERVICE_INTERACTIVE_WINDOW_MS": "-1"}, "greater than or equal to 0"),
         ({"SERVICE_API_KEY_CLASSES": "app1:bulk"}, "'app1' is not the name of an API key"),
         (
             {"SERVICE_API_KEYS": "app1:" + "k" * 16, "SERVICE_API_KEY_CLASSES": "app1:fast"},

@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.api.app import create_app
+from service.config import ServiceConfig
 from service.generation.families import latents
 from service.generation.imaging import grid_png, images_as
 from tests.conftest import tiny_settings
@@ -37,6 +38,11 @@ def classes(tiny_store: Path) -> Iterator[TestClient]:
     )
     with TestClient(create_app(settings)) as client:
         yield client
+
+
+def test_the_window_setting_reaches_every_graphs_batch_policy(tiny_store: Path) -> None:
+    config = ServiceConfig.from_settings(tiny_settings(tiny_store, interactive_window_ms=250))
+    assert config.batching.interactive_window == 0.25
 
 
 def test_the_size_decides_the_class_by_default(tiny_store: Path) -> None:

@@ -159,6 +159,32 @@ def test_with_no_interactive_request_of_late_bulk_work_runs_whole() -> None:
     assert [len(run) for run in runs.runs] == [64, 1, *[8] * 8, 64]
 
 
+def test_with_no_window_bulk_work_runs_in_pieces_only_while_an_interactive_request_waits() -> None:
+    runs = Runs()
+    runs.gate.clear()
+    policy = BatchPolicy(max_batch=8, chunk_rows=4, instances=1, interactive_window=0)
+    batcher = Batcher(runs, policy)
+
+    async def main() -> None:
+        first = asyncio.ensure_future(batcher.submit({"x": tagged(5000, 1)}))
+        await asyncio.sleep(0.05)  # running, held at the gate
+        bulk = asyncio.ensure_future(batcher.submit({"x": tagged(0, 16)}))
+        await asyncio.sleep(0.01)
+        small = [
+            asyncio.ensure_future(batcher.submit({"x": tagged(1000 + 10 * i, 4)})) for i in range(3)
+        ]
+        await asyncio.sleep(0.01)
+        runs.gate.set()
+        await asyncio.gather(first, bulk, *small)
+
+    asyncio.run(main())
+    # two small requests fill a batch; bulk, owed its share while the third waits, runs a piece;
+    # with nothing interactive left, the rest of it runs in whole batches
+    assert [len(run) for run in runs.runs] == [1, 8, 4, 4, 8, 4]
+    assert runs.runs[2] == [0, 1, 2, 3]
+    assert runs.runs[3] == [1020, 1021, 1022, 1023]
+
+
 def test_a_stated_class_overrides_the_size() -> None:
     runs = Runs()
     runs.gate.clear()
