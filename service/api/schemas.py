@@ -1,4 +1,5 @@
-"""Request and response bodies, named for their role. Images are [0, 1] grayscale, NCHW."""
+"""Request and response bodies, named for their role. Images are [0, 1] NCHW, with the model's
+channels (1: grayscale, 3: RGB)."""
 
 from __future__ import annotations
 
@@ -28,8 +29,10 @@ ImageInput = Annotated[
     str | list[Any],
     BeforeValidator(_string_or_array),
     Field(
-        description="A base64 PNG (28x28; RGB/RGBA is converted to grayscale), or a nested array "
-        "of floats in [0, 1] shaped (H, W), (1, H, W), (H, W, 1|3|4) or (3|4, H, W).",
+        description="A base64 PNG at the model's size (its card's shape), or a nested array of "
+        "floats in [0, 1] shaped (H, W), (1|3|4, H, W) or (H, W, 1|3|4). Grayscale, RGB or RGBA "
+        "is converted to the model's channels: RGB to gray by luma, gray to RGB by repetition, "
+        "alpha dropped.",
     ),
 ]
 ImageOutput = Annotated[

@@ -11,7 +11,7 @@ from typing import Literal
 
 import numpy as np
 
-from service.generation.imaging import compressed_png_size, to_uint8
+from service.generation.imaging import channels_last, compressed_png_size, to_uint8
 from service.generation.likelihood import (
     logistic_log_prob,
 )
@@ -43,8 +43,8 @@ class Scores:
 
 
 def png_bits_per_dim(x: np.ndarray) -> np.ndarray:
-    """(B, 1, H, W) on the 8-bit grid -> (B,) bits per dimension of each as a compressed PNG."""
-    sizes = [compressed_png_size(pixels) for pixels in to_uint8(x[:, 0])]
+    """(B, C, H, W) on the 8-bit grid -> (B,) bits per dimension of each as a compressed PNG."""
+    sizes = [compressed_png_size(pixels) for pixels in channels_last(to_uint8(x))]
     return np.array(sizes, dtype=np.float64) * 8.0 / x[0].size
 
 

@@ -303,6 +303,37 @@ def test_png_round_trip_and_grid() -> None:
     assert to_png(image).startswith(b"\x89PNG")
 
 
+def test_colour_images_convert_to_the_models_channels_and_back() -> None:
+    rgb_shape = (3, 28, 28)
+    rgb = np.random.default_rng(2).integers(0, 256, (28, 28, 3), dtype=np.uint8)
+    parsed = parse_image(_png(rgb, "RGB"), rgb_shape, "x")
+    np.testing.assert_array_equal(np.rint(parsed * 255).astype(np.uint8), rgb.transpose(2, 0, 1))
+    [encoded] = encode_images(parsed[None], "png")
+    decoded = Image.open(io.BytesIO(base64.b64decode(encoded)))
+    assert decoded.mode == "RGB"
+    np.testing.assert_array_equal(np.asarray(decoded), rgb)  # a lossless round trip
+    gray = np.full((28, 28), 100, np.uint8)
+    for item in (_png(gray), (gray / 255.0).tolist(), (gray[None] / 255.0).tolist()):
+        as_rgb = parse_image(item, rgb_shape, "x")
+        assert as_rgb.shape == rgb_shape
+        np.testing.assert_allclose(as_rgb, 100 / 255, atol=1e-6)
+    luma = parse_image(_png(rgb, "RGB"), SHAPE, "x")  # RGB to a grayscale model: Pillow's "L"
+    expected = np.asarray(Image.fromarray(rgb, "RGB").convert("L"), np.float32) / 255
+    np.testing.assert_allclose(luma[0], expected, atol=1 / 255)
+    with pytest.raises(InvalidInput, match=r"expected \[3, 28, 28\] RGB"):
+        parse_image(np.zeros((2, 28, 28)).tolist(), rgb_shape, "x")
+
+
+def test_a_colour_grid_is_rgb_at_every_scale() -> None:
+    images = np.random.default_rng(3).random((5, 3, 16, 16)).astype(np.float32)
+    grid = Image.open(io.BytesIO(grid_png(images, columns=2, scale=3)))
+    assert grid.mode == "RGB" and grid.size == (3 * (2 * 18 - 2), 3 * (3 * 18 - 2))
+    pixels = np.asarray(grid)
+    expected = np.rint(images[4] * 255).astype(np.uint8).transpose(1, 2, 0)
+    np.testing.assert_array_equal(pixels[2 * 18 * 3 : 2 * 18 * 3 + 48 : 3, :48:3], expected)
+    assert Image.open(io.BytesIO(to_png(images[0]))).mode == "RGB"
+
+
 def test_sample_pixel_follows_the_mixture_weights_and_temperature() -> None:
     # Two sharp components at 0.2 and 0.8 with weights softmax([0, ln 3]) = [1/4, 3/4].
     # Temperature T divides the logits: at T = 0.5 the weights become [1/10, 9/10].
