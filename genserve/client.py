@@ -106,21 +106,14 @@ def _retryable(failure: GenserveError) -> bool:
 # ---------------------------------------------------------------- arguments to JSON
 
 
-def _scale(scale: int) -> int | None:
-    """None (the service's default) for 1."""
-    return None if scale == 1 else scale
-
-
 def _label(label: Label | None) -> Label | None:
-    if label is None or isinstance(label, str):
-        return label
-    return _int(label, "label")
+    return label if label is None or isinstance(label, str) else _int(label, "label")
 
 
 def _labels(labels: Labels | None) -> Label | list[Label] | None:
     if labels is None or isinstance(labels, str | int | np.integer):
         return _label(labels)
-    return [_int(item, "label") if not isinstance(item, str) else item for item in labels]
+    return [item if isinstance(item, str) else _int(item, "label") for item in labels]
 
 
 def _int(value: Any, what: str) -> int:
@@ -156,8 +149,7 @@ _FIELDS: dict[str, Callable[[Any], Any]] = {
     "end": partial(_end, what="end"),
     "latent": _latent,
     "range": lambda bounds: [float(bounds[0]), float(bounds[1])],
-    "label": _label,
-    "scale": _scale,
+    "scale": lambda scale: None if scale == 1 else scale,  # 1: the service's default
 }
 """How an argument becomes its request field, by name (any other is sent as it is)."""
 _NOT_SENT = frozenset({"self", "timeout", "columns"})
@@ -168,17 +160,14 @@ def _body(args: Json, label: Callable[[Any], Any] = _label) -> Json:
     """A request's JSON body from its method's arguments (``locals()``), in their order: each
     converted by ``_FIELDS`` (``label`` by ``label``), ``format`` png wherever images come back,
     None (the service's default) left out."""
+    convert = {**_FIELDS, "label": label}
     body: Json = {}
     for name, value in args.items():
         if name not in _NOT_SENT and value is not None:
-            body[name] = label(value) if name == "label" else _FIELDS.get(name, _same)(value)
+            body[name] = convert[name](value) if name in convert else value
     if "scale" in args:
         body["format"] = "png"
     return {name: value for name, value in body.items() if value is not None}
-
-
-def _same(value: T) -> T:
-    return value
 
 
 def _model_list(body: Json) -> list[ModelInfo]:
@@ -321,9 +310,8 @@ class Client(_Base[httpx.Client]):
         ``error`` saying why)."""
         timeout, deadline = self._limit(timeout)
         live = self._send("GET", "/health/live", None, timeout, deadline)
-        return _health(
-            live, self._send("GET", "/health/ready", None, timeout, deadline, answers=READY)
-        )
+        ready = self._send("GET", "/health/ready", None, timeout, deadline, answers=READY)
+        return _health(live, ready)
 
     def sample(
         self,
@@ -339,14 +327,10 @@ class Client(_Base[httpx.Client]):
         timeout_ms: int | None = None,
         timeout: float | None = None,
     ) -> SampleResult:
-        """Draw ``n`` images (``POST /sample``); ``seed`` draws them again (drawn and echoed
-        when omitted); ``temperature``: PixelCNN and PixelRNN; ``truncation``: GANs; ``label``:
-        a conditional model's class; ``scale`` enlarges them on the service; ``columns``: the
-        default of the result's ``grid``. ``model`` None: the service's default."""
-        body = _body(locals())
-        return self._call(
-            "/sample", body, timeout, partial(SampleResult.from_json, columns=columns)
-        )
+        """Draw ``n`` images (``POST /sample``); ``seed`` draws them again; ``temperature``:
+        PixelCNN, PixelRNN; ``truncation``: GANs; ``label``: a conditional model's class."""
+        body, parse = _body(locals()), partial(SampleResult.from_json, columns=columns)
+        return self._call("/sample", body, timeout, parse)
 
     def encode(
         self,
@@ -447,10 +431,8 @@ class Client(_Base[httpx.Client]):
         """Latent dimension ``dim`` set to ``steps`` values across ``range``, the others held,
         and decoded (``POST /traverse``; VAEs). The base latent: ``seed``'s, ``image``'s
         posterior mean, or ``latent`` (at most one; none: a seed is drawn and echoed)."""
-        body = _body(locals())
-        return self._call(
-            "/traverse", body, timeout, partial(TraverseResult.from_json, columns=columns)
-        )
+        body, parse = _body(locals()), partial(TraverseResult.from_json, columns=columns)
+        return self._call("/traverse", body, timeout, parse)
 
     def stream_sample(
         self,
@@ -725,23 +707,18 @@ Opened: TypeAlias = tuple[httpx.Response, EventReader[T]]
 """A stream that started: its response, open, and the reader of its lines."""
 
 
+@dataclass(eq=False, repr=False)
 class _StreamState(Generic[C, T]):
     """What both streams keep: the request, the stream once opened, whether it was cancelled."""
 
-    def __init__(
-        self,
-        client: C,
-        path: str,
-        body: Json,
-        timeout: float | None,
-        result: Callable[[Json], T],
-        partial: Callable[[Json], Partial],
-    ) -> None:
-        self._client: C = client
-        self._path, self._body, self._timeout = path, body, timeout
-        self._parse_result, self._parse_partial = result, partial
-        self._opened: Opened[T] | None = None
-        self._cancelled = False
+    _client: C
+    _path: str
+    _body: Json
+    _timeout: float | None
+    _parse_result: Callable[[Json], T]
+    _parse_partial: Callable[[Json], Partial]
+    _opened: Opened[T] | None = None
+    _cancelled: bool = False
 
     @property
     def result(self) -> T:
@@ -780,20 +757,11 @@ def _reading(reader: EventReader[Any]) -> Generator[None, None, None]:
 
 
 class Stream(_StreamState[Client, T]):
-    """The events of ``Client.stream_sample`` or ``stream_complete``, as they come.
-
-    ``with`` opens the request (retried as the plain call would be until the stream starts,
-    never after); iterating gives each ``Progress`` and ``Partial`` event and ends after the
-    ``result`` event, which ``result`` then holds, or raises the ``error`` event's exception.
-    ``cancel()``, or leaving the ``with`` block, closes the connection, which stops the
-    service's work at the end of its row.
-
-        with client.stream_sample("pixelcnn-fashion", n=4, seed=1) as stream:
-            for event in stream:
-                if isinstance(event, Progress):
-                    print(f"{event.rows_done}/{event.rows} rows")
-            result = stream.result  # the SampleResult of client.sample(...)
-    """
+    """The events of ``Client.stream_sample`` or ``stream_complete``: ``with`` opens the
+    request (retried as the plain call until the stream starts); iterating gives each
+    ``Progress`` and ``Partial`` event, ends after the ``result`` event, which ``result`` then
+    holds, or raises the ``error`` event's exception. ``cancel()``, or leaving the ``with``
+    block, closes the connection: the service stops its work at the end of the row."""
 
     _events: Generator[StreamEvent, None, None] | None = None
 
@@ -830,7 +798,7 @@ class Stream(_StreamState[Client, T]):
                     break
 
     def cancel(self) -> None:
-        """Close the connection: the service stops the work at the end of its row; ``result``
+        """Close the connection: the service stops at the end of its row, and ``result``
         raises (code ``cancelled``) unless it had come. Call it from the reading thread."""
         self._mark_cancelled()
         if self._events is not None:
