@@ -256,10 +256,9 @@ class InterpolateResult(_Parsed, ImageResult):
 
 @dataclass(frozen=True, eq=False)
 class ScoreResult(_Parsed):
-    """Per image: ``bits_per_dim`` (lower is more likely), ``log_likelihood`` (nats; for
-    ``kind`` "iwae" a lower bound), ``png_bits_per_dim`` and ``anomaly_score`` (higher is more
-    anomalous). ``k`` and ``seed``: the importance samples of an IWAE bound; ``labels``: the
-    classes a conditional model scored under."""
+    """Per image: ``bits_per_dim`` (lower: more likely), ``log_likelihood`` (nats; a lower
+    bound for ``kind`` "iwae", with ``k`` importance samples from ``seed``),
+    ``png_bits_per_dim``, ``anomaly_score`` (higher: more anomalous); ``labels`` scored under."""
 
     model: str
     version: int
@@ -299,8 +298,7 @@ class CompleteResult(ImageResult):
 @dataclass(frozen=True, eq=False)
 class TraverseResult(_Parsed, ImageResult):
     """``images`` (steps, H, W) with latent dimension ``dim`` set to each of ``values``;
-    ``seed`` or ``label`` when they were drawn or used. ``grid`` makes one strip by default
-    (or ``columns`` to a row, the call's)."""
+    ``seed`` or ``label`` when drawn or used. ``grid``: one strip, or the call's ``columns``."""
 
     model: str
     version: int
@@ -323,9 +321,8 @@ class TraverseResult(_Parsed, ImageResult):
 
 @dataclass(frozen=True)
 class Progress:
-    """A ``progress`` event of a stream: ``rows_done`` of ``rows`` drawn (0 at once, then one
-    more after each row), ``elapsed_s`` since the service took the request, and ``eta_s`` its
-    estimate of the seconds left (None until a row is done)."""
+    """A ``progress`` event: ``rows_done`` of ``rows`` drawn (0 at once, then one more after
+    each row), ``elapsed_s`` so far, ``eta_s`` the seconds left (None until a row is done)."""
 
     rows_done: int
     rows: int
