@@ -160,11 +160,11 @@ def _body(args: Json, label: Callable[[Any], Any] = _label) -> Json:
     """A request's JSON body from its method's arguments (``locals()``), in their order: each
     converted by ``_FIELDS`` (``label`` by ``label``), ``format`` png wherever images come back,
     None (the service's default) left out."""
-    convert = {**_FIELDS, "label": label}
     body: Json = {}
     for name, value in args.items():
         if name not in _NOT_SENT and value is not None:
-            body[name] = convert[name](value) if name in convert else value
+            convert = label if name == "label" else _FIELDS.get(name)
+            body[name] = value if convert is None else convert(value)
     if "scale" in args:
         body["format"] = "png"
     return {name: value for name, value in body.items() if value is not None}
@@ -328,7 +328,8 @@ class Client(_Base[httpx.Client]):
         timeout: float | None = None,
     ) -> SampleResult:
         """Draw ``n`` images (``POST /sample``); ``seed`` draws them again; ``temperature``:
-        PixelCNN, PixelRNN; ``truncation``: GANs; ``label``: a conditional model's class."""
+        PixelCNN, PixelRNN; ``truncation``: GANs; ``label``: a conditional model's class;
+        ``scale`` enlarges them on the service; ``columns``: the result's ``grid`` default."""
         body, parse = _body(locals()), partial(SampleResult.from_json, columns=columns)
         return self._call("/sample", body, timeout, parse)
 
