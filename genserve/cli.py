@@ -24,7 +24,7 @@ import numpy as np
 
 from genserve.client import DEFAULT_TIMEOUT, Client
 from genserve.errors import ConnectionFailed, GenserveError
-from genserve.results import EncodeResult, Health, ImageResult, ModelInfo, ScoreResult
+from genserve.results import Health, ImageResult, ModelInfo
 
 EXIT_OK = 0
 EXIT_NOT_READY = 1
@@ -35,43 +35,8 @@ EXIT_UNREACHABLE = 4
 
 SPINNER = "|/-\\"
 
-Command = Callable[[Client, argparse.Namespace], int]
-
-
-# ---------------------------------------------------------------- output
-
-
-def _table(rows: Sequence[Sequence[str]], out: IO[str]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        out.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-        out.write("\n")
-
-
-def _numbers(values: np.ndarray) -> str:
-    return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
-
-
-def _say(args: argparse.Namespace, text: str) -> None:
-    """A human line: on stdout, or on stderr when stdout carries JSON."""
-    print(text, file=sys.stderr if args.json else sys.stdout)
-
-
-def _json(args: argparse.Namespace, raw: Any) -> bool:
-    """With ``--json``, ``raw`` printed as JSON (and no lines): whether it was."""
-    if args.json:
-        json.dump(raw, sys.stdout)
-        sys.stdout.write("\n")
-    return bool(args.json)
-
-
-def _save(args: argparse.Namespace, result: ImageResult) -> None:
-    if args.output is None:
-        return
-    grid = result.grid(args.columns, args.grid_scale)
-    grid.save(args.output)
-    size = args.output.stat().st_size
-    _say(args, f"wrote {args.output} ({grid.width}x{grid.height} px, {size:,} bytes)")
+Command = Callable[[Client, argparse.Namespace], Iterator[Any]]
+"""A command: it yields its result, then the lines that say it (printed unless ``--json``)."""
 
 
 @contextmanager
@@ -107,30 +72,52 @@ def progress(label: str, stream: IO[str] | None = None, delay: float = 0.3) -> I
         spinner.join()
 
 
+def _table(rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+
+
+def _text(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+def _numbers(values: np.ndarray) -> str:
+    return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
+
+
+def _label(text: str | None) -> str | int | None:
+    """A class given on the command line: an index if it is a number, else a name."""
+    return int(text) if text is not None and text.isdigit() else text
+
+
+def _labels(texts: list[str] | None) -> str | int | list[str | int] | None:
+    """``--label`` once (every image's class) or once per image."""
+    if not texts:
+        return None
+    labels: list[str | int] = [int(t) if t.isdigit() else t for t in texts]
+    return labels if len(labels) > 1 else labels[0]
+
+
 # ---------------------------------------------------------------- commands
 
 
-def _models(client: Client, args: argparse.Namespace) -> int:
+def _models(client: Client, args: argparse.Namespace) -> Iterator[Any]:
     found = client.models()
-    if not _json(args, {"models": [m.raw for m in found]}):
-        rows = [["NAME", "STATE", "FAMILY", "VERSION", "PROVIDER", "OPERATIONS"]]
-        for m in found:
-            version = "" if m.version is None else str(m.version)
-            rows.append(
-                [m.name, m.state, m.family or "", version, m.provider or "", ",".join(m.operations)]
-            )
-        _table(rows, sys.stdout)
-    return EXIT_OK
+    yield found
+    rows = [["NAME", "STATE", "FAMILY", "VERSION", "PROVIDER", "OPERATIONS"]]
+    for m in found:
+        operations = ",".join(m.operations)
+        rows.append(
+            [m.name, m.state, m.family or "", _text(m.version), m.provider or "", operations]
+        )
+    yield from _table(rows)
 
 
-def _model(client: Client, args: argparse.Namespace) -> int:
-    info = client.model(args.name)
-    if not _json(args, info.raw):
-        _describe(info)
-    return EXIT_OK
-
-
-def _describe(m: ModelInfo) -> None:
+def _model(client: Client, args: argparse.Namespace) -> Iterator[Any]:
+    m: ModelInfo = client.model(args.name)
+    yield m
     fields: list[tuple[str, Any]] = [
         ("name", m.name),
         ("state", m.state + (f" ({m.reason})" if m.reason else "")),
@@ -150,31 +137,23 @@ def _describe(m: ModelInfo) -> None:
         speed = m.sampling.seconds_per_image
         timing = "not run yet" if speed is None else f"{speed:.3g} s per image"
         fields.append(("sampling", f"{m.sampling.method}, {timing}"))
-    for key, value in fields:
-        if value not in (None, ""):
-            print(f"{key + ':':<13}{value}")
+    yield from (f"{key + ':':<13}{value}" for key, value in fields if value not in (None, ""))
 
 
-def _health(client: Client, args: argparse.Namespace) -> int:
-    health = client.health()
-    if not _json(args, health.raw):
-        _health_lines(health)
-    return EXIT_OK if health.ready else EXIT_NOT_READY
-
-
-def _health_lines(health: Health) -> None:
-    print(f"live:  {'yes' if health.live else 'no'}")
-    why = f" ({health.error})" if health.error else ""
-    print(f"ready: {'yes' if health.ready else 'no'}{why}")
+def _health(client: Client, args: argparse.Namespace) -> Iterator[Any]:
+    health: Health = client.health()
+    yield health
+    yield f"live:  {'yes' if health.live else 'no'}"
+    yield f"ready: {'yes' if health.ready else 'no'}" + (
+        f" ({health.error})" if health.error else ""
+    )
     rows = [["MODEL", "STATE", "VERSION", "PROVIDER", "REASON"]]
     for name, m in health.models.items():
-        version = "" if m.version is None else str(m.version)
-        rows.append([name, m.state, version, m.provider or "", m.reason or ""])
-    if len(rows) > 1:
-        _table(rows, sys.stdout)
+        rows.append([name, m.state, _text(m.version), m.provider or "", m.reason or ""])
+    yield from _table(rows) if len(rows) > 1 else []
 
 
-def _sample(client: Client, args: argparse.Namespace) -> int:
+def _sample(client: Client, args: argparse.Namespace) -> Iterator[Any]:
     with progress(f"sampling {args.n} from {args.model}"):
         result = client.sample(
             args.model,
@@ -185,44 +164,38 @@ def _sample(client: Client, args: argparse.Namespace) -> int:
             label=_label(args.label),
             timeout_ms=args.deadline_ms,
         )
-    if not _json(args, result.raw):
-        n, h, w = result.images.shape
-        print(f"{result.model} v{result.version}: {n} images {w}x{h}, seed {result.seed}")
-        if result.labels:
-            print("labels: " + ", ".join(result.labels))
-    _save(args, result)
-    return EXIT_OK
+    yield result
+    n, h, w = result.images.shape
+    yield f"{result.model} v{result.version}: {n} images {w}x{h}, seed {result.seed}"
+    yield from ["labels: " + ", ".join(result.labels)] if result.labels else []
 
 
-def _encode(client: Client, args: argparse.Namespace) -> int:
+def _encode(client: Client, args: argparse.Namespace) -> Iterator[Any]:
     with progress(f"encoding {len(args.images)} with {args.model}"):
-        result: EncodeResult = client.encode(
+        result = client.encode(
             args.model, args.images, label=_labels(args.label), timeout_ms=args.deadline_ms
         )
+    yield result
     kind = "mean" if result.mean is not None else "z"
-    if not _json(args, result.raw):
-        print(f"{result.model} v{result.version}: {kind} of each image")
-        for path, latent in zip(args.images, result.latents, strict=True):
-            print(f"{path}: {_numbers(latent)}")
-    return EXIT_OK
+    yield f"{result.model} v{result.version}: {kind} of each image"
+    for path, latent in zip(args.images, result.latents, strict=True):
+        yield f"{path}: {_numbers(latent)}"
 
 
-def _reconstruct(client: Client, args: argparse.Namespace) -> int:
+def _reconstruct(client: Client, args: argparse.Namespace) -> Iterator[Any]:
     with progress(f"reconstructing {len(args.images)} with {args.model}"):
         result = client.reconstruct(
             args.model, args.images, label=_labels(args.label), timeout_ms=args.deadline_ms
         )
-    if not _json(args, result.raw):
-        print(f"{result.model} v{result.version}: mean squared error of each reconstruction")
-        for path, error in zip(args.images, result.error, strict=True):
-            print(f"{path}: {error:.5f}")
-    _save(args, result)
-    return EXIT_OK
+    yield result
+    yield f"{result.model} v{result.version}: mean squared error of each reconstruction"
+    for path, error in zip(args.images, result.error, strict=True):
+        yield f"{path}: {error:.5f}"
 
 
-def _interpolate(client: Client, args: argparse.Namespace) -> int:
-    start = _end(args, "start")
-    end = _end(args, "end")
+def _interpolate(client: Client, args: argparse.Namespace) -> Iterator[Any]:
+    start = args.start_image if args.start_image is not None else args.start_seed
+    end = args.end_image if args.end_image is not None else args.end_seed
     with progress(f"interpolating with {args.model}"):
         result = client.interpolate(
             args.model,
@@ -233,27 +206,17 @@ def _interpolate(client: Client, args: argparse.Namespace) -> int:
             label=_label(args.label),
             timeout_ms=args.deadline_ms,
         )
-    if not _json(args, result.raw):
-        print(
-            f"{result.model} v{result.version}: {len(result.images)} images from "
-            f"{_end_name(start)} to {_end_name(end)} ({args.method})"
-        )
-    _save(args, result)
-    return EXIT_OK
+    yield result
+    start, end = (f"seed {x}" if isinstance(x, int) else str(x) for x in (start, end))
+    yield (
+        f"{result.model} v{result.version}: {len(result.images)} images from "
+        f"{start} to {end} ({args.method})"
+    )
 
 
-def _end(args: argparse.Namespace, which: str) -> int | Path:
-    seed, image = getattr(args, f"{which}_seed"), getattr(args, f"{which}_image")
-    return image if image is not None else seed
-
-
-def _end_name(end: int | Path) -> str:
-    return f"seed {end}" if isinstance(end, int) else str(end)
-
-
-def _score(client: Client, args: argparse.Namespace) -> int:
+def _score(client: Client, args: argparse.Namespace) -> Iterator[Any]:
     with progress(f"scoring {len(args.images)} with {args.model}"):
-        result: ScoreResult = client.score(
+        result = client.score(
             args.model,
             args.images,
             k=args.k,
@@ -261,27 +224,20 @@ def _score(client: Client, args: argparse.Namespace) -> int:
             label=_labels(args.label),
             timeout_ms=args.deadline_ms,
         )
-    if not _json(args, result.raw):
-        how = "exact likelihood" if result.kind == "exact" else "IWAE bound"
-        if result.kind == "iwae":
-            how += f", k {result.k}, seed {result.seed}"
-        print(f"{result.model} v{result.version}: {how}")
-        rows = [["IMAGE", "BITS/DIM", "LOG-LIKELIHOOD", "PNG BITS/DIM", "ANOMALY"]]
-        for i, path in enumerate(args.images):
-            rows.append(
-                [
-                    str(path),
-                    f"{result.bits_per_dim[i]:.4f}",
-                    f"{result.log_likelihood[i]:.2f}",
-                    f"{result.png_bits_per_dim[i]:.4f}",
-                    f"{result.anomaly_score[i]:.4f}",
-                ]
-            )
-        _table(rows, sys.stdout)
-    return EXIT_OK
+    yield result
+    how = "exact likelihood" if result.kind == "exact" else "IWAE bound"
+    if result.kind == "iwae":
+        how += f", k {result.k}, seed {result.seed}"
+    yield f"{result.model} v{result.version}: {how}"
+    rows = [["IMAGE", "BITS/DIM", "LOG-LIKELIHOOD", "PNG BITS/DIM", "ANOMALY"]]
+    for i, path in enumerate(args.images):
+        bpd, ll = f"{result.bits_per_dim[i]:.4f}", f"{result.log_likelihood[i]:.2f}"
+        png, anomaly = f"{result.png_bits_per_dim[i]:.4f}", f"{result.anomaly_score[i]:.4f}"
+        rows.append([str(path), bpd, ll, png, anomaly])
+    yield from _table(rows)
 
 
-def _complete(client: Client, args: argparse.Namespace) -> int:
+def _complete(client: Client, args: argparse.Namespace) -> Iterator[Any]:
     with progress(f"completing {len(args.images)} with {args.model}"):
         result = client.complete(
             args.model,
@@ -293,15 +249,13 @@ def _complete(client: Client, args: argparse.Namespace) -> int:
             temperature=args.temperature,
             timeout_ms=args.deadline_ms,
         )
-    if not _json(args, result.raw):
-        images, samples = result.images.shape[:2]
-        seeds = ", ".join(map(str, result.seeds))
-        print(f"{result.model} v{result.version}: {images} x {samples} completions, seeds {seeds}")
-    _save(args, result)
-    return EXIT_OK
+    yield result
+    images, samples = result.images.shape[:2]
+    seeds = ", ".join(map(str, result.seeds))
+    yield f"{result.model} v{result.version}: {images} x {samples} completions, seeds {seeds}"
 
 
-def _traverse(client: Client, args: argparse.Namespace) -> int:
+def _traverse(client: Client, args: argparse.Namespace) -> Iterator[Any]:
     with progress(f"traversing with {args.model}"):
         result = client.traverse(
             args.model,
@@ -313,78 +267,36 @@ def _traverse(client: Client, args: argparse.Namespace) -> int:
             label=_label(args.label),
             timeout_ms=args.deadline_ms,
         )
-    if not _json(args, result.raw):
-        base = f"seed {result.seed}" if result.seed is not None else str(args.image)
-        label = f", class {result.label}" if result.label else ""
-        print(
-            f"{result.model} v{result.version}: dim {result.dim} from {result.values[0]:g} to "
-            f"{result.values[-1]:g} in {len(result.values)} steps around {base}{label}"
-        )
-    _save(args, result)
-    return EXIT_OK
-
-
-def _label(text: str | None) -> str | int | None:
-    """A class given on the command line: an index if it is a number, else a name."""
-    return int(text) if text is not None and text.isdigit() else text
-
-
-def _labels(texts: list[str] | None) -> str | int | list[str | int] | None:
-    """``--label`` once (every image's class) or once per image."""
-    if not texts:
-        return None
-    labels: list[str | int] = [int(t) if t.isdigit() else t for t in texts]
-    return labels if len(labels) > 1 else labels[0]
+    yield result
+    base = f"seed {result.seed}" if result.seed is not None else str(args.image)
+    label = f", class {result.label}" if result.label else ""
+    yield (
+        f"{result.model} v{result.version}: dim {result.dim} from {result.values[0]:g} to "
+        f"{result.values[-1]:g} in {len(result.values)} steps around {base}{label}"
+    )
 
 
 # ---------------------------------------------------------------- arguments
 
+TIMEOUT_HELP = f"most seconds a command may wait, retries included (default {DEFAULT_TIMEOUT})"
+RETRIES_HELP = "times a refused (429, 503) or failed request is sent again (default 2)"
+CONNECTION: list[tuple[str, type | None, Any, str]] = [
+    ("--url", None, None, "the service (default $GENSERVE_URL, else http://127.0.0.1:8000)"),
+    ("--api-key", None, None, "sent as a bearer token (default $GENSERVE_API_KEY)"),
+    ("--timeout", float, DEFAULT_TIMEOUT, TIMEOUT_HELP),
+    ("--retries", int, 2, RETRIES_HELP),
+    ("--json", bool, False, "print the response's JSON instead of lines"),
+]
+"""The connection and output options: flag, type (bool: a switch), default, help."""
+
 
 def _options(parser: argparse.ArgumentParser, suppress: bool) -> None:
     """The connection and output options, before the command or after it."""
-
-    def default(value: Any) -> Any:
-        return argparse.SUPPRESS if suppress else value
-
     group = parser.add_argument_group("connection and output")
-    group.add_argument(
-        "--url",
-        default=default(None),
-        help="the service (default $GENSERVE_URL, else http://127.0.0.1:8000)",
-    )
-    group.add_argument(
-        "--api-key",
-        default=default(None),
-        help="sent as a bearer token (default $GENSERVE_API_KEY)",
-    )
-    group.add_argument(
-        "--timeout",
-        type=float,
-        default=default(DEFAULT_TIMEOUT),
-        help=f"most seconds a command may wait, retries included (default {DEFAULT_TIMEOUT})",
-    )
-    group.add_argument(
-        "--retries",
-        type=int,
-        default=default(2),
-        help="times a refused (429, 503) or failed request is sent again (default 2)",
-    )
-    group.add_argument(
-        "--json",
-        action="store_true",
-        default=default(False),
-        help="print the response's JSON instead of lines",
-    )
-
-
-def _deadline_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--deadline-ms",
-        type=int,
-        metavar="MS",
-        help="the service's deadline for the work: past it, it stops and refuses with "
-        "deadline_exceeded (--timeout is this command's own wait)",
-    )
+    for flag, kind, default, help in CONNECTION:
+        how: dict[str, Any] = {"action": "store_true"} if kind is bool else {"type": kind}
+        default = argparse.SUPPRESS if suppress else default
+        group.add_argument(flag, default=default, help=help, **how)
 
 
 def _grid_options(parser: argparse.ArgumentParser, what: str) -> None:
@@ -413,22 +325,31 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     _options(common, suppress=True)
 
-    def command(name: str, run: Command | None, help: str) -> argparse.ArgumentParser:
+    def command(name: str, run: Command, help: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help, description=help, parents=[common])
         sub.set_defaults(run=run)
         return sub
 
-    def generation(name: str, run: Command, help: str) -> argparse.ArgumentParser:
+    def generation(name: str, run: Command, help: str, images: bool) -> argparse.ArgumentParser:
+        """A command that generates: ``--deadline-ms``, a model, and with ``images`` images."""
         sub = command(name, run, help)
-        _deadline_option(sub)
+        sub.add_argument(
+            "--deadline-ms",
+            type=int,
+            metavar="MS",
+            help="the service's deadline for the work: past it, it stops and refuses with "
+            "deadline_exceeded (--timeout is this command's own wait)",
+        )
+        sub.add_argument("model")
+        if images:
+            sub.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
         return sub
 
     command("models", _models, "list the store's models")
     command("model", _model, "describe one model").add_argument("name")
     command("health", _health, "is the service live and ready (exit 1 if not ready)")
 
-    sample = generation("sample", _sample, "draw images")
-    sample.add_argument("model")
+    sample = generation("sample", _sample, "draw images", images=False)
     sample.add_argument("-n", type=int, default=1, help="how many (default %(default)s)")
     sample.add_argument("--seed", type=int, help="draws the same images again (default: random)")
     sample.add_argument("--temperature", type=float, help="PixelCNN and PixelRNN")
@@ -436,21 +357,18 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--label", help="a conditional model's class, a name or an index")
     _grid_options(sample, "the grid")
 
-    encode = generation("encode", _encode, "the latent of each image")
-    encode.add_argument("model")
-    encode.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    encode = generation("encode", _encode, "the latent of each image", images=True)
     encode.add_argument(
         "--label", action="append", help="a conditional model's class (once, or once per image)"
     )
 
-    reconstruct = generation("reconstruct", _reconstruct, "encode and decode each image")
-    reconstruct.add_argument("model")
-    reconstruct.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    reconstruct = generation("reconstruct", _reconstruct, "encode and decode each image", True)
     reconstruct.add_argument("--label", action="append", help="a conditional model's class")
     _grid_options(reconstruct, "the reconstructions")
 
-    interpolate = generation("interpolate", _interpolate, "a path between two seeds or images")
-    interpolate.add_argument("model")
+    interpolate = generation(
+        "interpolate", _interpolate, "a path between two seeds or images", False
+    )
     for which in ("start", "end"):
         ends = interpolate.add_mutually_exclusive_group(required=True)
         ends.add_argument(f"--{which}-seed", type=int, metavar="SEED")
@@ -460,16 +378,12 @@ def build_parser() -> argparse.ArgumentParser:
     interpolate.add_argument("--label", help="a conditional model's class for the whole path")
     _grid_options(interpolate, "the strip")
 
-    score = generation("score", _score, "the likelihood of each image")
-    score.add_argument("model")
-    score.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    score = generation("score", _score, "the likelihood of each image", images=True)
     score.add_argument("--k", type=int, help="VAEs: importance samples per image")
     score.add_argument("--seed", type=int, help="VAEs: the importance samples' seed")
     score.add_argument("--label", action="append", help="a conditional model's class")
 
-    complete = generation("complete", _complete, "keep part of each image and draw the rest")
-    complete.add_argument("model")
-    complete.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    complete = generation("complete", _complete, "keep part of each image and draw the rest", True)
     given = complete.add_mutually_exclusive_group(required=True)
     given.add_argument("--rows", type=int, help="keep the top ROWS rows")
     given.add_argument("--mask", type=Path, help="an image: white keeps the pixel, black draws it")
@@ -478,8 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     complete.add_argument("--temperature", type=float)
     _grid_options(complete, "the completions, one row per image")
 
-    traverse = generation("traverse", _traverse, "vary one latent dimension")
-    traverse.add_argument("model")
+    traverse = generation("traverse", _traverse, "vary one latent dimension", images=False)
     traverse.add_argument("--dim", type=int, required=True, help="the latent dimension")
     base = traverse.add_mutually_exclusive_group()
     base.add_argument("--seed", type=int, help="around this seed's latent (default: random)")
@@ -530,11 +443,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _call(args: argparse.Namespace) -> int:
-    run: Command = args.run
     try:
         retries = args.retries
         with Client(args.url, api_key=args.api_key, timeout=args.timeout, retries=retries) as c:
-            return run(c, args)
+            return _run(c, args)
     except ConnectionFailed as exc:
         return _fail(exc, EXIT_UNREACHABLE)
     except GenserveError as exc:
@@ -548,6 +460,26 @@ def _call(args: argparse.Namespace) -> int:
         return _fail("interrupted", 130)
     except Exception as exc:  # a bug: still one line, never a traceback
         return _fail(f"unexpected error: {type(exc).__name__}: {exc}", EXIT_UNEXPECTED)
+
+
+def _run(client: Client, args: argparse.Namespace) -> int:
+    """The command: its lines, or with ``--json`` the response's JSON; its image file."""
+    outcome = args.run(client, args)
+    result = next(outcome)
+    if args.json:
+        raw = {"models": [m.raw for m in result]} if isinstance(result, list) else result.raw
+        json.dump(raw, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        for line in outcome:
+            print(line)
+    if isinstance(result, ImageResult) and args.output is not None:
+        grid = result.grid(args.columns, args.grid_scale)
+        grid.save(args.output)
+        size = args.output.stat().st_size
+        wrote = f"wrote {args.output} ({grid.width}x{grid.height} px, {size:,} bytes)"
+        print(wrote, file=sys.stderr if args.json else sys.stdout)
+    return EXIT_NOT_READY if isinstance(result, Health) and not result.ready else EXIT_OK
 
 
 def _fail(error: object, status: int) -> int:

@@ -1,21 +1,15 @@
 """``Client`` and ``AsyncClient``: one method per operation of the API, over httpx.
 
-Each method builds its request body and sends it with ``_send``, which retries a refused or
-failed request as ``Retries`` says, within the call's time-out, and raises an error answer as
-its exception (``genserve.errors``). ``stream_sample`` and ``stream_complete`` send the same
-request asking for server-sent events; ``Stream`` and ``AsyncStream`` read them with
-``genserve.events.EventReader``.
-
-Two time limits: ``timeout`` (seconds) is the client's own, the most a call may wait, retries
-included; ``timeout_ms`` (milliseconds) is sent in the body, the service's deadline for the
-work, past which it stops drawing and answers 504 ``deadline_exceeded`` (DeadlineExceeded).
+Both build each request from the method's arguments (``_body``), retry it (``Retries``) and
+read its answer the same way; only sending differs. ``timeout`` (seconds) is the client's limit
+for a whole call, retries included; ``timeout_ms`` (milliseconds) is sent in the body: the
+service's deadline for the work, past which it answers 504 (DeadlineExceeded).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import math
 import os
@@ -23,6 +17,7 @@ import random
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Generic, Literal, TypeAlias, TypeVar
 from urllib.parse import quote
 
@@ -70,20 +65,16 @@ Labels: TypeAlias = Label | Sequence[Label]
 Latent: TypeAlias = Sequence[float] | np.ndarray
 """D floats: a 1-D array or a sequence of numbers."""
 End: TypeAlias = int | Latent | ImageInput
-"""An interpolation end: an int is a seed (the image ``sample`` gives for n=1 and that seed),
-a 1-D array or a list of numbers a latent, anything else one image (needs an encoder)."""
+"""An interpolation end: an int is a seed, a 1-D array or a list of numbers a latent, anything
+else one image (needs an encoder)."""
 
 
 @dataclass(frozen=True)
 class Retries:
-    """How a refused or failed request is sent again. Every operation of the API only reads,
-    so each is safe to repeat; the client retries a 429, 502, 503 or 504 and a connection that
-    failed (not a time-out, and no other 4xx), at most ``count`` times (0: never).
-
-    It waits what the answer's ``Retry-After`` says, else ``backoff`` x 2^attempt seconds
-    (randomised down to half, so that clients refused together do not return together). It
-    gives up, raising the last error, rather than wait more than ``max_wait`` at once or past
-    the call's time-out."""
+    """How a refused or failed request is sent again: a 429, 502, 503 or 504, or a connection
+    that failed (never a time-out), at most ``count`` times. Each wait is the answer's
+    ``Retry-After``, else ``backoff`` x 2^attempt seconds randomised down to half; a wait over
+    ``max_wait`` or past the call's time-out gives up, raising the last error."""
 
     count: int = 2
     backoff: float = 0.5
@@ -112,12 +103,89 @@ def _retryable(failure: GenserveError) -> bool:
     return failure.status in RETRY_STATUSES
 
 
+# ---------------------------------------------------------------- arguments to JSON
+
+
+def _label(label: Label | None) -> Label | None:
+    return label if label is None or isinstance(label, str) else _int(label, "label")
+
+
+def _labels(labels: Labels | None) -> Label | list[Label] | None:
+    if labels is None or isinstance(labels, str | int | np.integer):
+        return _label(labels)
+    return [item if isinstance(item, str) else _int(item, "label") for item in labels]
+
+
+def _int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{what}: expected an int or a class name, got {type(value).__name__}")
+    return int(value)
+
+
+def _latent(values: Latent) -> list[float]:
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 1:
+        raise ValueError(f"latent: expected D floats, got shape {list(array.shape)}")
+    return [float(v) for v in array]
+
+
+def _end(value: End, what: str) -> Json:
+    if isinstance(value, bool):
+        raise TypeError(f"{what}: a seed is an int, not a bool")
+    if isinstance(value, int | np.integer):
+        return {"seed": int(value)}
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        return {"latent": _latent(value)}
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        return {"latent": _latent(value)}
+    return {"image": encode_image(value, what)}
+
+
+_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "images": encode_images,
+    "image": encode_image,
+    "mask": encode_mask,
+    "start": partial(_end, what="start"),
+    "end": partial(_end, what="end"),
+    "latent": _latent,
+    "range": lambda bounds: [float(bounds[0]), float(bounds[1])],
+    "scale": lambda scale: None if scale == 1 else scale,  # 1: the service's default
+}
+"""How an argument becomes its request field, by name (any other is sent as it is)."""
+_NOT_SENT = frozenset({"self", "timeout", "columns"})
+"""A method's arguments that are no field of its request."""
+
+
+def _body(args: Json, label: Callable[[Any], Any] = _label) -> Json:
+    """A request's JSON body from its method's arguments (``locals()``), in their order: each
+    converted by ``_FIELDS`` (``label`` by ``label``), ``format`` png wherever images come back,
+    None (the service's default) left out."""
+    body: Json = {}
+    for name, value in args.items():
+        if name not in _NOT_SENT and value is not None:
+            convert = label if name == "label" else _FIELDS.get(name)
+            body[name] = value if convert is None else convert(value)
+    if "scale" in args:
+        body["format"] = "png"
+    return {name: value for name, value in body.items() if value is not None}
+
+
+def _model_list(body: Json) -> list[ModelInfo]:
+    return [ModelInfo.from_json(model) for model in body["models"]]
+
+
+def _health(live: httpx.Response, ready: httpx.Response) -> Health:
+    return parse_answer(ready, lambda body: Health.from_json(live.status_code == 200, body))
+
+
+# ---------------------------------------------------------------- clients
+
 H = TypeVar("H", httpx.Client, httpx.AsyncClient)
 
 
 class _Base(Generic[H]):
-    """What both clients share: the httpx client, the time-outs, the requests and the retry
-    policy. Each client writes out its methods and its loop of attempts (``_send``)."""
+    """What both clients share: the httpx client, the time-outs, each attempt's request and
+    the retries. Each client writes out its methods and its loop of attempts (``_send``)."""
 
     _http_class: type[H]
 
@@ -152,24 +220,14 @@ class _Base(Generic[H]):
         return timeout, math.inf if timeout is None else time.monotonic() + timeout
 
     def _request(
-        self,
-        method: str,
-        path: str,
-        body: Json | None,
-        timeout: float | None,
-        deadline: float,
-        stream: bool,
+        self, method: str, path: str, body: Json | None, timeout: float | None, deadline: float
     ) -> httpx.Request:
         """One attempt's request, given what is left of the deadline; TimedOut if nothing is."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimedOut(f"{method} {path}: no answer within {timeout} s")
         return self._http.build_request(
-            method,
-            path,
-            json=None if body is None else {k: v for k, v in body.items() if v is not None},
-            headers={"Accept": EVENT_STREAM} if stream else None,
-            timeout=None if math.isinf(remaining) else remaining,
+            method, path, json=body, timeout=None if math.isinf(remaining) else remaining
         )
 
     def _wait(
@@ -216,7 +274,9 @@ class Client(_Base[httpx.Client]):
         event stream is answered open, its body unread (any other answer is read whole)."""
         attempt = 0
         while True:
-            request = self._request(method, path, body, timeout, deadline, stream)
+            request = self._request(method, path, body, timeout, deadline)
+            if stream:
+                request.headers["Accept"] = EVENT_STREAM
             try:
                 response = self._http.send(request, stream=stream)
                 if stream and not is_event_stream(response):
@@ -231,27 +291,27 @@ class Client(_Base[httpx.Client]):
             time.sleep(self._wait(attempt, failure, method, path, deadline))
             attempt += 1
 
-    def _get(self, path: str, timeout: float | None, parse: Callable[[Json], T]) -> T:
-        return parse_answer(self._send("GET", path, None, *self._limit(timeout)), parse)
-
-    def _post(self, path: str, body: Json, timeout: float | None, parse: Callable[[Json], T]) -> T:
-        return parse_answer(self._send("POST", path, body, *self._limit(timeout)), parse)
+    def _call(
+        self, path: str, body: Json | None, timeout: float | None, parse: Callable[..., T]
+    ) -> T:
+        method = "GET" if body is None else "POST"
+        return parse_answer(self._send(method, path, body, *self._limit(timeout)), parse)
 
     def models(self, *, timeout: float | None = None) -> list[ModelInfo]:
         """Every model of the store, with its card and state (``GET /models``)."""
-        return self._get("/models", timeout, _model_list)
+        return self._call("/models", None, timeout, _model_list)
 
     def model(self, name: str, *, timeout: float | None = None) -> ModelInfo:
         """One model (``GET /models/{name}``); ModelNotFound if the store has none of that name."""
-        return self._get("/models/" + quote(name, safe=""), timeout, ModelInfo.from_json)
+        return self._call("/models/" + quote(name, safe=""), None, timeout, ModelInfo.from_json)
 
     def health(self, *, timeout: float | None = None) -> Health:
-        """Liveness and readiness: ``/health/live``, then ``/health/ready`` (not ready is an
-        answer: ``ready`` False, with ``error`` saying why)."""
+        """``/health/live``, then ``/health/ready``: not ready is an answer (``ready`` False,
+        ``error`` saying why)."""
         timeout, deadline = self._limit(timeout)
         live = self._send("GET", "/health/live", None, timeout, deadline)
         ready = self._send("GET", "/health/ready", None, timeout, deadline, answers=READY)
-        return parse_answer(ready, lambda body: Health.from_json(live.status_code == 200, body))
+        return _health(live, ready)
 
     def sample(
         self,
@@ -267,25 +327,11 @@ class Client(_Base[httpx.Client]):
         timeout_ms: int | None = None,
         timeout: float | None = None,
     ) -> SampleResult:
-        """Draw ``n`` images (``POST /sample``). ``seed`` makes them again (drawn and echoed when
-        omitted); ``temperature``: PixelCNN and PixelRNN; ``truncation``: GANs; ``label``: the
-        class, for a conditional model. ``scale`` enlarges each image on the service (nearest
-        neighbour); ``columns`` is the result's ``grid`` default. ``model`` None: the service's
-        default. ``timeout_ms``: the service's deadline for the work (504 DeadlineExceeded past
-        it), where ``timeout`` is the client's own, in seconds, for the whole call."""
-        body = {
-            "model": model,
-            "n": n,
-            "seed": seed,
-            "temperature": temperature,
-            "truncation": truncation,
-            "label": _label(label),
-            "format": "png",
-            "scale": _scale(scale),
-            "timeout_ms": timeout_ms,
-        }
-        parse = functools.partial(SampleResult.from_json, columns=columns)
-        return self._post("/sample", body, timeout, parse)
+        """Draw ``n`` images (``POST /sample``); ``seed`` draws them again; ``temperature``:
+        PixelCNN, PixelRNN; ``truncation``: GANs; ``label``: a conditional model's class;
+        ``scale`` enlarges them on the service; ``columns``: the result's ``grid`` default."""
+        body, parse = _body(locals()), partial(SampleResult.from_json, columns=columns)
+        return self._call("/sample", body, timeout, parse)
 
     def encode(
         self,
@@ -298,13 +344,7 @@ class Client(_Base[httpx.Client]):
     ) -> EncodeResult:
         """Each image's latent (``POST /encode``): a VAE's posterior ``mean`` and ``log_var``,
         an autoencoder's ``z``. ``label``: a conditional model's class, one or one per image."""
-        body = {
-            "model": model,
-            "images": encode_images(images),
-            "label": _labels(label),
-            "timeout_ms": timeout_ms,
-        }
-        return self._post("/encode", body, timeout, EncodeResult.from_json)
+        return self._call("/encode", _body(locals(), _labels), timeout, EncodeResult.from_json)
 
     def reconstruct(
         self,
@@ -318,15 +358,8 @@ class Client(_Base[httpx.Client]):
     ) -> ReconstructResult:
         """Each image decoded from its posterior mean, and its squared error (``POST
         /reconstruct``)."""
-        body = {
-            "model": model,
-            "images": encode_images(images),
-            "label": _labels(label),
-            "format": "png",
-            "scale": _scale(scale),
-            "timeout_ms": timeout_ms,
-        }
-        return self._post("/reconstruct", body, timeout, ReconstructResult.from_json)
+        body = _body(locals(), _labels)
+        return self._call("/reconstruct", body, timeout, ReconstructResult.from_json)
 
     def interpolate(
         self,
@@ -343,18 +376,7 @@ class Client(_Base[httpx.Client]):
     ) -> InterpolateResult:
         """``steps`` images from ``start`` to ``end``, both included (``POST /interpolate``).
         Each end is a seed (int), a latent (1-D array or list of numbers) or an image."""
-        body = {
-            "model": model,
-            "start": _end(start, "start"),
-            "end": _end(end, "end"),
-            "steps": steps,
-            "method": method,
-            "label": _label(label),
-            "format": "png",
-            "scale": _scale(scale),
-            "timeout_ms": timeout_ms,
-        }
-        return self._post("/interpolate", body, timeout, InterpolateResult.from_json)
+        return self._call("/interpolate", _body(locals()), timeout, InterpolateResult.from_json)
 
     def score(
         self,
@@ -368,17 +390,9 @@ class Client(_Base[httpx.Client]):
         timeout: float | None = None,
     ) -> ScoreResult:
         """Each image's likelihood (``POST /score``): exact for PixelCNN and PixelRNN, an IWAE
-        bound with ``k`` importance samples from ``seed`` for the VAEs; ``label`` scores
-        log p(x | label) on a conditional model."""
-        body = {
-            "model": model,
-            "images": encode_images(images),
-            "k": k,
-            "seed": seed,
-            "label": _labels(label),
-            "timeout_ms": timeout_ms,
-        }
-        return self._post("/score", body, timeout, ScoreResult.from_json)
+        bound with ``k`` importance samples from ``seed`` for the VAEs; with ``label``,
+        log p(x | label)."""
+        return self._call("/score", _body(locals(), _labels), timeout, ScoreResult.from_json)
 
     def complete(
         self,
@@ -397,19 +411,7 @@ class Client(_Base[httpx.Client]):
         """Keep the top ``rows`` of each image, or the pixels ``mask`` marks (non-zero, or
         white), and draw the rest, ``samples`` times (``POST /complete``; PixelCNN and
         PixelRNN). Completion i draws from ``seed + i``."""
-        body = {
-            "model": model,
-            "images": encode_images(images),
-            "rows": rows,
-            "mask": None if mask is None else encode_mask(mask),
-            "samples": samples,
-            "seed": seed,
-            "temperature": temperature,
-            "format": "png",
-            "scale": _scale(scale),
-            "timeout_ms": timeout_ms,
-        }
-        return self._post("/complete", body, timeout, CompleteResult.from_json)
+        return self._call("/complete", _body(locals()), timeout, CompleteResult.from_json)
 
     def traverse(
         self,
@@ -430,21 +432,8 @@ class Client(_Base[httpx.Client]):
         """Latent dimension ``dim`` set to ``steps`` values across ``range``, the others held,
         and decoded (``POST /traverse``; VAEs). The base latent: ``seed``'s, ``image``'s
         posterior mean, or ``latent`` (at most one; none: a seed is drawn and echoed)."""
-        body = {
-            "model": model,
-            "dim": dim,
-            "range": [float(range[0]), float(range[1])],
-            "steps": steps,
-            "seed": seed,
-            "image": None if image is None else encode_image(image),
-            "latent": None if latent is None else _latent(latent),
-            "label": _label(label),
-            "format": "png",
-            "scale": _scale(scale),
-            "timeout_ms": timeout_ms,
-        }
-        parse = functools.partial(TraverseResult.from_json, columns=columns)
-        return self._post("/traverse", body, timeout, parse)
+        body, parse = _body(locals()), partial(TraverseResult.from_json, columns=columns)
+        return self._call("/traverse", body, timeout, parse)
 
     def stream_sample(
         self,
@@ -460,22 +449,11 @@ class Client(_Base[httpx.Client]):
         timeout_ms: int | None = None,
         timeout: float | None = None,
     ) -> Stream[SampleResult]:
-        """``sample`` as server-sent events: its ``Progress`` and ``Partial`` events, row by
-        row for a PixelCNN or PixelRNN (none for the other families), then ``result``, what
-        ``sample`` returns. See ``Stream``; ``timeout`` bounds the whole stream."""
-        body = {
-            "model": model,
-            "n": n,
-            "seed": seed,
-            "temperature": temperature,
-            "truncation": truncation,
-            "label": _label(label),
-            "format": "png",
-            "scale": _scale(scale),
-            "timeout_ms": timeout_ms,
-        }
-        parse = functools.partial(SampleResult.from_json, columns=columns)
-        return Stream(self, "/sample", body, timeout, parse, Partial.from_json)
+        """``sample`` as server-sent events: ``Progress`` and ``Partial`` row by row for a
+        PixelCNN or PixelRNN (none for the other families), then ``result``, what ``sample``
+        returns. See ``Stream``; ``timeout`` bounds the whole stream."""
+        body, result = _body(locals()), partial(SampleResult.from_json, columns=columns)
+        return Stream(self, "/sample", body, timeout, result, Partial.from_json)
 
     def stream_complete(
         self,
@@ -492,20 +470,8 @@ class Client(_Base[httpx.Client]):
         timeout: float | None = None,
     ) -> Stream[CompleteResult]:
         """``complete`` as server-sent events, as ``stream_sample`` streams ``sample``."""
-        body = {
-            "model": model,
-            "images": encode_images(images),
-            "rows": rows,
-            "mask": None if mask is None else encode_mask(mask),
-            "samples": samples,
-            "seed": seed,
-            "temperature": temperature,
-            "format": "png",
-            "scale": _scale(scale),
-            "timeout_ms": timeout_ms,
-        }
-        partial = functools.partial(Partial.from_json, samples=samples)
-        return Stream(self, "/complete", body, timeout, CompleteResult.from_json, partial)
+        body, partials = _body(locals()), partial(Partial.from_json, samples=samples)
+        return Stream(self, "/complete", body, timeout, CompleteResult.from_json, partials)
 
     def close(self) -> None:
         self._http.close()
@@ -536,7 +502,9 @@ class AsyncClient(_Base[httpx.AsyncClient]):
         """``Client._send``, awaited."""
         attempt = 0
         while True:
-            request = self._request(method, path, body, timeout, deadline, stream)
+            request = self._request(method, path, body, timeout, deadline)
+            if stream:
+                request.headers["Accept"] = EVENT_STREAM
             try:
                 response = await self._http.send(request, stream=stream)
                 if stream and not is_event_stream(response):
@@ -551,28 +519,27 @@ class AsyncClient(_Base[httpx.AsyncClient]):
             await asyncio.sleep(self._wait(attempt, failure, method, path, deadline))
             attempt += 1
 
-    async def _get(self, path: str, timeout: float | None, parse: Callable[[Json], T]) -> T:
-        return parse_answer(await self._send("GET", path, None, *self._limit(timeout)), parse)
-
-    async def _post(
-        self, path: str, body: Json, timeout: float | None, parse: Callable[[Json], T]
+    async def _call(
+        self, path: str, body: Json | None, timeout: float | None, parse: Callable[..., T]
     ) -> T:
-        return parse_answer(await self._send("POST", path, body, *self._limit(timeout)), parse)
+        method = "GET" if body is None else "POST"
+        return parse_answer(await self._send(method, path, body, *self._limit(timeout)), parse)
 
     async def models(self, *, timeout: float | None = None) -> list[ModelInfo]:
-        """Every model of the store, with its card and state (``GET /models``)."""
-        return await self._get("/models", timeout, _model_list)
+        """``Client.models``, awaited."""
+        return await self._call("/models", None, timeout, _model_list)
 
     async def model(self, name: str, *, timeout: float | None = None) -> ModelInfo:
-        """One model (``GET /models/{name}``); ModelNotFound if the store has none of that name."""
-        return await self._get("/models/" + quote(name, safe=""), timeout, ModelInfo.from_json)
+        """``Client.model``, awaited."""
+        path = "/models/" + quote(name, safe="")
+        return await self._call(path, None, timeout, ModelInfo.from_json)
 
     async def health(self, *, timeout: float | None = None) -> Health:
-        """Liveness and readiness: ``/health/live``, then ``/health/ready``."""
+        """``Client.health``, awaited."""
         timeout, deadline = self._limit(timeout)
         live = await self._send("GET", "/health/live", None, timeout, deadline)
         ready = await self._send("GET", "/health/ready", None, timeout, deadline, answers=READY)
-        return parse_answer(ready, lambda body: Health.from_json(live.status_code == 200, body))
+        return _health(live, ready)
 
     async def sample(
         self,
@@ -588,20 +555,9 @@ class AsyncClient(_Base[httpx.AsyncClient]):
         timeout_ms: int | None = None,
         timeout: float | None = None,
     ) -> SampleResult:
-        """Draw ``n`` images (``POST /sample``); see ``Client.sample``."""
-        body = {
-            "model": model,
-            "n": n,
-            "seed": seed,
-            "temperature": temperature,
-            "truncation": truncation,
-            "label": _label(label),
-            "format": "png",
-            "scale": _scale(scale),
-            "timeout_ms": timeout_ms,
-        }
-        parse = functools.partial(SampleResult.from_json, columns=columns)
-        return await self._post("/sample", body, timeout, parse)
+        """``Client.sample``, awaited."""
+        body, parse = _body(locals()), partial(SampleResult.from_json, columns=columns)
+        return await self._call("/sample", body, timeout, parse)
 
     async def encode(
         self,
@@ -612,14 +568,9 @@ class AsyncClient(_Base[httpx.AsyncClient]):
         timeout_ms: int | None = None,
         timeout: float | None = None,
     ) -> EncodeResult:
-        """Each image's latent (``POST /encode``); see ``Client.encode``."""
-        body = {
-            "model": model,
-            "images": encode_images(images),
-            "label": _labels(label),
-            "timeout_ms": timeout_ms,
-        }
-        return await self._post("/encode", body, timeout, EncodeResult.from_json)
+        """``Client.encode``, awaited."""
+        body = _body(locals(), _labels)
+        return await self._call("/encode", body, timeout, EncodeResult.from_json)
 
     async def reconstruct(
         self,
@@ -631,16 +582,9 @@ class AsyncClient(_Base[httpx.AsyncClient]):
         timeout_ms: int | None = None,
         timeout: float | None = None,
     ) -> ReconstructResult:
-        """Each image's reconstruction and its error (``POST /reconstruct``)."""
-        body = {
-            "model": model,
-            "images": encode_images(images),
-            "label": _labels(label),
-            "format": "png",
-            "scale": _scale(scale),
-            "timeout_ms": timeout_ms,
-        }
-        return await self._post("/reconstruct", body, timeout, ReconstructResult.from_json)
+        """``Client.reconstruct``, awaited."""
+        body = _body(locals(), _labels)
+        return await self._call("/reconstruct", body, timeout, ReconstructResult.from_json)
 
     async def interpolate(
         self,
@@ -655,20 +599,9 @@ class AsyncClient(_Base[httpx.AsyncClient]):
         timeout_ms: int | None = None,
         timeout: float | None = None,
     ) -> InterpolateResult:
-        """``steps`` images from ``start`` to ``end`` (``POST /interpolate``); see
-        ``Client.interpolate``."""
-        body = {
-            "model": model,
-            "start": _end(start, "start"),
-            "end": _end(end, "end"),
-            "steps": steps,
-            "method": method,
-            "label": _label(label),
-            "format": "png",
-            "scale": _scale(scale),
-            "timeout_ms": timeout_ms,
-        }
-        return await self._post("/interpolate", body, timeout, InterpolateResult.from_json)
+        """``Client.interpolate``, awaited."""
+        body = _body(locals())
+        return await self._call("/interpolate", body, timeout, InterpolateResult.from_json)
 
     async def score(
         self,
@@ -681,16 +614,9 @@ class AsyncClient(_Base[httpx.AsyncClient]):
         timeout_ms: int | None = None,
         timeout: float | None = None,
     ) -> ScoreResult:
-        """Each image's likelihood (``POST /score``); see ``Client.score``."""
-        body = {
-            "model": model,
-            "images": encode_images(images),
-            "k": k,
-            "seed": seed,
-            "label": _labels(label),
-            "timeout_ms": timeout_ms,
-        }
-        return await self._post("/score", body, timeout, ScoreResult.from_json)
+        """``Client.score``, awaited."""
+        body = _body(locals(), _labels)
+        return await self._call("/score", body, timeout, ScoreResult.from_json)
 
     async def complete(
         self,
@@ -706,21 +632,8 @@ class AsyncClient(_Base[httpx.AsyncClient]):
         timeout_ms: int | None = None,
         timeout: float | None = None,
     ) -> CompleteResult:
-        """Keep part of each image and draw the rest (``POST /complete``); see
-        ``Client.complete``."""
-        body = {
-            "model": model,
-            "images": encode_images(images),
-            "rows": rows,
-            "mask": None if mask is None else encode_mask(mask),
-            "samples": samples,
-            "seed": seed,
-            "temperature": temperature,
-            "format": "png",
-            "scale": _scale(scale),
-            "timeout_ms": timeout_ms,
-        }
-        return await self._post("/complete", body, timeout, CompleteResult.from_json)
+        """``Client.complete``, awaited."""
+        return await self._call("/complete", _body(locals()), timeout, CompleteResult.from_json)
 
     async def traverse(
         self,
@@ -738,23 +651,9 @@ class AsyncClient(_Base[httpx.AsyncClient]):
         timeout_ms: int | None = None,
         timeout: float | None = None,
     ) -> TraverseResult:
-        """Latent dimension ``dim`` across ``range`` (``POST /traverse``); see
-        ``Client.traverse``."""
-        body = {
-            "model": model,
-            "dim": dim,
-            "range": [float(range[0]), float(range[1])],
-            "steps": steps,
-            "seed": seed,
-            "image": None if image is None else encode_image(image),
-            "latent": None if latent is None else _latent(latent),
-            "label": _label(label),
-            "format": "png",
-            "scale": _scale(scale),
-            "timeout_ms": timeout_ms,
-        }
-        parse = functools.partial(TraverseResult.from_json, columns=columns)
-        return await self._post("/traverse", body, timeout, parse)
+        """``Client.traverse``, awaited."""
+        body, parse = _body(locals()), partial(TraverseResult.from_json, columns=columns)
+        return await self._call("/traverse", body, timeout, parse)
 
     def stream_sample(
         self,
@@ -770,20 +669,9 @@ class AsyncClient(_Base[httpx.AsyncClient]):
         timeout_ms: int | None = None,
         timeout: float | None = None,
     ) -> AsyncStream[SampleResult]:
-        """``sample`` as server-sent events; see ``Client.stream_sample`` and ``AsyncStream``."""
-        body = {
-            "model": model,
-            "n": n,
-            "seed": seed,
-            "temperature": temperature,
-            "truncation": truncation,
-            "label": _label(label),
-            "format": "png",
-            "scale": _scale(scale),
-            "timeout_ms": timeout_ms,
-        }
-        parse = functools.partial(SampleResult.from_json, columns=columns)
-        return AsyncStream(self, "/sample", body, timeout, parse, Partial.from_json)
+        """``Client.stream_sample``, read with ``async with`` and ``async for``."""
+        body, result = _body(locals()), partial(SampleResult.from_json, columns=columns)
+        return AsyncStream(self, "/sample", body, timeout, result, Partial.from_json)
 
     def stream_complete(
         self,
@@ -799,21 +687,9 @@ class AsyncClient(_Base[httpx.AsyncClient]):
         timeout_ms: int | None = None,
         timeout: float | None = None,
     ) -> AsyncStream[CompleteResult]:
-        """``complete`` as server-sent events; see ``Client.stream_sample``."""
-        body = {
-            "model": model,
-            "images": encode_images(images),
-            "rows": rows,
-            "mask": None if mask is None else encode_mask(mask),
-            "samples": samples,
-            "seed": seed,
-            "temperature": temperature,
-            "format": "png",
-            "scale": _scale(scale),
-            "timeout_ms": timeout_ms,
-        }
-        partial = functools.partial(Partial.from_json, samples=samples)
-        return AsyncStream(self, "/complete", body, timeout, CompleteResult.from_json, partial)
+        """``Client.stream_complete``, read with ``async with`` and ``async for``."""
+        body, partials = _body(locals()), partial(Partial.from_json, samples=samples)
+        return AsyncStream(self, "/complete", body, timeout, CompleteResult.from_json, partials)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -827,34 +703,23 @@ class AsyncClient(_Base[httpx.AsyncClient]):
 
 # ---------------------------------------------------------------- streams
 
-
-def _cancelled() -> GenserveError:
-    return GenserveError("the stream was cancelled before its result", code="cancelled")
-
-
 C = TypeVar("C", Client, AsyncClient)
 Opened: TypeAlias = tuple[httpx.Response, EventReader[T]]
 """A stream that started: its response, open, and the reader of its lines."""
 
 
+@dataclass(eq=False, repr=False)
 class _StreamState(Generic[C, T]):
-    """What both streams keep: the request, the stream once opened, whether it was
-    cancelled."""
+    """What both streams keep: the request, the stream once opened, whether it was cancelled."""
 
-    def __init__(
-        self,
-        client: C,
-        path: str,
-        body: Json,
-        timeout: float | None,
-        result: Callable[[Json], T],
-        partial: Callable[[Json], Partial],
-    ) -> None:
-        self._client: C = client
-        self._path, self._body, self._timeout = path, body, timeout
-        self._parse_result, self._parse_partial = result, partial
-        self._opened: Opened[T] | None = None
-        self._cancelled = False
+    _client: C
+    _path: str
+    _body: Json
+    _timeout: float | None
+    _parse_result: Callable[[Json], T]
+    _parse_partial: Callable[[Json], Partial]
+    _opened: Opened[T] | None = None
+    _cancelled: bool = False
 
     @property
     def result(self) -> T:
@@ -862,18 +727,19 @@ class _StreamState(Generic[C, T]):
         error, raised again, if it ended with one."""
         if self._opened is not None and self._opened[1].done:
             return self._opened[1].result
-        if self._cancelled:
-            raise _cancelled()
+        self._check_cancelled()
         raise RuntimeError("the stream has not ended: read its events first")
+
+    def _check_cancelled(self) -> None:
+        if self._cancelled:
+            raise GenserveError("the stream was cancelled before its result", code="cancelled")
 
     def _reader(
         self, response: httpx.Response, timeout: float | None, deadline: float
     ) -> Opened[T]:
         where = self._client._where("POST", self._path)
-        reader = EventReader(
-            response, self._parse_result, self._parse_partial, where, deadline, timeout
-        )
-        return response, reader
+        parse = self._parse_result, self._parse_partial
+        return response, EventReader(response, *parse, where, deadline, timeout)
 
     def _mark_cancelled(self) -> None:
         if self._opened is None or not self._opened[1].done:
@@ -892,28 +758,17 @@ def _reading(reader: EventReader[Any]) -> Generator[None, None, None]:
 
 
 class Stream(_StreamState[Client, T]):
-    """The events of ``Client.stream_sample`` or ``stream_complete``, as they come.
-
-    ``with`` opens the request (raising as the plain call would if it is refused, retried as
-    it would until the stream starts, never after); iterating gives each ``Progress`` and
-    ``Partial`` event and ends after the ``result`` event, which ``result`` then holds, or
-    raises the ``error`` event's exception (an ``overloaded`` one too: it is not retried).
-    ``cancel()`` closes the connection, which stops the service's work at the end of its row;
-    leaving the ``with`` block does too.
-
-        with client.stream_sample("pixelcnn-fashion", n=4, seed=1) as stream:
-            for event in stream:
-                if isinstance(event, Progress):
-                    print(f"{event.rows_done}/{event.rows} rows")
-            result = stream.result  # the SampleResult of client.sample(...)
-    """
+    """The events of ``Client.stream_sample`` or ``stream_complete``: ``with`` opens the
+    request (retried as the plain call until the stream starts); iterating gives each
+    ``Progress`` and ``Partial`` event, ends after the ``result`` event, which ``result`` then
+    holds, or raises the ``error`` event's exception. ``cancel()``, or leaving the ``with``
+    block, closes the connection: the service stops its work at the end of the row."""
 
     _events: Generator[StreamEvent, None, None] | None = None
 
     def _open(self) -> Opened[T]:
         if self._opened is None:
-            if self._cancelled:
-                raise _cancelled()
+            self._check_cancelled()
             timeout, deadline = self._client._limit(self._timeout)
             response = self._client._send(
                 "POST", self._path, self._body, timeout, deadline, stream=True
@@ -944,9 +799,8 @@ class Stream(_StreamState[Client, T]):
                     break
 
     def cancel(self) -> None:
-        """Close the connection: the service stops the work at the end of its row. The events
-        end, and ``result`` raises (a GenserveError, code ``cancelled``) unless it had come.
-        Call it from the thread that reads the stream."""
+        """Close the connection: the service stops at the end of its row, and ``result``
+        raises (code ``cancelled``) unless it had come. Call it from the reading thread."""
         self._mark_cancelled()
         if self._events is not None:
             self._events.close()
@@ -969,8 +823,7 @@ class AsyncStream(_StreamState[AsyncClient, T]):
 
     async def _open(self) -> Opened[T]:
         if self._opened is None:
-            if self._cancelled:
-                raise _cancelled()
+            self._check_cancelled()
             timeout, deadline = self._client._limit(self._timeout)
             response = await self._client._send(
                 "POST", self._path, self._body, timeout, deadline, stream=True
@@ -1002,8 +855,7 @@ class AsyncStream(_StreamState[AsyncClient, T]):
                         break
 
     async def cancel(self) -> None:
-        """Close the connection: the service stops the work at the end of its row. The events
-        end, and ``result`` raises (a GenserveError, code ``cancelled``) unless it had come."""
+        """``Stream.cancel``, awaited."""
         self._mark_cancelled()
         if self._events is not None:
             with contextlib.suppress(RuntimeError):  # being read by another task
@@ -1017,52 +869,3 @@ class AsyncStream(_StreamState[AsyncClient, T]):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.cancel()
-
-
-# ---------------------------------------------------------------- arguments to JSON
-
-
-def _model_list(body: Json) -> list[ModelInfo]:
-    return [ModelInfo.from_json(model) for model in body["models"]]
-
-
-def _scale(scale: int) -> int | None:
-    """None (the service's default) for 1."""
-    return None if scale == 1 else scale
-
-
-def _label(label: Label | None) -> Label | None:
-    if label is None or isinstance(label, str):
-        return label
-    return _int(label, "label")
-
-
-def _labels(labels: Labels | None) -> Label | list[Label] | None:
-    if labels is None or isinstance(labels, str | int | np.integer):
-        return _label(labels)
-    return [_int(item, "label") if not isinstance(item, str) else item for item in labels]
-
-
-def _int(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{what}: expected an int or a class name, got {type(value).__name__}")
-    return int(value)
-
-
-def _latent(values: Latent) -> list[float]:
-    array = np.asarray(values, dtype=np.float64)
-    if array.ndim != 1:
-        raise ValueError(f"latent: expected D floats, got shape {list(array.shape)}")
-    return [float(v) for v in array]
-
-
-def _end(value: End, what: str) -> Json:
-    if isinstance(value, bool):
-        raise TypeError(f"{what}: a seed is an int, not a bool")
-    if isinstance(value, int | np.integer):
-        return {"seed": int(value)}
-    if isinstance(value, np.ndarray) and value.ndim == 1:
-        return {"latent": _latent(value)}
-    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
-        return {"latent": _latent(value)}
-    return {"image": encode_image(value, what)}

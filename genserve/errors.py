@@ -1,12 +1,6 @@
-"""The service's errors as exceptions: one class per API error ``code``, all GenserveError.
-
-The service answers every 4xx and 5xx of its own API with ``{"error", "code"}`` (plus
-``details`` for a request that does not validate) and, for 429 and an overloaded 503, a
-``Retry-After`` header; ``error_from_response`` turns that into the matching exception, and
-``error_from_event`` the ``error`` event of a stream of server-sent events (the same body, sent
-after a 200 that opened the stream). ``parse_answer`` reads a 200's body, and raises ServerError
-for one that is not the API's.
-"""
+"""The service's errors as exceptions: one class per API error ``code``, all GenserveError,
+made from an error answer (``error_from_response``: ``{"error", "code", "details"}`` and
+``Retry-After``) or a stream's ``error`` event (``error_from_event``)."""
 
 from __future__ import annotations
 
@@ -22,12 +16,9 @@ _BY_CODE: dict[str, type[GenserveError]] = {}
 
 
 class GenserveError(Exception):
-    """An API error (``status`` is its HTTP status) or a transport failure (``status`` None).
-
-    ``code`` is the service's snake_case code, ``message`` its ``error`` text, ``retry_after``
-    the seconds of a ``Retry-After`` header, and ``details`` the per-field problems of a
-    request that did not validate.
-    """
+    """An API error (``status``: its HTTP status) or a transport failure (``status`` None), with
+    the service's ``code``, its ``message``, the seconds of a ``Retry-After`` (``retry_after``)
+    and the per-field problems of a request that did not validate (``details``)."""
 
     default_code = "error"
     default_status: int | None = None
@@ -36,8 +27,8 @@ class GenserveError(Exception):
     def __init_subclass__(
         cls, code: str | None = None, status: int | None = None, **kwargs: Any
     ) -> None:
-        """``class X(GenserveError, code=..., status=...)``: the code and status of error X
-        (by default, its base's); an API error (one with a status) is found by its code."""
+        """``class X(GenserveError, code=..., status=...)``: X's code and status (default: its
+        base's); an API error (one with a status) is found by its code."""
         super().__init_subclass__(**kwargs)
         if code is not None:
             cls.default_code = code
@@ -145,24 +136,24 @@ _BY_STATUS: dict[int, type[GenserveError]] = {
 
 def error_from_response(response: httpx.Response) -> GenserveError:
     """The exception for an error answer of the service's API."""
-    body = _json_object(response)
-    message = body.get("error") if isinstance(body.get("error"), str) else None
-    if message is None:
-        message = response.text.strip()[:200] or response.reason_phrase or "no message"
-    return _error(body, message, response.status_code, retry_after_seconds(response.headers))
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    text = response.text.strip()[:200] or response.reason_phrase or "no message"
+    return _error(body, text, response.status_code, retry_after_seconds(response.headers))
 
 
 def error_from_event(body: Any) -> GenserveError:
     """The exception for an ``error`` event: the class of its code (ServerError for a code this
     client does not know), with the status the plain call would have answered."""
+    return _error(body, "no message", None, None)
+
+
+def _error(body: Any, text: str, status: int | None, retry_after: float | None) -> GenserveError:
+    """The class of the body's ``code``, else of ``status``; the body's ``error``, else ``text``."""
     body = body if isinstance(body, dict) else {}
-    message = body.get("error") if isinstance(body.get("error"), str) else "no message"
-    return _error(body, message, None, None)
-
-
-def _error(
-    body: dict[str, Any], message: str, status: int | None, retry_after: float | None
-) -> GenserveError:
+    message = body["error"] if isinstance(body.get("error"), str) else text
     code = body.get("code") if isinstance(body.get("code"), str) else None
     cls = _BY_CODE.get(code or "") or (_BY_STATUS.get(status) if status is not None else None)
     if cls is None:
@@ -205,19 +196,8 @@ def transport_failure(
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     """``Retry-After`` in seconds; None when absent or not a number of seconds (the service
     only sends seconds, so an HTTP date from elsewhere is ignored rather than parsed)."""
-    value = headers.get("retry-after")
-    if value is None:
-        return None
     try:
-        seconds = float(value)
+        seconds = float(headers.get("retry-after", "nan"))
     except ValueError:
         return None
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
-
-
-def _json_object(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}

@@ -1,7 +1,6 @@
-"""Server-sent events, read for both clients: the lines of a stream to events
-(``EventDecoder``, the rules of the HTML standard), and a genserve stream's events to
-``Progress`` and ``Partial``, then its result or its error (``EventReader``). No I/O happens
-here; ``genserve.client``'s ``Stream`` and ``AsyncStream`` feed in the lines they read."""
+"""Server-sent events for both clients, without I/O: lines to events (``EventDecoder``, as the
+HTML standard reads them), and a stream's events to ``Progress``, ``Partial``, then its result
+or its error (``EventReader``). ``Stream`` and ``AsyncStream`` feed in the lines they read."""
 
 from __future__ import annotations
 
@@ -39,10 +38,11 @@ def is_event_stream(response: httpx.Response) -> bool:
 
 @dataclass(frozen=True)
 class ServerEvent:
+    """``name``: the ``event:`` field ("message" when there is none); ``data``: the ``data:``
+    lines, joined by newlines."""
+
     name: str
-    """The ``event:`` field; "message" when there is none."""
     data: str
-    """The ``data:`` lines, joined by newlines."""
 
 
 class EventDecoder:
@@ -77,10 +77,9 @@ class EventDecoder:
 
 class EventReader(Generic[T]):
     """A genserve stream, event by event: ``line`` gives each ``progress`` and ``partial``
-    event, keeps the ``result`` (``done``, ``result``), raises the ``error`` event as the plain
-    call would raise its answer, and TimedOut past the call's deadline; unknown events are
-    skipped. A 200 that is not an event stream (a service or proxy that does not stream) is
-    the plain answer: its body is the result."""
+    event, keeps the ``result``, raises the ``error`` event as the plain call would raise its
+    answer, and TimedOut past the deadline; unknown events are skipped. A 200 that is not an
+    event stream (a proxy that does not stream) is the plain answer, its body the result."""
 
     def __init__(
         self,

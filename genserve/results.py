@@ -5,9 +5,10 @@ JSON as the service sent it."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import numpy as np
 from PIL import Image
@@ -24,12 +25,43 @@ def _floats(values: Any) -> np.ndarray:
     return array
 
 
-def _optional_floats(values: Any) -> np.ndarray | None:
-    return None if values is None else _floats(values)
-
-
 def _optional_strings(values: Any) -> tuple[str, ...] | None:
     return None if values is None else tuple(values)
+
+
+_READ: dict[str, Callable[[Any], Any]] = {
+    "np.ndarray": _floats,
+    "np.ndarray | None": lambda values: None if values is None else _floats(values),
+    "tuple[str, ...] | None": _optional_strings,
+    "tuple[int, ...]": tuple,
+}
+"""How a field of each annotation is read from the body (any other: as it is)."""
+
+
+class _Parsed:
+    """``from_json`` for a result that follows its response body field by field."""
+
+    @classmethod
+    def from_json(cls, body: Json, **given: Any) -> Self:
+        """Each field without a default from ``body``, by its annotation (one that may be None
+        is optional, ``images`` are decoded); ``raw``: the body; ``given``: the call's."""
+        values: Json = {"raw": body, **given}
+        for f in fields(cls):  # type: ignore[arg-type]
+            if f.name in values or f.default is not MISSING:
+                continue
+            kind = str(f.type)
+            value = body.get(f.name) if kind.endswith("| None") else body[f.name]
+            read = _images if f.name == "images" else _READ.get(kind, _same)
+            values[f.name] = read(value)
+        return cls(**values)
+
+
+def _images(value: Any) -> np.ndarray:
+    return decode_images(value)
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 class ImageResult:
@@ -59,8 +91,8 @@ class ImageResult:
     def save_grid(
         self, path: str | os.PathLike[str], columns: int | None = None, scale: int = 1
     ) -> Path:
-        """Write ``grid(columns, scale)`` to ``path`` (the format from its suffix; PNG keeps
-        every pixel) and return the path."""
+        """Write ``grid(columns, scale)`` to ``path`` (the format from its suffix) and return
+        the path."""
         target = Path(path)
         self.grid(columns, scale).save(target)
         return target
@@ -77,12 +109,8 @@ class SamplingInfo:
 
     @classmethod
     def from_json(cls, body: Json) -> SamplingInfo:
-        return cls(
-            method=body["method"],
-            description=body["description"],
-            seconds_per_image=body.get("seconds_per_image"),
-            measured_runs=body.get("measured_runs", 0),
-        )
+        runs = body.get("measured_runs", 0)
+        return cls(body["method"], body["description"], body.get("seconds_per_image"), runs)
 
 
 @dataclass(frozen=True)
@@ -156,20 +184,15 @@ class Health:
 
     @classmethod
     def from_json(cls, live: bool, body: Json) -> Health:
-        return cls(
-            live=live,
-            ready=bool(body["ready"]),
-            models={name: ModelHealth.from_json(m) for name, m in body.get("models", {}).items()},
-            error=body.get("error"),
-            code=body.get("code"),
-            raw=body,
-        )
+        ready = bool(body["ready"])
+        models = {name: ModelHealth.from_json(m) for name, m in body.get("models", {}).items()}
+        return cls(live, ready, models, body.get("error"), body.get("code"), raw=body)
 
 
 @dataclass(frozen=True, eq=False)
-class SampleResult(ImageResult):
+class SampleResult(_Parsed, ImageResult):
     """``images`` (n, H, W); ``seed`` draws them again; ``labels``: a conditional model's class
-    of each image."""
+    of each image; ``columns``: the call's, the default of ``grid``."""
 
     model: str
     version: int
@@ -177,28 +200,15 @@ class SampleResult(ImageResult):
     images: np.ndarray
     labels: tuple[str, ...] | None
     columns: int | None = None
-    """The call's ``columns``: the default of ``grid``."""
     raw: Json = field(default_factory=dict, repr=False)
 
     @property
     def _grid_columns(self) -> int | None:
         return self.columns
 
-    @classmethod
-    def from_json(cls, body: Json, columns: int | None = None) -> SampleResult:
-        return cls(
-            model=body["model"],
-            version=body["version"],
-            seed=body["seed"],
-            images=decode_images(body["images"]),
-            labels=_optional_strings(body.get("labels")),
-            columns=columns,
-            raw=body,
-        )
-
 
 @dataclass(frozen=True, eq=False)
-class EncodeResult:
+class EncodeResult(_Parsed):
     """A VAE's posterior ``mean`` and ``log_var``, or an autoencoder's code ``z``, (B, D)."""
 
     model: str
@@ -215,20 +225,9 @@ class EncodeResult:
         assert latents is not None, "the service answered neither mean nor z"
         return latents
 
-    @classmethod
-    def from_json(cls, body: Json) -> EncodeResult:
-        return cls(
-            model=body["model"],
-            version=body["version"],
-            mean=_optional_floats(body.get("mean")),
-            log_var=_optional_floats(body.get("log_var")),
-            z=_optional_floats(body.get("z")),
-            raw=body,
-        )
-
 
 @dataclass(frozen=True, eq=False)
-class ReconstructResult(ImageResult):
+class ReconstructResult(_Parsed, ImageResult):
     """``images`` (B, H, W), decoded from each input's posterior mean; ``error``: each one's mean
     squared error against its input, on [0, 1] pixels."""
 
@@ -238,19 +237,9 @@ class ReconstructResult(ImageResult):
     error: np.ndarray
     raw: Json = field(default_factory=dict, repr=False)
 
-    @classmethod
-    def from_json(cls, body: Json) -> ReconstructResult:
-        return cls(
-            model=body["model"],
-            version=body["version"],
-            images=decode_images(body["images"]),
-            error=_floats(body["error"]),
-            raw=body,
-        )
-
 
 @dataclass(frozen=True, eq=False)
-class InterpolateResult(ImageResult):
+class InterpolateResult(_Parsed, ImageResult):
     """``images`` (steps, H, W), both ends included, and the decoded ``latents`` (steps, D).
     ``grid`` makes one strip by default."""
 
@@ -264,23 +253,12 @@ class InterpolateResult(ImageResult):
     def _grid_columns(self) -> int | None:
         return len(self.images)
 
-    @classmethod
-    def from_json(cls, body: Json) -> InterpolateResult:
-        return cls(
-            model=body["model"],
-            version=body["version"],
-            images=decode_images(body["images"]),
-            latents=_floats(body["latents"]),
-            raw=body,
-        )
-
 
 @dataclass(frozen=True, eq=False)
-class ScoreResult:
-    """Per image: ``bits_per_dim`` (lower is more likely), ``log_likelihood`` (nats; for
-    ``kind`` "iwae" a lower bound), ``png_bits_per_dim`` and ``anomaly_score`` (higher is more
-    anomalous). ``k`` and ``seed``: the importance samples of an IWAE bound; ``labels``: the
-    classes a conditional model scored under."""
+class ScoreResult(_Parsed):
+    """Per image: ``bits_per_dim`` (lower: more likely), ``log_likelihood`` (nats; a lower
+    bound for ``kind`` "iwae", with ``k`` importance samples from ``seed``),
+    ``png_bits_per_dim``, ``anomaly_score`` (higher: more anomalous); ``labels`` scored under."""
 
     model: str
     version: int
@@ -293,22 +271,6 @@ class ScoreResult:
     seed: int | None
     labels: tuple[str, ...] | None
     raw: Json = field(default_factory=dict, repr=False)
-
-    @classmethod
-    def from_json(cls, body: Json) -> ScoreResult:
-        return cls(
-            model=body["model"],
-            version=body["version"],
-            kind=body["kind"],
-            bits_per_dim=_floats(body["bits_per_dim"]),
-            log_likelihood=_floats(body["log_likelihood"]),
-            png_bits_per_dim=_floats(body["png_bits_per_dim"]),
-            anomaly_score=_floats(body["anomaly_score"]),
-            k=body.get("k"),
-            seed=body.get("seed"),
-            labels=_optional_strings(body.get("labels")),
-            raw=body,
-        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -328,23 +290,15 @@ class CompleteResult(ImageResult):
 
     @classmethod
     def from_json(cls, body: Json) -> CompleteResult:
-        per_input = [decode_images(completions) for completions in body["images"]]
-        images = np.stack(per_input)
+        images = np.stack([decode_images(completions) for completions in body["images"]])
         images.setflags(write=False)
-        return cls(
-            model=body["model"],
-            version=body["version"],
-            seeds=tuple(body["seeds"]),
-            images=images,
-            raw=body,
-        )
+        return cls(body["model"], body["version"], tuple(body["seeds"]), images, raw=body)
 
 
 @dataclass(frozen=True, eq=False)
-class TraverseResult(ImageResult):
+class TraverseResult(_Parsed, ImageResult):
     """``images`` (steps, H, W) with latent dimension ``dim`` set to each of ``values``;
-    ``seed`` or ``label`` when they were drawn or used. ``grid`` makes one strip by default
-    (or ``columns`` to a row, the call's)."""
+    ``seed`` or ``label`` when drawn or used. ``grid``: one strip, or the call's ``columns``."""
 
     model: str
     version: int
@@ -361,30 +315,14 @@ class TraverseResult(ImageResult):
     def _grid_columns(self) -> int | None:
         return self.columns or len(self.images)
 
-    @classmethod
-    def from_json(cls, body: Json, columns: int | None = None) -> TraverseResult:
-        return cls(
-            model=body["model"],
-            version=body["version"],
-            seed=body.get("seed"),
-            dim=body["dim"],
-            values=_floats(body["values"]),
-            label=body.get("label"),
-            images=decode_images(body["images"]),
-            latents=_floats(body["latents"]),
-            columns=columns,
-            raw=body,
-        )
-
 
 # ---------------------------------------------------------------- events of a stream
 
 
 @dataclass(frozen=True)
 class Progress:
-    """A ``progress`` event of a stream: ``rows_done`` of ``rows`` drawn (0 at once, then one
-    more after each row), ``elapsed_s`` since the service took the request, and ``eta_s`` its
-    estimate of the seconds left (None until a row is done)."""
+    """A ``progress`` event: ``rows_done`` of ``rows`` drawn (0 at once, then one more after
+    each row), ``elapsed_s`` so far, ``eta_s`` the seconds left (None until a row is done)."""
 
     rows_done: int
     rows: int
@@ -398,22 +336,16 @@ class Progress:
 
     @classmethod
     def from_json(cls, body: Json) -> Progress:
+        done, rows, elapsed = int(body["rows_done"]), int(body["rows"]), float(body["elapsed_s"])
         eta = body.get("eta_s")
-        return cls(
-            rows_done=int(body["rows_done"]),
-            rows=int(body["rows"]),
-            elapsed_s=float(body["elapsed_s"]),
-            eta_s=None if eta is None else float(eta),
-        )
+        return cls(done, rows, elapsed, None if eta is None else float(eta))
 
 
 @dataclass(frozen=True, eq=False)
 class Partial(ImageResult):
     """A ``partial`` event of a stream: every image's canvas once ``rows_done`` rows are drawn,
-    rows not drawn yet black (a completion's: its kept pixels). ``images`` has the layout of the
-    result's, (n, H, W) for a sampling and (images, samples, H, W) for a completion, at the
-    model's size (``scale`` enlarges the result only); ``grid()`` and the rest work as on a
-    result."""
+    rows not drawn yet black (a completion's: its kept pixels), in the result's layout at the
+    model's size (``scale`` enlarges the result only); ``grid()`` and the rest as on a result."""
 
     rows_done: int
     images: np.ndarray = field(repr=False)
