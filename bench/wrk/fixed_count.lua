@@ -9,6 +9,10 @@
 -- (read in binary mode, sent as they are). BENCH_HEADERS: extra "Name: value" lines, one per
 -- line; each replaces a header of the same name (in any case), Content-Type included.
 --
+-- BENCH_PACE_MS: a pause before each request after the first wave, so that each connection
+-- sends at most one request per pause plus latency (a paced client, as an app's user is);
+-- 0 (the default) sends the next request as soon as the last response came.
+--
 -- Run it with one thread (-t1). Exactly BENCH_REQUESTS requests are sent: past that, delay()
 -- holds every connection back, so nothing is left in flight to burden the next measurement.
 -- On the last response the thread stops and sends wrk SIGINT, which ends wrk's wait for -d at
@@ -62,6 +66,7 @@ local FIRST_WAVE_DELAY_MS = 50
 local HOLD_MS = 24 * 3600 * 1000
 local target = tonumber(os.getenv("BENCH_REQUESTS"))
 local skip = tonumber(os.getenv("BENCH_SKIP") or "0")
+local pace = tonumber(os.getenv("BENCH_PACE_MS") or "0")
 local threads = {}
 
 function setup(thread)
@@ -81,7 +86,7 @@ function delay()  -- wrk asks before each request it sends
   if ok + non2xx == 0 then
     return FIRST_WAVE_DELAY_MS
   end
-  return 0
+  return pace
 end
 
 function response(status, headers, body)
