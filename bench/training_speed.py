@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from training.data import load  # noqa: E402
 from training.hardware import cpu_description  # noqa: E402
-from training.models import FAMILIES  # noqa: E402
+from training.models import MODEL_CLASSES  # noqa: E402
 from training.trainer import build_model  # noqa: E402
 
 
@@ -86,7 +86,9 @@ def images_per_second(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--families", default=",".join(f for f in FAMILIES if f != "classifier"))
+    parser.add_argument(
+        "--families", default=",".join(f for f in MODEL_CLASSES if f != "classifier")
+    )
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--precision", default="fp32,bf16")
     parser.add_argument("--channels-last", default="yes", help="yes, no, or yes,no")
