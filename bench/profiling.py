@@ -1,40 +1,15 @@
-"""One profiling tool, a subcommand per question docs/performance.md asks of the service:
+"""One profiling tool, a subcommand per question the docs ask of the service; each figure there
+names its command, and ``--help`` after a subcommand says what it measures:
 
     .venv/bin/python bench/profiling.py ort-threads GRAPH [--batches 1,8,16,64] [--ops]
-        the p50 of one run of a graph with one and two onnxruntime threads, in a session opened
-        with the service's own options; --ops adds each node's share of a run (one thread, the
-        largest batch)
     .venv/bin/python bench/profiling.py arena-memory --arenas per-session|shared
-        memory held by onnxruntime's CPU arenas, one per session against one per process: every
-        graph of the store opened, then each batched graph run at batches 1, 8, 64, 64, 3, 64
     .venv/bin/python bench/profiling.py live [--model dcgan-fashion] [--concurrency 64]
-        where the live server's time goes for POST /sample: python -m service (one worker)
-        under wrk, sampled by py-spy, every sample put in a stage; a second recording with
-        --gil. Needs wrk (Debian) and py-spy (bench/requirements.txt)
-    .venv/bin/python bench/profiling.py request-path [--model dcgan-fashion] [--threads]
-            [--switch-intervals 0.005,0.001] [--profile]
-        one POST /sample through the ASGI app in-process, no network: the app's time per
-        request; --threads adds the worker threads' time per request (onnxruntime, finish);
-        --switch-intervals repeats it at other sys.setswitchinterval values (if the rate moves,
-        the event loop waits for the GIL); --profile prints cProfile's top functions
+    .venv/bin/python bench/profiling.py request-path [--threads] [--switch-intervals 0.005,0.001]
     .venv/bin/python bench/profiling.py client-overhead [--tiny --requests 200]
-        what genserve.Client adds to a 1-image POST /sample against raw httpx, alternating at
-        concurrency 1 on 127.0.0.1 (target: at most 0.2 ms)
     .venv/bin/python bench/profiling.py latency [--requests 300] [--tiny]
-        python -m service with a store (--tiny: the tests' tiny ONNX models, needs onnx): the
-        seconds until /health/ready is 200, p50/p90 of single sequential requests for each model
-        and operation, and the server's RSS (VmRSS, VmHWM) with every model loaded and after
     .venv/bin/python bench/profiling.py streaming [--rounds 2]
-        progress streams, disconnects and deadlines on the shipped PixelCNN (bench/README.md),
-        medians over the rounds (5 by default)
     .venv/bin/python bench/profiling.py fast-sampler [--model pixelcnn-fashion] [--n 16]
-        the exact fast autoregressive sampler (the PixelCNN's windowed one, the PixelRNN's row
-        steps) against the naive one (H x W full passes), the same seed: checks that they give
-        the same samples, prints the median times and their ratio; --out writes the JSON
     .venv/bin/python bench/profiling.py anomaly-auroc [--n 1000] [--noise 200] [--k 100]
-        /score's scorers, through the service's own scoring code in process, as anomaly
-        detectors: Fashion-MNIST test images (in) against MNIST digits and uniform noise (out),
-        AUROC per scorer (docs/anomaly.md)
 
 Only runs on a quiet machine give figures to quote.
 """
@@ -161,6 +136,10 @@ def node_shares(graph: str, batch: int, runs: int = 50) -> list[tuple[str, str, 
 
 
 def ort_threads(args: argparse.Namespace) -> None:
+    """p50 of one graph run with 1 and 2 threads
+
+    In a session opened with the service's own options; --ops adds each node's share of a run
+    (one thread, the largest batch)."""
     batches = [int(b) for b in args.batches.split(",")]
     for batch in batches:
         for threads in (1, 2):
@@ -197,6 +176,10 @@ def zero_feeds(session: ort.InferenceSession, batch: int) -> dict[str, np.ndarra
 
 
 def arena_memory(args: argparse.Namespace) -> None:
+    """onnxruntime's CPU arenas: per session or shared
+
+    Memory held by the arenas, one per session against one per process: every graph of the
+    store opened, then each batched graph run at batches 1, 8, 64, 64, 3, 64."""
     bare = rss_mib()
     sessions = []
     for graph in sorted(args.store.glob("*/[0-9]*/*.onnx")):
@@ -293,6 +276,11 @@ def record(pid: int, seconds: float, out: Path, gil: bool) -> None:
 
 
 def live(args: argparse.Namespace) -> None:
+    """the live server's time by stage (py-spy under wrk)
+
+    Where the live server's time goes for POST /sample: python -m service (one worker) under
+    wrk, sampled by py-spy, every sample put in a stage; a second recording with --gil. Needs
+    wrk (Debian) and py-spy (bench/requirements.txt)."""
     if not shutil.which("wrk") or not shutil.which("py-spy"):
         sys.exit("needs wrk and py-spy on the PATH")
     body = json.dumps({"model": args.model, "n": 1, "seed": 7})
@@ -406,6 +394,9 @@ def time_worker_threads(app: Any) -> dict[str, float]:
 
 
 def request_path(args: argparse.Namespace) -> None:
+    """POST /sample through the ASGI app in-process
+
+    One POST /sample at a time per client, no network: the app's time per request."""
     app = create_app(Settings(model_store=args.store, device="cpu", workers=1))
     body = json.dumps({"model": args.model, "n": 1, "seed": 7}).encode()
     driver = Driver(app, body, args.concurrency)
@@ -447,6 +438,10 @@ WARMUP = 50
 
 
 def client_overhead(args: argparse.Namespace) -> None:
+    """what genserve.Client adds to a request
+
+    A 1-image POST /sample by genserve.Client against raw httpx, alternating at concurrency 1
+    on 127.0.0.1 (target: at most 0.2 ms)."""
     store = store_of(args)
     model = args.model or ("dcgan-tiny" if args.tiny else "dcgan-fashion")
 
@@ -518,6 +513,11 @@ def measure(client: httpx.Client, path: str, body: dict[str, Any], count: int) -
 
 
 def latency(args: argparse.Namespace) -> None:
+    """latency of each model and operation, and the memory
+
+    python -m service with a store: the seconds until /health/ready is 200, p50/p90 of single
+    sequential requests for each model and operation, and the server's RSS (VmRSS, VmHWM) with
+    every model loaded and after the run."""
     store = store_of(args)
     if not any(store.glob("*.v*.json")):
         sys.exit(f"{store} holds no models; pass --store or --tiny")
@@ -564,7 +564,9 @@ FIGURES = ["abandoned_extra_s", "plain_s", "streamed_s", "first_event_ms", "row_
 
 
 def streaming(args: argparse.Namespace) -> None:
-    """Each round, on one worker: a fresh ``n: 1`` after three ``n: 16`` requests whose clients
+    """progress streams, disconnects and deadlines
+
+    Each round, on one worker: a fresh ``n: 1`` after three ``n: 16`` requests whose clients
     gave up after 0.15 s, against ``n: 1`` alone (target: at most 0.2 s more); an ``n: 16``
     stream closed after its second progress event, then ``n: 1`` at once: its wait beyond
     ``n: 1`` alone is the time the sampler took to free its slot (target: one row); the first
@@ -643,7 +645,11 @@ def streaming(args: argparse.Namespace) -> None:
 
 
 def fast_sampler(args: argparse.Namespace) -> None:
-    """Naive once (one to two minutes for 16 samples on 2 cores), fast ``--repeats`` times."""
+    """the exact fast autoregressive sampler against the naive one
+
+    The fast sampler (the PixelCNN's windowed one, the PixelRNN's row steps) against H x W full
+    passes, the same seed: checks that they give the same samples, prints the median times and
+    their ratio. Naive runs once (one to two minutes for 16 samples on 2 cores)."""
     settings = Settings(model_store=args.store, device="cpu")
     model = load_store(ServiceConfig.from_settings(settings))[0].get(args.model)
     sampler = autoregressive.fast_sampler(model)
@@ -753,10 +759,12 @@ def auroc(inliers: np.ndarray, outliers: np.ndarray) -> float:
 
 
 def anomaly_auroc(args: argparse.Namespace) -> None:
-    """Scorers, higher = more anomalous: ``bpd``, the model's bits/dim (exact for the pixel
-    families, the IWAE bound for the VAE), and ``bpd - png``, complexity-corrected (Serra et al.
-    2020): bits/dim minus the bits per dimension of the image as a PNG (/score's
-    ``anomaly_score``)."""
+    """/score's scorers as anomaly detectors: AUROC, Fashion-MNIST against MNIST and noise
+
+    Through the service's own scoring code, in process. Scorers, higher = more anomalous:
+    ``bpd``, the model's bits/dim (exact for the pixel families, the IWAE bound for the VAE),
+    and ``bpd - png``, complexity-corrected (Serra et al. 2020): bits/dim minus the bits per
+    dimension of the image as a PNG (/score's ``anomaly_score``)."""
     settings = Settings(model_store=args.store, device="cpu", warmup=False)
     registry = load_store(ServiceConfig.from_settings(settings))[0]
     sets = {"fashion": fashion_test(args.n, args.seed), "mnist": mnist(args.n, args.seed)}
@@ -812,74 +820,65 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
 
     def command(
-        name: str,
-        run: Callable[[argparse.Namespace], None],
-        doc: str,
-        model: str | None = None,
-        store: bool = True,
+        name: str, run: Callable[[argparse.Namespace], None], model: str | None = None
     ) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=doc, description=doc)
+        """The subcommand that calls ``run``; its docstring's first line is the help."""
+        doc = run.__doc__ or ""
+        sub = commands.add_parser(name, help=doc.split("\n")[0], description=doc)
         sub.set_defaults(run=run)
-        if store:
+        if name != "ort-threads":
             sub.add_argument("--store", type=Path, default=STORE)
         if model is not None:
             sub.add_argument("--model", default=model)
         return sub
 
-    sub = command(
-        "ort-threads", ort_threads, "p50 of one graph run with 1 and 2 threads", store=False
-    )
+    sub = command("ort-threads", ort_threads)
     sub.add_argument("graph")
     sub.add_argument("--runs", type=int, default=500, help="runs of batch 1; fewer at larger")
     sub.add_argument("--batches", default="1", help="comma-separated batch sizes")
     sub.add_argument("--ops", action="store_true", help="profile the nodes at the largest batch")
 
-    sub = command("arena-memory", arena_memory, "onnxruntime's CPU arenas: per session or shared")
+    sub = command("arena-memory", arena_memory)
     sub.add_argument("--arenas", choices=["per-session", "shared"], required=True)
 
-    sub = command(
-        "live", live, "the live server's time by stage (py-spy under wrk)", "dcgan-fashion"
-    )
+    sub = command("live", live, "dcgan-fashion")
     sub.add_argument("--concurrency", type=int, default=64)
     sub.add_argument("--seconds", type=float, default=8)
 
-    sub = command(
-        "request-path",
-        request_path,
-        "POST /sample through the ASGI app in-process",
-        "dcgan-fashion",
-    )
+    sub = command("request-path", request_path, "dcgan-fashion")
     sub.add_argument("--requests", type=int, default=3000)
     sub.add_argument("--concurrency", type=int, default=32)
-    sub.add_argument("--threads", action="store_true")
-    sub.add_argument("--switch-intervals", default="")
-    sub.add_argument("--profile", action="store_true")
+    sub.add_argument("--threads", action="store_true", help="the worker threads' time too")
+    sub.add_argument(
+        "--switch-intervals",
+        default="",
+        help="again at these sys.setswitchinterval values, e.g. 0.005,0.001: if the rate moves, "
+        "the event loop waits for the GIL",
+    )
+    sub.add_argument("--profile", action="store_true", help="cProfile's top functions")
 
-    sub = command("client-overhead", client_overhead, "what genserve.Client adds to a request")
+    sub = command("client-overhead", client_overhead)
     sub.add_argument("--tiny", action="store_true", help="serve the tests' tiny store")
     sub.add_argument("--model", help="default: dcgan-fashion, or dcgan-tiny with --tiny")
     sub.add_argument("--requests", type=int, default=2000, help="pairs of requests")
     sub.add_argument("--seed", type=int, default=7)
 
-    sub = command("latency", latency, "latency of each model and operation, and the memory")
-    sub.add_argument("--tiny", action="store_true", help="serve the tests' tiny store")
+    sub = command("latency", latency)
+    sub.add_argument("--tiny", action="store_true", help="the tests' tiny store (needs onnx)")
     sub.add_argument("--requests", type=int, default=300, help="per model and operation")
     sub.add_argument("--autoregressive-requests", type=int, default=10)
     sub.add_argument("--device", default=os.environ.get("SERVICE_DEVICE", "auto"))
 
-    doc = "progress streams, disconnects and deadlines"
-    sub = command("streaming", streaming, doc, "pixelcnn-fashion")
+    sub = command("streaming", streaming, "pixelcnn-fashion")
     sub.add_argument("--rounds", type=int, default=5)
 
-    doc = "the exact fast autoregressive sampler against the naive one"
-    sub = command("fast-sampler", fast_sampler, doc, "pixelcnn-fashion")
+    sub = command("fast-sampler", fast_sampler, "pixelcnn-fashion")
     sub.add_argument("--n", type=int, default=16)
     sub.add_argument("--seed", type=int, default=2026)
     sub.add_argument("--repeats", type=int, default=3)
     sub.add_argument("--out", type=Path, help="also write the result as JSON here")
 
-    doc = "/score's scorers as anomaly detectors: AUROC, Fashion-MNIST against MNIST and noise"
-    sub = command("anomaly-auroc", anomaly_auroc, doc)
+    sub = command("anomaly-auroc", anomaly_auroc)
     sub.add_argument("--models", nargs="+", default=["pixelcnn-fashion", "vae-fashion"])
     sub.add_argument("--n", type=int, default=1000, help="images of each set")
     sub.add_argument("--noise", type=int, default=200, help="uniform-noise images (0: none)")

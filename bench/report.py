@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,14 +68,8 @@ class Report:
         return next((r for r in self.raw.get(model, []) if r.batch == 1 and not r.png), None)
 
     def row(self, server: str, model: str, n: int, c: int) -> LoadRow | None:
-        return next(
-            (
-                r
-                for r in self.rows
-                if (r.server, r.model, r.n, r.concurrency) == (server, model, n, c)
-            ),
-            None,
-        )
+        key = (server, model, n, c)
+        return next((r for r in self.rows if (r.server, r.model, r.n, r.concurrency) == key), None)
 
     def families(self) -> dict[str, list[str]]:
         """Every family measured, with its variants, in the order they ran."""
@@ -85,9 +80,7 @@ class Report:
 
     def best_variant(self, family: str, model: str, n: int, c: int) -> LoadRow | None:
         """The family's variant with the most images/s at this load."""
-        rows = [self.row(name, model, n, c) for name in self.families().get(family, [])]
-        measured = [r for r in rows if r is not None and r.images_per_s is not None]
-        return max(measured, key=lambda r: r.images_per_s or 0.0, default=None)
+        return _fastest(self.row(name, model, n, c) for name in self.families().get(family, []))
 
     def loads(self) -> list[tuple[str, int, int]]:
         return sorted({(r.model, r.n, r.concurrency) for r in self.rows})
@@ -100,30 +93,22 @@ class Report:
         ``service`` / best peer (the best variant of any peer family; images/s)."""
         out = []
         for model, n in sorted({(m, k) for m, k, _ in self.loads()}):
-            service = self.row(SERVICE, model, n, RATIO_CONCURRENCY)
-            bests = [
+            ours = _speed(self.row(SERVICE, model, n, RATIO_CONCURRENCY))
+            peer = _fastest(
                 self.best_variant(f, model, n, RATIO_CONCURRENCY) for f in self.peer_families()
-            ]
-            best_peer = max(
-                (r for r in bests if r is not None),
-                key=lambda r: r.images_per_s or 0.0,
-                default=None,
             )
             raw = self.raw_best(model)
-            ours = service.images_per_s if service else None
             out.append(
                 {
                     "model": model,
                     "n": n,
                     "service_images_per_s": ours,
-                    "raw_best_images_per_s": raw.images_per_s if raw else None,
+                    "raw_best_images_per_s": _speed(raw),
                     "raw_best_batch": raw.batch if raw else None,
-                    "service_over_raw_best": _ratio(ours, raw.images_per_s if raw else None),
-                    "best_peer": best_peer.server if best_peer else None,
-                    "best_peer_images_per_s": best_peer.images_per_s if best_peer else None,
-                    "service_over_best_peer": _ratio(
-                        ours, best_peer.images_per_s if best_peer else None
-                    ),
+                    "service_over_raw_best": _ratio(ours, _speed(raw)),
+                    "best_peer": peer.server if peer else None,
+                    "best_peer_images_per_s": _speed(peer),
+                    "service_over_best_peer": _ratio(ours, _speed(peer)),
                 }
             )
         return out
@@ -132,16 +117,14 @@ class Report:
         """At each load: ``service`` against each peer family's best variant there."""
         out = []
         for model, n, c in self.loads():
-            service = self.row(SERVICE, model, n, c)
-            ours = service.images_per_s if service else None
+            ours = _speed(self.row(SERVICE, model, n, c))
             families: dict[str, dict[str, Any]] = {}
             for family in self.peer_families():
                 best = self.best_variant(family, model, n, c)
-                theirs = best.images_per_s if best else None
                 families[family] = {
                     "best_variant": best.server if best else None,
-                    "images_per_s": theirs,
-                    "service_over_it": _ratio(ours, theirs),
+                    "images_per_s": _speed(best),
+                    "service_over_it": _ratio(ours, _speed(best)),
                 }
             out.append(
                 {
@@ -162,17 +145,15 @@ class Report:
             v2 = self.row(SERVICE_V2, model, V2_IMAGES, RATIO_CONCURRENCY)
             if v2 is None:  # not measured at this load
                 continue
-            sample = self.row(SERVICE, model, V2_IMAGES, RATIO_CONCURRENCY)
-            ours_v2 = v2.images_per_s
-            ours = sample.images_per_s if sample else None
+            ours = _speed(self.row(SERVICE, model, V2_IMAGES, RATIO_CONCURRENCY))
             out.append(
                 {
                     "model": model,
                     "n": V2_IMAGES,
                     "concurrency": RATIO_CONCURRENCY,
-                    "service_v2_images_per_s": ours_v2,
+                    "service_v2_images_per_s": v2.images_per_s,
                     "service_images_per_s": ours,
-                    "v2_over_sample": _ratio(ours_v2, ours),
+                    "v2_over_sample": _ratio(v2.images_per_s, ours),
                 }
             )
         return out
@@ -185,9 +166,8 @@ class Report:
             raw = self.raw_batch1(model)
             service_p50 = row.result.p50_ms if row and row.result else None
             raw_p50 = raw.p50_ms if raw else None
-            overhead = None
-            if service_p50 is not None and raw_p50 is not None:
-                overhead = service_p50 - raw_p50
+            both = service_p50 is not None and raw_p50 is not None
+            overhead = service_p50 - raw_p50 if both else None
             out.append(
                 {
                     "model": model,
@@ -365,6 +345,16 @@ def _section(title: str, header: str, align: str, intro: str = "") -> list[str]:
     """The markdown lines that open a section's table: its heading, ``intro`` (a paragraph, if
     any), the table's header row and its alignment row."""
     return ["", f"## {title}", "", *([intro, ""] if intro else []), header, align]
+
+
+def _speed(row: LoadRow | RawResult | None) -> float | None:
+    return row.images_per_s if row else None
+
+
+def _fastest(rows: Iterable[LoadRow | None]) -> LoadRow | None:
+    """The row with the most images/s, of those measured."""
+    measured = [r for r in rows if r is not None and r.images_per_s is not None]
+    return max(measured, key=lambda r: r.images_per_s or 0.0, default=None)
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:

@@ -17,7 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.util import find_spec
 from pathlib import Path
 from types import ModuleType
@@ -28,6 +28,11 @@ from PIL import Image
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
+if str(REPO) not in sys.path:  # run from a script in bench/: make harness/ importable
+    sys.path.insert(0, str(REPO))
+
+from harness.live_service import Service, rss_of_tree  # noqa: E402
+
 PEERS = BENCH / "peers"
 PYTRITON_VENV = REPO / ".venv-pytriton"
 SEED = 7
@@ -243,42 +248,35 @@ def _pytriton_missing() -> str | None:
     return None
 
 
-def _service(
-    name: str,
-    about: str,
-    request: Callable[[str, int, Path], Request] = _sample_body,
-    pixels: Callable[[Reply], np.ndarray] = _images_field,
-    env: Callable[[], dict[str, str]] = dict,
-    ready: tuple[str, ...] = (),
-    command: Callable[[list[int], Path, PeerBatching], list[str]] = _service_command,
-    missing: Callable[[], str | None] = lambda: None,
-) -> ServerSpec:
+def _batched_peer_spec(family: str, about: str, ready: str, workers: int) -> ServerSpec:
+    """LitServe or Mosec, ``workers`` worker processes per model."""
     return ServerSpec(
-        name,
+        family if workers == 1 else f"{family}-{workers}w",
         about,
-        command,
-        ["/health/ready", *ready],
-        request,
-        pixels,
-        family="service",
-        env=env,
-        missing=missing,
-    )
-
-
-def _litserve(name: str, workers: int) -> ServerSpec:
-    per = "one worker process" if workers == 1 else f"{workers} worker processes"
-    return ServerSpec(
-        name,
-        f"LitServe, one LitAPI per model, {per} per model (workers_per_device={workers}), "
-        "batching by max_batch_size/batch_timeout",
-        _batched_peer("litserve_server.py", "--workers", str(workers)),
-        ["/health"],
+        _batched_peer(f"{family}_server.py", "--workers", str(workers)),
+        [ready],
         _per_model_route,
         _images_field,
-        family="litserve",
-        missing=_needs("litserve"),
+        family=family,
+        missing=_needs(family),
     )
+
+
+def _litserve(workers: int) -> ServerSpec:
+    per = "one worker process" if workers == 1 else f"{workers} worker processes"
+    about = (
+        f"LitServe, one LitAPI per model, {per} per model (workers_per_device={workers}), "
+        "batching by max_batch_size/batch_timeout"
+    )
+    return _batched_peer_spec("litserve", about, "/health", workers)
+
+
+def _mosec(workers: int) -> ServerSpec:
+    per = "one Python worker" if workers == 1 else f"{workers} Python workers"
+    about = (
+        f"Mosec: Rust HTTP server, {per} per model (append_worker num={workers}), dynamic batching"
+    )
+    return _batched_peer_spec("mosec", about, "/", workers)
 
 
 def _pytriton_spec(name: str, instances: int) -> ServerSpec:
@@ -302,62 +300,59 @@ def _pytriton_spec(name: str, instances: int) -> ServerSpec:
     )
 
 
-def _mosec(name: str, workers: int) -> ServerSpec:
-    per = "one Python worker" if workers == 1 else f"{workers} Python workers"
-    return ServerSpec(
-        name,
-        f"Mosec: Rust HTTP server, {per} per model (append_worker num={workers}), dynamic batching",
-        _batched_peer("mosec_server.py", "--workers", str(workers)),
-        ["/"],
-        _per_model_route,
-        _images_field,
-        family="mosec",
-        missing=_needs("mosec"),
-    )
-
-
+SERVICE = ServerSpec(
+    "service",
+    "this service: python -m service, its defaults (uvicorn; SERVICE_WORKERS: one worker "
+    "process per usable core), POST /sample",
+    _service_command,
+    ["/health/ready"],
+    _sample_body,
+    _images_field,
+    family="service",
+)
 SERVERS: dict[str, ServerSpec] = {
     spec.name: spec
     for spec in [
-        _service(
-            "service",
-            "this service: python -m service, its defaults (uvicorn; SERVICE_WORKERS: one "
-            "worker process per usable core), POST /sample",
-        ),
-        _service(
-            "service-granian",
-            "this service on granian (SERVICE_HTTP_SERVER=granian), one worker per core, "
+        SERVICE,
+        replace(
+            SERVICE,
+            name="service-granian",
+            about="this service on granian (SERVICE_HTTP_SERVER=granian), one worker per core, "
             "POST /sample",
             env=lambda: {"SERVICE_HTTP_SERVER": "granian"},
         ),
-        _service(
-            "service-1w",
-            "this service with SERVICE_WORKERS=1 (one uvicorn process), POST /sample",
+        replace(
+            SERVICE,
+            name="service-1w",
+            about="this service with SERVICE_WORKERS=1 (one uvicorn process), POST /sample",
             env=lambda: {"SERVICE_WORKERS": "1"},
         ),
-        _service(
-            "service-granian-1w",
-            "this service in one granian worker (SERVICE_HTTP_SERVER=granian, "
+        replace(
+            SERVICE,
+            name="service-granian-1w",
+            about="this service in one granian worker (SERVICE_HTTP_SERVER=granian, "
             "SERVICE_WORKERS=1), POST /sample",
             env=lambda: {"SERVICE_HTTP_SERVER": "granian", "SERVICE_WORKERS": "1"},
         ),
-        _service(
-            "service-v2",
-            "this service as `service`, KServe v2 POST /v2/models/<model>.<graph>/infer, "
+        replace(
+            SERVICE,
+            name="service-v2",
+            about="this service as `service`, KServe v2 POST /v2/models/<model>.<graph>/infer, "
             "z in and image out as binary tensor data",
             request=_kserve_v2_binary,
             pixels=_v2_binary_image,
-            ready=(
+            ready_paths=[
+                "/health/ready",
                 "/v2/models/dcgan-fashion.generator/ready",
                 "/v2/models/vae-fashion.decoder/ready",
-            ),
+            ],
         ),
-        _litserve("litserve", 1),
-        _litserve("litserve-2w", 2),
+        _litserve(1),
+        _litserve(2),
         _pytriton_spec("pytriton", 1),
         _pytriton_spec("pytriton-2i", 2),
-        _mosec("mosec", 1),
-        _mosec("mosec-2w", 2),
+        _mosec(1),
+        _mosec(2),
         ServerSpec(
             "naive-torch",
             "FastAPI + torch eager, as a tutorial writes it: no batching",
@@ -400,21 +395,13 @@ def _status(url: str) -> int | None:
 
 
 @dataclass
-class Memory:
-    rss_mib: float
-    pss_mib: float
-    processes: int
+class RunningServer(Service):
+    """A server started in its own process group: harness's live service (its URL, process,
+    log and memory over its process tree), whichever server it is."""
 
-
-@dataclass
-class RunningServer:
-    spec: ServerSpec
-    process: subprocess.Popen[bytes]
-    url: str
-    store: Path
-    log_path: Path
-    started: float = field(default_factory=time.perf_counter)
-    ready_s: float | None = None
+    spec: ServerSpec = field(kw_only=True)
+    store: Path = field(kw_only=True)
+    started: float = field(default_factory=time.perf_counter, kw_only=True)
 
     @classmethod
     def start(
@@ -423,18 +410,18 @@ class RunningServer:
         ports = free_ports(spec.ports)
         env = {**os.environ, **spec.env(), "SERVICE_MODEL_STORE": str(store)}
         env["PYTHONUNBUFFERED"] = "1"
-        log_path = log_dir / f"{spec.name}.log"
-        with log_path.open("wb") as log:
+        log = log_dir / f"{spec.name}.log"
+        with log.open("wb") as sink:
             process = subprocess.Popen(
                 spec.command(ports, store, batching),
                 cwd=REPO,
                 env=env,
                 stdin=subprocess.DEVNULL,
-                stdout=log,
+                stdout=sink,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, killed as one at the end
             )
-        return cls(spec, process, f"http://127.0.0.1:{ports[0]}", store, log_path)
+        return cls(f"http://127.0.0.1:{ports[0]}", process, log, spec=spec, store=store)
 
     def wait_ready(self, deadline_s: float) -> None:
         """Until every ready path answers 200; raises RuntimeError on exit or time-out."""
@@ -459,36 +446,14 @@ class RunningServer:
         request = self.request(model, n)
         return self.spec.pixels(post(self.url + request.path, request, timeout))
 
-    def tree(self) -> list[int]:
-        """The server's process and all its descendants, now."""
-        children: dict[int, list[int]] = {}
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                text = stat.read_text()
-            except OSError:
-                continue
-            ppid = int(text.rpartition(")")[2].split()[1])
-            children.setdefault(ppid, []).append(int(stat.parent.name))
-        tree, todo = [], [self.process.pid]
-        while todo:
-            pid = todo.pop()
-            tree.append(pid)
-            todo.extend(children.get(pid, []))
-        return tree
-
-    def memory(self) -> Memory:
-        """Summed over the process tree: RSS (shared pages once per process) and PSS."""
-        rss = pss = 0
-        pids = self.tree()
-        for pid in pids:
-            rss += _kib(Path(f"/proc/{pid}/status"), "VmRSS")
-            pss += _kib(Path(f"/proc/{pid}/smaps_rollup"), "Pss")
-        return Memory(rss / 1024, pss / 1024, len(pids))
+    def memory(self) -> tuple[float, float]:
+        """RSS (shared pages once per process) and PSS in MiB, summed over the process tree."""
+        return self.rss_bytes() / 2**20, sum(self.pss_by_process().values()) / 2**20
 
     def stop(self) -> None:
         """The stop signal to its process group and every process of its tree (or to its own
         process only); once that has exited (or its grace is up), SIGKILL to what is left."""
-        pids = set(self.tree())
+        pids = set(rss_of_tree(self.process.pid))
         if self.spec.stops_its_children:
             self._signal_all({self.process.pid}, self.spec.stop_signal, group=False)
         else:
@@ -514,20 +479,3 @@ class RunningServer:
                 os.kill(pid, sig)
             except (ProcessLookupError, PermissionError):
                 pass
-
-    def log_tail(self, lines: int = 15) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-
-def _kib(path: Path, key: str) -> int:
-    try:
-        for line in path.read_text().splitlines():
-            name, _, value = line.partition(":")
-            if name == key:
-                return int(value.split()[0])
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0

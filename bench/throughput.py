@@ -123,7 +123,7 @@ def measure_server(
             status.max_pixel_diff[model] = pixel_diff(
                 server.sample(model, PARITY_N), references[model]
             )
-        status.idle_rss_mib = server.memory().rss_mib
+        status.idle_rss_mib = server.memory()[0]
         say(f"{name}: ready in {server.ready_s:.1f} s, pixel diff {status.max_pixel_diff}")
         for model in args.models:
             for n in args.images:
@@ -135,7 +135,7 @@ def measure_server(
         status.state = "ok"
     except (RuntimeError, OSError, urllib.error.URLError, KeyError, ValueError) as exc:
         status.state = f"failed: {exc}"
-        say(f"{name}: {status.state}; log {server.log_path}:\n{server.log_tail()}")
+        say(f"{name}: {status.state}; log {server.log}:\n{server.log_tail()}")
     except KeyboardInterrupt:
         status.state = "interrupted"
         raise
@@ -159,14 +159,13 @@ def measure_load(
         row.result = run_wrk(url, request, requests, c, cap_s, timeout_s)
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
         row.failure = str(exc)[:200]
-    memory = server.memory()
-    row.rss_mib, row.pss_mib = memory.rss_mib, memory.pss_mib
+    row.rss_mib, row.pss_mib = server.memory()
     r = row.result
     if r is not None:
         say(
             f"  {row.server:<12} {model:<14} n={n:<3} c={c:<3} {r.requests:>5} req "
             f"{row.images_per_s or 0:>9,.0f} img/s  p50 {r.p50_ms:8.2f} ms  p99 {r.p99_ms:8.2f} ms"
-            f"  errors {r.errors}  RSS {memory.rss_mib:,.0f} MiB"
+            f"  errors {r.errors}  RSS {row.rss_mib:,.0f} MiB"
         )
     else:
         say(f"  {row.server} {model} n={n} c={c}: failed: {row.failure}")
