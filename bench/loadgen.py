@@ -1,4 +1,5 @@
-"""Load: wrk with a fixed request count against a server, and the in-process onnxruntime limit."""
+"""Load: wrk with a fixed request count against a server, and the in-process onnxruntime limit;
+the progress lines and the CPU's name that the load benches print."""
 
 from __future__ import annotations
 
@@ -7,15 +8,29 @@ import os
 import shutil
 import statistics
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
-from servers import Request, peers_workload
+from servers import Request, workload
 
 FIXED_COUNT_LUA = Path(__file__).resolve().parent / "wrk" / "fixed_count.lua"
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
+STARTED = time.perf_counter()
+
+
+def say(text: str) -> None:
+    """A progress line on stderr, after the seconds since the bench started."""
+    print(f"[{time.perf_counter() - STARTED:6.1f} s] {text}", file=sys.stderr, flush=True)
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.partition(":")[2].strip()
+    return "unknown CPU"
 
 
 @dataclass
@@ -111,7 +126,6 @@ class RawResult:
 def raw_onnxruntime(model: str, store: Path, batches: list[int], seconds: float) -> list[RawResult]:
     """The graph alone, in this process: images/s and p50 of one run for each batch size; then
     the same with base64 PNG encoding, at batch 1 and at the best batch."""
-    workload = peers_workload()
     sampler = workload.Sampler(model, store)
 
     def timed(batch: int, png: bool) -> RawResult:

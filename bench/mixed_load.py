@@ -25,11 +25,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from loadgen import LoadResult, run_wrk
+from loadgen import LoadResult, cpu_model, run_wrk, say
 from servers import REPO, SEED, Request
 
-sys.path.insert(0, str(REPO))
-from harness.live_service import serve  # noqa: E402
+from harness.live_service import serve, timed
 
 VARIANTS = {
     "classes": {"SERVICE_QUEUE_POLICY": "classes"},
@@ -103,13 +102,9 @@ def graph_run_ms(store: Path, model: str, runs: int = 2000) -> float:
         providers=["CPUExecutionProvider"],
     )
     z = np.random.default_rng(SEED).standard_normal((1, card.latent_dim or 1), dtype=np.float32)
-    times = []
-    for i in range(runs + 50):
-        start = time.perf_counter()
+    for _ in range(50):  # warm
         session.run(None, {"z": z})
-        if i >= 50:  # warm
-            times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+    return statistics.median(timed(lambda: session.run(None, {"z": z})) for _ in range(runs)) * 1e3
 
 
 def render(
@@ -120,9 +115,10 @@ def render(
     def med(policy: str, load: str, field: str) -> float:
         return statistics.median(getattr(r[load], field) for r in results[policy])
 
+    amx = " with AMX" if "amx_tile" in Path("/proc/cpuinfo").read_text() else ""
     lines = [
         f"Command: `{' '.join(['.venv/bin/python', *sys.argv])}`  ",
-        f"Machine: {cpu()}, {len(os.sched_getaffinity(0))} usable cores; "
+        f"Machine: {cpu_model()}{amx}, {len(os.sched_getaffinity(0))} usable cores; "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; model `{args.model}`; {args.rounds} rounds of "
         f"{args.seconds:g} s per load; medians over the rounds.",
         "",
@@ -161,21 +157,6 @@ def render(
         p50 = med(variant, "c1 alone", "p50_ms")
         lines[-1:-1] = [f"`{variant}`: c=1 alone p50 / the graph's: {p50 / graph_ms:.2f}×."]
     return "\n".join(lines)
-
-
-def cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            amx = " with AMX" if "amx_tile" in Path("/proc/cpuinfo").read_text() else ""
-            return line.partition(":")[2].strip() + amx
-    return "unknown CPU"
-
-
-_STARTED = time.perf_counter()
-
-
-def say(text: str) -> None:
-    print(f"[{time.perf_counter() - _STARTED:6.1f} s] {text}", file=sys.stderr, flush=True)
 
 
 def parse_args() -> argparse.Namespace:

@@ -5,7 +5,6 @@ started. A server is one variant of a family (the same server in another configu
 from __future__ import annotations
 
 import base64
-import importlib
 import io
 import json
 import os
@@ -20,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from importlib.util import find_spec
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -31,6 +29,7 @@ REPO = BENCH.parent
 if str(REPO) not in sys.path:  # run from a script in bench/: make harness/ importable
     sys.path.insert(0, str(REPO))
 
+from bench.peers import workload  # noqa: E402
 from harness.live_service import Service, rss_of_tree  # noqa: E402
 
 PEERS = BENCH / "peers"
@@ -76,18 +75,22 @@ class Reply:
 class ServerSpec:
     name: str
     about: str
-    command: Callable[[list[int], Path, PeerBatching], list[str]]
+    family: str
+    """The server this is a variant of: the same server in another configuration."""
+    program: list[str]
+    """Its command but for the ports, the store and the batching: interpreter, script or module,
+    and its own options."""
     ready_paths: list[str]
     request: Callable[[str, int, Path], Request]
     """(model, images per request, store) -> the request for that many images of SEED."""
     pixels: Callable[[Reply], np.ndarray]
     """A reply's images as 8-bit pixels, (N, H, W)."""
-    family: str
-    """The server this is a variant of: the same server in another configuration."""
-    ports: int = 1
+    port_flags: tuple[str, ...] = ("--port",)
+    batched: bool = False
+    """It takes the peers' batching options (PeerBatching)."""
+    needs: tuple[str, ...] = ()
+    """The modules it needs in this environment."""
     env: Callable[[], dict[str, str]] = dict
-    missing: Callable[[], str | None] = lambda: None
-    """Why the server cannot run here (not installed), or None."""
     stop_grace_s: float = 5.0
     """How long the stop signal has before SIGKILL."""
     stop_signal: signal.Signals = signal.SIGTERM
@@ -96,12 +99,19 @@ class ServerSpec:
     stops_its_children: bool = False
     """The stop signal goes to its own process only, which shuts its children down in order."""
 
+    def command(self, ports: list[int], store: Path, batching: PeerBatching) -> list[str]:
+        pairs = zip(self.port_flags, ports, strict=True)
+        own = [arg for flag, port in pairs for arg in (flag, str(port))]
+        if self.family != "service":  # the service reads SERVICE_MODEL_STORE
+            own += ["--store", str(store)]
+        return [*self.program, *own, *(batching.args() if self.batched else [])]
 
-def peers_workload() -> ModuleType:
-    """bench/peers/workload.py: the peers' own latents, session and PNG code."""
-    if str(PEERS) not in sys.path:
-        sys.path.insert(0, str(PEERS))
-    return importlib.import_module("workload")
+    def missing(self) -> str | None:
+        """Why the server cannot run here (not installed), or None."""
+        if self.family == "pytriton" and not (PYTRITON_VENV / "bin" / "python").is_file():
+            return f"{PYTRITON_VENV.name} is missing; run make bench-throughput"
+        absent = [m for m in self.needs if find_spec(m) is None]
+        return f"not installed ({', '.join(absent)}); run make bench-throughput" if absent else None
 
 
 def to_pixels(images: np.ndarray) -> np.ndarray:
@@ -129,18 +139,11 @@ def _kserve_v2_binary(model: str, n: int, store: Path) -> Request:
     """The service's graph from z to image, with the binary tensor data extension as
     tritonclient sends it: z, the latents /sample draws for SEED and n, as raw float32 after the
     JSON header, and the image asked for as raw bytes too."""
-    workload = peers_workload()
     dim = workload.graph_file(model, store).latent_dim
     z = workload.latents(SEED, n, dim).astype("<f4")
+    size = {"binary_data_size": z.nbytes}
     header = {
-        "inputs": [
-            {
-                "name": "z",
-                "datatype": "FP32",
-                "shape": [n, dim],
-                "parameters": {"binary_data_size": z.nbytes},
-            }
-        ],
+        "inputs": [{"name": "z", "datatype": "FP32", "shape": [n, dim], "parameters": size}],
         "outputs": [{"name": "image", "parameters": {"binary_data": True}}],
     }
     text = json.dumps(header).encode()
@@ -186,80 +189,22 @@ def _v2_binary_image(reply: Reply) -> np.ndarray:
     raise ValueError(f"no image output in the v2 reply: {header['outputs']}")
 
 
-def _needs(*modules: str) -> Callable[[], str | None]:
-    def missing() -> str | None:
-        absent = [m for m in modules if find_spec(m) is None]
-        return f"not installed ({', '.join(absent)}); run make bench-throughput" if absent else None
-
-    return missing
-
-
-def _peer(script: str, *extra: str) -> Callable[[list[int], Path, PeerBatching], list[str]]:
-    def command(ports: list[int], store: Path, batching: PeerBatching) -> list[str]:
-        own = ["--port", str(ports[0]), "--store", str(store), *extra]
-        return [sys.executable, str(PEERS / script), *own]
-
-    return command
-
-
-def _batched_peer(script: str, *extra: str) -> Callable[[list[int], Path, PeerBatching], list[str]]:
-    plain = _peer(script, *extra)
-    return lambda ports, store, batching: plain(ports, store, batching) + batching.args()
-
-
-def _service_command(ports: list[int], store: Path, batching: PeerBatching) -> list[str]:
-    host = ["--host", "127.0.0.1", "--port", str(ports[0])]
-    return [sys.executable, "-m", "service", *host, "--log-level", "warning"]
-
-
-def _pytriton(instances: int) -> Callable[[list[int], Path, PeerBatching], list[str]]:
-    def command(ports: list[int], store: Path, batching: PeerBatching) -> list[str]:
-        http, grpc, metrics = (str(p) for p in ports)
-        script = str(PEERS / "pytriton_server.py")
-        ports_args = ["--http-port", http, "--grpc-port", grpc, "--metrics-port", metrics]
-        python = str(PYTRITON_VENV / "bin" / "python")
-        own = ["--store", str(store), "--instances", str(instances)]
-        return [python, script, *ports_args, *own, *batching.args()]
-
-    return command
-
-
 def _pytriton_env() -> dict[str, str]:
-    """Triton's Python backend loads libpython from the venv's base Python."""
-    home = _pyvenv_home()
+    """Triton's Python backend loads libpython from the venv's base Python (its ``home``)."""
+    cfg = PYTRITON_VENV / "pyvenv.cfg"
+    lines = cfg.read_text().splitlines() if cfg.is_file() else []
+    pairs = [line.partition("=") for line in lines]
+    home = next((value.strip() for key, _, value in pairs if key.strip() == "home"), None)
     lib = str(Path(home).parent / "lib") if home else ""
     return {"LD_LIBRARY_PATH": ":".join(p for p in (lib, os.environ.get("LD_LIBRARY_PATH")) if p)}
 
 
-def _pyvenv_home() -> str | None:
-    cfg = PYTRITON_VENV / "pyvenv.cfg"
-    if not cfg.is_file():
-        return None
-    for line in cfg.read_text().splitlines():
-        key, _, value = line.partition("=")
-        if key.strip() == "home":
-            return value.strip()
-    return None
-
-
-def _pytriton_missing() -> str | None:
-    if not (PYTRITON_VENV / "bin" / "python").is_file():
-        return f"{PYTRITON_VENV.name} is missing; run make bench-throughput"
-    return None
-
-
-def _batched_peer_spec(family: str, about: str, ready: str, workers: int) -> ServerSpec:
+def _batched_peer(family: str, about: str, ready: str, workers: int) -> ServerSpec:
     """LitServe or Mosec, ``workers`` worker processes per model."""
-    return ServerSpec(
-        family if workers == 1 else f"{family}-{workers}w",
-        about,
-        _batched_peer(f"{family}_server.py", "--workers", str(workers)),
-        [ready],
-        _per_model_route,
-        _images_field,
-        family=family,
-        missing=_needs(family),
-    )
+    script = [sys.executable, str(PEERS / f"{family}_server.py"), "--workers", str(workers)]
+    name = family if workers == 1 else f"{family}-{workers}w"
+    return ServerSpec(name, about, family, script, [ready], _per_model_route, _images_field,
+                      batched=True, needs=(family,))  # fmt: skip
 
 
 def _litserve(workers: int) -> ServerSpec:
@@ -268,7 +213,7 @@ def _litserve(workers: int) -> ServerSpec:
         f"LitServe, one LitAPI per model, {per} per model (workers_per_device={workers}), "
         "batching by max_batch_size/batch_timeout"
     )
-    return _batched_peer_spec("litserve", about, "/health", workers)
+    return _batched_peer("litserve", about, "/health", workers)
 
 
 def _mosec(workers: int) -> ServerSpec:
@@ -276,23 +221,24 @@ def _mosec(workers: int) -> ServerSpec:
     about = (
         f"Mosec: Rust HTTP server, {per} per model (append_worker num={workers}), dynamic batching"
     )
-    return _batched_peer_spec("mosec", about, "/", workers)
+    return _batched_peer("mosec", about, "/", workers)
 
 
-def _pytriton_spec(name: str, instances: int) -> ServerSpec:
+def _pytriton(name: str, instances: int) -> ServerSpec:
     per = "one instance" if instances == 1 else f"{instances} instances"
+    python, script = str(PYTRITON_VENV / "bin" / "python"), str(PEERS / "pytriton_server.py")
     return ServerSpec(
         name,
         f"PyTriton: Triton server, Python backend, {per} of the inference callable per model, "
         "dynamic batcher and @batch, KServe v2",
-        _pytriton(instances),
+        "pytriton",
+        [python, script, "--instances", str(instances)],
         ["/v2/health/ready", "/v2/models/dcgan-fashion/ready", "/v2/models/vae-fashion/ready"],
         _kserve_v2,
         _kserve_images,
-        family="pytriton",
-        ports=3,
+        port_flags=("--http-port", "--grpc-port", "--metrics-port"),
+        batched=True,
         env=_pytriton_env,
-        missing=_pytriton_missing,
         stop_grace_s=20.0,
         stop_signal=signal.SIGINT,  # PyTriton's documented way to quit
         leftovers=lambda pid: list(Path("/dev/shm").glob(f"pytrtion{pid}-*")),
@@ -304,11 +250,11 @@ SERVICE = ServerSpec(
     "service",
     "this service: python -m service, its defaults (uvicorn; SERVICE_WORKERS: one worker "
     "process per usable core), POST /sample",
-    _service_command,
+    "service",
+    [sys.executable, "-m", "service", "--host", "127.0.0.1", "--log-level", "warning"],
     ["/health/ready"],
     _sample_body,
     _images_field,
-    family="service",
 )
 SERVERS: dict[str, ServerSpec] = {
     spec.name: spec
@@ -349,19 +295,19 @@ SERVERS: dict[str, ServerSpec] = {
         ),
         _litserve(1),
         _litserve(2),
-        _pytriton_spec("pytriton", 1),
-        _pytriton_spec("pytriton-2i", 2),
+        _pytriton("pytriton", 1),
+        _pytriton("pytriton-2i", 2),
         _mosec(1),
         _mosec(2),
         ServerSpec(
             "naive-torch",
             "FastAPI + torch eager, as a tutorial writes it: no batching",
-            _peer("naive_torch.py"),
+            "naive-torch",
+            [sys.executable, str(PEERS / "naive_torch.py")],
             ["/health"],
             _sample_body,
             _images_field,
-            family="naive-torch",
-            missing=_needs("torch", "fastapi", "uvicorn"),
+            needs=("torch", "fastapi", "uvicorn"),
         ),
     ]
 }
@@ -407,7 +353,7 @@ class RunningServer(Service):
     def start(
         cls, spec: ServerSpec, store: Path, batching: PeerBatching, log_dir: Path
     ) -> RunningServer:
-        ports = free_ports(spec.ports)
+        ports = free_ports(len(spec.port_flags))
         env = {**os.environ, **spec.env(), "SERVICE_MODEL_STORE": str(store)}
         env["PYTHONUNBUFFERED"] = "1"
         log = log_dir / f"{spec.name}.log"

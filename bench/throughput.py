@@ -20,7 +20,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -30,7 +29,7 @@ from types import FrameType
 from typing import Any
 
 import numpy as np
-from loadgen import raw_onnxruntime, run_wrk, wrk_version
+from loadgen import cpu_model, raw_onnxruntime, run_wrk, say, wrk_version
 from report import LoadRow, Report, ServerStatus
 from servers import (
     PYTRITON_VENV,
@@ -39,8 +38,8 @@ from servers import (
     SERVERS,
     PeerBatching,
     RunningServer,
-    peers_workload,
     to_pixels,
+    workload,
 )
 
 MODELS = ["dcgan-fashion", "vae-fashion"]
@@ -174,7 +173,7 @@ def measure_load(
 
 def reference_pixels(model: str, store: Path) -> np.ndarray:
     """The 8-bit images (N, H, W) every server must return for (SEED, PARITY_N)."""
-    sampler = peers_workload().Sampler(model, store)
+    sampler = workload.Sampler(model, store)
     (images,) = sampler.images([(PARITY_N, SEED)])
     return to_pixels(images)
 
@@ -186,14 +185,9 @@ def pixel_diff(pixels: np.ndarray, reference: np.ndarray) -> int:
 
 
 def machine() -> dict[str, Any]:
-    cpu = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.partition(":")[2].strip()
-            break
     mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
     return {
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "usable_cores": len(os.sched_getaffinity(0)),
         "memory_gib": mem_kib / 2**20,
@@ -234,13 +228,6 @@ def _stop_on_signals() -> None:
 
     signal.signal(signal.SIGTERM, interrupt)
     signal.signal(signal.SIGHUP, interrupt)
-
-
-_STARTED = time.perf_counter()
-
-
-def say(text: str) -> None:
-    print(f"[{time.perf_counter() - _STARTED:6.1f} s] {text}", file=sys.stderr, flush=True)
 
 
 def _csv(kind: type) -> Any:
