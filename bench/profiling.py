@@ -10,6 +10,7 @@ names its command, and ``--help`` after a subcommand says what it measures:
     .venv/bin/python bench/profiling.py streaming [--rounds 2]
     .venv/bin/python bench/profiling.py fast-sampler [--model pixelcnn-fashion] [--n 16]
     .venv/bin/python bench/profiling.py anomaly-auroc [--n 1000] [--noise 200] [--k 100]
+    .venv/bin/python bench/profiling.py training-speed [--families dcgan] [--threads 1,2]
 
 Only runs on a quiet machine give figures to quote.
 """
@@ -17,9 +18,11 @@ Only runs on a quiet machine give figures to quote.
 from __future__ import annotations
 
 import argparse
+import ast
 import asyncio
 import cProfile
 import gzip
+import itertools
 import json
 import os
 import platform
@@ -815,6 +818,102 @@ def _auroc_row(
     }
 
 
+# ---------------- training-speed: the real training step on this machine
+
+
+def training_speed(args: argparse.Namespace) -> None:
+    """images/s of each family's real training step, by threads, precision, layout and compile
+
+    On real Fashion-MNIST batches, by torch threads, autocast precision, memory format and
+    torch.compile: a few warm-up steps (compiling, when it is on), then the median over
+    --repeats of (batch size x --steps / seconds). Never run it beside a training run, which
+    needs the same cores."""
+    from training.data import load
+    from training.hardware import cpu_description
+    from training.models import MODEL_CLASSES
+
+    train = load("fashion-mnist", "train")
+    images, labels = train.float_images()[:8192], train.labels[:8192]
+    overrides: dict[str, dict[str, Any]] = {}
+    for item in args.set:  # FAMILY:KEY=VALUE
+        family, _, setting = item.partition(":")
+        key, _, value = setting.partition("=")
+        try:
+            parsed = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            parsed = value
+        overrides.setdefault(family, {})[key] = parsed
+    families = args.families or ",".join(f for f in MODEL_CLASSES if f != "classifier")
+    print(f"# {cpu_description()}")
+    results = []
+    print("| family | settings | threads | precision | channels-last | compile | img/s (median) |")
+    print("| --- | --- | ---: | --- | --- | --- | ---: |")
+    for family, threads, precision, channels_last, compiled in itertools.product(
+        families.split(","),
+        [int(t) for t in args.threads.split(",")],
+        args.precision.split(","),
+        [value == "yes" for value in args.channels_last.split(",")],
+        [value == "yes" for value in args.compile.split(",")],
+    ):
+        settings = overrides.get(family, {})
+        setup = (threads, precision, channels_last, compiled)
+        rates = training_rates(family, settings, setup, args.steps, args.repeats, images, labels)
+        median = statistics.median(rates)
+        shown = ", ".join(f"{k}={v}" for k, v in settings.items()) or "defaults"
+        print(
+            f"| {family} | {shown} | {threads} | {precision} | {channels_last} | {compiled} "
+            f"| {median:.0f} |",
+            flush=True,
+        )
+        results.append(
+            {"family": family, "settings": settings, "threads": threads,
+             "precision": precision, "channels_last": channels_last, "compile": compiled,
+             "images_per_second": [round(r, 1) for r in rates], "median": round(median, 1)}
+        )  # fmt: skip
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def training_rates(
+    family: str,
+    overrides: dict[str, Any],
+    setup: tuple[int, str, bool, bool],
+    steps: int,
+    repeats: int,
+    images: Any,
+    labels: Any,
+) -> list[float]:
+    """Images/s of each repeat, after a warm-up; ``setup``: threads, precision ("fp32" or
+    "bf16"), channels-last, torch.compile."""
+    import torch
+
+    from training.trainer import build_model
+
+    threads, precision, channels_last, compiled = setup
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = build_model(family, overrides).train()
+    if channels_last:
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    if compiled:
+        model.compile_for_training()
+    optimizers = model.configure_optimizers()
+    batch = model.config.batch_size
+    rates = []
+    for repeat in range(repeats + 1):  # the first is the warm-up
+        started = time.perf_counter()
+        for step in range(steps if repeat else 3):
+            at = (step * batch) % (len(images) - batch)
+            x = images[at : at + batch]
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                model.training_step(x, labels[at : at + batch], optimizers)
+        if repeat:
+            rates.append(batch * steps / (time.perf_counter() - started))
+    return rates
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -826,7 +925,7 @@ def main(argv: list[str] | None = None) -> None:
         doc = run.__doc__ or ""
         sub = commands.add_parser(name, help=doc.split("\n")[0], description=doc)
         sub.set_defaults(run=run)
-        if name != "ort-threads":
+        if name not in ("ort-threads", "training-speed"):
             sub.add_argument("--store", type=Path, default=STORE)
         if model is not None:
             sub.add_argument("--model", default=model)
@@ -885,6 +984,17 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_argument("--k", type=int, default=100, help="IWAE samples per image (VAE)")
     sub.add_argument("--seed", type=int, default=0)
     sub.add_argument("--json", type=Path, help="also write the results here")
+
+    sub = command("training-speed", training_speed)
+    sub.add_argument("--families", help="default: every family but the classifier")
+    sub.add_argument("--threads", default="1,2")
+    sub.add_argument("--precision", default="fp32,bf16")
+    sub.add_argument("--channels-last", default="yes", help="yes, no, or yes,no")
+    sub.add_argument("--compile", default="no", help="torch.compile: yes, no, or no,yes")
+    sub.add_argument("--steps", type=int, default=20)
+    sub.add_argument("--repeats", type=int, default=3)
+    sub.add_argument("--set", action="append", default=[], metavar="FAMILY:KEY=VALUE")
+    sub.add_argument("--out", type=Path, help="also write the results as JSON here")
 
     args = parser.parse_args(argv)
     args.run(args)

@@ -55,7 +55,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
         default="fp32",
         help="autocast precision for training (evaluation is always fp32); auto: bf16 on a CPU "
         "with bf16 instructions (AMX or AVX512-BF16), fp32 elsewhere "
-        "(bench/training_speed.py measures both)",
+        "(bench/profiling.py training-speed measures both)",
     )
     p.add_argument("--patience", type=int, help="stop after this many epochs without a better "
                    "held-out FD (the family's default: never)")  # fmt: skip

@@ -65,36 +65,22 @@ def png_base64(images: np.ndarray) -> list[str]:
 
 @dataclass(frozen=True)
 class GraphFile:
-    model: str
     path: Path
     latent_dim: int
     card: dict[str, Any]
 
 
 def graph_file(model: str, store: Path = DEFAULT_STORE) -> GraphFile:
-    """The image graph of the newest version of ``model``, as its model card names it. Reads
-    the store's layout (cards ``<name>.v<version>.json``, files relative to the store) and the
-    older one (``<name>/<version>/model.json``, files beside the card)."""
+    """The image graph of the newest version of ``model``, as its model card
+    (``<name>.v<version>.json``) names it, relative to the store."""
     cards = {
-        _version(p.name.removeprefix(f"{model}.v").removesuffix(".json")): p
-        for p in store.glob(f"{model}.v*.json")
+        int(p.name.split(".v")[-1].removesuffix(".json")): p for p in store.glob(f"{model}.v*.json")
     }
-    older = {_version(p.parent.name): p for p in store.glob(f"{model}/*/model.json")}
-    if cards:
-        card_path = cards[max(cards)]
-        base = store
-    elif older:
-        card_path = older[max(older)]
-        base = card_path.parent
-    else:
+    if not cards:
         raise FileNotFoundError(f"{store} has no model card for {model}")
-    card = json.loads(card_path.read_text())
-    path = base / card["graphs"][GRAPH_ROLES[model]]["file"]
-    return GraphFile(model, path, int(card["latent_dim"]), card)
-
-
-def _version(text: str) -> int:
-    return int(text) if text.isdigit() else -1
+    card = json.loads(cards[max(cards)].read_text())
+    path = store / card["graphs"][GRAPH_ROLES[model]]["file"]
+    return GraphFile(path, int(card["latent_dim"]), card)
 
 
 def threads_per_worker(workers: int) -> int:
