@@ -1,14 +1,10 @@
-"""The first run on an NVIDIA GPU, in one command: ``make gpu-check``.
+"""The first run on an NVIDIA GPU, in one command: ``make gpu-check`` (bench/README.md).
 
-It starts ``python -m service`` with SERVICE_DEVICE=cuda, checks that every graph of every
-ready model runs on CUDAExecutionProvider, then measures ``POST /sample`` at 1 and 64 images per
-request and at concurrency 1 and 64 against raw onnxruntime on CUDA (the same graph in this
-process, at batch 1 and 64, in the same run), and writes docs/bench/gpu.md. On a machine
-without a GPU (``nvidia-smi -L`` lists none) it does the same on the CPU fallback
-(SERVICE_DEVICE=cpu, CPUExecutionProvider); tests/deploy/test_gpu_check.py runs it so, with
-tiny counts. ``--device`` forces either. SERVICE_* variables in the environment reach the
-service and are listed in the report; SERVICE_WORKERS is 2 unless set, as deploy/k8s/gpu/ runs
-the service.
+The service with SERVICE_DEVICE=cuda: every graph on CUDAExecutionProvider, then ``POST
+/sample`` against raw onnxruntime on CUDA, written to docs/bench/gpu.md. Without a GPU
+(``nvidia-smi -L`` lists none) the same on the CPU fallback, as tests/bench/test_gpu_check.py
+runs it; ``--device`` forces either. SERVICE_* variables in the environment reach the service
+(SERVICE_WORKERS is 2 unless set, as deploy/k8s/gpu/ runs it).
 
     make gpu-check                                        # writes docs/bench/gpu.md
     .venv/bin/python bench/gpu_check.py --requests 8 --seconds 0.2 --out /tmp/gpu.md
@@ -98,10 +94,8 @@ def measure_service(service: Service, point: Point, requests: int) -> None:
 def raw_onnxruntime(model: str, provider: str, batch: int, seconds: float) -> float:
     """Images/s of the model's image graph alone in this process, on ``provider``: ``batch``
     divided by the median run (numpy in and out, as the service feeds it)."""
-    graph = workload.graph_file(model, workload.DEFAULT_STORE)
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(graph.path), options, providers=[provider])
+    graph = workload.graph_file(model)
+    session = workload.open_session(graph.path, provider=provider)
     if session.get_providers()[0] != provider:
         raise SystemExit(f"raw onnxruntime: {model} runs on {session.get_providers()}")
     feeds = {"z": workload.latents(0, batch, graph.latent_dim)}

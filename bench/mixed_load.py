@@ -24,11 +24,10 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 from loadgen import LoadResult, cpu_model, run_wrk, say
 from servers import REPO, SEED, Request
 
-from harness.live_service import serve, timed
+from harness.live_service import serve
 
 VARIANTS = {
     "classes": {"SERVICE_QUEUE_POLICY": "classes"},
@@ -88,7 +87,7 @@ def measure(url: str, one: Request, bulk: Request, seconds: float) -> dict[str, 
 def graph_run_ms(store: Path, model: str, runs: int = 2000) -> float:
     """The median of ``runs`` runs of the model's generator (or decoder) on one latent, in a
     session opened as the service opens its batched graphs (its threads and options)."""
-    import onnxruntime as ort
+    from profiling import p50_ms
 
     from modelstore.discovery import discover, read_card
     from service.config import ServiceConfig, Settings
@@ -96,15 +95,7 @@ def graph_run_ms(store: Path, model: str, runs: int = 2000) -> float:
     config = ServiceConfig.from_settings(Settings(model_store=store, device="cpu"))
     card = read_card(next(entry for entry in discover(store) if entry.name == model))
     role = "generator" if "generator" in card.graphs else "decoder"
-    session = ort.InferenceSession(
-        str(store / card.graphs[role].file),
-        config.sessions.options(),
-        providers=["CPUExecutionProvider"],
-    )
-    z = np.random.default_rng(SEED).standard_normal((1, card.latent_dim or 1), dtype=np.float32)
-    for _ in range(50):  # warm
-        session.run(None, {"z": z})
-    return statistics.median(timed(lambda: session.run(None, {"z": z})) for _ in range(runs)) * 1e3
+    return p50_ms(str(store / card.graphs[role].file), config.sessions.options(), runs)
 
 
 def render(

@@ -93,22 +93,15 @@ def store_of(args: argparse.Namespace) -> Path:
 # ---------------- ort-threads: onnxruntime's threads and nodes
 
 
-def _session(graph: str, threads: int, profile_prefix: str | None = None) -> ort.InferenceSession:
-    options = SessionTuning(intra_op_threads=threads).options()
-    if profile_prefix is not None:
-        options.enable_profiling = True
-        options.profile_file_prefix = profile_prefix
-    return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
-
-
 def _feeds(session: ort.InferenceSession, batch: int) -> dict[str, np.ndarray]:
     first = session.get_inputs()[0]
     shape = (batch, *first.shape[1:])
     return {first.name: np.random.default_rng(0).standard_normal(shape, np.float32)}
 
 
-def p50_ms(graph: str, threads: int, runs: int, batch: int = 1) -> float:
-    session = _session(graph, threads)
+def p50_ms(graph: str, options: ort.SessionOptions, runs: int, batch: int = 1) -> float:
+    """The median of one run at ``batch``, after a warm-up; fewer runs at larger batches."""
+    session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
     feeds = _feeds(session, batch)
     for _ in range(max(3, 50 // batch)):
         session.run(None, feeds)
@@ -123,7 +116,10 @@ def p50_ms(graph: str, threads: int, runs: int, batch: int = 1) -> float:
 def node_shares(graph: str, batch: int, runs: int = 50) -> list[tuple[str, str, float, float]]:
     """(op type, node, share of the runs' node time, ms per run), largest first."""
     with tempfile.TemporaryDirectory(prefix="genserve-ort-profile-") as folder:
-        session = _session(graph, 1, str(Path(folder) / "profile"))
+        options = SessionTuning(intra_op_threads=1).options()
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(folder) / "profile")
+        session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
         feeds = _feeds(session, batch)
         for _ in range(runs):
             session.run(None, feeds)
@@ -146,7 +142,8 @@ def ort_threads(args: argparse.Namespace) -> None:
     batches = [int(b) for b in args.batches.split(",")]
     for batch in batches:
         for threads in (1, 2):
-            p50 = p50_ms(args.graph, threads, args.runs, batch)
+            options = SessionTuning(intra_op_threads=threads).options()
+            p50 = p50_ms(args.graph, options, args.runs, batch)
             print(
                 f"{args.graph}: batch {batch}, {threads} thread(s), p50 {p50:.3f} ms, "
                 f"{p50 / batch:.3f} ms per row"

@@ -25,7 +25,6 @@ from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from tempfile import mkdtemp
-from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -38,6 +37,7 @@ from servers import (
     SERVERS,
     PeerBatching,
     RunningServer,
+    ServerSpec,
     to_pixels,
     workload,
 )
@@ -53,25 +53,22 @@ COUNTS = {"full": {1: (400, 50), 64: (40, 6)}, "quick": {1: (10, 2), 64: (3, 1)}
 
 def main() -> None:
     args = parse_args()
-    _stop_on_signals()
-    mode = "quick" if args.quick else "full"
-    batching = PeerBatching(args.peer_max_batch_size, args.peer_batch_timeout_us)
-    service_env = dict(item.split("=", 1) for item in args.service_env)
-    os.environ.update(service_env)
+    for signum in (signal.SIGTERM, signal.SIGHUP):  # stop the servers, report what was measured
+        signal.signal(signum, signal.default_int_handler)
+    os.environ.update(dict(item.split("=", 1) for item in args.service_env))
     settings = {
-        "mode": mode,
+        "mode": args.mode,
         "models": ",".join(args.models),
-        "peer_max_batch_size": batching.max_batch_size,
-        "peer_batch_timeout_us": batching.timeout_us,
+        "peer_max_batch_size": args.batching.max_batch_size,
+        "peer_batch_timeout_us": args.batching.timeout_us,
         "seed": SEED,
         "wrk": "1 thread, keep-alive, timed after the first wave",
         **{k: v for k, v in sorted(os.environ.items()) if k.startswith("SERVICE_")},
     }
     report = Report(machine(), exact_command(), settings)
-    log_dir = args.log_dir or Path(mkdtemp(prefix="genserve-bench-"))
-    log_dir.mkdir(parents=True, exist_ok=True)
+    args.log_dir.mkdir(parents=True, exist_ok=True)
     say(f"machine: {report.machine['cpu']}, {report.machine['usable_cores']} usable cores")
-    say(f"command: {report.command}\nserver logs: {log_dir}")
+    say(f"command: {report.command}\nserver logs: {args.log_dir}")
 
     interrupted = False
     try:
@@ -82,9 +79,7 @@ def main() -> None:
             say(f"raw onnxruntime {model}: best batch {best.batch}, {best.images_per_s:,.0f} img/s")
         references = {model: reference_pixels(model, args.store) for model in args.models}
         for name in args.servers:
-            status = ServerStatus(name, SERVERS[name].about, SERVERS[name].family)
-            report.servers.append(status)
-            measure_server(name, status, report, args, mode, batching, log_dir, references)
+            measure_server(SERVERS[name], report, args, references)
     except KeyboardInterrupt:
         interrupted = True
         say("interrupted: the servers are stopped; partial results follow")
@@ -98,23 +93,17 @@ def main() -> None:
 
 
 def measure_server(
-    name: str,
-    status: ServerStatus,
-    report: Report,
-    args: argparse.Namespace,
-    mode: str,
-    batching: PeerBatching,
-    log_dir: Path,
-    references: dict[str, np.ndarray],
+    spec: ServerSpec, report: Report, args: argparse.Namespace, references: dict[str, np.ndarray]
 ) -> None:
-    spec = SERVERS[name]
-    missing = spec.missing()
+    name, missing = spec.name, spec.missing()
+    status = ServerStatus(name, spec.about, spec.family)
+    report.servers.append(status)
     if missing:
         status.state = f"skipped: {missing}"
         say(f"{name}: {status.state}")
         return
     say(f"{name}: starting")
-    server = RunningServer.start(spec, args.store, batching, log_dir)
+    server = RunningServer.start(spec, args.store, args.batching, args.log_dir)
     try:
         server.wait_ready(args.ready_timeout)
         status.ready_s = server.ready_s
@@ -127,8 +116,7 @@ def measure_server(
         for model in args.models:
             for n in args.images:
                 for c in args.concurrency:
-                    row = measure_load(server, model, n, c, args, mode)
-                    report.rows.append(row)
+                    report.rows.append(measure_load(server, model, n, c, args))
                     if server.process.poll() is not None:
                         raise RuntimeError(f"exited with {server.process.returncode} under load")
         status.state = "ok"
@@ -144,9 +132,10 @@ def measure_server(
 
 
 def measure_load(
-    server: RunningServer, model: str, n: int, c: int, args: argparse.Namespace, mode: str
+    server: RunningServer, model: str, n: int, c: int, args: argparse.Namespace
 ) -> LoadRow:
     row = LoadRow(server.spec.name, model, n, c)
+    mode = args.mode
     floor, per_connection = COUNTS[mode][1 if n == 1 else 64]
     requests = max(2, round(args.scale * max(floor, per_connection * c)))
     request = server.request(model, n)
@@ -222,14 +211,6 @@ def exact_command() -> str:
     return shlex.join([shown, *sys.argv])
 
 
-def _stop_on_signals() -> None:
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)
-    signal.signal(signal.SIGHUP, interrupt)
-
-
 def _csv(kind: type) -> Any:
     return lambda text: [kind(x) for x in text.split(",") if x]
 
@@ -271,6 +252,9 @@ def parse_args() -> argparse.Namespace:
     if args.raw_seconds is None:
         args.raw_seconds = 0.1 if args.quick else 1.0
     args.store = args.store.resolve()
+    args.mode = "quick" if args.quick else "full"
+    args.batching = PeerBatching(args.peer_max_batch_size, args.peer_batch_timeout_us)
+    args.log_dir = args.log_dir or Path(mkdtemp(prefix="genserve-bench-"))
     return args
 
 

@@ -92,12 +92,14 @@ def threads_per_worker(workers: int) -> int:
     return max(1, len(os.sched_getaffinity(0)) // workers)
 
 
-def open_session(path: Path, threads: int = 0) -> ort.InferenceSession:
+def open_session(
+    path: Path, threads: int = 0, provider: str = "CPUExecutionProvider"
+) -> ort.InferenceSession:
     """onnxruntime's defaults (every optimisation, one thread per physical core), on the CPU."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), options, providers=[provider])
 
 
 class Sampler:
