@@ -107,12 +107,12 @@ WRK           := /usr/bin/wrk
 bench-throughput: install-dev $(VENV)/.bench-installed $(PYTRITON_VENV)/.installed $(WRK)
 	$(BIN)/python bench/throughput.py $(BENCH_ARGS)
 
-# The first run on an NVIDIA GPU (bench/gpu_check.py): the service with SERVICE_DEVICE=cuda,
+# The first run on an NVIDIA GPU (bench/profiling.py gpu-check): the service with SERVICE_DEVICE=cuda,
 # every graph on CUDA, images/s against raw onnxruntime on CUDA; writes docs/bench/gpu.md.
 # Without a GPU it runs on the CPU fallback. GPU_CHECK_ARGS="--out /tmp/gpu.md" writes elsewhere.
 GPU_CHECK_ARGS ?=
 gpu-check: install-dev
-	$(BIN)/python bench/gpu_check.py $(GPU_CHECK_ARGS)
+	$(BIN)/python bench/profiling.py gpu-check $(GPU_CHECK_ARGS)
 
 $(VENV)/.bench-installed: bench/requirements.txt constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install -q -c constraints.txt -r bench/requirements.txt

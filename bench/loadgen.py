@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
-from servers import Request, workload
+from bench.servers import Request, workload
 
 FIXED_COUNT_LUA = Path(__file__).resolve().parent / "wrk" / "fixed_count.lua"
 WRK = shutil.which("wrk") or "/usr/bin/wrk"

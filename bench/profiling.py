@@ -11,6 +11,8 @@ names its command, and ``--help`` after a subcommand says what it measures:
     .venv/bin/python bench/profiling.py fast-sampler [--model pixelcnn-fashion] [--n 16]
     .venv/bin/python bench/profiling.py anomaly-auroc [--n 1000] [--noise 200] [--k 100]
     .venv/bin/python bench/profiling.py training-speed [--families dcgan] [--threads 1,2]
+    .venv/bin/python bench/profiling.py mixed-load [--rounds 3] [--seconds 10] [--inline 1]
+    .venv/bin/python bench/profiling.py gpu-check [--requests 8 --seconds 0.2 --out PATH]
 
 Only runs on a quiet machine give figures to quote.
 """
@@ -27,6 +29,7 @@ import os
 import platform
 import pstats
 import re
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -36,6 +39,9 @@ import time
 import urllib.request
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +54,11 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script: make the service and harness/ importable
     sys.path.insert(0, str(REPO))
 
+from bench.loadgen import LoadResult, cpu_model, run_wrk, say  # noqa: E402
+from bench.peers import workload  # noqa: E402
+from bench.servers import SEED, Request  # noqa: E402
 from genserve import Client  # noqa: E402
-from harness.live_service import serve, timed  # noqa: E402
+from harness.live_service import Call, Json, Service, drive, percentile, serve, timed  # noqa: E402
 from service.api.app import create_app, load_store  # noqa: E402
 from service.config import ServiceConfig, Settings  # noqa: E402
 from service.generation import autoregressive, operations  # noqa: E402
@@ -78,6 +87,10 @@ def status_kib(pid: int | str = "self") -> dict[str, int]:
         if key in ("VmRSS", "VmHWM"):
             fields[key] = int(value.split()[0])
     return fields
+
+
+def ints(text: str) -> list[int]:
+    return [int(part) for part in text.split(",")]
 
 
 def store_of(args: argparse.Namespace) -> Path:
@@ -783,7 +796,7 @@ def anomaly_auroc(args: argparse.Namespace) -> None:
         print(f"| {r['scorer']} | {r['model']} | {means} | {aurocs} | {r['seconds']:.1f} |")
     print(f"{cpu()}, {os.cpu_count()} cores, onnxruntime CPU")
     if args.json:
-        given = {k: v for k, v in vars(args).items() if k not in ("command", "run")}
+        given = {k: v for k, v in vars(args).items() if k not in ("command", "run", "argv")}
         settings_used = {**given, "store": str(args.store), "json": str(args.json)}
         args.json.write_text(json.dumps({"args": settings_used, "rows": rows}, indent=2))
 
@@ -897,7 +910,310 @@ def training_rates(
     return rates
 
 
-def main(argv: list[str] | None = None) -> None:
+# ---------------- mixed-load: interactive clients beside a bulk flood, by queue policy
+
+
+VARIANTS = {
+    "classes": {"SERVICE_QUEUE_POLICY": "classes"},
+    "arrival": {"SERVICE_QUEUE_POLICY": "arrival"},
+}
+"""The services compared, by their settings (--inline N adds one)."""
+INLINE = "SERVICE_INLINE_MAX_IMAGES"
+EVERY = 10**9
+"""A request count no load reaches: the loads end at their time cap."""
+
+
+def mixed_load(args: argparse.Namespace) -> None:
+    """interactive clients alone and beside a bulk flood, with each queue policy
+
+    Interactive clients (1 image per request, concurrency 1 and 4) alone and beside a bulk
+    flood (64 images per request, concurrency 16), against python -m service with each queue
+    policy (SERVICE_QUEUE_POLICY=classes, then arrival; --inline N adds classes with
+    SERVICE_INLINE_MAX_IMAGES=N), each in turn every round. Each load is wrk
+    (bench/wrk/fixed_count.lua, one thread, keep-alive) capped by --seconds; the flood starts a
+    second before the interactive clients. The table gives the medians over the rounds, and
+    the graph's own run of one image with the service's session settings (bench/README.md)."""
+    model, path = args.model, "/sample"
+    one = Request(path, {"model": model, "n": 1, "seed": SEED})
+    bulk = Request(path, {"model": model, "n": 64, "seed": SEED})
+    store = args.store.resolve()
+    graph_ms = graph_run_ms(store, model)
+    say(f"graph alone, 1 image, the service's session settings: p50 {graph_ms:.3f} ms")
+    variants = dict(VARIANTS)
+    if args.inline is not None:
+        variants[f"classes, {INLINE}={args.inline}"] = {**VARIANTS["classes"], INLINE: args.inline}
+    results: dict[str, list[dict[str, LoadResult]]] = {v: [] for v in variants}
+    for round_ in range(args.rounds):
+        for variant, settings in variants.items():
+            env = {**dict(e.split("=", 1) for e in args.env), **settings}
+            with serve(store, **env) as service:
+                say(f"round {round_ + 1}, {variant}: ready in {service.ready_s:.1f} s")
+                results[variant].append(mixed_loads(service.url + path, one, bulk, args.seconds))
+    table = render_mixed(results, graph_ms, args)
+    print(table)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(table)
+        say(f"wrote {args.out}")
+
+
+def mixed_loads(url: str, one: Request, bulk: Request, seconds: float) -> dict[str, LoadResult]:
+    """The loads on one service: c=1 alone, c=4 alone, the flood alone, then the flood with
+    both interactive clients."""
+
+    def load(request: Request, c: int, cap_s: float) -> LoadResult:
+        return run_wrk(url, request, EVERY, c, cap_s, timeout_s=60)
+
+    found = {"c1 alone": load(one, 1, seconds), "c4 alone": load(one, 4, seconds)}
+    found["flood alone"] = load(bulk, 16, seconds)
+    with ThreadPoolExecutor(3) as pool:
+        flood = pool.submit(load, bulk, 16, seconds + 2)
+        time.sleep(1.0)  # the flood fills the queues first
+        c1, c4 = pool.submit(load, one, 1, seconds), pool.submit(load, one, 4, seconds)
+        found |= {"c1 flood": c1.result(), "c4 flood": c4.result(), "flood": flood.result()}
+    for name, r in found.items():
+        say(f"  {name:<9} {r.requests:>6} req, p50 {r.p50_ms:7.2f} ms, p99 {r.p99_ms:7.2f} ms, "
+            f"{r.requests_per_s:8.1f} req/s, errors {r.errors}")  # fmt: skip
+    return found
+
+
+def graph_run_ms(store: Path, model: str, runs: int = 2000) -> float:
+    """The median of ``runs`` runs of the model's generator (or decoder) on one latent, in a
+    session opened as the service opens its batched graphs (its threads and options)."""
+    from modelstore.discovery import discover, read_card
+
+    config = ServiceConfig.from_settings(Settings(model_store=store, device="cpu"))
+    card = read_card(next(entry for entry in discover(store) if entry.name == model))
+    role = "generator" if "generator" in card.graphs else "decoder"
+    return p50_ms(str(store / card.graphs[role].file), config.sessions.options(), runs)
+
+
+def render_mixed(
+    results: dict[str, list[dict[str, LoadResult]]], graph_ms: float, args: argparse.Namespace
+) -> str:
+    found_loads = ("flood alone", "flood", "c1 flood", "c4 flood")
+
+    def med(policy: str, load: str, field: str) -> float:
+        return statistics.median(getattr(r[load], field) for r in results[policy])
+
+    amx = " with AMX" if "amx_tile" in Path("/proc/cpuinfo").read_text() else ""
+    lines = [
+        f"Command: `{' '.join(['.venv/bin/python', *sys.argv])}`  ",
+        f"Machine: {cpu_model()}{amx}, {len(os.sched_getaffinity(0))} usable cores; "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; model `{args.model}`; {args.rounds} rounds of "
+        f"{args.seconds:g} s per load; medians over the rounds.",
+        "",
+        "| service | c=1 alone p50 / p99 | c=4 alone p50 / p99 | flood alone img/s | c=1 "
+        "under the flood p50 / p99 | c=4 under the flood p50 / p99 | flood img/s beside them "
+        "| interactive req/s beside the flood | errors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for policy in results:
+        cells = [
+            f"{med(policy, load, 'p50_ms'):.2f} / {med(policy, load, 'p99_ms'):.2f} ms"
+            for load in ("c1 alone", "c4 alone", "c1 flood", "c4 flood")
+        ]
+        rate = {load: med(policy, load, "requests_per_s") for load in found_loads}
+        alone, beside = 64 * rate["flood alone"], 64 * rate["flood"]
+        interactive = rate["c1 flood"] + rate["c4 flood"]
+        errors = sum(r.errors for found in results[policy] for r in found.values())
+        lines.append(
+            f"| `{policy}` | {' | '.join(cells[:2])} | {alone:,.0f} | {' | '.join(cells[2:])} "
+            f"| {beside:,.0f} | {interactive:,.0f} | {errors} |"
+        )
+    ratio = med("classes", "flood", "requests_per_s") / med("arrival", "flood", "requests_per_s")
+    ratio_alone = med("classes", "flood alone", "requests_per_s") / med(
+        "arrival", "flood alone", "requests_per_s"
+    )
+    c1 = med("classes", "c1 alone", "p50_ms")
+    lines += [
+        "",
+        f"Flood images/s, classes / arrival: **{ratio:.2f}×** beside the interactive clients, "
+        f"**{ratio_alone:.2f}×** alone. The graph alone, one image, "
+        f"the service's session settings: p50 {graph_ms:.3f} ms; c=1 alone p50 (classes) / "
+        f"that: **{c1 / graph_ms:.2f}×**.",
+        "",
+    ]
+    for variant in list(results)[2:]:
+        p50 = med(variant, "c1 alone", "p50_ms")
+        lines[-1:-1] = [f"`{variant}`: c=1 alone p50 / the graph's: {p50 / graph_ms:.2f}×."]
+    return "\n".join(lines)
+
+
+# ---------------- gpu-check: the first run on an NVIDIA GPU
+
+
+PROVIDERS = {"cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
+
+
+def gpu_name() -> str | None:
+    """The first GPU ``nvidia-smi -L`` lists, or None (no driver, no GPU)."""
+    try:
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = [line for line in listed.stdout.splitlines() if line.startswith("GPU ")]
+    return lines[0] if listed.returncode == 0 and lines else None
+
+
+def graph_providers(service: Service) -> list[tuple[str, str, str]]:
+    """(model, graph role, provider) for every graph of every ready model."""
+    _, listing = service.get("/models")
+    return [
+        (model["name"], role, provider)
+        for model in listing["models"]
+        if model["state"] == "ready"
+        for role, provider in sorted(model["providers"].items())
+    ]
+
+
+@dataclass
+class Point:
+    model: str
+    n: int
+    concurrency: int
+    requests: int = 0
+    errors: int = 0
+    images_per_s: float = 0.0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    raw_images_per_s: float = 0.0
+
+
+def measure_point(service: Service, point: Point, requests: int) -> None:
+    """``requests`` POST /sample of ``point.n`` images over ``point.concurrency`` connections,
+    after one wave that warms the connections and this batch shape."""
+    n = point.n
+
+    def check(body: Json) -> str | None:
+        return None if len(body.get("images", [])) == n else f"{len(body['images'])} images"
+
+    def call(i: int) -> Call:
+        return Call("/sample", {"model": point.model, "n": n, "seed": i}, check)
+
+    asyncio.run(drive(service.url, call, point.concurrency, point.concurrency))
+    started = time.perf_counter()
+    outcomes = asyncio.run(drive(service.url, call, requests, point.concurrency))
+    seconds = time.perf_counter() - started
+    ok = [o.seconds for o in outcomes if o.ok]
+    point.requests, point.errors = len(outcomes), len(outcomes) - len(ok)
+    point.images_per_s = len(ok) * n / seconds
+    point.p50_ms, point.p99_ms = percentile(ok, 50) * 1e3, percentile(ok, 99) * 1e3
+
+
+def raw_images_per_s(model: str, provider: str, batch: int, seconds: float) -> float:
+    """Images/s of the model's image graph alone in this process, on ``provider``: ``batch``
+    divided by the median run (numpy in and out, as the service feeds it)."""
+    graph = workload.graph_file(model)
+    session = workload.open_session(graph.path, provider=provider)
+    if session.get_providers()[0] != provider:
+        raise SystemExit(f"raw onnxruntime: {model} runs on {session.get_providers()}")
+    feeds = {"z": workload.latents(0, batch, graph.latent_dim)}
+    session.run(["image"], feeds)  # warm this shape
+    times: list[float] = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end or len(times) < 5:
+        start = time.perf_counter()
+        session.run(["image"], feeds)
+        times.append(time.perf_counter() - start)
+    return batch / statistics.median(times)
+
+
+def gpu_report(
+    args: argparse.Namespace,
+    settings: dict[str, str],
+    gpu: str | None,
+    providers: list[tuple[str, str, str]],
+    points: list[Point],
+) -> str:
+    device = settings["SERVICE_DEVICE"]
+    lines = [
+        "# The service on a GPU: providers, and images/s against raw onnxruntime",
+        "",
+        f"Written by `{shlex.join(['python', 'bench/profiling.py', *args.argv])}` "
+        "(`make gpu-check`).",
+        "",
+        f"- device: **{device}**, {gpu or 'no NVIDIA GPU: the CPU fallback, not a GPU figure'}",
+        f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}, onnxruntime {ort.__version__} "
+        f"({ort.get_available_providers()})",
+        "- service settings: " + ", ".join(f"{k}={v}" for k, v in sorted(settings.items())),
+        f"- load: {args.requests} requests a point (at least 4 waves), after one warm-up wave; "
+        f"raw onnxruntime: the median run over {args.seconds} s a batch size",
+        "",
+        "## Execution provider of every graph",
+        "",
+        "| model | graph | provider |",
+        "| --- | --- | --- |",
+        *(f"| {m} | {role} | {provider} |" for m, role, provider in providers),
+        "",
+        "## POST /sample against raw onnxruntime",
+        "",
+        "Raw onnxruntime runs the model's image graph at batch = images per request, one run at "
+        "a time: no HTTP, no batching across requests, no PNG encoding.",
+        "",
+        "| model | images/request | concurrency | requests | errors | images/s | p50 ms "
+        "| p99 ms | raw onnxruntime images/s | service / raw |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for p in points:
+        ratio = p.images_per_s / p.raw_images_per_s if p.raw_images_per_s else float("nan")
+        lines.append(
+            f"| {p.model} | {p.n} | {p.concurrency} | {p.requests} | {p.errors} "
+            f"| {p.images_per_s:,.0f} | {p.p50_ms:.1f} | {p.p99_ms:.1f} "
+            f"| {p.raw_images_per_s:,.0f} | {ratio:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def gpu_check(args: argparse.Namespace) -> int:
+    """the first run on an NVIDIA GPU (make gpu-check): providers, images/s against raw ORT
+
+    python -m service with SERVICE_DEVICE=cuda: fails unless every graph of every ready model
+    runs on CUDAExecutionProvider, then POST /sample against raw onnxruntime on CUDA (the image
+    graph alone, once the service has stopped), written to docs/bench/gpu.md. Without a GPU
+    (nvidia-smi -L lists none) the same on the CPU fallback; --device forces either. SERVICE_*
+    variables in the environment reach the service (SERVICE_WORKERS is 2 unless set, as
+    deploy/k8s/gpu/ runs it)."""
+    gpu = gpu_name()
+    device = ("cuda" if gpu else "cpu") if args.device == "auto" else args.device
+    provider = PROVIDERS[device]
+    print(f"device {device} ({gpu or 'no NVIDIA GPU'})", file=sys.stderr)
+    points: list[Point] = []
+    # The environment's SERVICE_* reach the service; SERVICE_WORKERS defaults to 2, as
+    # deploy/k8s/gpu/ runs it (a CPU limit of 2), not to one worker per core of this machine.
+    settings = {k: v for k, v in os.environ.items() if k.startswith("SERVICE_")}
+    settings = {"SERVICE_WORKERS": "2", **settings, "SERVICE_DEVICE": device}
+    with serve(workload.DEFAULT_STORE, **settings) as service:
+        providers = graph_providers(service)
+        wrong = [row for row in providers if row[2] != provider]
+        if not providers or wrong:
+            print(f"graphs not on {provider}: {wrong or 'no ready model'}", file=sys.stderr)
+            return 1
+        for model in args.models.split(","):
+            for n in args.images:
+                for c in args.concurrency:
+                    point = Point(model, n, c)
+                    measure_point(service, point, max(args.requests, 4 * c))
+                    points.append(point)
+                    print(
+                        f"{model} n={n} c={c}: {point.images_per_s:,.0f} images/s, "
+                        f"p50 {point.p50_ms:.1f} ms, {point.errors} errors",
+                        file=sys.stderr,
+                    )
+    raw: dict[tuple[str, int], float] = {}  # the service has stopped: the device is raw's
+    for point in points:
+        key = (point.model, point.n)
+        if key not in raw:
+            raw[key] = raw_images_per_s(point.model, provider, point.n, args.seconds)
+        point.raw_images_per_s = raw[key]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(gpu_report(args, settings, gpu, providers, points))
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 1 if any(p.errors for p in points) else 0
+
+
+def main(argv: list[str] | None = None) -> int | None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -908,7 +1224,7 @@ def main(argv: list[str] | None = None) -> None:
         doc = run.__doc__ or ""
         sub = commands.add_parser(name, help=doc.split("\n")[0], description=doc)
         sub.set_defaults(run=run)
-        if name not in ("ort-threads", "training-speed"):
+        if name not in ("ort-threads", "training-speed", "gpu-check"):
             sub.add_argument("--store", type=Path, default=STORE)
         if model is not None:
             sub.add_argument("--model", default=model)
@@ -979,9 +1295,30 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_argument("--set", action="append", default=[], metavar="FAMILY:KEY=VALUE")
     sub.add_argument("--out", type=Path, help="also write the results as JSON here")
 
+    sub = command("mixed-load", mixed_load, "dcgan-fashion")
+    sub.add_argument("--rounds", type=int, default=3)
+    sub.add_argument("--seconds", type=float, default=10.0, help="per load")
+    sub.add_argument("--out", type=Path, help="write the markdown table here")
+    sub.add_argument("--inline", metavar="N", help=f"a third service: classes, {INLINE}=N")
+    sub.add_argument(
+        "--env", action="append", default=[], metavar="KEY=VALUE",
+        help="a setting for both services, e.g. SERVICE_BULK_CHUNK_IMAGES=8 (repeatable)",
+    )  # fmt: skip
+
+    sub = command("gpu-check", gpu_check)
+    sub.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
+    sub.add_argument("--models", default="dcgan-fashion,vae-fashion")
+    sub.add_argument("--images", type=ints, default=[1, 64])
+    sub.add_argument("--concurrency", type=ints, default=[1, 64])
+    sub.add_argument("--requests", type=int, default=512, help="per point, at least 4 waves")
+    sub.add_argument("--seconds", type=float, default=3.0, help="raw onnxruntime, per batch")
+    sub.add_argument("--out", type=Path, default=REPO / "docs" / "bench" / "gpu.md")
+
     args = parser.parse_args(argv)
-    args.run(args)
+    args.argv = sys.argv[1:] if argv is None else argv
+    result: int | None = args.run(args)
+    return result
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loadgen import LoadResult, RawResult
+from bench.loadgen import LoadResult, RawResult
 
 SERVICE = "service"
 """The service's own family, and the variant that stands for it in the ratios."""

@@ -24,14 +24,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from bench.peers import workload
+from harness.live_service import Service, rss_of_tree
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-if str(REPO) not in sys.path:  # run from a script in bench/: make harness/ importable
-    sys.path.insert(0, str(REPO))
-
-from bench.peers import workload  # noqa: E402
-from harness.live_service import Service, rss_of_tree  # noqa: E402
-
 PEERS = BENCH / "peers"
 PYTRITON_VENV = REPO / ".venv-pytriton"
 SEED = 7

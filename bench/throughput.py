@@ -28,11 +28,15 @@ from tempfile import mkdtemp
 from typing import Any
 
 import numpy as np
-from loadgen import cpu_model, raw_onnxruntime, run_wrk, say, wrk_version
-from report import LoadRow, Report, ServerStatus
-from servers import (
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run as a script: make bench/, harness/ and the service importable
+    sys.path.insert(0, str(REPO))
+
+from bench.loadgen import cpu_model, raw_onnxruntime, run_wrk, say, wrk_version  # noqa: E402
+from bench.report import LoadRow, Report, ServerStatus  # noqa: E402
+from bench.servers import (  # noqa: E402
     PYTRITON_VENV,
-    REPO,
     SEED,
     SERVERS,
     PeerBatching,
