@@ -40,6 +40,7 @@ import urllib.request
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -619,10 +620,8 @@ def streaming(args: argparse.Namespace) -> None:
         for _ in range(args.rounds):
             alone = min(timed(lambda: plain(1)) for _ in range(3))
             for _ in range(3):
-                try:
+                with suppress(httpx.TimeoutException):
                     http.post(url, json={"model": args.model, "n": 16}, timeout=0.15)
-                except httpx.TimeoutException:
-                    pass
             rounds["abandoned_extra_s"].append(timed(lambda: plain(1)) - alone)
 
             full_plain = timed(lambda: plain(16))

@@ -223,7 +223,7 @@ class Report:
                 raw_rows.append([model, label, f"{r.images_per_s:,.0f}", f"{r.p50_ms:.3f}", r.runs])
         lines += _table(
             "Raw onnxruntime, in process (the limit)",
-            ["model", "batch", "images/s", "p50 of one run (ms)", "runs"],
+            "model | batch | images/s | p50 of one run (ms) | runs",
             "lrrrr",
             raw_rows,
         )
@@ -240,15 +240,15 @@ class Report:
             load_rows.append([*load, requests, speed, p50, p99, r.errors, *memory])
         lines += _table(
             "Servers over HTTP on 127.0.0.1 (wrk, fixed request count)",
-            ["server", "model", "images/request", "concurrency", "requests", "images/s"]
-            + ["p50 ms", "p99 ms", "errors", "RSS MiB", "PSS MiB"],
+            "server | model | images/request | concurrency | requests | images/s | p50 ms | p99 ms "
+            "| errors | RSS MiB | PSS MiB",
             "llrrrrrrrrr",
             load_rows,
         )
         lines += _table(
             f"Ratios at concurrency {RATIO_CONCURRENCY} (images/s)",
-            ["model", "images/request", "service", "raw best (batch)", "service / raw best"]
-            + ["best peer", "service / best peer"],
+            "model | images/request | service | raw best (batch) | service / raw best | best peer "
+            "| service / best peer",
             "lrrrrlr",
             [
                 [
@@ -262,21 +262,21 @@ class Report:
                 ]
                 for q in self.ratios()
             ],
-            intro=f"`{SERVICE}` against raw onnxruntime and against the best peer there: the best "
+            note=f"`{SERVICE}` against raw onnxruntime and against the best peer there: the best "
             "variant of any peer family.",
         )
         families = self.peer_families()
         if families:
             lines += _table(
                 "The service against each peer family, at each load (images/s)",
-                ["model", "images/request", "concurrency", "service", *families],
+                " | ".join(["model", "images/request", "concurrency", "service", *families]),
                 "lrrr" + "l" * len(families),
                 [
                     [q["model"], q["n"], q["concurrency"], _num(q["service_images_per_s"])]
                     + [_against(q["families"][family]) for family in families]
                     for q in self.family_ratios()
                 ],
-                intro=f"Each family by its best variant at that load (named), `{SERVICE}` / it in "
+                note=f"Each family by its best variant at that load (named), `{SERVICE}` / it in "
                 "brackets.",
             )
         v2 = self.v2_over_sample()
@@ -284,8 +284,7 @@ class Report:
             lines += _table(
                 f"The v2 binary path against POST /sample ({V2_IMAGES} image per request, "
                 f"concurrency {RATIO_CONCURRENCY})",
-                ["model", f"{SERVICE_V2} images/s", f"{SERVICE} images/s"]
-                + [f"{SERVICE_V2} / {SERVICE}"],
+                f"model | {SERVICE_V2} images/s | {SERVICE} images/s | {SERVICE_V2} / {SERVICE}",
                 "lrrr",
                 [
                     [q["model"], _num(q["service_v2_images_per_s"])]
@@ -295,7 +294,7 @@ class Report:
             )
         lines += _table(
             "Latency of one request (concurrency 1, 1 image)",
-            ["model", "service p50 ms", "raw onnxruntime p50 ms (batch 1)", "difference ms"],
+            "model | service p50 ms | raw onnxruntime p50 ms (batch 1) | difference ms",
             "lrrr",
             [
                 [q["model"], _num(q["service_p50_ms"], 2), _num(q["raw_p50_ms"], 3)]
@@ -305,8 +304,7 @@ class Report:
         )
         lines += _table(
             "Servers",
-            ["server", "family", "what", "state", "ready after s", "idle RSS MiB"]
-            + ["max pixel diff vs raw"],
+            "server | family | what | state | ready after s | idle RSS MiB | max pixel diff vs raw",
             "llllrrl",
             [
                 [s.name, s.family, s.about, s.state, _num(s.ready_s, 1), _num(s.idle_rss_mib)]
@@ -326,14 +324,12 @@ class Report:
         return [md, js]
 
 
-def _table(
-    title: str, header: list[str], align: str, rows: list[list[Any]], intro: str = ""
-) -> list[str]:
-    """A section's markdown: its heading, ``intro`` (a paragraph, if any), then the table, its
-    columns aligned left (``l``) or right (``r``)."""
+def _table(title: str, header: str, align: str, rows: list[list[Any]], note: str = "") -> list[str]:
+    """A section's markdown: its heading, ``note`` (a paragraph, if any), then the table, its
+    columns (``header``, split by ``|``) aligned left (``l``) or right (``r``)."""
     marks = ["---:" if a == "r" else "---" for a in align]
-    table = [header, marks, *[[str(cell) for cell in row] for row in rows]]
-    return ["", f"## {title}", "", *([intro, ""] if intro else [])] + [
+    table = [header.split(" | "), marks, *[[str(cell) for cell in row] for row in rows]]
+    return ["", f"## {title}", "", *([note, ""] if note else [])] + [
         f"| {' | '.join(cells)} |" for cells in table
     ]
 

@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from importlib.util import find_spec
 from pathlib import Path
@@ -32,7 +33,6 @@ REPO = BENCH.parent
 PEERS = BENCH / "peers"
 PYTRITON_VENV = REPO / ".venv-pytriton"
 SEED = 7
-JSON = "application/json"
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class Request:
     def encoded(self) -> tuple[bytes, dict[str, str]]:
         if isinstance(self.body, bytes):
             return self.body, dict(self.headers)
-        return json.dumps(self.body).encode(), {"Content-Type": JSON, **self.headers}
+        return json.dumps(self.body).encode(), {"Content-Type": "application/json", **self.headers}
 
 
 @dataclass(frozen=True)
@@ -401,11 +401,9 @@ class RunningServer(Service):
             self._signal_all({self.process.pid}, self.spec.stop_signal, group=False)
         else:
             self._signal_all(pids, self.spec.stop_signal)
-        try:
+        with suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=self.spec.stop_grace_s)
             time.sleep(0.5)  # a moment for its children to finish exiting
-        except subprocess.TimeoutExpired:
-            pass
         self._signal_all(pids, signal.SIGKILL)
         self.process.wait(timeout=10)
         for path in self.spec.leftovers(self.process.pid):
@@ -413,12 +411,8 @@ class RunningServer(Service):
 
     def _signal_all(self, pids: set[int], sig: signal.Signals, group: bool = True) -> None:
         if group:
-            try:
+            with suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.process.pid, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
         for pid in pids:
-            try:
+            with suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, sig)
-            except (ProcessLookupError, PermissionError):
-                pass

@@ -1,14 +1,8 @@
 """Side-by-side throughput: the same exported DCGAN generator and VAE decoder served by raw
-in-process onnxruntime (the limit), by this service, and by peer model servers, on 127.0.0.1.
+in-process onnxruntime (the limit), by this service, and by peer model servers, on 127.0.0.1;
+bench/README.md says how each server is started, checked, loaded and stopped.
 
-    .venv/bin/python bench/throughput.py [--quick] [--out docs/throughput.md]
-
-Each server (every variant of every peer, e.g. mosec and mosec-2w) is started on free ports,
-checked to return the same images as onnxruntime, loaded with wrk (a fixed number of POSTs at
-concurrency 1, 16 and 64, with 1 and 64 images per request) and stopped with every process it
-started, also on failure or Ctrl-C. A server that is not installed, or not ready in time, is
-reported as such and the run goes on. The tables are printed as markdown; --out writes them
-(markdown) and a JSON twin beside it. See bench/README.md.
+    .venv/bin/python bench/throughput.py [--quick] [--out docs/bench/throughput.md]
 """
 
 from __future__ import annotations
@@ -21,6 +15,7 @@ import signal
 import subprocess
 import sys
 import urllib.error
+from contextlib import suppress
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -194,10 +189,8 @@ def versions() -> dict[str, str]:
     found = {"python": platform.python_version(), "wrk": wrk_version()}
     packages = ["onnxruntime-gpu", "onnxruntime", "fastapi", "uvicorn", "granian"]
     for package in [*packages, "litserve", "mosec", "torch"]:
-        try:
+        with suppress(PackageNotFoundError):
             found[package] = version(package)
-        except PackageNotFoundError:
-            pass
     python = PYTRITON_VENV / "bin" / "python"
     if python.is_file():
         code = "import importlib.metadata as m, platform; print(m.version('nvidia-pytriton'), "
