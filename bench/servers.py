@@ -133,23 +133,19 @@ def _kserve_v2(model: str, n: int, store: Path) -> Request:
 
 
 def _kserve_v2_binary(model: str, n: int, store: Path) -> Request:
-    """The service's graph from z to image, with the binary tensor data extension as
-    tritonclient sends it: z, the latents /sample draws for SEED and n, as raw float32 after the
-    JSON header, and the image asked for as raw bytes too."""
-    dim = workload.graph_file(model, store).latent_dim
-    z = workload.latents(SEED, n, dim).astype("<f4")
-    size = {"binary_data_size": z.nbytes}
-    header = {
-        "inputs": [{"name": "z", "datatype": "FP32", "shape": [n, dim], "parameters": size}],
-        "outputs": [{"name": "image", "parameters": {"binary_data": True}}],
-    }
-    text = json.dumps(header).encode()
-    headers = {
-        "Content-Type": "application/octet-stream",
-        "Inference-Header-Content-Length": str(len(text)),
-    }
-    graph = f"{model}.{workload.GRAPH_ROLES[model]}"
-    return Request(f"/v2/models/{graph}/infer", text + z.tobytes(), headers)
+    """The service's graph from z to image, asked by tritonclient's own request body: z, the
+    latents /sample draws for SEED and n, as binary tensor data after the JSON header, and the
+    image asked for as binary data too."""
+    from tritonclient import http
+
+    z = workload.latents(SEED, n, workload.graph_file(model, store).latent_dim)
+    tensor = http.InferInput("z", list(z.shape), "FP32")
+    tensor.set_data_from_numpy(z, binary_data=True)
+    image = http.InferRequestedOutput("image", binary_data=True)
+    body, length = http.InferenceServerClient.generate_request_body([tensor], outputs=[image])
+    headers = {"Content-Type": "application/octet-stream"}
+    headers["Inference-Header-Content-Length"] = str(length)
+    return Request(f"/v2/models/{model}.{workload.GRAPH_ROLES[model]}/infer", body, headers)
 
 
 def _png_pixels(images: list[str]) -> np.ndarray:
@@ -166,24 +162,14 @@ def _kserve_images(reply: Reply) -> np.ndarray:
 
 
 def _v2_binary_image(reply: Reply) -> np.ndarray:
-    """The FP32 ``image`` output of a binary v2 reply: the JSON header, then each binary
-    output's bytes in the order of the header's outputs."""
-    length = reply.headers.get("inference-header-content-length")
-    if length is None:
-        raise ValueError("the v2 reply has no Inference-Header-Content-Length")
-    header = json.loads(reply.body[: int(length)])
-    offset = int(length)
-    for output in header["outputs"]:
-        size = int(output.get("parameters", {}).get("binary_data_size", 0))
-        if output["name"] == "image":
-            if output["datatype"] != "FP32" or size == 0:
-                raise ValueError(f"the v2 image is not binary FP32: {output}")
-            if offset + size > len(reply.body):
-                raise ValueError(f"the v2 reply ends before its image ({len(reply.body)} bytes)")
-            flat = np.frombuffer(reply.body, "<f4", count=size // 4, offset=offset)
-            return to_pixels(flat.reshape(output["shape"]))
-        offset += size
-    raise ValueError(f"no image output in the v2 reply: {header['outputs']}")
+    """The ``image`` output of a binary v2 reply, as tritonclient reads it."""
+    from tritonclient import http
+
+    length = int(reply.headers["inference-header-content-length"])
+    image = http.InferResult.from_response_body(reply.body, header_length=length).as_numpy("image")
+    if image is None:
+        raise ValueError("no image output in the v2 reply")
+    return to_pixels(image)
 
 
 def _pytriton_env() -> dict[str, str]:
