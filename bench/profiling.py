@@ -17,6 +17,7 @@ names its command, and ``--help`` after a subcommand says what it measures:
 Only runs on a quiet machine give figures to quote.
 """
 
+# ruff: noqa: E402 (the repository goes on sys.path before its modules are imported)
 from __future__ import annotations
 
 import argparse
@@ -36,7 +37,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -55,19 +55,19 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script: make the service and harness/ importable
     sys.path.insert(0, str(REPO))
 
-from bench.loadgen import LoadResult, cpu_model, run_wrk, say  # noqa: E402
-from bench.peers import workload  # noqa: E402
-from bench.servers import SEED, Request  # noqa: E402
-from genserve import Client  # noqa: E402
-from harness.live_service import Call, Json, Service, drive, percentile, serve, timed  # noqa: E402
-from service.api.app import create_app, load_store  # noqa: E402
-from service.config import ServiceConfig, Settings  # noqa: E402
-from service.generation import autoregressive, operations  # noqa: E402
-from service.generation.operations import Operations  # noqa: E402
-from service.generation.reference import sample_naive  # noqa: E402
-from service.generation.specs import Limits, SampleSpec, ScoreSpec  # noqa: E402
-from service.registry.registry import LoadedModel  # noqa: E402
-from service.runtime.sessions import SessionTuning, register_shared_cpu_arena  # noqa: E402
+from bench.loadgen import LoadResult, cpu_model, run_wrk, say
+from bench.peers import workload
+from bench.servers import SEED, Request
+from genserve import Client
+from harness.live_service import Call, Json, Service, drive, metrics_text, percentile, serve, timed
+from service.api.app import create_app, load_store
+from service.config import ServiceConfig, Settings
+from service.generation import autoregressive, operations
+from service.generation.operations import Operations
+from service.generation.reference import sample_naive
+from service.generation.specs import Limits, SampleSpec, ScoreSpec
+from service.registry.registry import LoadedModel
+from service.runtime.sessions import SessionTuning, register_shared_cpu_arena
 
 STORE = REPO / "model_store"
 
@@ -305,11 +305,11 @@ def live(args: argparse.Namespace) -> None:
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
         time.sleep(2)  # past the first wave
-        metrics_before = _requests(service.url)
+        metrics_before = _requests(service)
         started = time.perf_counter()
         record(service.process.pid, args.seconds, Path(tmp) / "all.raw", gil=False)
         elapsed = time.perf_counter() - started
-        answered = _requests(service.url) - metrics_before
+        answered = _requests(service) - metrics_before
         record(service.process.pid, args.seconds, Path(tmp) / "gil.raw", gil=True)
         wrk.terminate()
         wrk.wait()
@@ -329,12 +329,10 @@ def live(args: argparse.Namespace) -> None:
             print(f"| {thread} | {stage} | {count / total:.1%} | {micros:.0f} | {gil:.0%} |")
 
 
-def _requests(url: str) -> int:
+def _requests(service: Service) -> int:
     """POST /sample requests answered so far, from the service's /metrics."""
-    with urllib.request.urlopen(f"{url}/metrics", timeout=30) as response:
-        text = response.read().decode()
     pattern = r'genserve_request_duration_seconds_count\{[^}]*operation="sample"[^}]*\} ([0-9.e+]+)'
-    return int(sum(float(v) for v in re.findall(pattern, text)))
+    return int(sum(float(v) for v in re.findall(pattern, metrics_text(service))))
 
 
 # ---------------- request-path: the ASGI app in-process
@@ -579,12 +577,9 @@ FIGURES = ["abandoned_extra_s", "plain_s", "streamed_s", "first_event_ms", "row_
 def streaming(args: argparse.Namespace) -> None:
     """progress streams, disconnects and deadlines
 
-    Each round, on one worker: a fresh ``n: 1`` after three ``n: 16`` requests whose clients
-    gave up after 0.15 s, against ``n: 1`` alone (target: at most 0.2 s more); an ``n: 16``
-    stream closed after its second progress event, then ``n: 1`` at once: its wait beyond
-    ``n: 1`` alone is the time the sampler took to free its slot (target: one row); the first
-    event's latency (target 100 ms); an ``n: 16`` stream read to its ``result`` against the
-    same plain call, interleaved (target: at most 5% longer)."""
+    Each round, on one worker: n=1 after abandoned n=16 requests, the time from a stream's
+    disconnect to a free slot, a stream's first event, and a streamed n=16 against the plain
+    call; medians beside the targets (bench/README.md)."""
     with serve(args.store, SERVICE_WORKERS="1") as service, httpx.Client(timeout=120) as http:
         url = f"{service.url}/sample"
 
@@ -851,8 +846,8 @@ def training_speed(args: argparse.Namespace) -> None:
         [value == "yes" for value in args.compile.split(",")],
     ):
         settings = overrides.get(family, {})
-        setup = (threads, precision, channels_last, compiled)
-        rates = training_rates(family, settings, setup, args.steps, args.repeats, images, labels)
+        setup = (threads, precision, channels_last, compiled, images, labels)
+        rates = training_rates(family, settings, setup, args.steps, args.repeats)
         median = statistics.median(rates)
         shown = ", ".join(f"{k}={v}" for k, v in settings.items()) or "defaults"
         print(
@@ -870,21 +865,15 @@ def training_speed(args: argparse.Namespace) -> None:
 
 
 def training_rates(
-    family: str,
-    overrides: dict[str, Any],
-    setup: tuple[int, str, bool, bool],
-    steps: int,
-    repeats: int,
-    images: Any,
-    labels: Any,
+    family: str, overrides: dict[str, Any], setup: tuple[Any, ...], steps: int, repeats: int
 ) -> list[float]:
     """Images/s of each repeat, after a warm-up; ``setup``: threads, precision ("fp32" or
-    "bf16"), channels-last, torch.compile."""
+    "bf16"), channels-last, torch.compile, then the images and their labels."""
     import torch
 
     from training.trainer import build_model
 
-    threads, precision, channels_last, compiled = setup
+    threads, precision, channels_last, compiled, images, labels = setup
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = build_model(family, overrides).train()
@@ -925,13 +914,10 @@ EVERY = 10**9
 def mixed_load(args: argparse.Namespace) -> None:
     """interactive clients alone and beside a bulk flood, with each queue policy
 
-    Interactive clients (1 image per request, concurrency 1 and 4) alone and beside a bulk
-    flood (64 images per request, concurrency 16), against python -m service with each queue
-    policy (SERVICE_QUEUE_POLICY=classes, then arrival; --inline N adds classes with
-    SERVICE_INLINE_MAX_IMAGES=N), each in turn every round. Each load is wrk
-    (bench/wrk/fixed_count.lua, one thread, keep-alive) capped by --seconds; the flood starts a
-    second before the interactive clients. The table gives the medians over the rounds, and
-    the graph's own run of one image with the service's session settings (bench/README.md)."""
+    Clients of 1 image per request at concurrency 1 and 4, alone and beside a flood of 64
+    images per request at concurrency 16, each load wrk capped by --seconds, against the service
+    with SERVICE_QUEUE_POLICY=classes, then arrival (--inline N: a third, classes with
+    SERVICE_INLINE_MAX_IMAGES=N); medians over the rounds (bench/README.md)."""
     model, path = args.model, "/sample"
     one = Request(path, {"model": model, "n": 1, "seed": SEED})
     bulk = Request(path, {"model": model, "n": 64, "seed": SEED})
@@ -1168,12 +1154,9 @@ def gpu_report(
 def gpu_check(args: argparse.Namespace) -> int:
     """the first run on an NVIDIA GPU (make gpu-check): providers, images/s against raw ORT
 
-    python -m service with SERVICE_DEVICE=cuda: fails unless every graph of every ready model
-    runs on CUDAExecutionProvider, then POST /sample against raw onnxruntime on CUDA (the image
-    graph alone, once the service has stopped), written to docs/bench/gpu.md. Without a GPU
-    (nvidia-smi -L lists none) the same on the CPU fallback; --device forces either. SERVICE_*
-    variables in the environment reach the service (SERVICE_WORKERS is 2 unless set, as
-    deploy/k8s/gpu/ runs it)."""
+    Every graph on CUDAExecutionProvider, then POST /sample against raw onnxruntime on CUDA,
+    written to docs/bench/gpu.md; without a GPU (nvidia-smi -L lists none) the same on the CPU
+    fallback. --device forces either (bench/README.md)."""
     gpu = gpu_name()
     device = ("cuda" if gpu else "cpu") if args.device == "auto" else args.device
     provider = PROVIDERS[device]

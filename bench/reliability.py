@@ -24,6 +24,7 @@ a copy when it changes files. The figures themselves are in harness/reliability.
 tests/service/test_reliability.py runs in small versions.
 """
 
+# ruff: noqa: E402 (the repository goes on sys.path before its modules are imported)
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script: make service/ and harness/ importable
     sys.path.insert(0, str(REPO))
 
-from harness.live_service import serve  # noqa: E402
-from harness.reliability import (  # noqa: E402
+from harness.live_service import serve
+from harness.reliability import (
     ADMIN_TOKEN,
     OVERLOAD_RSS_GROWTH_PCT,
     SOAK_RSS_GROWTH_PCT,
@@ -49,7 +50,7 @@ from harness.reliability import (  # noqa: E402
     schemathesis_figure,
     soak,
 )
-from harness.store_faults import CORRUPTIONS  # noqa: E402
+from harness.store_faults import CORRUPTIONS
 
 SHIPPED_STORE = REPO / "model_store"
 

@@ -22,6 +22,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 from PIL import Image
 
@@ -315,11 +316,8 @@ def post(url: str, request: Request, timeout: float = 60.0) -> Reply:
 
 def _status(url: str) -> int | None:
     try:
-        with urllib.request.urlopen(url, timeout=2) as reply:
-            return int(reply.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except (OSError, ValueError):
+        return httpx.get(url, timeout=2).status_code
+    except httpx.HTTPError:
         return None
 
 

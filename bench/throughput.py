@@ -5,6 +5,7 @@ bench/README.md says how each server is started, checked, loaded and stopped.
     .venv/bin/python bench/throughput.py [--quick] [--out docs/bench/throughput.md]
 """
 
+# ruff: noqa: E402 (the repository goes on sys.path before its modules are imported)
 from __future__ import annotations
 
 import argparse
@@ -28,9 +29,9 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script: make bench/, harness/ and the service importable
     sys.path.insert(0, str(REPO))
 
-from bench.loadgen import cpu_model, raw_onnxruntime, run_wrk, say, wrk_version  # noqa: E402
-from bench.report import LoadRow, Report, ServerStatus  # noqa: E402
-from bench.servers import (  # noqa: E402
+from bench.loadgen import cpu_model, raw_onnxruntime, run_wrk, say, wrk_version
+from bench.report import LoadRow, Report, ServerStatus
+from bench.servers import (
     PYTRITON_VENV,
     SEED,
     SERVERS,
