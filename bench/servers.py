@@ -13,8 +13,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
@@ -63,13 +61,6 @@ class Request:
 
 
 @dataclass(frozen=True)
-class Reply:
-    body: bytes
-    headers: dict[str, str]
-    """Names in lower case."""
-
-
-@dataclass(frozen=True)
 class ServerSpec:
     name: str
     about: str
@@ -81,7 +72,7 @@ class ServerSpec:
     ready_paths: list[str]
     request: Callable[[str, int, Path], Request]
     """(model, images per request, store) -> the request for that many images of SEED."""
-    pixels: Callable[[Reply], np.ndarray]
+    pixels: Callable[[httpx.Response], np.ndarray]
     """A reply's images as 8-bit pixels, (N, H, W)."""
     port_flags: tuple[str, ...] = ("--port",)
     batched: bool = False
@@ -154,20 +145,22 @@ def _png_pixels(images: list[str]) -> np.ndarray:
     return np.stack([np.asarray(image) for image in decoded])
 
 
-def _images_field(reply: Reply) -> np.ndarray:
-    return _png_pixels(list(json.loads(reply.body)["images"]))
+def _images_field(reply: httpx.Response) -> np.ndarray:
+    return _png_pixels(list(reply.json()["images"]))
 
 
-def _kserve_images(reply: Reply) -> np.ndarray:
-    return _png_pixels(list(json.loads(reply.body)["outputs"][0]["data"]))
+def _kserve_images(reply: httpx.Response) -> np.ndarray:
+    return _png_pixels(list(reply.json()["outputs"][0]["data"]))
 
 
-def _v2_binary_image(reply: Reply) -> np.ndarray:
+def _v2_binary_image(reply: httpx.Response) -> np.ndarray:
     """The ``image`` output of a binary v2 reply, as tritonclient reads it."""
     from tritonclient import http
 
     length = int(reply.headers["inference-header-content-length"])
-    image = http.InferResult.from_response_body(reply.body, header_length=length).as_numpy("image")
+    image = http.InferResult.from_response_body(reply.content, header_length=length).as_numpy(
+        "image"
+    )
     if image is None:
         raise ValueError("no image output in the v2 reply")
     return to_pixels(image)
@@ -308,10 +301,9 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
-def post(url: str, request: Request, timeout: float = 60.0) -> Reply:
+def post(url: str, request: Request, timeout: float = 60.0) -> httpx.Response:
     data, headers = request.encoded()
-    with urllib.request.urlopen(urllib.request.Request(url, data, headers), timeout=timeout) as r:
-        return Reply(r.read(), {k.lower(): v for k, v in r.headers.items()})
+    return httpx.post(url, content=data, headers=headers, timeout=timeout).raise_for_status()
 
 
 def _status(url: str) -> int | None:

@@ -15,7 +15,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import urllib.error
 from contextlib import suppress
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -23,6 +22,7 @@ from pathlib import Path
 from tempfile import mkdtemp
 from typing import Any
 
+import httpx
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
@@ -120,7 +120,7 @@ def measure_server(
                     if server.process.poll() is not None:
                         raise RuntimeError(f"exited with {server.process.returncode} under load")
         status.state = "ok"
-    except (RuntimeError, OSError, urllib.error.URLError, KeyError, ValueError) as exc:
+    except (RuntimeError, OSError, httpx.HTTPError, KeyError, ValueError) as exc:
         status.state = f"failed: {exc}"
         say(f"{name}: {status.state}; log {server.log}:\n{server.log_tail()}")
     except KeyboardInterrupt:
