@@ -158,9 +158,8 @@ def _v2_binary_image(reply: httpx.Response) -> np.ndarray:
     from tritonclient import http
 
     length = int(reply.headers["inference-header-content-length"])
-    image = http.InferResult.from_response_body(reply.content, header_length=length).as_numpy(
-        "image"
-    )
+    result = http.InferResult.from_response_body(reply.content, header_length=length)
+    image = result.as_numpy("image")
     if image is None:
         raise ValueError("no image output in the v2 reply")
     return to_pixels(image)
