@@ -175,10 +175,6 @@ UNBATCHED = ("pixelcnn", "pixelrnn", "classifier")
 """The autoregressive graphs run row by row, and the classifier is not served."""
 
 
-def rss_mib() -> float:
-    return status_kib()["VmRSS"] / 1024
-
-
 def zero_feeds(session: ort.InferenceSession, batch: int) -> dict[str, np.ndarray]:
     out = {}
     for tensor in session.get_inputs():
@@ -186,6 +182,10 @@ def zero_feeds(session: ort.InferenceSession, batch: int) -> dict[str, np.ndarra
         dtype = np.float32 if "float" in tensor.type else np.int64
         out[tensor.name] = np.zeros(shape, dtype)
     return out
+
+
+def rss_mib() -> float:
+    return status_kib()["VmRSS"] / 1024
 
 
 def arena_memory(args: argparse.Namespace) -> None:

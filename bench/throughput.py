@@ -77,7 +77,10 @@ def main() -> None:
             best = report.raw_best(model)
             assert best is not None
             say(f"raw onnxruntime {model}: best batch {best.batch}, {best.images_per_s:,.0f} img/s")
-        references = {model: reference_pixels(model, args.store) for model in args.models}
+        references = {  # the 8-bit images (N, H, W) every server must return for PARITY_N, SEED
+            model: to_pixels(workload.Sampler(model, args.store).images([(PARITY_N, SEED)])[0])
+            for model in args.models
+        }
         for name in args.servers:
             measure_server(SERVERS[name], report, args, references)
     except KeyboardInterrupt:
@@ -158,13 +161,6 @@ def measure_load(
     else:
         say(f"  {row.server} {model} n={n} c={c}: failed: {row.failure}")
     return row
-
-
-def reference_pixels(model: str, store: Path) -> np.ndarray:
-    """The 8-bit images (N, H, W) every server must return for (SEED, PARITY_N)."""
-    sampler = workload.Sampler(model, store)
-    (images,) = sampler.images([(PARITY_N, SEED)])
-    return to_pixels(images)
 
 
 def pixel_diff(pixels: np.ndarray, reference: np.ndarray) -> int:
