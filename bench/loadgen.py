@@ -113,10 +113,11 @@ class RawResult:
     """True when each run also encoded its images as base64 PNGs."""
 
 
-def raw_onnxruntime(model: str, store: Path, batches: list[int], seconds: float) -> list[RawResult]:
-    """The graph alone, in this process: images/s and p50 of one run for each batch size; then
-    the same with base64 PNG encoding, at batch 1 and at the best batch."""
-    sampler = workload.Sampler(model, store)
+def raw_onnxruntime(
+    sampler: workload.Sampler, batches: list[int], seconds: float, png: bool = True
+) -> list[RawResult]:
+    """The sampler's graph alone, in this process: images/s and p50 of one run for each batch
+    size; then (``png``) the same with base64 PNG encoding, at batch 1 and at the best batch."""
 
     def timed(batch: int, png: bool) -> RawResult:
         feeds = {"z": workload.latents(0, batch, sampler.latent_dim)}
@@ -133,5 +134,7 @@ def raw_onnxruntime(model: str, store: Path, batches: list[int], seconds: float)
         return RawResult(batch, batch / median, median * 1e3, len(times), png)
 
     results = [timed(batch, png=False) for batch in batches]
+    if not png:
+        return results
     best = max(results, key=lambda r: r.images_per_s)
     return results + [timed(batch, png=True) for batch in sorted({1, best.batch})]

@@ -55,7 +55,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script: make the service and harness/ importable
     sys.path.insert(0, str(REPO))
 
-from bench.loadgen import LoadResult, cpu_model, run_wrk, say
+from bench.loadgen import LoadResult, RawResult, cpu_model, raw_onnxruntime, run_wrk, say
 from bench.peers import workload
 from bench.servers import SEED, Request
 from genserve import Client
@@ -1086,24 +1086,6 @@ def measure_point(service: Service, point: Point, requests: int) -> None:
     point.p50_ms, point.p99_ms = percentile(ok, 50) * 1e3, percentile(ok, 99) * 1e3
 
 
-def raw_images_per_s(model: str, provider: str, batch: int, seconds: float) -> float:
-    """Images/s of the model's image graph alone in this process, on ``provider``: ``batch``
-    divided by the median run (numpy in and out, as the service feeds it)."""
-    graph = workload.graph_file(model)
-    session = workload.open_session(graph.path, provider=provider)
-    if session.get_providers()[0] != provider:
-        raise SystemExit(f"raw onnxruntime: {model} runs on {session.get_providers()}")
-    feeds = {"z": workload.latents(0, batch, graph.latent_dim)}
-    session.run(["image"], feeds)  # warm this shape
-    times: list[float] = []
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end or len(times) < 5:
-        start = time.perf_counter()
-        session.run(["image"], feeds)
-        times.append(time.perf_counter() - start)
-    return batch / statistics.median(times)
-
-
 def gpu_report(
     args: argparse.Namespace,
     settings: dict[str, str],
@@ -1183,12 +1165,15 @@ def gpu_check(args: argparse.Namespace) -> int:
                         f"p50 {point.p50_ms:.1f} ms, {point.errors} errors",
                         file=sys.stderr,
                     )
-    raw: dict[tuple[str, int], float] = {}  # the service has stopped: the device is raw's
+    raw: dict[tuple[str, int], RawResult] = {}  # the service has stopped: the device is raw's
     for point in points:
         key = (point.model, point.n)
         if key not in raw:
-            raw[key] = raw_images_per_s(point.model, provider, point.n, args.seconds)
-        point.raw_images_per_s = raw[key]
+            sampler = workload.Sampler(point.model, provider=provider)
+            if sampler.session.get_providers()[0] != provider:
+                raise SystemExit(f"raw onnxruntime: {point.model} runs on another provider")
+            raw[key] = raw_onnxruntime(sampler, [point.n], args.seconds, png=False)[0]
+        point.raw_images_per_s = raw[key].images_per_s
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(gpu_report(args, settings, gpu, providers, points))
     print(f"wrote {args.out}", file=sys.stderr)

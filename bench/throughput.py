@@ -72,15 +72,14 @@ def main() -> None:
 
     interrupted = False
     try:
+        references = {}  # the 8-bit images (N, H, W) every server must return for PARITY_N, SEED
         for model in args.models:
-            report.raw[model] = raw_onnxruntime(model, args.store, RAW_BATCHES, args.raw_seconds)
+            sampler = workload.Sampler(model, args.store)
+            report.raw[model] = raw_onnxruntime(sampler, RAW_BATCHES, args.raw_seconds)
             best = report.raw_best(model)
             assert best is not None
             say(f"raw onnxruntime {model}: best batch {best.batch}, {best.images_per_s:,.0f} img/s")
-        references = {  # the 8-bit images (N, H, W) every server must return for PARITY_N, SEED
-            model: to_pixels(workload.Sampler(model, args.store).images([(PARITY_N, SEED)])[0])
-            for model in args.models
-        }
+            references[model] = to_pixels(sampler.images([(PARITY_N, SEED)])[0])
         for name in args.servers:
             measure_server(SERVERS[name], report, args, references)
     except KeyboardInterrupt:

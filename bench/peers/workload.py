@@ -22,6 +22,7 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_STORE = REPO / "model_store"
+CPU = "CPUExecutionProvider"
 
 GRAPH_ROLES = {"dcgan-fashion": "generator", "vae-fashion": "decoder"}
 """The models the bench measures, and the graph of each that turns latents into images."""
@@ -92,10 +93,9 @@ def threads_per_worker(workers: int) -> int:
     return max(1, len(os.sched_getaffinity(0)) // workers)
 
 
-def open_session(
-    path: Path, threads: int = 0, provider: str = "CPUExecutionProvider"
-) -> ort.InferenceSession:
-    """onnxruntime's defaults (every optimisation, one thread per physical core), on the CPU."""
+def open_session(path: Path, threads: int = 0, provider: str = CPU) -> ort.InferenceSession:
+    """onnxruntime's defaults (every optimisation, one thread per physical core), on the CPU
+    unless ``provider`` says otherwise."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
@@ -105,10 +105,12 @@ def open_session(
 class Sampler:
     """One graph in one session; ``sample`` serves a whole batch of requests with one run."""
 
-    def __init__(self, model: str, store: Path = DEFAULT_STORE, threads: int = 0) -> None:
+    def __init__(
+        self, model: str, store: Path = DEFAULT_STORE, threads: int = 0, provider: str = CPU
+    ) -> None:
         graph = graph_file(model, store)
         self.model, self.latent_dim = model, graph.latent_dim
-        self.session = open_session(graph.path, threads)
+        self.session = open_session(graph.path, threads, provider)
         self.sample([(1, 0)])  # warm-up
 
     def images(self, requests: list[tuple[int, int]]) -> list[np.ndarray]:
