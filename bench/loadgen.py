@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
-from bench.servers import Request, workload
+from bench.peers import workload
+from bench.servers import Request
 
 FIXED_COUNT_LUA = Path(__file__).resolve().parent / "wrk" / "fixed_count.lua"
 WRK = shutil.which("wrk") or "/usr/bin/wrk"

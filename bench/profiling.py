@@ -1142,7 +1142,7 @@ def gpu_check(args: argparse.Namespace) -> int:
     gpu = gpu_name()
     device = ("cuda" if gpu else "cpu") if args.device == "auto" else args.device
     provider = PROVIDERS[device]
-    print(f"device {device} ({gpu or 'no NVIDIA GPU'})", file=sys.stderr)
+    say(f"device {device} ({gpu or 'no NVIDIA GPU'})")
     points: list[Point] = []
     # The environment's SERVICE_* reach the service; SERVICE_WORKERS defaults to 2, as
     # deploy/k8s/gpu/ runs it (a CPU limit of 2), not to one worker per core of this machine.
@@ -1152,7 +1152,7 @@ def gpu_check(args: argparse.Namespace) -> int:
         providers = graph_providers(service)
         wrong = [row for row in providers if row[2] != provider]
         if not providers or wrong:
-            print(f"graphs not on {provider}: {wrong or 'no ready model'}", file=sys.stderr)
+            say(f"graphs not on {provider}: {wrong or 'no ready model'}")
             return 1
         for model in args.models.split(","):
             for n in args.images:
@@ -1160,11 +1160,8 @@ def gpu_check(args: argparse.Namespace) -> int:
                     point = Point(model, n, c)
                     measure_point(service, point, max(args.requests, 4 * c))
                     points.append(point)
-                    print(
-                        f"{model} n={n} c={c}: {point.images_per_s:,.0f} images/s, "
-                        f"p50 {point.p50_ms:.1f} ms, {point.errors} errors",
-                        file=sys.stderr,
-                    )
+                    say(f"{model} n={n} c={c}: {point.images_per_s:,.0f} images/s, "
+                        f"p50 {point.p50_ms:.1f} ms, {point.errors} errors")  # fmt: skip
     raw: dict[tuple[str, int], RawResult] = {}  # the service has stopped: the device is raw's
     for point in points:
         key = (point.model, point.n)
@@ -1176,7 +1173,7 @@ def gpu_check(args: argparse.Namespace) -> int:
         point.raw_images_per_s = raw[key].images_per_s
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(gpu_report(args, settings, gpu, providers, points))
-    print(f"wrote {args.out}", file=sys.stderr)
+    say(f"wrote {args.out}")
     return 1 if any(p.errors for p in points) else 0
 
 

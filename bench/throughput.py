@@ -30,17 +30,9 @@ if str(REPO) not in sys.path:  # run as a script: make bench/, harness/ and the 
     sys.path.insert(0, str(REPO))
 
 from bench.loadgen import cpu_model, raw_onnxruntime, run_wrk, say, wrk_version
+from bench.peers import workload
 from bench.report import LoadRow, Report, ServerStatus
-from bench.servers import (
-    PYTRITON_VENV,
-    SEED,
-    SERVERS,
-    PeerBatching,
-    RunningServer,
-    ServerSpec,
-    to_pixels,
-    workload,
-)
+from bench.servers import PYTRITON_VENV, SEED, SERVERS, PeerBatching, RunningServer, to_pixels
 
 MODELS = ["dcgan-fashion", "vae-fashion"]
 RAW_BATCHES = [1, 2, 4, 8, 16, 32, 64, 128, 256]
@@ -81,7 +73,7 @@ def main() -> None:
             say(f"raw onnxruntime {model}: best batch {best.batch}, {best.images_per_s:,.0f} img/s")
             references[model] = to_pixels(sampler.images([(PARITY_N, SEED)])[0])
         for name in args.servers:
-            measure_server(SERVERS[name], report, args, references)
+            measure_server(name, report, args, references)
     except KeyboardInterrupt:
         interrupted = True
         say("interrupted: the servers are stopped; partial results follow")
@@ -95,9 +87,10 @@ def main() -> None:
 
 
 def measure_server(
-    spec: ServerSpec, report: Report, args: argparse.Namespace, references: dict[str, np.ndarray]
+    name: str, report: Report, args: argparse.Namespace, references: dict[str, np.ndarray]
 ) -> None:
-    name, missing = spec.name, spec.missing()
+    spec = SERVERS[name]
+    missing = spec.missing()
     status = ServerStatus(name, spec.about, spec.family)
     report.servers.append(status)
     if missing:
