@@ -54,12 +54,7 @@ class LoadResult:
 
 
 def run_wrk(
-    url: str,
-    request: Request,
-    requests: int,
-    connections: int,
-    cap_s: float,
-    timeout_s: float,
+    url: str, request: Request, requests: int, connections: int, cap_s: float, timeout_s: float
 ) -> LoadResult:
     """``requests`` POSTs of ``request``'s body and headers (the URL is ``url``) over
     ``connections`` keep-alive connections, one wrk thread. A JSON body goes to the script in

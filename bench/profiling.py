@@ -432,10 +432,8 @@ def request_path(args: argparse.Namespace) -> None:
                 for stage, total in threads.items():
                     print(f"  {stage}: {total / args.requests * 1e6:.0f} µs per request")
             if args.profile:
-                profile = cProfile.Profile()
-                profile.enable()
-                await driver.rounds(1000)
-                profile.disable()
+                with cProfile.Profile() as profile:
+                    await driver.rounds(1000)
                 pstats.Stats(profile).sort_stats("tottime").print_stats(25)
 
     asyncio.run(run())
@@ -667,17 +665,13 @@ def fast_sampler(args: argparse.Namespace) -> None:
         images: np.ndarray = (await ops.sample(model, SampleSpec(args.n, args.seed))).payload
         return images
 
-    fast_times, fast_images = [], None
-    for _ in range(args.repeats):
-        start = time.perf_counter()
-        fast_images = anyio.run(fast)
-        fast_times.append(time.perf_counter() - start)
+    fast_images: list[np.ndarray] = []
+    fast_times = [timed(lambda: fast_images.append(anyio.run(fast))) for _ in range(args.repeats)]
     start = time.perf_counter()
     naive_images = sample_naive(model, args.n, args.seed)
     naive_time = time.perf_counter() - start
 
-    assert fast_images is not None
-    same = int((fast_images == naive_images).all(axis=(1, 2, 3)).sum())
+    same = int((fast_images[-1] == naive_images).all(axis=(1, 2, 3)).sum())
     fast_median = statistics.median(fast_times)
     result = {
         "model": args.model,
@@ -796,14 +790,14 @@ def anomaly_auroc(args: argparse.Namespace) -> None:
 
 
 def _auroc_row(
-    scorer: str, model: str, per_set: dict[str, np.ndarray], seconds: float
+    scorer: str, model: str, sets: dict[str, np.ndarray], seconds: float
 ) -> dict[str, Any]:
-    inliers = per_set["fashion"]
+    inliers = sets["fashion"]
     return {
         "scorer": scorer,
         "model": model,
-        "mean": {s: float(v.mean()) for s, v in per_set.items()},
-        "auroc": {s: auroc(inliers, v) for s, v in per_set.items() if s != "fashion"},
+        "mean": {s: float(v.mean()) for s, v in sets.items()},
+        "auroc": {s: auroc(inliers, v) for s, v in sets.items() if s != "fashion"},
         "seconds": seconds,
     }
 
@@ -850,11 +844,8 @@ def training_speed(args: argparse.Namespace) -> None:
         rates = training_rates(family, settings, setup, args.steps, args.repeats)
         median = statistics.median(rates)
         shown = ", ".join(f"{k}={v}" for k, v in settings.items()) or "defaults"
-        print(
-            f"| {family} | {shown} | {threads} | {precision} | {channels_last} | {compiled} "
-            f"| {median:.0f} |",
-            flush=True,
-        )
+        print(f"| {family} | {shown} | {threads} | {precision} | {channels_last} | {compiled} "
+              f"| {median:.0f} |", flush=True)  # fmt: skip
         results.append(
             {"family": family, "settings": settings, "threads": threads,
              "precision": precision, "channels_last": channels_last, "compile": compiled,
@@ -901,10 +892,7 @@ def training_rates(
 # ---------------- mixed-load: interactive clients beside a bulk flood, by queue policy
 
 
-VARIANTS = {
-    "classes": {"SERVICE_QUEUE_POLICY": "classes"},
-    "arrival": {"SERVICE_QUEUE_POLICY": "arrival"},
-}
+VARIANTS = {policy: {"SERVICE_QUEUE_POLICY": policy} for policy in ("classes", "arrival")}
 """The services compared, by their settings (--inline N adds one)."""
 INLINE = "SERVICE_INLINE_MAX_IMAGES"
 EVERY = 10**9

@@ -17,9 +17,7 @@ class SampleAPI(ls.LitAPI):
         self, model: str, store: Path, max_batch_size: int, batch_timeout: float, threads: int
     ) -> None:
         super().__init__(
-            max_batch_size=max_batch_size,
-            batch_timeout=batch_timeout,
-            api_path=f"/sample/{model}",
+            max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path=f"/sample/{model}"
         )
         self.graph_model, self.store, self.threads = model, store, threads
 
