@@ -88,6 +88,11 @@ def _to_grayscale(array: np.ndarray, shape: tuple[int, int, int], field: str) ->
     return array[None].astype(np.float32)
 
 
+def to_png(image: np.ndarray) -> bytes:
+    """(1, H, W) or (H, W) floats in [0, 1] to 8-bit grayscale PNG bytes."""
+    return png_bytes(to_uint8(image if image.ndim == 2 else image[0]))
+
+
 def to_uint8(images: np.ndarray) -> np.ndarray:
     """Floats in [0, 1] to 0..255, rounding to nearest; works on any shape in one pass."""
     scaled = np.clip(images, 0.0, 1.0) * 255.0

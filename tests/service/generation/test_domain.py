@@ -28,7 +28,7 @@ from service.errors import (
 )
 from service.generation import families
 from service.generation import operations as ops
-from service.generation.imaging import encode_images, grid_png, parse_image
+from service.generation.imaging import encode_images, grid_png, parse_image, to_png
 from service.generation.likelihood import sample_pixel
 from service.generation.specs import (
     EncodeSpec,
@@ -300,6 +300,7 @@ def test_png_round_trip_and_grid() -> None:
     assert grid.size == (3 * 30 - 2, 2 * 30 - 2)  # 2 px between tiles, none around
     single = Image.open(io.BytesIO(grid_png(np.zeros((1, *SHAPE), np.float32))))
     assert single.size == (28, 28)
+    assert to_png(image).startswith(b"\x89PNG")
 
 
 def test_sample_pixel_follows_the_mixture_weights_and_temperature() -> None:
