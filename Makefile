@@ -87,9 +87,9 @@ lint: install-dev
 # Latency per operation, then the exact PixelCNN and PixelRNN samplers against the naive one
 # (about 4 min).
 bench: install-dev
-	$(BIN)/python bench/service_latency.py
-	$(BIN)/python bench/fast_sampler.py --model pixelcnn-fashion --out docs/bench/pixelcnn_sampler.json
-	$(BIN)/python bench/fast_sampler.py --model pixelrnn-fashion --out docs/bench/pixelrnn_sampler.json
+	$(BIN)/python bench/profiling.py latency
+	$(BIN)/python bench/profiling.py fast-sampler --model pixelcnn-fashion --out docs/bench/pixelcnn_sampler.json
+	$(BIN)/python bench/profiling.py fast-sampler --model pixelrnn-fashion --out docs/bench/pixelrnn_sampler.json
 
 # Fuzzing, soak, overload, hot reload, corrupt-model start-up and graceful shutdown figures
 # (docs/reliability.md). RELIABILITY_ARGS=--quick runs each briefly.
@@ -107,12 +107,12 @@ WRK           := /usr/bin/wrk
 bench-throughput: install-dev $(VENV)/.bench-installed $(PYTRITON_VENV)/.installed $(WRK)
 	$(BIN)/python bench/throughput.py $(BENCH_ARGS)
 
-# The first run on an NVIDIA GPU (bench/gpu_check.py): the service with SERVICE_DEVICE=cuda,
+# The first run on an NVIDIA GPU (bench/profiling.py gpu-check): the service with SERVICE_DEVICE=cuda,
 # every graph on CUDA, images/s against raw onnxruntime on CUDA; writes docs/bench/gpu.md.
 # Without a GPU it runs on the CPU fallback. GPU_CHECK_ARGS="--out /tmp/gpu.md" writes elsewhere.
 GPU_CHECK_ARGS ?=
 gpu-check: install-dev
-	$(BIN)/python bench/gpu_check.py $(GPU_CHECK_ARGS)
+	$(BIN)/python bench/profiling.py gpu-check $(GPU_CHECK_ARGS)
 
 $(VENV)/.bench-installed: bench/requirements.txt constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install -q -c constraints.txt -r bench/requirements.txt

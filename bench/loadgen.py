@@ -1,4 +1,5 @@
-"""Load: wrk with a fixed request count against a server, and the in-process onnxruntime limit."""
+"""Load: wrk with a fixed request count against a server, and the in-process onnxruntime limit;
+the progress lines and the CPU's name that the load benches print."""
 
 from __future__ import annotations
 
@@ -7,15 +8,30 @@ import os
 import shutil
 import statistics
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
-from servers import Request, peers_workload
+from bench.peers import workload
+from bench.servers import Request
 
 FIXED_COUNT_LUA = Path(__file__).resolve().parent / "wrk" / "fixed_count.lua"
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
+STARTED = time.perf_counter()
+
+
+def say(text: str) -> None:
+    """A progress line on stderr, after the seconds since the bench started."""
+    print(f"[{time.perf_counter() - STARTED:6.1f} s] {text}", file=sys.stderr, flush=True)
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.partition(":")[2].strip()
+    return "unknown CPU"
 
 
 @dataclass
@@ -38,12 +54,7 @@ class LoadResult:
 
 
 def run_wrk(
-    url: str,
-    request: Request,
-    requests: int,
-    connections: int,
-    cap_s: float,
-    timeout_s: float,
+    url: str, request: Request, requests: int, connections: int, cap_s: float, timeout_s: float
 ) -> LoadResult:
     """``requests`` POSTs of ``request``'s body and headers (the URL is ``url``) over
     ``connections`` keep-alive connections, one wrk thread. A JSON body goes to the script in
@@ -70,25 +81,15 @@ def run_wrk(
     if line is None:
         raise RuntimeError(f"wrk printed no result: {done.stdout[-500:]} {done.stderr[-500:]}")
     r = json.loads(line.removeprefix("WRK_RESULT "))
-    received = r["ok"] + r["non2xx"]
-    socket_errors = r["connect"] + r["read"] + r["write"] + r["timeout"]
+    received, seconds = r["ok"] + r["non2xx"], r["duration_us"] / 1e6
+    errors = r["non2xx"] + r["connect"] + r["read"] + r["write"] + r["timeout"]
     complete = received >= requests
     if complete and r["window_us"] > 0:
         rate = (requests - skip) / (r["window_us"] / 1e6)
     else:  # cut short: the whole run is the only window
-        rate = received / max(r["duration_us"] / 1e6, 1e-9)
-    return LoadResult(
-        requests=received,
-        ok=r["ok"],
-        errors=r["non2xx"] + socket_errors,
-        seconds=r["duration_us"] / 1e6,
-        requests_per_s=rate,
-        p50_ms=r["p50_us"] / 1e3,
-        p90_ms=r["p90_us"] / 1e3,
-        p99_ms=r["p99_us"] / 1e3,
-        max_ms=r["max_us"] / 1e3,
-        complete=complete,
-    )
+        rate = received / max(seconds, 1e-9)
+    latencies = [r[f"{q}_us"] / 1e3 for q in ("p50", "p90", "p99", "max")]  # in the fields' order
+    return LoadResult(received, r["ok"], errors, seconds, rate, *latencies, complete)
 
 
 def wrk_version() -> str:
@@ -108,11 +109,11 @@ class RawResult:
     """True when each run also encoded its images as base64 PNGs."""
 
 
-def raw_onnxruntime(model: str, store: Path, batches: list[int], seconds: float) -> list[RawResult]:
-    """The graph alone, in this process: images/s and p50 of one run for each batch size; then
-    the same with base64 PNG encoding, at batch 1 and at the best batch."""
-    workload = peers_workload()
-    sampler = workload.Sampler(model, store)
+def raw_onnxruntime(
+    sampler: workload.Sampler, batches: list[int], seconds: float, png: bool = True
+) -> list[RawResult]:
+    """The sampler's graph alone, in this process: images/s and p50 of one run for each batch
+    size; then (``png``) the same with base64 PNG encoding, at batch 1 and at the best batch."""
 
     def timed(batch: int, png: bool) -> RawResult:
         feeds = {"z": workload.latents(0, batch, sampler.latent_dim)}
@@ -129,5 +130,7 @@ def raw_onnxruntime(model: str, store: Path, batches: list[int], seconds: float)
         return RawResult(batch, batch / median, median * 1e3, len(times), png)
 
     results = [timed(batch, png=False) for batch in batches]
+    if not png:
+        return results
     best = max(results, key=lambda r: r.images_per_s)
     return results + [timed(batch, png=True) for batch in sorted({1, best.batch})]

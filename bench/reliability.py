@@ -24,6 +24,7 @@ a copy when it changes files. The figures themselves are in harness/reliability.
 tests/service/test_reliability.py runs in small versions.
 """
 
+# ruff: noqa: E402 (the repository goes on sys.path before its modules are imported)
 from __future__ import annotations
 
 import argparse
@@ -37,19 +38,9 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script: make service/ and harness/ importable
     sys.path.insert(0, str(REPO))
 
-from harness.live_service import serve  # noqa: E402
-from harness.reliability import (  # noqa: E402
-    ADMIN_TOKEN,
-    OVERLOAD_RSS_GROWTH_PCT,
-    SOAK_RSS_GROWTH_PCT,
-    corrupt_startup,
-    graceful_shutdown,
-    hot_reload,
-    overload,
-    schemathesis_figure,
-    soak,
-)
-from harness.store_faults import CORRUPTIONS  # noqa: E402
+from harness import reliability as figures
+from harness.live_service import serve
+from harness.store_faults import CORRUPTIONS
 
 SHIPPED_STORE = REPO / "model_store"
 
@@ -110,42 +101,38 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
             # --quick: both on one service, one start-up fewer (admin routes fuzzed without the
             # token are 401s, and the soak measures RSS after its own warm-up).
             together = [n for n in ("schemathesis", "soak") if n in names]
-            with serve(store, SERVICE_ADMIN_TOKEN=ADMIN_TOKEN) as service:
+            with serve(store, SERVICE_ADMIN_TOKEN=figures.ADMIN_TOKEN) as service:
                 for figure in together if args.quick else [name]:
                     done.add(figure)
                     if figure == "schemathesis":
-                        report(figure, schemathesis_figure(service, scale.examples))
+                        report(figure, figures.schemathesis_figure(service, scale.examples))
                     else:
-                        soak_figure = soak(
-                            service, scale.soak_requests, args.concurrency, scale.soak_warm_up,
-                            SOAK_RSS_GROWTH_PCT if scale.memory_bounds else None,
-                        )  # fmt: skip
-                        report(figure, soak_figure)
+                        bound = figures.SOAK_RSS_GROWTH_PCT if scale.memory_bounds else None
+                        soak = (scale.soak_requests, args.concurrency, scale.soak_warm_up, bound)
+                        report(figure, figures.soak(service, *soak))
         elif name == "schemathesis-key":
             with serve(
-                store, SERVICE_ADMIN_TOKEN=ADMIN_TOKEN, SERVICE_API_KEYS=f"bench:{API_KEY}"
+                store, SERVICE_ADMIN_TOKEN=figures.ADMIN_TOKEN, SERVICE_API_KEYS=f"bench:{API_KEY}"
             ) as service:
-                report(name, schemathesis_figure(service, scale.examples, api_key=API_KEY))
+                report(name, figures.schemathesis_figure(service, scale.examples, api_key=API_KEY))
         elif name == "overload":
-            bound = OVERLOAD_RSS_GROWTH_PCT if scale.memory_bounds else None
-            figure = overload(store, scale.overload_requests, args.overload_concurrency, 50, bound)
-            report(name, figure)
+            bound = figures.OVERLOAD_RSS_GROWTH_PCT if scale.memory_bounds else None
+            requests, concurrency = scale.overload_requests, args.overload_concurrency
+            report(name, figures.overload(store, requests, concurrency, 50, bound))
         elif name == "reload":
-            report(name, hot_reload(store, scale.reloads, args.concurrency))
+            report(name, figures.hot_reload(store, scale.reloads, args.concurrency))
         elif name == "corrupt":
             for corruption in scale.corruptions:
-                report(name, corrupt_startup(store, corruption))
+                report(name, figures.corrupt_startup(store, corruption))
         elif name == "shutdown":
-            report(name, graceful_shutdown(store, scale.in_flight))
+            report(name, figures.graceful_shutdown(store, scale.in_flight))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return results
 
 
 def problems_of(results: dict[str, list[dict[str, Any]]]) -> list[str]:
-    return [
-        f"{name}: {p}" for name, figures in results.items() for f in figures for p in f["problems"]
-    ]
+    return [f"{name}: {p}" for name, found in results.items() for f in found for p in f["problems"]]
 
 
 if __name__ == "__main__":

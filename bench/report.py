@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loadgen import LoadResult, RawResult
+from bench.loadgen import LoadResult, RawResult
 
 SERVICE = "service"
 """The service's own family, and the variant that stands for it in the ratios."""
@@ -67,14 +68,8 @@ class Report:
         return next((r for r in self.raw.get(model, []) if r.batch == 1 and not r.png), None)
 
     def row(self, server: str, model: str, n: int, c: int) -> LoadRow | None:
-        return next(
-            (
-                r
-                for r in self.rows
-                if (r.server, r.model, r.n, r.concurrency) == (server, model, n, c)
-            ),
-            None,
-        )
+        key = (server, model, n, c)
+        return next((r for r in self.rows if (r.server, r.model, r.n, r.concurrency) == key), None)
 
     def families(self) -> dict[str, list[str]]:
         """Every family measured, with its variants, in the order they ran."""
@@ -85,9 +80,7 @@ class Report:
 
     def best_variant(self, family: str, model: str, n: int, c: int) -> LoadRow | None:
         """The family's variant with the most images/s at this load."""
-        rows = [self.row(name, model, n, c) for name in self.families().get(family, [])]
-        measured = [r for r in rows if r is not None and r.images_per_s is not None]
-        return max(measured, key=lambda r: r.images_per_s or 0.0, default=None)
+        return _fastest(self.row(name, model, n, c) for name in self.families().get(family, []))
 
     def loads(self) -> list[tuple[str, int, int]]:
         return sorted({(r.model, r.n, r.concurrency) for r in self.rows})
@@ -100,30 +93,22 @@ class Report:
         ``service`` / best peer (the best variant of any peer family; images/s)."""
         out = []
         for model, n in sorted({(m, k) for m, k, _ in self.loads()}):
-            service = self.row(SERVICE, model, n, RATIO_CONCURRENCY)
-            bests = [
+            ours = _speed(self.row(SERVICE, model, n, RATIO_CONCURRENCY))
+            peer = _fastest(
                 self.best_variant(f, model, n, RATIO_CONCURRENCY) for f in self.peer_families()
-            ]
-            best_peer = max(
-                (r for r in bests if r is not None),
-                key=lambda r: r.images_per_s or 0.0,
-                default=None,
             )
             raw = self.raw_best(model)
-            ours = service.images_per_s if service else None
             out.append(
                 {
                     "model": model,
                     "n": n,
                     "service_images_per_s": ours,
-                    "raw_best_images_per_s": raw.images_per_s if raw else None,
+                    "raw_best_images_per_s": _speed(raw),
                     "raw_best_batch": raw.batch if raw else None,
-                    "service_over_raw_best": _ratio(ours, raw.images_per_s if raw else None),
-                    "best_peer": best_peer.server if best_peer else None,
-                    "best_peer_images_per_s": best_peer.images_per_s if best_peer else None,
-                    "service_over_best_peer": _ratio(
-                        ours, best_peer.images_per_s if best_peer else None
-                    ),
+                    "service_over_raw_best": _ratio(ours, _speed(raw)),
+                    "best_peer": peer.server if peer else None,
+                    "best_peer_images_per_s": _speed(peer),
+                    "service_over_best_peer": _ratio(ours, _speed(peer)),
                 }
             )
         return out
@@ -132,16 +117,14 @@ class Report:
         """At each load: ``service`` against each peer family's best variant there."""
         out = []
         for model, n, c in self.loads():
-            service = self.row(SERVICE, model, n, c)
-            ours = service.images_per_s if service else None
+            ours = _speed(self.row(SERVICE, model, n, c))
             families: dict[str, dict[str, Any]] = {}
             for family in self.peer_families():
                 best = self.best_variant(family, model, n, c)
-                theirs = best.images_per_s if best else None
                 families[family] = {
                     "best_variant": best.server if best else None,
-                    "images_per_s": theirs,
-                    "service_over_it": _ratio(ours, theirs),
+                    "images_per_s": _speed(best),
+                    "service_over_it": _ratio(ours, _speed(best)),
                 }
             out.append(
                 {
@@ -162,17 +145,15 @@ class Report:
             v2 = self.row(SERVICE_V2, model, V2_IMAGES, RATIO_CONCURRENCY)
             if v2 is None:  # not measured at this load
                 continue
-            sample = self.row(SERVICE, model, V2_IMAGES, RATIO_CONCURRENCY)
-            ours_v2 = v2.images_per_s
-            ours = sample.images_per_s if sample else None
+            ours = _speed(self.row(SERVICE, model, V2_IMAGES, RATIO_CONCURRENCY))
             out.append(
                 {
                     "model": model,
                     "n": V2_IMAGES,
                     "concurrency": RATIO_CONCURRENCY,
-                    "service_v2_images_per_s": ours_v2,
+                    "service_v2_images_per_s": v2.images_per_s,
                     "service_images_per_s": ours,
-                    "v2_over_sample": _ratio(ours_v2, ours),
+                    "v2_over_sample": _ratio(v2.images_per_s, ours),
                 }
             )
         return out
@@ -185,9 +166,8 @@ class Report:
             raw = self.raw_batch1(model)
             service_p50 = row.result.p50_ms if row and row.result else None
             raw_p50 = raw.p50_ms if raw else None
-            overhead = None
-            if service_p50 is not None and raw_p50 is not None:
-                overhead = service_p50 - raw_p50
+            both = service_p50 is not None and raw_p50 is not None
+            overhead = service_p50 - raw_p50 if both else None
             out.append(
                 {
                     "model": model,
@@ -234,122 +214,105 @@ class Report:
             f"- Command: `{self.command}`",
             f"- Versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}",
             f"- Settings: {', '.join(f'{k}={v}' for k, v in self.settings.items())}",
-            *_section(
-                "Raw onnxruntime, in process (the limit)",
-                "| model | batch | images/s | p50 of one run (ms) | runs |",
-                "| --- | ---: | ---: | ---: | ---: |",
-            ),
         ]
+        raw_rows = []
         for model, results in self.raw.items():
             best = self.raw_best(model)
             for r in results:
                 label = f"{r.batch}{' + PNG' if r.png else ''}{' (best)' if r is best else ''}"
-                lines.append(
-                    f"| {model} | {label} | {r.images_per_s:,.0f} | {r.p50_ms:.3f} | {r.runs} |"
-                )
-        lines += _section(
-            "Servers over HTTP on 127.0.0.1 (wrk, fixed request count)",
-            "| server | model | images/request | concurrency | requests | images/s | p50 ms "
-            "| p99 ms | errors | RSS MiB | PSS MiB |",
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+                raw_rows.append([model, label, f"{r.images_per_s:,.0f}", f"{r.p50_ms:.3f}", r.runs])
+        lines += _table(
+            "Raw onnxruntime, in process (the limit)",
+            "model | batch | images/s | p50 of one run (ms) | runs",
+            "lrrrr",
+            raw_rows,
         )
+        load_rows = []
         for row in self.rows:
-            result = row.result
-            if result is None:
-                lines.append(
-                    f"| {row.server} | {row.model} | {row.n} | {row.concurrency} | - | - | - | - "
-                    f"| failed: {row.failure} | - | - |"
-                )
+            load = [row.server, row.model, row.n, row.concurrency]
+            r = row.result
+            if r is None:
+                load_rows.append([*load, "-", "-", "-", "-", f"failed: {row.failure}", "-", "-"])
                 continue
-            short = "" if result.complete else " (cut short)"
-            lines.append(
-                f"| {row.server} | {row.model} | {row.n} | {row.concurrency} "
-                f"| {result.requests}{short} | {_num(row.images_per_s)} | {result.p50_ms:.2f} "
-                f"| {result.p99_ms:.2f} | {result.errors} | {_num(row.rss_mib)} "
-                f"| {_num(row.pss_mib)} |"
-            )
-        lines += _section(
+            requests = f"{r.requests}{'' if r.complete else ' (cut short)'}"
+            speed, p50, p99 = _num(row.images_per_s), f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}"
+            memory = [_num(row.rss_mib), _num(row.pss_mib)]
+            load_rows.append([*load, requests, speed, p50, p99, r.errors, *memory])
+        lines += _table(
+            "Servers over HTTP on 127.0.0.1 (wrk, fixed request count)",
+            "server | model | images/request | concurrency | requests | images/s | p50 ms | p99 ms "
+            "| errors | RSS MiB | PSS MiB",
+            "llrrrrrrrrr",
+            load_rows,
+        )
+        lines += _table(
             f"Ratios at concurrency {RATIO_CONCURRENCY} (images/s)",
-            "| model | images/request | service | raw best (batch) | service / raw best "
-            "| best peer | service / best peer |",
-            "| --- | ---: | ---: | ---: | ---: | --- | ---: |",
-            intro=f"`{SERVICE}` against raw onnxruntime and against the best peer there: the best "
+            "model | images/request | service | raw best (batch) | service / raw best | best peer "
+            "| service / best peer",
+            "lrrrrlr",
+            [
+                [
+                    q["model"],
+                    q["n"],
+                    _num(q["service_images_per_s"]),
+                    f"{_num(q['raw_best_images_per_s'])} ({q['raw_best_batch']})",
+                    _x(q["service_over_raw_best"]),
+                    f"{q['best_peer'] or '-'} {_num(q['best_peer_images_per_s'])}",
+                    _x(q["service_over_best_peer"]),
+                ]
+                for q in self.ratios()
+            ],
+            note=f"`{SERVICE}` against raw onnxruntime and against the best peer there: the best "
             "variant of any peer family.",
         )
-        for q in self.ratios():
-            lines.append(
-                f"| {q['model']} | {q['n']} | {_num(q['service_images_per_s'])} "
-                f"| {_num(q['raw_best_images_per_s'])} ({q['raw_best_batch']}) "
-                f"| {_x(q['service_over_raw_best'])} | {q['best_peer'] or '-'} "
-                f"{_num(q['best_peer_images_per_s'])} | {_x(q['service_over_best_peer'])} |"
-            )
-        lines += self._family_lines() + self._v2_lines()
-        lines += _section(
-            "Latency of one request (concurrency 1, 1 image)",
-            "| model | service p50 ms | raw onnxruntime p50 ms (batch 1) | difference ms |",
-            "| --- | ---: | ---: | ---: |",
-        )
-        for q in self.latency_overheads():
-            lines.append(
-                f"| {q['model']} | {_num(q['service_p50_ms'], 2)} | {_num(q['raw_p50_ms'], 3)} "
-                f"| {_num(q['overhead_ms'], 2)} |"
-            )
-        lines += _section(
-            "Servers",
-            "| server | family | what | state | ready after s | idle RSS MiB "
-            "| max pixel diff vs raw |",
-            "| --- | --- | --- | --- | ---: | ---: | --- |",
-        )
-        for status in self.servers:
-            diffs = ", ".join(f"{k}: {v}" for k, v in status.max_pixel_diff.items()) or "-"
-            lines.append(
-                f"| {status.name} | {status.family} | {status.about} | {status.state} "
-                f"| {_num(status.ready_s, 1)} | {_num(status.idle_rss_mib)} | {diffs} |"
-            )
-        return "\n".join(lines) + "\n"
-
-    def _family_lines(self) -> list[str]:
         families = self.peer_families()
-        if not families:
-            return []
-        lines = _section(
-            "The service against each peer family, at each load (images/s)",
-            "| model | images/request | concurrency | service | " + " | ".join(families) + " |",
-            "| --- | ---: | ---: | ---: |" + " --- |" * len(families),
-            intro=f"Each family by its best variant at that load (named), `{SERVICE}` / it in "
-            "brackets.",
-        )
-        for q in self.family_ratios():
-            cells = []
-            for family in families:
-                f = q["families"][family]
-                if f["best_variant"] is None:
-                    cells.append("-")
-                    continue
-                ratio = _x(f["service_over_it"])
-                cells.append(f"{f['best_variant']}: {_num(f['images_per_s'])} ({ratio})")
-            lines.append(
-                f"| {q['model']} | {q['n']} | {q['concurrency']} "
-                f"| {_num(q['service_images_per_s'])} | " + " | ".join(cells) + " |"
+        if families:
+            lines += _table(
+                "The service against each peer family, at each load (images/s)",
+                " | ".join(["model", "images/request", "concurrency", "service", *families]),
+                "lrrr" + "l" * len(families),
+                [
+                    [q["model"], q["n"], q["concurrency"], _num(q["service_images_per_s"])]
+                    + [_against(q["families"][family]) for family in families]
+                    for q in self.family_ratios()
+                ],
+                note=f"Each family by its best variant at that load (named), `{SERVICE}` / it in "
+                "brackets.",
             )
-        return lines
-
-    def _v2_lines(self) -> list[str]:
-        ratios = self.v2_over_sample()
-        if not ratios:
-            return []
-        lines = _section(
-            f"The v2 binary path against POST /sample ({V2_IMAGES} image per request, "
-            f"concurrency {RATIO_CONCURRENCY})",
-            f"| model | {SERVICE_V2} images/s | {SERVICE} images/s | {SERVICE_V2} / {SERVICE} |",
-            "| --- | ---: | ---: | ---: |",
-        )
-        for q in ratios:
-            lines.append(
-                f"| {q['model']} | {_num(q['service_v2_images_per_s'])} "
-                f"| {_num(q['service_images_per_s'])} | {_x(q['v2_over_sample'])} |"
+        v2 = self.v2_over_sample()
+        if v2:
+            lines += _table(
+                f"The v2 binary path against POST /sample ({V2_IMAGES} image per request, "
+                f"concurrency {RATIO_CONCURRENCY})",
+                f"model | {SERVICE_V2} images/s | {SERVICE} images/s | {SERVICE_V2} / {SERVICE}",
+                "lrrr",
+                [
+                    [q["model"], _num(q["service_v2_images_per_s"])]
+                    + [_num(q["service_images_per_s"]), _x(q["v2_over_sample"])]
+                    for q in v2
+                ],
             )
-        return lines
+        lines += _table(
+            "Latency of one request (concurrency 1, 1 image)",
+            "model | service p50 ms | raw onnxruntime p50 ms (batch 1) | difference ms",
+            "lrrr",
+            [
+                [q["model"], _num(q["service_p50_ms"], 2), _num(q["raw_p50_ms"], 3)]
+                + [_num(q["overhead_ms"], 2)]
+                for q in self.latency_overheads()
+            ],
+        )
+        lines += _table(
+            "Servers",
+            "server | family | what | state | ready after s | idle RSS MiB | max pixel diff vs raw",
+            "llllrrl",
+            [
+                [s.name, s.family, s.about, s.state, _num(s.ready_s, 1), _num(s.idle_rss_mib)]
+                + [", ".join(f"{k}: {v}" for k, v in s.max_pixel_diff.items()) or "-"]
+                for s in self.servers
+            ],
+        )
+        return "\n".join(lines) + "\n"
 
     def write(self, out: Path) -> list[Path]:
         """Markdown to ``out`` (or beside it for a .json path) and JSON beside it."""
@@ -361,10 +324,32 @@ class Report:
         return [md, js]
 
 
-def _section(title: str, header: str, align: str, intro: str = "") -> list[str]:
-    """The markdown lines that open a section's table: its heading, ``intro`` (a paragraph, if
-    any), the table's header row and its alignment row."""
-    return ["", f"## {title}", "", *([intro, ""] if intro else []), header, align]
+def _table(title: str, header: str, align: str, rows: list[list[Any]], note: str = "") -> list[str]:
+    """A section's markdown: its heading, ``note`` (a paragraph, if any), then the table, its
+    columns (``header``, split by ``|``) aligned left (``l``) or right (``r``)."""
+    marks = ["---:" if a == "r" else "---" for a in align]
+    table = [header.split(" | "), marks, *[[str(cell) for cell in row] for row in rows]]
+    return ["", f"## {title}", "", *([note, ""] if note else [])] + [
+        f"| {' | '.join(cells)} |" for cells in table
+    ]
+
+
+def _against(family: dict[str, Any]) -> str:
+    """A peer family's best variant at a load, its images/s and the service / it."""
+    if family["best_variant"] is None:
+        return "-"
+    speed, ratio = _num(family["images_per_s"]), _x(family["service_over_it"])
+    return f"{family['best_variant']}: {speed} ({ratio})"
+
+
+def _speed(row: LoadRow | RawResult | None) -> float | None:
+    return row.images_per_s if row else None
+
+
+def _fastest(rows: Iterable[LoadRow | None]) -> LoadRow | None:
+    """The row with the most images/s, of those measured."""
+    measured = [r for r in rows if r is not None and r.images_per_s is not None]
+    return max(measured, key=lambda r: r.images_per_s or 0.0, default=None)
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:

@@ -5,7 +5,6 @@ started. A server is one variant of a family (the same server in another configu
 from __future__ import annotations
 
 import base64
-import importlib
 import io
 import json
 import os
@@ -14,24 +13,25 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from contextlib import suppress
+from dataclasses import dataclass, field, replace
 from importlib.util import find_spec
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import httpx
 import numpy as np
 from PIL import Image
+
+from bench.peers import workload
+from harness.live_service import Service, rss_of_tree
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 PEERS = BENCH / "peers"
 PYTRITON_VENV = REPO / ".venv-pytriton"
 SEED = 7
-JSON = "application/json"
 
 
 @dataclass(frozen=True)
@@ -57,32 +57,29 @@ class Request:
     def encoded(self) -> tuple[bytes, dict[str, str]]:
         if isinstance(self.body, bytes):
             return self.body, dict(self.headers)
-        return json.dumps(self.body).encode(), {"Content-Type": JSON, **self.headers}
-
-
-@dataclass(frozen=True)
-class Reply:
-    body: bytes
-    headers: dict[str, str]
-    """Names in lower case."""
+        return json.dumps(self.body).encode(), {"Content-Type": "application/json", **self.headers}
 
 
 @dataclass(frozen=True)
 class ServerSpec:
     name: str
     about: str
-    command: Callable[[list[int], Path, PeerBatching], list[str]]
+    family: str
+    """The server this is a variant of: the same server in another configuration."""
+    program: list[str]
+    """Its command but for the ports, the store and the batching: interpreter, script or module,
+    and its own options."""
     ready_paths: list[str]
     request: Callable[[str, int, Path], Request]
     """(model, images per request, store) -> the request for that many images of SEED."""
-    pixels: Callable[[Reply], np.ndarray]
+    pixels: Callable[[httpx.Response], np.ndarray]
     """A reply's images as 8-bit pixels, (N, H, W)."""
-    family: str
-    """The server this is a variant of: the same server in another configuration."""
-    ports: int = 1
+    port_flags: tuple[str, ...] = ("--port",)
+    batched: bool = False
+    """It takes the peers' batching options (PeerBatching)."""
+    needs: tuple[str, ...] = ()
+    """The modules it needs in this environment."""
     env: Callable[[], dict[str, str]] = dict
-    missing: Callable[[], str | None] = lambda: None
-    """Why the server cannot run here (not installed), or None."""
     stop_grace_s: float = 5.0
     """How long the stop signal has before SIGKILL."""
     stop_signal: signal.Signals = signal.SIGTERM
@@ -91,12 +88,19 @@ class ServerSpec:
     stops_its_children: bool = False
     """The stop signal goes to its own process only, which shuts its children down in order."""
 
+    def command(self, ports: list[int], store: Path, batching: PeerBatching) -> list[str]:
+        pairs = zip(self.port_flags, ports, strict=True)
+        own = [arg for flag, port in pairs for arg in (flag, str(port))]
+        if self.family != "service":  # the service reads SERVICE_MODEL_STORE
+            own += ["--store", str(store)]
+        return [*self.program, *own, *(batching.args() if self.batched else [])]
 
-def peers_workload() -> ModuleType:
-    """bench/peers/workload.py: the peers' own latents, session and PNG code."""
-    if str(PEERS) not in sys.path:
-        sys.path.insert(0, str(PEERS))
-    return importlib.import_module("workload")
+    def missing(self) -> str | None:
+        """Why the server cannot run here (not installed), or None."""
+        if self.family == "pytriton" and not (PYTRITON_VENV / "bin" / "python").is_file():
+            return f"{PYTRITON_VENV.name} is missing; run make bench-throughput"
+        absent = [m for m in self.needs if find_spec(m) is None]
+        return f"not installed ({', '.join(absent)}); run make bench-throughput" if absent else None
 
 
 def to_pixels(images: np.ndarray) -> np.ndarray:
@@ -121,30 +125,19 @@ def _kserve_v2(model: str, n: int, store: Path) -> Request:
 
 
 def _kserve_v2_binary(model: str, n: int, store: Path) -> Request:
-    """The service's graph from z to image, with the binary tensor data extension as
-    tritonclient sends it: z, the latents /sample draws for SEED and n, as raw float32 after the
-    JSON header, and the image asked for as raw bytes too."""
-    workload = peers_workload()
-    dim = workload.graph_file(model, store).latent_dim
-    z = workload.latents(SEED, n, dim).astype("<f4")
-    header = {
-        "inputs": [
-            {
-                "name": "z",
-                "datatype": "FP32",
-                "shape": [n, dim],
-                "parameters": {"binary_data_size": z.nbytes},
-            }
-        ],
-        "outputs": [{"name": "image", "parameters": {"binary_data": True}}],
-    }
-    text = json.dumps(header).encode()
-    headers = {
-        "Content-Type": "application/octet-stream",
-        "Inference-Header-Content-Length": str(len(text)),
-    }
-    graph = f"{model}.{workload.GRAPH_ROLES[model]}"
-    return Request(f"/v2/models/{graph}/infer", text + z.tobytes(), headers)
+    """The service's graph from z to image, asked by tritonclient's own request body: z, the
+    latents /sample draws for SEED and n, as binary tensor data after the JSON header, and the
+    image asked for as binary data too."""
+    from tritonclient import http
+
+    z = workload.latents(SEED, n, workload.graph_file(model, store).latent_dim)
+    tensor = http.InferInput("z", list(z.shape), "FP32")
+    tensor.set_data_from_numpy(z, binary_data=True)
+    image = http.InferRequestedOutput("image", binary_data=True)
+    body, length = http.InferenceServerClient.generate_request_body([tensor], outputs=[image])
+    headers = {"Content-Type": "application/octet-stream"}
+    headers["Inference-Header-Content-Length"] = str(length)
+    return Request(f"/v2/models/{model}.{workload.GRAPH_ROLES[model]}/infer", body, headers)
 
 
 def _png_pixels(images: list[str]) -> np.ndarray:
@@ -152,149 +145,76 @@ def _png_pixels(images: list[str]) -> np.ndarray:
     return np.stack([np.asarray(image) for image in decoded])
 
 
-def _images_field(reply: Reply) -> np.ndarray:
-    return _png_pixels(list(json.loads(reply.body)["images"]))
+def _images_field(reply: httpx.Response) -> np.ndarray:
+    return _png_pixels(list(reply.json()["images"]))
 
 
-def _kserve_images(reply: Reply) -> np.ndarray:
-    return _png_pixels(list(json.loads(reply.body)["outputs"][0]["data"]))
+def _kserve_images(reply: httpx.Response) -> np.ndarray:
+    return _png_pixels(list(reply.json()["outputs"][0]["data"]))
 
 
-def _v2_binary_image(reply: Reply) -> np.ndarray:
-    """The FP32 ``image`` output of a binary v2 reply: the JSON header, then each binary
-    output's bytes in the order of the header's outputs."""
-    length = reply.headers.get("inference-header-content-length")
-    if length is None:
-        raise ValueError("the v2 reply has no Inference-Header-Content-Length")
-    header = json.loads(reply.body[: int(length)])
-    offset = int(length)
-    for output in header["outputs"]:
-        size = int(output.get("parameters", {}).get("binary_data_size", 0))
-        if output["name"] == "image":
-            if output["datatype"] != "FP32" or size == 0:
-                raise ValueError(f"the v2 image is not binary FP32: {output}")
-            if offset + size > len(reply.body):
-                raise ValueError(f"the v2 reply ends before its image ({len(reply.body)} bytes)")
-            flat = np.frombuffer(reply.body, "<f4", count=size // 4, offset=offset)
-            return to_pixels(flat.reshape(output["shape"]))
-        offset += size
-    raise ValueError(f"no image output in the v2 reply: {header['outputs']}")
+def _v2_binary_image(reply: httpx.Response) -> np.ndarray:
+    """The ``image`` output of a binary v2 reply, as tritonclient reads it."""
+    from tritonclient import http
 
-
-def _needs(*modules: str) -> Callable[[], str | None]:
-    def missing() -> str | None:
-        absent = [m for m in modules if find_spec(m) is None]
-        return f"not installed ({', '.join(absent)}); run make bench-throughput" if absent else None
-
-    return missing
-
-
-def _peer(script: str, *extra: str) -> Callable[[list[int], Path, PeerBatching], list[str]]:
-    def command(ports: list[int], store: Path, batching: PeerBatching) -> list[str]:
-        own = ["--port", str(ports[0]), "--store", str(store), *extra]
-        return [sys.executable, str(PEERS / script), *own]
-
-    return command
-
-
-def _batched_peer(script: str, *extra: str) -> Callable[[list[int], Path, PeerBatching], list[str]]:
-    plain = _peer(script, *extra)
-    return lambda ports, store, batching: plain(ports, store, batching) + batching.args()
-
-
-def _service_command(ports: list[int], store: Path, batching: PeerBatching) -> list[str]:
-    host = ["--host", "127.0.0.1", "--port", str(ports[0])]
-    return [sys.executable, "-m", "service", *host, "--log-level", "warning"]
-
-
-def _pytriton(instances: int) -> Callable[[list[int], Path, PeerBatching], list[str]]:
-    def command(ports: list[int], store: Path, batching: PeerBatching) -> list[str]:
-        http, grpc, metrics = (str(p) for p in ports)
-        script = str(PEERS / "pytriton_server.py")
-        ports_args = ["--http-port", http, "--grpc-port", grpc, "--metrics-port", metrics]
-        python = str(PYTRITON_VENV / "bin" / "python")
-        own = ["--store", str(store), "--instances", str(instances)]
-        return [python, script, *ports_args, *own, *batching.args()]
-
-    return command
+    length = int(reply.headers["inference-header-content-length"])
+    result = http.InferResult.from_response_body(reply.content, header_length=length)
+    image = result.as_numpy("image")
+    if image is None:
+        raise ValueError("no image output in the v2 reply")
+    return to_pixels(image)
 
 
 def _pytriton_env() -> dict[str, str]:
-    """Triton's Python backend loads libpython from the venv's base Python."""
-    home = _pyvenv_home()
+    """Triton's Python backend loads libpython from the venv's base Python (its ``home``)."""
+    cfg = PYTRITON_VENV / "pyvenv.cfg"
+    lines = cfg.read_text().splitlines() if cfg.is_file() else []
+    pairs = [line.partition("=") for line in lines]
+    home = next((value.strip() for key, _, value in pairs if key.strip() == "home"), None)
     lib = str(Path(home).parent / "lib") if home else ""
     return {"LD_LIBRARY_PATH": ":".join(p for p in (lib, os.environ.get("LD_LIBRARY_PATH")) if p)}
 
 
-def _pyvenv_home() -> str | None:
-    cfg = PYTRITON_VENV / "pyvenv.cfg"
-    if not cfg.is_file():
-        return None
-    for line in cfg.read_text().splitlines():
-        key, _, value = line.partition("=")
-        if key.strip() == "home":
-            return value.strip()
-    return None
+def _batched_peer(family: str, about: str, ready: str, workers: int) -> ServerSpec:
+    """LitServe or Mosec, ``workers`` worker processes per model."""
+    script = [sys.executable, str(PEERS / f"{family}_server.py"), "--workers", str(workers)]
+    name = family if workers == 1 else f"{family}-{workers}w"
+    return ServerSpec(name, about, family, script, [ready], _per_model_route, _images_field,
+                      batched=True, needs=(family,))  # fmt: skip
 
 
-def _pytriton_missing() -> str | None:
-    if not (PYTRITON_VENV / "bin" / "python").is_file():
-        return f"{PYTRITON_VENV.name} is missing; run make bench-throughput"
-    return None
-
-
-def _service(
-    name: str,
-    about: str,
-    request: Callable[[str, int, Path], Request] = _sample_body,
-    pixels: Callable[[Reply], np.ndarray] = _images_field,
-    env: Callable[[], dict[str, str]] = dict,
-    ready: tuple[str, ...] = (),
-    command: Callable[[list[int], Path, PeerBatching], list[str]] = _service_command,
-    missing: Callable[[], str | None] = lambda: None,
-) -> ServerSpec:
-    return ServerSpec(
-        name,
-        about,
-        command,
-        ["/health/ready", *ready],
-        request,
-        pixels,
-        family="service",
-        env=env,
-        missing=missing,
-    )
-
-
-def _litserve(name: str, workers: int) -> ServerSpec:
+def _litserve(workers: int) -> ServerSpec:
     per = "one worker process" if workers == 1 else f"{workers} worker processes"
-    return ServerSpec(
-        name,
+    about = (
         f"LitServe, one LitAPI per model, {per} per model (workers_per_device={workers}), "
-        "batching by max_batch_size/batch_timeout",
-        _batched_peer("litserve_server.py", "--workers", str(workers)),
-        ["/health"],
-        _per_model_route,
-        _images_field,
-        family="litserve",
-        missing=_needs("litserve"),
+        "batching by max_batch_size/batch_timeout"
     )
+    return _batched_peer("litserve", about, "/health", workers)
 
 
-def _pytriton_spec(name: str, instances: int) -> ServerSpec:
+def _mosec(workers: int) -> ServerSpec:
+    per = "one Python worker" if workers == 1 else f"{workers} Python workers"
+    about = (
+        f"Mosec: Rust HTTP server, {per} per model (append_worker num={workers}), dynamic batching"
+    )
+    return _batched_peer("mosec", about, "/", workers)
+
+
+def _pytriton(name: str, instances: int) -> ServerSpec:
     per = "one instance" if instances == 1 else f"{instances} instances"
+    python, script = str(PYTRITON_VENV / "bin" / "python"), str(PEERS / "pytriton_server.py")
     return ServerSpec(
         name,
         f"PyTriton: Triton server, Python backend, {per} of the inference callable per model, "
         "dynamic batcher and @batch, KServe v2",
-        _pytriton(instances),
+        "pytriton",
+        [python, script, "--instances", str(instances)],
         ["/v2/health/ready", "/v2/models/dcgan-fashion/ready", "/v2/models/vae-fashion/ready"],
         _kserve_v2,
         _kserve_images,
-        family="pytriton",
-        ports=3,
+        port_flags=("--http-port", "--grpc-port", "--metrics-port"),
+        batched=True,
         env=_pytriton_env,
-        missing=_pytriton_missing,
         stop_grace_s=20.0,
         stop_signal=signal.SIGINT,  # PyTriton's documented way to quit
         leftovers=lambda pid: list(Path("/dev/shm").glob(f"pytrtion{pid}-*")),
@@ -302,71 +222,68 @@ def _pytriton_spec(name: str, instances: int) -> ServerSpec:
     )
 
 
-def _mosec(name: str, workers: int) -> ServerSpec:
-    per = "one Python worker" if workers == 1 else f"{workers} Python workers"
-    return ServerSpec(
-        name,
-        f"Mosec: Rust HTTP server, {per} per model (append_worker num={workers}), dynamic batching",
-        _batched_peer("mosec_server.py", "--workers", str(workers)),
-        ["/"],
-        _per_model_route,
-        _images_field,
-        family="mosec",
-        missing=_needs("mosec"),
-    )
-
-
+SERVICE = ServerSpec(
+    "service",
+    "this service: python -m service, its defaults (uvicorn; SERVICE_WORKERS: one worker "
+    "process per usable core), POST /sample",
+    "service",
+    [sys.executable, "-m", "service", "--host", "127.0.0.1", "--log-level", "warning"],
+    ["/health/ready"],
+    _sample_body,
+    _images_field,
+)
 SERVERS: dict[str, ServerSpec] = {
     spec.name: spec
     for spec in [
-        _service(
-            "service",
-            "this service: python -m service, its defaults (uvicorn; SERVICE_WORKERS: one "
-            "worker process per usable core), POST /sample",
-        ),
-        _service(
-            "service-granian",
-            "this service on granian (SERVICE_HTTP_SERVER=granian), one worker per core, "
+        SERVICE,
+        replace(
+            SERVICE,
+            name="service-granian",
+            about="this service on granian (SERVICE_HTTP_SERVER=granian), one worker per core, "
             "POST /sample",
             env=lambda: {"SERVICE_HTTP_SERVER": "granian"},
         ),
-        _service(
-            "service-1w",
-            "this service with SERVICE_WORKERS=1 (one uvicorn process), POST /sample",
+        replace(
+            SERVICE,
+            name="service-1w",
+            about="this service with SERVICE_WORKERS=1 (one uvicorn process), POST /sample",
             env=lambda: {"SERVICE_WORKERS": "1"},
         ),
-        _service(
-            "service-granian-1w",
-            "this service in one granian worker (SERVICE_HTTP_SERVER=granian, "
+        replace(
+            SERVICE,
+            name="service-granian-1w",
+            about="this service in one granian worker (SERVICE_HTTP_SERVER=granian, "
             "SERVICE_WORKERS=1), POST /sample",
             env=lambda: {"SERVICE_HTTP_SERVER": "granian", "SERVICE_WORKERS": "1"},
         ),
-        _service(
-            "service-v2",
-            "this service as `service`, KServe v2 POST /v2/models/<model>.<graph>/infer, "
+        replace(
+            SERVICE,
+            name="service-v2",
+            about="this service as `service`, KServe v2 POST /v2/models/<model>.<graph>/infer, "
             "z in and image out as binary tensor data",
             request=_kserve_v2_binary,
             pixels=_v2_binary_image,
-            ready=(
+            ready_paths=[
+                "/health/ready",
                 "/v2/models/dcgan-fashion.generator/ready",
                 "/v2/models/vae-fashion.decoder/ready",
-            ),
+            ],
         ),
-        _litserve("litserve", 1),
-        _litserve("litserve-2w", 2),
-        _pytriton_spec("pytriton", 1),
-        _pytriton_spec("pytriton-2i", 2),
-        _mosec("mosec", 1),
-        _mosec("mosec-2w", 2),
+        _litserve(1),
+        _litserve(2),
+        _pytriton("pytriton", 1),
+        _pytriton("pytriton-2i", 2),
+        _mosec(1),
+        _mosec(2),
         ServerSpec(
             "naive-torch",
             "FastAPI + torch eager, as a tutorial writes it: no batching",
-            _peer("naive_torch.py"),
+            "naive-torch",
+            [sys.executable, str(PEERS / "naive_torch.py")],
             ["/health"],
             _sample_body,
             _images_field,
-            family="naive-torch",
-            missing=_needs("torch", "fastapi", "uvicorn"),
+            needs=("torch", "fastapi", "uvicorn"),
         ),
     ]
 }
@@ -383,58 +300,46 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
-def post(url: str, request: Request, timeout: float = 60.0) -> Reply:
+def post(url: str, request: Request, timeout: float = 60.0) -> httpx.Response:
     data, headers = request.encoded()
-    with urllib.request.urlopen(urllib.request.Request(url, data, headers), timeout=timeout) as r:
-        return Reply(r.read(), {k.lower(): v for k, v in r.headers.items()})
+    return httpx.post(url, content=data, headers=headers, timeout=timeout).raise_for_status()
 
 
 def _status(url: str) -> int | None:
     try:
-        with urllib.request.urlopen(url, timeout=2) as reply:
-            return int(reply.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except (OSError, ValueError):
+        return httpx.get(url, timeout=2).status_code
+    except httpx.HTTPError:
         return None
 
 
 @dataclass
-class Memory:
-    rss_mib: float
-    pss_mib: float
-    processes: int
+class RunningServer(Service):
+    """A server started in its own process group: harness's live service (its URL, process,
+    log and memory over its process tree), whichever server it is."""
 
-
-@dataclass
-class RunningServer:
-    spec: ServerSpec
-    process: subprocess.Popen[bytes]
-    url: str
-    store: Path
-    log_path: Path
-    started: float = field(default_factory=time.perf_counter)
-    ready_s: float | None = None
+    spec: ServerSpec = field(kw_only=True)
+    store: Path = field(kw_only=True)
+    started: float = field(default_factory=time.perf_counter, kw_only=True)
 
     @classmethod
     def start(
         cls, spec: ServerSpec, store: Path, batching: PeerBatching, log_dir: Path
     ) -> RunningServer:
-        ports = free_ports(spec.ports)
+        ports = free_ports(len(spec.port_flags))
         env = {**os.environ, **spec.env(), "SERVICE_MODEL_STORE": str(store)}
         env["PYTHONUNBUFFERED"] = "1"
-        log_path = log_dir / f"{spec.name}.log"
-        with log_path.open("wb") as log:
+        log = log_dir / f"{spec.name}.log"
+        with log.open("wb") as sink:
             process = subprocess.Popen(
                 spec.command(ports, store, batching),
                 cwd=REPO,
                 env=env,
                 stdin=subprocess.DEVNULL,
-                stdout=log,
+                stdout=sink,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, killed as one at the end
             )
-        return cls(spec, process, f"http://127.0.0.1:{ports[0]}", store, log_path)
+        return cls(f"http://127.0.0.1:{ports[0]}", process, log, spec=spec, store=store)
 
     def wait_ready(self, deadline_s: float) -> None:
         """Until every ready path answers 200; raises RuntimeError on exit or time-out."""
@@ -459,45 +364,21 @@ class RunningServer:
         request = self.request(model, n)
         return self.spec.pixels(post(self.url + request.path, request, timeout))
 
-    def tree(self) -> list[int]:
-        """The server's process and all its descendants, now."""
-        children: dict[int, list[int]] = {}
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                text = stat.read_text()
-            except OSError:
-                continue
-            ppid = int(text.rpartition(")")[2].split()[1])
-            children.setdefault(ppid, []).append(int(stat.parent.name))
-        tree, todo = [], [self.process.pid]
-        while todo:
-            pid = todo.pop()
-            tree.append(pid)
-            todo.extend(children.get(pid, []))
-        return tree
-
-    def memory(self) -> Memory:
-        """Summed over the process tree: RSS (shared pages once per process) and PSS."""
-        rss = pss = 0
-        pids = self.tree()
-        for pid in pids:
-            rss += _kib(Path(f"/proc/{pid}/status"), "VmRSS")
-            pss += _kib(Path(f"/proc/{pid}/smaps_rollup"), "Pss")
-        return Memory(rss / 1024, pss / 1024, len(pids))
+    def memory(self) -> tuple[float, float]:
+        """RSS (shared pages once per process) and PSS in MiB, summed over the process tree."""
+        return self.rss_bytes() / 2**20, sum(self.pss_by_process().values()) / 2**20
 
     def stop(self) -> None:
         """The stop signal to its process group and every process of its tree (or to its own
         process only); once that has exited (or its grace is up), SIGKILL to what is left."""
-        pids = set(self.tree())
+        pids = set(rss_of_tree(self.process.pid))
         if self.spec.stops_its_children:
             self._signal_all({self.process.pid}, self.spec.stop_signal, group=False)
         else:
             self._signal_all(pids, self.spec.stop_signal)
-        try:
+        with suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=self.spec.stop_grace_s)
             time.sleep(0.5)  # a moment for its children to finish exiting
-        except subprocess.TimeoutExpired:
-            pass
         self._signal_all(pids, signal.SIGKILL)
         self.process.wait(timeout=10)
         for path in self.spec.leftovers(self.process.pid):
@@ -505,29 +386,8 @@ class RunningServer:
 
     def _signal_all(self, pids: set[int], sig: signal.Signals, group: bool = True) -> None:
         if group:
-            try:
+            with suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.process.pid, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
         for pid in pids:
-            try:
+            with suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
-
-    def log_tail(self, lines: int = 15) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-
-def _kib(path: Path, key: str) -> int:
-    try:
-        for line in path.read_text().splitlines():
-            name, _, value = line.partition(":")
-            if name == key:
-                return int(value.split()[0])
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0

@@ -1,16 +1,11 @@
 """Side-by-side throughput: the same exported DCGAN generator and VAE decoder served by raw
-in-process onnxruntime (the limit), by this service, and by peer model servers, on 127.0.0.1.
+in-process onnxruntime (the limit), by this service, and by peer model servers, on 127.0.0.1;
+bench/README.md says how each server is started, checked, loaded and stopped.
 
-    .venv/bin/python bench/throughput.py [--quick] [--out docs/throughput.md]
-
-Each server (every variant of every peer, e.g. mosec and mosec-2w) is started on free ports,
-checked to return the same images as onnxruntime, loaded with wrk (a fixed number of POSTs at
-concurrency 1, 16 and 64, with 1 and 64 images per request) and stopped with every process it
-started, also on failure or Ctrl-C. A server that is not installed, or not ready in time, is
-reported as such and the run goes on. The tables are printed as markdown; --out writes them
-(markdown) and a JSON twin beside it. See bench/README.md.
+    .venv/bin/python bench/throughput.py [--quick] [--out docs/bench/throughput.md]
 """
 
+# ruff: noqa: E402 (the repository goes on sys.path before its modules are imported)
 from __future__ import annotations
 
 import argparse
@@ -20,28 +15,24 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
-import urllib.error
+from contextlib import suppress
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from tempfile import mkdtemp
-from types import FrameType
 from typing import Any
 
+import httpx
 import numpy as np
-from loadgen import raw_onnxruntime, run_wrk, wrk_version
-from report import LoadRow, Report, ServerStatus
-from servers import (
-    PYTRITON_VENV,
-    REPO,
-    SEED,
-    SERVERS,
-    PeerBatching,
-    RunningServer,
-    peers_workload,
-    to_pixels,
-)
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run as a script: make bench/, harness/ and the service importable
+    sys.path.insert(0, str(REPO))
+
+from bench.loadgen import cpu_model, raw_onnxruntime, run_wrk, say, wrk_version
+from bench.peers import workload
+from bench.report import LoadRow, Report, ServerStatus
+from bench.servers import PYTRITON_VENV, SEED, SERVERS, PeerBatching, RunningServer, to_pixels
 
 MODELS = ["dcgan-fashion", "vae-fashion"]
 RAW_BATCHES = [1, 2, 4, 8, 16, 32, 64, 128, 256]
@@ -54,38 +45,35 @@ COUNTS = {"full": {1: (400, 50), 64: (40, 6)}, "quick": {1: (10, 2), 64: (3, 1)}
 
 def main() -> None:
     args = parse_args()
-    _stop_on_signals()
-    mode = "quick" if args.quick else "full"
-    batching = PeerBatching(args.peer_max_batch_size, args.peer_batch_timeout_us)
-    service_env = dict(item.split("=", 1) for item in args.service_env)
-    os.environ.update(service_env)
+    for signum in (signal.SIGTERM, signal.SIGHUP):  # stop the servers, report what was measured
+        signal.signal(signum, signal.default_int_handler)
+    os.environ.update(dict(item.split("=", 1) for item in args.service_env))
     settings = {
-        "mode": mode,
+        "mode": args.mode,
         "models": ",".join(args.models),
-        "peer_max_batch_size": batching.max_batch_size,
-        "peer_batch_timeout_us": batching.timeout_us,
+        "peer_max_batch_size": args.batching.max_batch_size,
+        "peer_batch_timeout_us": args.batching.timeout_us,
         "seed": SEED,
         "wrk": "1 thread, keep-alive, timed after the first wave",
         **{k: v for k, v in sorted(os.environ.items()) if k.startswith("SERVICE_")},
     }
     report = Report(machine(), exact_command(), settings)
-    log_dir = args.log_dir or Path(mkdtemp(prefix="genserve-bench-"))
-    log_dir.mkdir(parents=True, exist_ok=True)
+    args.log_dir.mkdir(parents=True, exist_ok=True)
     say(f"machine: {report.machine['cpu']}, {report.machine['usable_cores']} usable cores")
-    say(f"command: {report.command}\nserver logs: {log_dir}")
+    say(f"command: {report.command}\nserver logs: {args.log_dir}")
 
     interrupted = False
     try:
+        references = {}  # the 8-bit images (N, H, W) every server must return for PARITY_N, SEED
         for model in args.models:
-            report.raw[model] = raw_onnxruntime(model, args.store, RAW_BATCHES, args.raw_seconds)
+            sampler = workload.Sampler(model, args.store)
+            report.raw[model] = raw_onnxruntime(sampler, RAW_BATCHES, args.raw_seconds)
             best = report.raw_best(model)
             assert best is not None
             say(f"raw onnxruntime {model}: best batch {best.batch}, {best.images_per_s:,.0f} img/s")
-        references = {model: reference_pixels(model, args.store) for model in args.models}
+            references[model] = to_pixels(sampler.images([(PARITY_N, SEED)])[0])
         for name in args.servers:
-            status = ServerStatus(name, SERVERS[name].about, SERVERS[name].family)
-            report.servers.append(status)
-            measure_server(name, status, report, args, mode, batching, log_dir, references)
+            measure_server(name, report, args, references)
     except KeyboardInterrupt:
         interrupted = True
         say("interrupted: the servers are stopped; partial results follow")
@@ -99,23 +87,18 @@ def main() -> None:
 
 
 def measure_server(
-    name: str,
-    status: ServerStatus,
-    report: Report,
-    args: argparse.Namespace,
-    mode: str,
-    batching: PeerBatching,
-    log_dir: Path,
-    references: dict[str, np.ndarray],
+    name: str, report: Report, args: argparse.Namespace, references: dict[str, np.ndarray]
 ) -> None:
     spec = SERVERS[name]
     missing = spec.missing()
+    status = ServerStatus(name, spec.about, spec.family)
+    report.servers.append(status)
     if missing:
         status.state = f"skipped: {missing}"
         say(f"{name}: {status.state}")
         return
     say(f"{name}: starting")
-    server = RunningServer.start(spec, args.store, batching, log_dir)
+    server = RunningServer.start(spec, args.store, args.batching, args.log_dir)
     try:
         server.wait_ready(args.ready_timeout)
         status.ready_s = server.ready_s
@@ -123,19 +106,18 @@ def measure_server(
             status.max_pixel_diff[model] = pixel_diff(
                 server.sample(model, PARITY_N), references[model]
             )
-        status.idle_rss_mib = server.memory().rss_mib
+        status.idle_rss_mib = server.memory()[0]
         say(f"{name}: ready in {server.ready_s:.1f} s, pixel diff {status.max_pixel_diff}")
         for model in args.models:
             for n in args.images:
                 for c in args.concurrency:
-                    row = measure_load(server, model, n, c, args, mode)
-                    report.rows.append(row)
+                    report.rows.append(measure_load(server, model, n, c, args))
                     if server.process.poll() is not None:
                         raise RuntimeError(f"exited with {server.process.returncode} under load")
         status.state = "ok"
-    except (RuntimeError, OSError, urllib.error.URLError, KeyError, ValueError) as exc:
+    except (RuntimeError, OSError, httpx.HTTPError, KeyError, ValueError) as exc:
         status.state = f"failed: {exc}"
-        say(f"{name}: {status.state}; log {server.log_path}:\n{server.log_tail()}")
+        say(f"{name}: {status.state}; log {server.log}:\n{server.log_tail()}")
     except KeyboardInterrupt:
         status.state = "interrupted"
         raise
@@ -145,9 +127,10 @@ def measure_server(
 
 
 def measure_load(
-    server: RunningServer, model: str, n: int, c: int, args: argparse.Namespace, mode: str
+    server: RunningServer, model: str, n: int, c: int, args: argparse.Namespace
 ) -> LoadRow:
     row = LoadRow(server.spec.name, model, n, c)
+    mode = args.mode
     floor, per_connection = COUNTS[mode][1 if n == 1 else 64]
     requests = max(2, round(args.scale * max(floor, per_connection * c)))
     request = server.request(model, n)
@@ -159,25 +142,17 @@ def measure_load(
         row.result = run_wrk(url, request, requests, c, cap_s, timeout_s)
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
         row.failure = str(exc)[:200]
-    memory = server.memory()
-    row.rss_mib, row.pss_mib = memory.rss_mib, memory.pss_mib
+    row.rss_mib, row.pss_mib = server.memory()
     r = row.result
     if r is not None:
         say(
             f"  {row.server:<12} {model:<14} n={n:<3} c={c:<3} {r.requests:>5} req "
             f"{row.images_per_s or 0:>9,.0f} img/s  p50 {r.p50_ms:8.2f} ms  p99 {r.p99_ms:8.2f} ms"
-            f"  errors {r.errors}  RSS {memory.rss_mib:,.0f} MiB"
+            f"  errors {r.errors}  RSS {row.rss_mib:,.0f} MiB"
         )
     else:
         say(f"  {row.server} {model} n={n} c={c}: failed: {row.failure}")
     return row
-
-
-def reference_pixels(model: str, store: Path) -> np.ndarray:
-    """The 8-bit images (N, H, W) every server must return for (SEED, PARITY_N)."""
-    sampler = peers_workload().Sampler(model, store)
-    (images,) = sampler.images([(PARITY_N, SEED)])
-    return to_pixels(images)
 
 
 def pixel_diff(pixels: np.ndarray, reference: np.ndarray) -> int:
@@ -187,14 +162,9 @@ def pixel_diff(pixels: np.ndarray, reference: np.ndarray) -> int:
 
 
 def machine() -> dict[str, Any]:
-    cpu = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.partition(":")[2].strip()
-            break
     mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
     return {
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "usable_cores": len(os.sched_getaffinity(0)),
         "memory_gib": mem_kib / 2**20,
@@ -208,10 +178,8 @@ def versions() -> dict[str, str]:
     found = {"python": platform.python_version(), "wrk": wrk_version()}
     packages = ["onnxruntime-gpu", "onnxruntime", "fastapi", "uvicorn", "granian"]
     for package in [*packages, "litserve", "mosec", "torch"]:
-        try:
+        with suppress(PackageNotFoundError):
             found[package] = version(package)
-        except PackageNotFoundError:
-            pass
     python = PYTRITON_VENV / "bin" / "python"
     if python.is_file():
         code = "import importlib.metadata as m, platform; print(m.version('nvidia-pytriton'), "
@@ -227,21 +195,6 @@ def exact_command() -> str:
     python = Path(sys.executable)
     shown = os.path.relpath(python, Path.cwd()) if python.is_relative_to(REPO) else str(python)
     return shlex.join([shown, *sys.argv])
-
-
-def _stop_on_signals() -> None:
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)
-    signal.signal(signal.SIGHUP, interrupt)
-
-
-_STARTED = time.perf_counter()
-
-
-def say(text: str) -> None:
-    print(f"[{time.perf_counter() - _STARTED:6.1f} s] {text}", file=sys.stderr, flush=True)
 
 
 def _csv(kind: type) -> Any:
@@ -285,6 +238,9 @@ def parse_args() -> argparse.Namespace:
     if args.raw_seconds is None:
         args.raw_seconds = 0.1 if args.quick else 1.0
     args.store = args.store.resolve()
+    args.mode = "quick" if args.quick else "full"
+    args.batching = PeerBatching(args.peer_max_batch_size, args.peer_batch_timeout_us)
+    args.log_dir = args.log_dir or Path(mkdtemp(prefix="genserve-bench-"))
     return args
 
 

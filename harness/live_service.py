@@ -430,14 +430,15 @@ def tally_problems(outcomes: list[Outcome], keep: Callable[[Outcome], bool]) -> 
     return [f"{count} x {problem}" for problem, count in found.most_common(5)]
 
 
-def _metrics(service: Service) -> str:
+def metrics_text(service: Service) -> str:
+    """The service's /metrics, in the Prometheus text format."""
     with urllib.request.urlopen(service.url + "/metrics", timeout=30) as response:
         return str(response.read().decode())
 
 
 def gauge(service: Service, metric: str) -> float:
     """The value of an unlabelled ``metric`` in /metrics (summed over the workers)."""
-    for line in _metrics(service).splitlines():
+    for line in metrics_text(service).splitlines():
         if line.startswith(metric + " "):
             return float(line.split()[1])
     raise RuntimeError(f"no {metric} in /metrics")
@@ -446,7 +447,7 @@ def gauge(service: Service, metric: str) -> float:
 def histogram_p99(service: Service, metric: str, status: str) -> float:
     """The upper bound of the bucket that holds the 99th percentile of ``metric`` for responses
     with ``status``, summed over every other label, from /metrics."""
-    text = _metrics(service)
+    text = metrics_text(service)
     buckets: Counter[float] = Counter()
     for line in text.splitlines():
         if line.startswith(metric + "_bucket{") and f'status="{status}"' in line:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .data import DATASETS, DatasetMissingError
-from .models import FAMILIES
+from .models import MODEL_CLASSES
 
 
 def _setting(text: str) -> tuple[str, Any]:
@@ -34,7 +34,7 @@ def _temperatures(text: str) -> tuple[float, ...]:
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("family", choices=sorted(FAMILIES))
+    p.add_argument("family", choices=sorted(MODEL_CLASSES))
     p.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
     p.add_argument("--epochs", type=int, help="override the family's default")
     p.add_argument("--batch-size", type=int)
@@ -55,7 +55,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
         default="fp32",
         help="autocast precision for training (evaluation is always fp32); auto: bf16 on a CPU "
         "with bf16 instructions (AMX or AVX512-BF16), fp32 elsewhere "
-        "(bench/training_speed.py measures both)",
+        "(bench/profiling.py training-speed measures both)",
     )
     p.add_argument("--patience", type=int, help="stop after this many epochs without a better "
                    "held-out FD (the family's default: never)")  # fmt: skip

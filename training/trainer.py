@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from .data import load, spec
 from .hardware import auto_precision, cpu_description
-from .models import FAMILIES, GenerativeModel
+from .models import MODEL_CLASSES, GenerativeModel
 from .models.base import RUN_SETTINGS, SCHEDULES, lr_factor
 from .tracking import HeldoutTracker, Selection
 
@@ -40,9 +40,9 @@ def build_model(
 ) -> GenerativeModel:
     """A new model of ``family`` for ``dataset`` (which sizes it), its defaults overridden by
     ``config``."""
-    if family not in FAMILIES:
-        raise ValueError(f"unknown family {family!r}; choose one of {', '.join(FAMILIES)}")
-    model_cls, config_cls = FAMILIES[family]
+    if family not in MODEL_CLASSES:
+        raise ValueError(f"unknown family {family!r}; choose one of {', '.join(MODEL_CLASSES)}")
+    model_cls, config_cls = MODEL_CLASSES[family]
     known = {f.name for f in dataclasses.fields(config_cls)}
     unknown = set(config) - known
     if unknown:

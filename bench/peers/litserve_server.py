@@ -1,9 +1,6 @@
-"""LitServe peer: one LitAPI per model at POST /sample/<model>, ``--workers`` inference worker
-processes per model (``workers_per_device`` on the one CPU device, default 1; LitServe starts as
-many API server processes as inference workers in all), with LitServe's own dynamic batching
-(``max_batch_size`` requests, ``batch_timeout`` seconds). Body as the service's /sample:
-``{"n": 1, "seed": 7}``; reply ``{"images": [base64 PNG, ...]}``. Several workers share the
-cores out between their onnxruntime sessions (``workload.threads_per_worker``).
+"""LitServe peer: one LitAPI per model at POST /sample/<model> ``{"n": 1, "seed": 7}`` ->
+``{"images": [...]}``, ``--workers`` inference workers per model (``workers_per_device``) and
+LitServe's own batching (bench/README.md).
 
     python bench/peers/litserve_server.py --port 8001 [--workers 2] [--max-batch-size 64]
 """
@@ -20,9 +17,7 @@ class SampleAPI(ls.LitAPI):
         self, model: str, store: Path, max_batch_size: int, batch_timeout: float, threads: int
     ) -> None:
         super().__init__(
-            max_batch_size=max_batch_size,
-            batch_timeout=batch_timeout,
-            api_path=f"/sample/{model}",
+            max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path=f"/sample/{model}"
         )
         self.graph_model, self.store, self.threads = model, store, threads
 

@@ -1,8 +1,6 @@
-"""Mosec peer: ``--workers`` worker processes per model (``append_worker(num=...)``, default 1)
-at POST /sample/<model>, behind Mosec's Rust HTTP server with its own dynamic batching
-(``max_batch_size`` requests, ``max_wait_time`` ms, at least 1). Body as the service's /sample:
-``{"n": 1, "seed": 7}``; reply ``{"images": [...]}``. Several workers share the cores out
-between their onnxruntime sessions (``workload.threads_per_worker``).
+"""Mosec peer: POST /sample/<model> ``{"n": 1, "seed": 7}`` -> ``{"images": [...]}`` behind
+Mosec's Rust HTTP server, ``--workers`` worker processes per model (``append_worker(num=...)``)
+and Mosec's own batching (``max_wait_time`` in whole ms, at least 1; bench/README.md).
 
     python bench/peers/mosec_server.py --port 8002 [--workers 2] [--max-batch-size 64]
 """

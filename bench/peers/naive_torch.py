@@ -2,9 +2,8 @@
 forward pass: no batching, a sync route in FastAPI's thread pool, torch's default threads.
 POST /sample ``{"model": "dcgan-fashion", "n": 1, "seed": 7}`` -> ``{"images": [...]}``.
 
-The torch modules are the exported ones, rebuilt by ``training``: from the run's checkpoint
-(runs/<run>/checkpoint.pt) when there is one, otherwise from the model card's config with the
-weights read back from the ONNX graph's initializers, so that a fresh clone can run it too.
+The torch modules are the exported ones, rebuilt by ``training`` from the model card's config
+with the weights read back from the ONNX graph's initializers: the very model the others serve.
 
     python bench/peers/naive_torch.py --port 8006
 """
@@ -20,28 +19,21 @@ import torch
 import uvicorn
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel
-from workload import DEFAULT_STORE, GRAPH_ROLES, REPO, graph_file, latents, png_base64
-
-RUNS = {"dcgan-fashion": "dcgan-fashion-mnist", "vae-fashion": "vae-fashion-mnist"}
+from workload import DEFAULT_STORE, GRAPH_ROLES, graph_file, latents, png_base64
 
 
-def load_module(model: str, store: Path, runs: Path) -> torch.nn.Module:
+def load_module(model: str, store: Path) -> torch.nn.Module:
     """The torch module that was exported as the model's image graph, in eval mode."""
-    from training.trainer import build_model, load_checkpoint
+    from training.trainer import build_model
 
     graph = graph_file(model, store)
     card = graph.card
-    checkpoint = runs / RUNS[model] / "checkpoint.pt"
-    if checkpoint.is_file():
-        generative, _ = load_checkpoint(checkpoint)
-    else:
-        generative = build_model(card["family"], card["training"]["config"])
+    generative = build_model(card["family"], card["training"]["config"])
     selection = card.get("evaluation", {}).get("generator_selection")
     if selection is not None:  # the DCGAN exports whichever generator scored better
         generative.use_ema = selection["chosen"] == "ema"
     module = generative.onnx_graphs()[GRAPH_ROLES[model]].module
-    if not checkpoint.is_file():
-        load_onnx_weights(module, graph.path)
+    load_onnx_weights(module, graph.path)
     return module.eval()
 
 
@@ -83,9 +75,9 @@ class SampleRequest(BaseModel):
     seed: int = 0
 
 
-def create_app(store: Path, runs: Path) -> FastAPI:
+def create_app(store: Path) -> FastAPI:
     app = FastAPI(title="naive torch")
-    models = {name: load_module(name, store, runs) for name in GRAPH_ROLES}
+    models = {name: load_module(name, store) for name in GRAPH_ROLES}
     dims = {name: graph_file(name, store).latent_dim for name in GRAPH_ROLES}
 
     @app.get("/health")
@@ -110,11 +102,8 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8006)
     parser.add_argument("--store", type=Path, default=DEFAULT_STORE)
-    parser.add_argument("--runs", type=Path, default=REPO / "runs", help="checkpoints, if any")
     args = parser.parse_args()
-    uvicorn.run(
-        create_app(args.store, args.runs), host=args.host, port=args.port, log_level="warning"
-    )
+    uvicorn.run(create_app(args.store), host=args.host, port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":

@@ -1,17 +1,9 @@
-"""PyTriton peer: the real Triton Inference Server (its Python backend hands each batch to this
-process), one Triton model per graph with Triton's dynamic batcher and PyTriton's ``@batch``.
-``--instances N`` binds N inference callables per model (PyTriton 0.7 takes a list: Triton's
-``instance_group`` of N CPU instances, each with its own backend stub process and its own
-handler thread in this process, and here its own onnxruntime session; the sessions share the
-cores out, ``workload.threads_per_worker``).
-
-KServe v2 over HTTP JSON: POST /v2/models/<model>/infer with inputs ``seed`` (INT64, [1, 1])
-and ``n`` (INT32, [1, 1]); the reply's output ``images`` is a BYTES tensor [1, n] of base64 PNGs.
-Requests batched together should ask for the same n: shorter ones are padded with empty
-strings, since ``@batch`` splits one (batch, width) output back into requests.
-
-Runs on Python 3.12 (PyTriton 0.7 fails on 3.11), with LD_LIBRARY_PATH holding that Python's
-lib/ so that Triton's Python backend finds libpython:
+"""PyTriton peer: the real Triton server, one model per graph with Triton's dynamic batcher and
+PyTriton's ``@batch``, ``--instances N`` inference callables (each its own session) per model
+(bench/README.md). KServe v2 JSON: inputs ``seed`` (INT64) and ``n`` (INT32), output ``images``
+a BYTES tensor of base64 PNGs; a batch's shorter rows are padded with empty strings, since
+``@batch`` splits one (batch, width) output back into requests. Python 3.12, with
+LD_LIBRARY_PATH holding its lib/ so that Triton's Python backend finds libpython:
 
     LD_LIBRARY_PATH=$(pyenv prefix 3.12.1)/lib .venv-pytriton/bin/python \\
         bench/peers/pytriton_server.py --http-port 8003 --grpc-port 8004 --metrics-port 8005

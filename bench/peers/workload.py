@@ -22,6 +22,7 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_STORE = REPO / "model_store"
+CPU = "CPUExecutionProvider"
 
 GRAPH_ROLES = {"dcgan-fashion": "generator", "vae-fashion": "decoder"}
 """The models the bench measures, and the graph of each that turns latents into images."""
@@ -65,36 +66,22 @@ def png_base64(images: np.ndarray) -> list[str]:
 
 @dataclass(frozen=True)
 class GraphFile:
-    model: str
     path: Path
     latent_dim: int
     card: dict[str, Any]
 
 
 def graph_file(model: str, store: Path = DEFAULT_STORE) -> GraphFile:
-    """The image graph of the newest version of ``model``, as its model card names it. Reads
-    the store's layout (cards ``<name>.v<version>.json``, files relative to the store) and the
-    older one (``<name>/<version>/model.json``, files beside the card)."""
+    """The image graph of the newest version of ``model``, as its model card
+    (``<name>.v<version>.json``) names it, relative to the store."""
     cards = {
-        _version(p.name.removeprefix(f"{model}.v").removesuffix(".json")): p
-        for p in store.glob(f"{model}.v*.json")
+        int(p.name.split(".v")[-1].removesuffix(".json")): p for p in store.glob(f"{model}.v*.json")
     }
-    older = {_version(p.parent.name): p for p in store.glob(f"{model}/*/model.json")}
-    if cards:
-        card_path = cards[max(cards)]
-        base = store
-    elif older:
-        card_path = older[max(older)]
-        base = card_path.parent
-    else:
+    if not cards:
         raise FileNotFoundError(f"{store} has no model card for {model}")
-    card = json.loads(card_path.read_text())
-    path = base / card["graphs"][GRAPH_ROLES[model]]["file"]
-    return GraphFile(model, path, int(card["latent_dim"]), card)
-
-
-def _version(text: str) -> int:
-    return int(text) if text.isdigit() else -1
+    card = json.loads(cards[max(cards)].read_text())
+    path = store / card["graphs"][GRAPH_ROLES[model]]["file"]
+    return GraphFile(path, int(card["latent_dim"]), card)
 
 
 def threads_per_worker(workers: int) -> int:
@@ -106,21 +93,24 @@ def threads_per_worker(workers: int) -> int:
     return max(1, len(os.sched_getaffinity(0)) // workers)
 
 
-def open_session(path: Path, threads: int = 0) -> ort.InferenceSession:
-    """onnxruntime's defaults (every optimisation, one thread per physical core), on the CPU."""
+def open_session(path: Path, threads: int = 0, provider: str = CPU) -> ort.InferenceSession:
+    """onnxruntime's defaults (every optimisation, one thread per physical core), on the CPU
+    unless ``provider`` says otherwise."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), options, providers=[provider])
 
 
 class Sampler:
     """One graph in one session; ``sample`` serves a whole batch of requests with one run."""
 
-    def __init__(self, model: str, store: Path = DEFAULT_STORE, threads: int = 0) -> None:
+    def __init__(
+        self, model: str, store: Path = DEFAULT_STORE, threads: int = 0, provider: str = CPU
+    ) -> None:
         graph = graph_file(model, store)
         self.model, self.latent_dim = model, graph.latent_dim
-        self.session = open_session(graph.path, threads)
+        self.session = open_session(graph.path, threads, provider)
         self.sample([(1, 0)])  # warm-up
 
     def images(self, requests: list[tuple[int, int]]) -> list[np.ndarray]:

@@ -96,7 +96,8 @@ class ModelControl:
         self._log = LogOnce()
 
     async def apply(self, name: str, action: Action) -> ModelChange:
-        """``load``, ``reload`` or ``unload``, by the action's name."""
+        """Load the store's newest version of ``name`` (``reload``: even if it is the one serving;
+        ``load``: nothing to do if it already does), or ``unload`` it."""
         if action is Action.UNLOAD:
             return await self.unload(name)
         try:
@@ -104,14 +105,6 @@ class ModelControl:
         except ModelLoadFailed as exc:
             log.error("%s: %s", action, exc.message)
             raise
-
-    async def load(self, name: str) -> ModelChange:
-        """Serve the store's newest version of ``name``; nothing to do if it already does."""
-        return await self.apply(name, Action.LOAD)
-
-    async def reload(self, name: str) -> ModelChange:
-        """Load the store's newest version of ``name`` again, even if it is the one serving."""
-        return await self.apply(name, Action.RELOAD)
 
     async def unload(self, name: str) -> ModelChange:
         """Stop serving ``name``; requests already running on it finish."""

@@ -150,10 +150,10 @@ def register_shared_cpu_arena() -> None:
     """One CPU memory arena in onnxruntime's environment, for every session of this process.
     With an arena per session, each kept the peak of its own largest batch: the whole store,
     after batches of 1 to 64, held 438 MiB against 141 MiB with one shared arena
-    (bench/arena_memory.py). It grows by powers of two (onnxruntime's default). Grown by what
-    each allocation asked for, it split into many small regions that a bigger batch could not
-    reuse: 152 MiB there, and the service's RSS grew 15 to 29% in bench/reliability.py's soak,
-    against 5 to 8% (docs/reliability.md)."""
+    (bench/profiling.py arena-memory). It grows by powers of two (onnxruntime's default). Grown
+    by what each allocation asked for, it split into many small regions that a bigger batch
+    could not reuse: 152 MiB there, and the service's RSS grew 15 to 29% in
+    bench/reliability.py's soak, against 5 to 8% (docs/reliability.md)."""
     memory = ort.OrtMemoryInfo(
         "Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT
     )

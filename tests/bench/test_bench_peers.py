@@ -28,13 +28,11 @@ def naive_torch() -> Iterator[ModuleType]:
 
 
 @pytest.mark.parametrize("model", ["dcgan-fashion", "vae-fashion"])
-def test_naive_torch_rebuilds_the_bundled_models(
-    naive_torch: ModuleType, model: str, tmp_path: Path
-) -> None:
+def test_naive_torch_rebuilds_the_bundled_models(naive_torch: ModuleType, model: str) -> None:
     import torch
     from workload import DEFAULT_STORE, graph_file, latents
 
-    module = naive_torch.load_module(model, DEFAULT_STORE, tmp_path)  # no checkpoints there
+    module = naive_torch.load_module(model, DEFAULT_STORE)
     graph = graph_file(model, DEFAULT_STORE)
     session = ort.InferenceSession(str(graph.path), providers=["CPUExecutionProvider"])
     z = latents(7, 3, graph.latent_dim)

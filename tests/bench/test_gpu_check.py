@@ -1,4 +1,4 @@
-"""bench/gpu_check.py, the first GPU run's script, run as it runs where there is no GPU: on
+"""``bench/profiling.py gpu-check``, the first GPU run, run as it runs where there is no GPU: on
 the CPU fallback, with tiny counts. It must start the service, find every graph on the
 device's provider, measure each point without an error and write its report."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import gpu_check
+from bench import profiling
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -18,12 +18,12 @@ def test_gpu_check_runs_on_the_cpu_fallback_and_writes_its_report(tmp_path: Path
     out = tmp_path / "gpu.md"
     args = ["--models", "dcgan-fashion", "--images", "1,4", "--concurrency", "1,4"]
     args += ["--requests", "8", "--seconds", "0.1", "--out", str(out)]
-    assert gpu_check.main(args) == 0
+    assert profiling.main(["gpu-check", *args]) == 0
     text = out.read_text()
-    device = "cuda" if gpu_check.gpu_name() else "cpu"
+    device = "cuda" if profiling.gpu_name() else "cpu"
     assert f"- device: **{device}**" in text
     providers = re.findall(r"^\| [\w-]+ \| \w+ \| (\w+) \|$", text, re.M)
     assert providers[0] == "provider"  # the header
-    assert len(providers) > 2 and set(providers[1:]) == {gpu_check.PROVIDERS[device]}
+    assert len(providers) > 2 and set(providers[1:]) == {profiling.PROVIDERS[device]}
     rows = re.findall(r"^\| dcgan-fashion \| (\d+) \| (\d+) \| \d+ \| 0 \| [\d,]+ \|", text, re.M)
     assert sorted(rows) == [("1", "1"), ("1", "4"), ("4", "1"), ("4", "4")]

@@ -1,5 +1,5 @@
-"""One module per family; FAMILIES maps a family name to its model class and config, and is the
-one list of the families (the CLI's choices come from it)."""
+"""One module per family; MODEL_CLASSES maps a family name to its model class and config class,
+and is the one list of the families that can be trained (the CLI's choices come from it)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from .pixelrnn import PixelRNN, PixelRNNConfig
 from .vae import VAE, VAEConfig
 from .wgan_gp import WGANGP, WGANGPConfig
 
-FAMILIES: dict[str, tuple[type[GenerativeModel], type[Any]]] = {
+MODEL_CLASSES: dict[str, tuple[type[GenerativeModel], type[Any]]] = {
     "vae": (VAE, VAEConfig),
     "dcgan": (DCGAN, DCGANConfig),
     "pixelcnn": (PixelCNN, PixelCNNConfig),
@@ -26,4 +26,4 @@ FAMILIES: dict[str, tuple[type[GenerativeModel], type[Any]]] = {
     "classifier": (Classifier, ClassifierConfig),
 }
 
-__all__ = ["FAMILIES", "GenerativeModel", "GraphSpec"]
+__all__ = ["MODEL_CLASSES", "GenerativeModel", "GraphSpec"]

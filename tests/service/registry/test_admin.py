@@ -20,6 +20,7 @@ from service.config import Settings
 from service.errors import ModelLoadFailed, ModelNotFound
 from service.generation.operations import Operations
 from service.generation.specs import SampleSpec
+from service.registry.control import Action
 from service.registry.registry import ModelState
 from tests.conftest import load_control, tiny_settings
 from tests.support.tiny_store import copy_model
@@ -182,7 +183,7 @@ def test_a_request_holding_the_old_version_still_runs_after_the_swap(store: Path
     async def scenario() -> tuple[np.ndarray, np.ndarray, int | None, int | None]:
         old = registry.get("dcgan-tiny")
         before = (await Operations().sample(old, SampleSpec(2, 7))).payload
-        change = await control.reload("dcgan-tiny")
+        change = await control.apply("dcgan-tiny", Action.RELOAD)
         after = (await Operations().sample(old, SampleSpec(2, 7))).payload
         return before, after, old.version, change.current.version
 
@@ -236,10 +237,10 @@ def test_watch_tries_a_broken_version_once_until_its_files_change(store: Path) -
 def test_control_refuses_names_outside_the_store(store: Path) -> None:
     control = load_control(tiny_settings(store))
     with pytest.raises(ModelNotFound, match="is not in the store"):
-        asyncio.run(control.load("../vae-tiny"))
+        asyncio.run(control.apply("../vae-tiny", Action.LOAD))
     (store / "dcgan-tiny.v1.json").write_text(json.dumps({"name": "dcgan-tiny"}))
     with pytest.raises(ModelLoadFailed, match="v1 keeps serving"):
-        asyncio.run(control.reload("dcgan-tiny"))
+        asyncio.run(control.apply("dcgan-tiny", Action.RELOAD))
 
 
 def test_the_service_watches_the_store_when_asked(store: Path) -> None:
