@@ -63,6 +63,7 @@ def run_wrk(
     # batching server come in bursts); else time the whole run.
     skip = connections if requests >= 4 * connections else 0
     env = {**os.environ, "BENCH_REQUESTS": str(requests), "BENCH_SKIP": str(skip)}
+    env["BENCH_PACE_MS"] = f"{request.pace_ms:g}"
     for name in ("BENCH_BODY", "BENCH_BODY_FILE", "BENCH_HEADERS"):
         env.pop(name, None)
     if request.headers:

@@ -907,7 +907,7 @@ def mixed_load(args: argparse.Namespace) -> None:
     with SERVICE_QUEUE_POLICY=classes, then arrival (--inline N: a third, classes with
     SERVICE_INLINE_MAX_IMAGES=N); medians over the rounds (bench/README.md)."""
     model, path = args.model, "/sample"
-    one = Request(path, {"model": model, "n": 1, "seed": SEED})
+    one = Request(path, {"model": model, "n": 1, "seed": SEED}, pace_ms=args.pace_ms)
     bulk = Request(path, {"model": model, "n": 64, "seed": SEED})
     store = args.store.resolve()
     graph_ms = graph_run_ms(store, model)
@@ -932,7 +932,7 @@ def mixed_load(args: argparse.Namespace) -> None:
 
 def mixed_loads(url: str, one: Request, bulk: Request, seconds: float) -> dict[str, LoadResult]:
     """The loads on one service: c=1 alone, c=4 alone, the flood alone, then the flood with
-    both interactive clients."""
+    both interactive clients (which keep ``one``'s pace throughout)."""
 
     def load(request: Request, c: int, cap_s: float) -> LoadResult:
         return run_wrk(url, request, EVERY, c, cap_s, timeout_s=60)
@@ -974,7 +974,8 @@ def render_mixed(
         f"Command: `{' '.join(['.venv/bin/python', *sys.argv])}`  ",
         f"Machine: {cpu_model()}{amx}, {len(os.sched_getaffinity(0))} usable cores; "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; model `{args.model}`; {args.rounds} rounds of "
-        f"{args.seconds:g} s per load; medians over the rounds.",
+        f"{args.seconds:g} s per load; interactive clients pause {args.pace_ms:g} ms before "
+        "each request; medians over the rounds.",
         "",
         "| service | c=1 alone p50 / p99 | c=4 alone p50 / p99 | flood alone img/s | c=1 "
         "under the flood p50 / p99 | c=4 under the flood p50 / p99 | flood img/s beside them "
@@ -994,17 +995,15 @@ def render_mixed(
             f"| `{policy}` | {' | '.join(cells[:2])} | {alone:,.0f} | {' | '.join(cells[2:])} "
             f"| {beside:,.0f} | {interactive:,.0f} | {errors} |"
         )
-    ratio = med("classes", "flood", "requests_per_s") / med("arrival", "flood", "requests_per_s")
-    ratio_alone = med("classes", "flood alone", "requests_per_s") / med(
-        "arrival", "flood alone", "requests_per_s"
+    ratio, ratio_alone = (
+        med("classes", load, "requests_per_s") / med("arrival", load, "requests_per_s")
+        for load in ("flood", "flood alone")
     )
-    c1 = med("classes", "c1 alone", "p50_ms")
+    c1 = med("classes", "c1 alone", "p50_ms") / graph_ms
     lines += [
-        "",
-        f"Flood images/s, classes / arrival: **{ratio:.2f}×** beside the interactive clients, "
-        f"**{ratio_alone:.2f}×** alone. The graph alone, one image, "
-        f"the service's session settings: p50 {graph_ms:.3f} ms; c=1 alone p50 (classes) / "
-        f"that: **{c1 / graph_ms:.2f}×**.",
+        f"\nFlood images/s, classes / arrival: **{ratio:.2f}×** beside the interactive clients, "
+        f"**{ratio_alone:.2f}×** alone. The graph alone, one image, the service's session "
+        f"settings: p50 {graph_ms:.3f} ms; c=1 alone p50 (classes) / that: **{c1:.2f}×**.",
         "",
     ]
     for variant in list(results)[2:]:
@@ -1252,6 +1251,7 @@ def main(argv: list[str] | None = None) -> int | None:
     sub.add_argument("--seconds", type=float, default=10.0, help="per load")
     sub.add_argument("--out", type=Path, help="write the markdown table here")
     sub.add_argument("--inline", metavar="N", help=f"a third service: classes, {INLINE}=N")
+    sub.add_argument("--pace-ms", type=float, default=0, help="interactive clients' pause")
     sub.add_argument(
         "--env", action="append", default=[], metavar="KEY=VALUE",
         help="a setting for both services, e.g. SERVICE_BULK_CHUNK_IMAGES=8 (repeatable)",

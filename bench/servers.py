@@ -53,6 +53,7 @@ class Request:
     """A JSON body (sent as application/json), or raw bytes sent as they are."""
     headers: dict[str, str] = field(default_factory=dict)
     """Sent besides Content-Length (and Content-Type for a JSON body)."""
+    pace_ms: float = 0  # a load's pause before each request on a connection
 
     def encoded(self) -> tuple[bytes, dict[str, str]]:
         if isinstance(self.body, bytes):
