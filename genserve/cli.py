@@ -165,7 +165,7 @@ def _sample(client: Client, args: argparse.Namespace) -> Iterator[Any]:
             timeout_ms=args.deadline_ms,
         )
     yield result
-    n, h, w = result.images.shape
+    n, h, w = result.images.shape[:3]  # (n, H, W), or (n, H, W, 3) in colour
     yield f"{result.model} v{result.version}: {n} images {w}x{h}, seed {result.seed}"
     yield from ["labels: " + ", ".join(result.labels)] if result.labels else []
 

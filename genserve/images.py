@@ -18,9 +18,11 @@ import numpy as np
 from PIL import Image
 
 ImageInput: TypeAlias = np.ndarray | Image.Image | str | os.PathLike[str] | bytes
-"""One image, or with an array of 3 or 4 dimensions several: an array (H, W), (1, H, W),
-(N, H, W) or (N, 1, H, W), floats in [0, 1] or uint8; a PIL image (made grayscale); a path to
-an image file; or the bytes of a PNG file."""
+"""One image, or with an array of N images several: an array, floats in [0, 1] or uint8,
+grayscale (H, W), (1, H, W), (N, H, W) or (N, 1, H, W), or colour, channels last, (H, W, 3),
+(N, H, W, 3) (an alpha channel, 4, is dropped); a PIL image or a path to an image file (sent
+grayscale or RGB as it is); or the bytes of a PNG file. The service converts each image to
+its model's channels."""
 Images: TypeAlias = ImageInput | Sequence[ImageInput]
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -62,25 +64,35 @@ def _encode(image: ImageInput) -> list[str]:
 
 
 def _pixels(image: ImageInput) -> list[np.ndarray]:
-    """(H, W) uint8 arrays."""
+    """(H, W) or (H, W, 3) uint8 arrays."""
     if isinstance(image, str | os.PathLike):
         with Image.open(Path(image)) as opened:
-            return [np.asarray(opened.convert("L"))]
+            return [_from_pil(opened)]
     if isinstance(image, Image.Image):
-        return [np.asarray(image if image.mode == "L" else image.convert("L"))]
+        return [_from_pil(image)]
     if not isinstance(image, np.ndarray):
         raise TypeError(f"not an image: {type(image).__name__} (array, PIL image, path or PNG)")
     array = image
-    if array.ndim == 4 and array.shape[1] == 1:
+    colour = array.ndim in (3, 4) and array.shape[-1] in (3, 4)
+    if colour:
+        array = array[..., :3]  # alpha dropped, as the service drops it
+    elif array.ndim == 4 and array.shape[1] == 1:
         array = array[:, 0]
-    if array.ndim == 2:
+    if array.ndim == (3 if colour else 2):
         array = array[None]
-    if array.ndim != 3:
+    if array.ndim != (4 if colour else 3):
         raise ValueError(
             f"image array of shape {list(image.shape)}: expected (H, W), (1, H, W), (N, H, W) "
-            "or (N, 1, H, W); convert colour images to grayscale first"
+            "or (N, 1, H, W), or colour with the channels last, (H, W, 3) or (N, H, W, 3)"
         )
     return list(to_uint8(array))
+
+
+def _from_pil(image: Image.Image) -> np.ndarray:
+    """Grayscale images (L, 1, I, F, LA) as (H, W), any other (RGB, RGBA, P, CMYK...) as RGB."""
+    colour = image.mode == "P" or not set(image.getbands()) <= {"L", "1", "I", "F", "A"}
+    mode = "RGB" if colour else "L"
+    return np.asarray(image if image.mode == mode else image.convert(mode))
 
 
 def to_uint8(array: np.ndarray) -> np.ndarray:
@@ -101,12 +113,13 @@ def to_uint8(array: np.ndarray) -> np.ndarray:
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:
-    """An (H, W) uint8 array as an 8-bit grayscale PNG (no filtering, zlib level 6), in a tenth
-    of the time Pillow's encoder takes for a small image."""
-    h, w = pixels.shape
-    scanlines = np.zeros((h, w + 1), dtype=np.uint8)  # each row starts with filter type 0
-    scanlines[:, 1:] = pixels
-    header = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    """An (H, W) uint8 array as an 8-bit grayscale PNG, (H, W, 3) as RGB (no filtering, zlib
+    level 6), in a tenth of the time Pillow's encoder takes for a small image."""
+    h, w = pixels.shape[:2]
+    colour = pixels.ndim == 3
+    scanlines = np.zeros((h, w * (3 if colour else 1) + 1), dtype=np.uint8)  # filter type 0
+    scanlines[:, 1:] = pixels.reshape(h, -1)
+    header = struct.pack(">IIBBBBB", w, h, 8, 2 if colour else 0, 0, 0, 0)
     idat = zlib.compress(scanlines.tobytes(), 6)
     return PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
 
@@ -120,35 +133,45 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 
 
 def decode_images(encoded: Sequence[str]) -> np.ndarray:
-    """Base64 PNGs of one size to a read-only (N, H, W) float32 array in [0, 1]."""
+    """Base64 PNGs of one size to a read-only float32 array in [0, 1]: (N, H, W) when every PNG
+    is grayscale (a model of 1 channel), else (N, H, W, 3), RGB (a model of 3)."""
     if not encoded:
         images: np.ndarray = np.zeros((0, 0, 0), np.float32)
     else:
-        pixels = np.stack([decode_pixels(text) for text in encoded])
-        images = pixels.astype(np.float32) / np.float32(255.0)
+        decoded = [decode_pixels(text, colour=None) for text in encoded]
+        if any(pixels.ndim == 3 for pixels in decoded):
+            decoded = [p if p.ndim == 3 else np.repeat(p[..., None], 3, axis=2) for p in decoded]
+        images = np.stack(decoded).astype(np.float32) / np.float32(255.0)
     images.setflags(write=False)
     return images
 
 
-def decode_pixels(text: str) -> np.ndarray:
-    """A base64 PNG to an (H, W) uint8 array, made grayscale if it is not."""
+def decode_pixels(text: str, colour: bool | None = False) -> np.ndarray:
+    """A base64 PNG to uint8 pixels: (H, W), made grayscale if it is not; ``colour=True``:
+    (H, W, 3), made RGB; ``None``: as the PNG is, (H, W) grayscale or (H, W, 3) RGB (alpha
+    dropped)."""
     try:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ValueError("the service sent an image that is not valid base64") from exc
-    fast = _decode_unfiltered_gray(raw)
-    if fast is not None:
+    fast = _decode_unfiltered(raw)
+    if fast is not None and (colour is None or colour == (fast.ndim == 3)):
         return fast
     with Image.open(io.BytesIO(raw), formats=["PNG"]) as image:
-        return np.asarray(image if image.mode == "L" else image.convert("L"))
+        if colour is None:
+            colour = image.mode == "P" or not set(image.getbands()) <= {"L", "1", "I", "A"}
+        mode = "RGB" if colour else "L"
+        return np.asarray(image if image.mode == mode else image.convert(mode))
 
 
-def _decode_unfiltered_gray(raw: bytes) -> np.ndarray | None:
-    """The PNGs the service writes (8-bit grayscale, no interlace, every row filter 0) in a
-    fifth of Pillow's time; None for any other PNG, which Pillow then decodes."""
+def _decode_unfiltered(raw: bytes) -> np.ndarray | None:
+    """The PNGs the service writes (8-bit grayscale or RGB, no interlace, every row filter 0)
+    in a fifth of Pillow's time, as (H, W) or (H, W, 3); None for any other PNG, which Pillow
+    then decodes."""
     if not raw.startswith(PNG_SIGNATURE):
         return None
     width = height = 0
+    channels = 1
     idat: list[bytes] = []
     position = len(PNG_SIGNATURE)
     while position + 8 <= len(raw):
@@ -157,8 +180,9 @@ def _decode_unfiltered_gray(raw: bytes) -> np.ndarray | None:
         data = raw[position + 8 : position + 8 + length]
         if kind == b"IHDR":
             width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", data)
-            if (depth, colour, interlace) != (8, 0, 0):
+            if depth != 8 or colour not in (0, 2) or interlace != 0:
                 return None
+            channels = 3 if colour == 2 else 1
         elif kind == b"IDAT":
             idat.append(data)
         elif kind == b"IEND":
@@ -168,10 +192,19 @@ def _decode_unfiltered_gray(raw: bytes) -> np.ndarray | None:
         flat = zlib.decompress(b"".join(idat))
     except zlib.error:
         return None
-    if not width or len(flat) != height * (width + 1):
+    if not width or len(flat) != height * (width * channels + 1):
         return None
-    rows = np.frombuffer(flat, np.uint8).reshape(height, width + 1)
-    return None if rows[:, 0].any() else rows[:, 1:]
+    rows = np.frombuffer(flat, np.uint8).reshape(height, width * channels + 1)
+    if rows[:, 0].any():
+        return None
+    pixels = rows[:, 1:]
+    return pixels.reshape(height, width, 3) if channels == 3 else pixels
+
+
+def image_axes(images: np.ndarray) -> int:
+    """The trailing axes of an array of decoded images that make one image: 2, (H, W), or 3,
+    (H, W, 3), for colour (an array of several images whose last axis is 3)."""
+    return 3 if images.ndim >= 4 and images.shape[-1] == 3 else 2
 
 
 # ---------------------------------------------------------------- grids
@@ -180,17 +213,24 @@ def _decode_unfiltered_gray(raw: bytes) -> np.ndarray | None:
 def tile(
     images: np.ndarray, columns: int | None = None, scale: int = 1, padding: int = GRID_PADDING
 ) -> np.ndarray:
-    """(N, H, W) images in [0, 1] as one uint8 grid, ``columns`` to a row (default about
-    square), ``padding`` black pixels between tiles, ``scale`` times larger: the API's PNG
-    grid (``Accept: image/png``), pixel for pixel."""
-    if images.ndim != 3 or not len(images):
-        raise ValueError(f"a grid needs (N, H, W) images, got shape {list(images.shape)}")
+    """(N, H, W) or colour (N, H, W, 3) images in [0, 1] as one uint8 grid, (rows, columns) or
+    (rows, columns, 3), ``columns`` to a row (default about square), ``padding`` black pixels
+    between tiles, ``scale`` times larger: the API's PNG grid (``Accept: image/png``), pixel
+    for pixel."""
+    colour = images.ndim == 4 and images.shape[-1] == 3
+    if images.ndim != 3 and not colour or not len(images):
+        raise ValueError(
+            f"a grid needs (N, H, W) or (N, H, W, 3) images, got shape {list(images.shape)}"
+        )
     if (columns is not None and columns < 1) or scale < 1:
         raise ValueError("columns and scale must be at least 1")
-    n, h, w = images.shape
+    n, h, w = images.shape[:3]
     cols = min(columns or math.ceil(math.sqrt(n)), n)
     rows = math.ceil(n / cols)
-    canvas = np.zeros((rows * (h + padding) - padding, cols * (w + padding) - padding), np.uint8)
+    canvas = np.zeros(
+        (rows * (h + padding) - padding, cols * (w + padding) - padding, *images.shape[3:]),
+        np.uint8,
+    )
     for i, image in enumerate(to_uint8(images)):
         top, left = (i // cols) * (h + padding), (i % cols) * (w + padding)
         canvas[top : top + h, left : left + w] = image

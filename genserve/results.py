@@ -13,7 +13,7 @@ from typing import Any, Literal, Self
 import numpy as np
 from PIL import Image
 
-from genserve.images import decode_images, tile
+from genserve.images import decode_images, image_axes, tile
 
 Json = dict[str, Any]
 ModelState = Literal["loading", "ready", "failed", "unsupported", "unloaded"]
@@ -66,7 +66,7 @@ def _same(value: Any) -> Any:
 
 class ImageResult:
     """Helpers of every result that holds images: ``images`` is (N, H, W) (a completion's
-    (images, samples, H, W))."""
+    (images, samples, H, W)), or for a colour model (N, H, W, 3) (RGB, channels last)."""
 
     images: np.ndarray
 
@@ -77,10 +77,10 @@ class ImageResult:
 
     @property
     def _flat(self) -> np.ndarray:
-        return self.images.reshape(-1, *self.images.shape[-2:])
+        return self.images.reshape(-1, *self.images.shape[-image_axes(self.images) :])
 
     def pil(self) -> list[Image.Image]:
-        """Each image as an 8-bit grayscale PIL image."""
+        """Each image as an 8-bit PIL image: grayscale (L), or RGB for a colour model."""
         return [Image.fromarray(tile(image[None])) for image in self._flat]
 
     def grid(self, columns: int | None = None, scale: int = 1) -> Image.Image:
@@ -353,7 +353,8 @@ class Partial(ImageResult):
 
     @property
     def _grid_columns(self) -> int | None:
-        return int(self.images.shape[1]) if self.images.ndim == 4 else None
+        grouped = self.images.ndim - image_axes(self.images) == 2  # (images, samples, ...)
+        return int(self.images.shape[1]) if grouped else None
 
     @classmethod
     def from_json(cls, body: Json, samples: int | None = None) -> Partial:

@@ -14,7 +14,13 @@ from service.config import ServiceConfig, Settings
 from service.generation.families import FAMILIES
 from service.registry.control import ModelControl
 from service.registry.registry import Registry
-from tests.support.tiny_store import write_autoencoder, write_cvae, write_pixelrnn, write_tiny_store
+from tests.support.tiny_store import (
+    write_autoencoder,
+    write_cvae,
+    write_pixelrnn,
+    write_rgb_store,
+    write_tiny_store,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED_STORE = REPO / "model_store"
@@ -42,6 +48,12 @@ def tiny_store_all(tmp_path_factory: pytest.TempPathFactory, tiny_store_with_ae:
     write_cvae(root)
     write_pixelrnn(root)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_store_rgb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Colour models only: vae-rgb-tiny (3, 32, 32) and dcgan-rgb-tiny (3, 28, 28)."""
+    return write_rgb_store(tmp_path_factory.mktemp("tiny_store_rgb"))
 
 
 @pytest.fixture(scope="session")

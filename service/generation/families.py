@@ -156,6 +156,7 @@ class PixelFamily(Family):
     by pixel, score exactly."""
 
     autoregressive: ClassVar[bool] = True
+    channels: ClassVar[tuple[int, ...]] = (1,)  # the pixel order has no colour channels yet
 
     @property
     def graph(self) -> str:

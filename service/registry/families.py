@@ -49,6 +49,8 @@ class Family:
     autoregressive: ClassVar[bool] = False
     """It draws pixel by pixel: one run at a time on every core, and a bounded number of
     samplings at once (the model listing and the metrics say so)."""
+    channels: ClassVar[tuple[int, ...]] = (1, 3)
+    """The image channels (the card's C) it serves: grayscale, RGB."""
 
     def roles(self, card: ModelCard) -> tuple[str, ...]:
         """The graphs to open: the family's, and those of its optional ones the card has."""
@@ -56,6 +58,12 @@ class Family:
 
     def check_card(self, card: ModelCard) -> None:
         """ServiceError if ``card`` lacks what the family needs beyond its graphs."""
+        if card.image_shape[0] not in self.channels:
+            served = " or ".join(map(str, self.channels))
+            raise ServiceError(
+                f"{card.name}: {card.family} models are served with {served} channel(s), "
+                f"the card's image_shape is {list(card.image_shape)}"
+            )
         if self.conditional and not card.class_names:
             raise ServiceError(f"{card.name}: a {card.family} card needs its class_names")
 

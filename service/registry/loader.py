@@ -103,8 +103,6 @@ class ModelLoader:
         if missing:
             raise ServiceError(f"{entry.name}: card lacks graph(s) {missing} for {card.family}")
         family.check_card(card)
-        if card.image_shape[0] != 1:
-            raise ServiceError(f"{entry.name}: only 1-channel images are served")
         verify_files(entry.folder, card)
         options = family.graph_options(self.options.graphs, self.options.autoregressive_graphs)
         return {

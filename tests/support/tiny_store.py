@@ -40,8 +40,13 @@ def _io(name: str, shape: list[Any], dtype: int = TensorProto.FLOAT) -> Any:
     return helper.make_tensor_value_info(name, dtype, shape)
 
 
-def vae_encoder(rng: np.random.Generator, dim: int = LATENT_DIM, out: str = "mean") -> bytes:
-    w = rng.normal(0, 0.05, (H * W, dim)).astype(np.float32)
+def vae_encoder(
+    rng: np.random.Generator,
+    dim: int = LATENT_DIM,
+    out: str = "mean",
+    shape: tuple[int, int, int] = (1, H, W),
+) -> bytes:
+    w = rng.normal(0, 0.05, (int(np.prod(shape)), dim)).astype(np.float32)
     nodes = [helper.make_node("Flatten", ["image"], ["flat"], axis=1)]
     nodes.append(helper.make_node("Gemm", ["flat", "w_mean", "b"], [out]))
     inits = [_init("w_mean", w), _init("b", np.zeros(dim, np.float32))]
@@ -50,11 +55,17 @@ def vae_encoder(rng: np.random.Generator, dim: int = LATENT_DIM, out: str = "mea
         nodes.append(helper.make_node("Gemm", ["flat", "w_lv", "b"], ["log_var"], alpha=0.1))
         inits.append(_init("w_lv", -np.abs(w)))
         outputs.append(_io("log_var", ["batch", dim]))
-    return _model(nodes, [_io("image", ["batch", 1, H, W])], outputs, inits)
+    return _model(nodes, [_io("image", ["batch", *shape])], outputs, inits)
 
 
-def decoder(rng: np.random.Generator, dim: int = LATENT_DIM, log_scale: bool = True) -> bytes:
-    w = rng.normal(0, 1.0, (dim, H * W)).astype(np.float32)
+def decoder(
+    rng: np.random.Generator,
+    dim: int = LATENT_DIM,
+    log_scale: bool = True,
+    shape: tuple[int, int, int] = (1, H, W),
+) -> bytes:
+    size = int(np.prod(shape))
+    w = rng.normal(0, 1.0, (dim, size)).astype(np.float32)
     nodes = [
         helper.make_node("Gemm", ["z", "w", "b"], ["logits"]),
         helper.make_node("Sigmoid", ["logits"], ["flat"]),
@@ -62,17 +73,17 @@ def decoder(rng: np.random.Generator, dim: int = LATENT_DIM, log_scale: bool = T
     ]
     inits = [
         _init("w", w),
-        _init("b", np.zeros(H * W, np.float32)),
-        _init("shape", np.array([-1, 1, H, W], np.int64)),
+        _init("b", np.zeros(size, np.float32)),
+        _init("shape", np.array([-1, *shape], np.int64)),
     ]
-    outputs = [_io("image", ["batch", 1, H, W])]
+    outputs = [_io("image", ["batch", *shape])]
     if log_scale:
         nodes += [
             helper.make_node("Gemm", ["z", "w_s", "b_s"], ["s_flat"], alpha=0.01),
             helper.make_node("Reshape", ["s_flat", "shape"], ["log_scale"]),
         ]
-        inits += [_init("w_s", w), _init("b_s", np.full(H * W, -3.0, np.float32))]
-        outputs.append(_io("log_scale", ["batch", 1, H, W]))
+        inits += [_init("w_s", w), _init("b_s", np.full(size, -3.0, np.float32))]
+        outputs.append(_io("log_scale", ["batch", *shape]))
     return _model(nodes, [_io("z", ["batch", dim])], outputs, inits)
 
 
@@ -165,6 +176,7 @@ def write_model(
     likelihood: dict[str, Any] | None = None,
     version: int = 1,
     class_names: list[str] | None = None,
+    image_shape: tuple[int, int, int] = (1, H, W),
 ) -> Path:
     files, graph_specs = {}, {}
     for role, (data, inputs, outputs) in graphs.items():
@@ -179,7 +191,7 @@ def write_model(
         "version": version,
         "family": family,
         "dataset": "tiny",
-        "image_shape": [1, H, W],
+        "image_shape": list(image_shape),
         "latent_dim": latent_dim,
         "class_names": class_names or [str(i) for i in range(10)],
         "graphs": graph_specs,
@@ -303,6 +315,55 @@ def write_pixelrnn(root: Path, seed: int = 3) -> Path:
         latent_dim=None,
         likelihood={"kind": "discretized_logistic_mixture", "components": MIXTURE_K},
     )
+
+
+RGB_SHAPES = {"vae-rgb-tiny": (3, 32, 32), "dcgan-rgb-tiny": (3, 28, 28)}
+"""The colour models ``write_rgb_store`` writes, and their image shapes (C, H, W)."""
+
+
+def write_rgb_store(root: Path, seed: int = 4) -> Path:
+    """vae-rgb-tiny (3, 32, 32) and dcgan-rgb-tiny (3, 28, 28): the contracts of vae-tiny and
+    dcgan-tiny for colour images, at two sizes."""
+    rng = np.random.default_rng(seed)
+    d, z_in = LATENT_DIM, [_spec("z", [-1, LATENT_DIM])]
+    shape = RGB_SHAPES["vae-rgb-tiny"]
+    image = [_spec("image", [-1, *shape])]
+    write_model(
+        root,
+        "vae-rgb-tiny",
+        "vae",
+        {
+            "encoder": (
+                vae_encoder(rng, shape=shape),
+                image,
+                [_spec("mean", [-1, d]), _spec("log_var", [-1, d])],
+            ),
+            "decoder": (
+                decoder(rng, shape=shape),
+                z_in,
+                [*image, _spec("log_scale", [-1, *shape])],
+            ),
+        },
+        latent_dim=d,
+        likelihood={"kind": "discretized_logistic", "components": 1},
+        image_shape=shape,
+    )
+    shape = RGB_SHAPES["dcgan-rgb-tiny"]
+    write_model(
+        root,
+        "dcgan-rgb-tiny",
+        "dcgan",
+        {
+            "generator": (
+                decoder(rng, log_scale=False, shape=shape),
+                z_in,
+                [_spec("image", [-1, *shape])],
+            )
+        },
+        latent_dim=d,
+        image_shape=shape,
+    )
+    return root
 
 
 def copy_model(source: Path, name: str, target: Path) -> None:

@@ -21,6 +21,7 @@ from training import data  # noqa: E402
 from training.evaluate import evaluate  # noqa: E402
 from training.export import IR_VERSION, OPSET, export_checkpoint, train_command  # noqa: E402
 from training.metrics import bits_per_dim, class_entropy, frechet_distance  # noqa: E402
+from training.models import FAMILIES  # noqa: E402
 from training.models.pixelrnn import PixelRNN, PixelRNNConfig  # noqa: E402
 from training.nn import mixture_log_prob  # noqa: E402
 from training.trainer import build_model, load_checkpoint, train  # noqa: E402
@@ -229,6 +230,32 @@ def test_wgan_gp_generator_steps_once_per_n_critic_critic_steps() -> None:
             )
         )
     assert moved == [True, False, False, True, False, False, True]
+
+
+LATENT = ("vae", "dcgan", "autoencoder", "cvae", "wgan-gp")
+
+
+@pytest.mark.parametrize("family", LATENT)
+@pytest.mark.parametrize("shape", [(3, 32, 32), (3, 28, 28)])
+def test_latent_families_build_train_and_export_at_colour_shapes(
+    family: str, shape: tuple[int, int, int]
+) -> None:
+    """Their layers follow ``DataSpec.image_shape``: colour images, other sizes."""
+    model_cls, config_cls = FAMILIES[family]
+    torch.manual_seed(0)
+    spec = data.DataSpec(shape, tuple(map(str, range(10))))
+    model = model_cls(config_cls(**TINY[family]), spec).train()
+    x, y = torch.rand(8, *shape), torch.randint(0, 10, (8,))
+    logs = model.training_step(x, y, model.configure_optimizers())
+    assert logs and all(math.isfinite(v) for v in logs.values())
+    model.eval()
+    for role, graph in model.onnx_graphs().items():
+        with torch.no_grad():
+            out = graph.module(*graph.example_inputs)
+        outputs = out if isinstance(out, tuple) else (out,)
+        images = [o for o in outputs if o.ndim == 4]
+        assert images or role == "encoder"
+        assert all(tuple(o.shape[1:]) == shape for o in images), (role, graph.output_names)
 
 
 def test_cvae_decoder_follows_the_label() -> None:

@@ -257,10 +257,32 @@ function readAsDataUrl(file) {
   });
 }
 
-// A file the API can take: a PNG of the model's size is sent as it is; any other image the
-// browser can read is scaled to fit (on black, as the models were trained) and sent as a PNG.
+// The PNG colour type of a file's bytes (0 gray, 2 RGB, 3 palette, 4 gray + alpha, 6 RGBA).
+async function pngColourType(file) {
+  const head = new Uint8Array(await file.slice(0, 26).arrayBuffer());
+  const signature = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
+  return signature.every((b, i) => head[i] === b) ? head[25] : undefined;
+}
+
+// Gray by luma (ITU-R 601-2, as Pillow's "L" and the API make it), in place; whether any pixel
+// had colour.
+function makeGray(pixels) {
+  let coloured = false;
+  for (let i = 0; i < pixels.length; i += 4) {
+    const [r, g, b] = [pixels[i], pixels[i + 1], pixels[i + 2]];
+    if (r !== g || g !== b) coloured = true;
+    const luma = (r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16;
+    pixels[i] = pixels[i + 1] = pixels[i + 2] = luma;
+  }
+  return coloured;
+}
+
+// A file the API can take, in the model's shape (its card's C, H, W): a PNG of the model's size
+// and channels (grayscale for C = 1, RGB for C = 3) is sent as it is; any other image the
+// browser can read is scaled to fit (on black, as the models were trained), made grayscale for
+// a grayscale model, and sent as a PNG.
 async function prepareImage(file) {
-  const [, height, width] = state.model.image_shape ?? [1, 28, 28];
+  const [channels, height, width] = state.model.image_shape ?? [1, 28, 28];
   if (file.size > MAX_UPLOAD_BYTES) {
     throw new Error(`${file.name} is ${(file.size / 2 ** 20).toFixed(1)} MiB; the limit is 8 MiB.`);
   }
@@ -273,7 +295,8 @@ async function prepareImage(file) {
     );
   }
   const sameSize = bitmap.width === width && bitmap.height === height;
-  if (file.type === "image/png" && sameSize) {
+  const fits = channels === 3 ? [2] : [0];
+  if (file.type === "image/png" && sameSize && fits.includes(await pngColourType(file))) {
     const b64 = (await readAsDataUrl(file)).split(",")[1];
     return { b64, name: file.name, note: `${file.name}, ${width}×${height}` };
   }
@@ -287,9 +310,25 @@ async function prepareImage(file) {
   const w = bitmap.width * scale;
   const h = bitmap.height * scale;
   context.drawImage(bitmap, (width - w) / 2, (height - h) / 2, w, h);
+  let madeGray = false;
+  if (channels === 1) {
+    const pixels = context.getImageData(0, 0, width, height);
+    madeGray = makeGray(pixels.data);
+    context.putImageData(pixels, 0, 0);
+  }
   const b64 = canvas.toDataURL("image/png").split(",")[1];
-  const from = sameSize ? "converted to PNG" : `scaled from ${bitmap.width}×${bitmap.height}`;
-  return { b64, name: file.name, note: `${file.name}, ${from} to ${width}×${height}` };
+  const size = sameSize
+    ? `${width}×${height}`
+    : `scaled from ${bitmap.width}×${bitmap.height} to ${width}×${height}`;
+  const done = madeGray ? ", made grayscale" : sameSize ? ", converted to PNG" : "";
+  return { b64, name: file.name, note: `${file.name}, ${size}${done}` };
+}
+
+// What the upload does to an image for ``model``: shown under the upload field.
+function uploadHint(model) {
+  const [channels, height, width] = model.image_shape ?? [1, 28, 28];
+  const kind = channels === 3 ? "in colour (RGB)" : "grayscale";
+  return `It is scaled to ${width}×${height}, the model's image size, and sent ${kind}.`;
 }
 
 // ---------------------------------------------------------------- models
@@ -386,6 +425,7 @@ function selectModel(name) {
 
   const uploadOps = ["encode", "reconstruct", "score", "complete"];
   $("upload-section").hidden = !uploadOps.some(can);
+  $("upload-hint").textContent = uploadHint(model);
   for (const el of document.querySelectorAll("#upload-section [data-op]")) {
     el.hidden = !can(el.dataset.op);
   }

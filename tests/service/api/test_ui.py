@@ -14,6 +14,7 @@ import shlex
 import shutil
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from playwright.sync_api import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness.live_server import running_service
+from tests.support.tiny_store import copy_model
 
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium")
 FASHION_MNIST_TEST = (
@@ -120,6 +122,13 @@ def models(server: str) -> dict[str, dict[str, Any]]:
 
 @pytest.fixture
 def session(browser: Browser, server: str, tmp_path: Path) -> Iterator[Session]:
+    with browsing(browser, server, tmp_path) as session:
+        yield session
+
+
+@contextmanager
+def browsing(browser: Browser, server: str, tmp_path: Path) -> Iterator[Session]:
+    """A page of its own on ``server``; its screenshot saved in ``tmp_path`` at the end."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server)
     page = context.new_page()
@@ -513,3 +522,113 @@ def test_with_api_keys_the_page_asks_for_one(
         assert '-H "Authorization: Bearer $GENSERVE_API_KEY"' in command and KEY not in command
         page.screenshot(path=tmp_path / "ui.png", full_page=True)
         context.close()
+
+
+# For every image that matches: whether some pixel's channels differ (colour, not gray).
+COLOURED = """(imgs) => imgs.map((img) => {
+  const canvas = document.createElement("canvas");
+  canvas.width = img.naturalWidth;
+  canvas.height = img.naturalHeight;
+  const context = canvas.getContext("2d");
+  context.drawImage(img, 0, 0);
+  const data = context.getImageData(0, 0, canvas.width, canvas.height).data;
+  for (let i = 0; i < data.length; i += 4) {
+    if (data[i] !== data[i + 1] || data[i + 1] !== data[i + 2]) return true;
+  }
+  return false;
+})"""
+
+
+@pytest.fixture(scope="module")
+def colour_server(
+    tmp_path_factory: pytest.TempPathFactory, tiny_store: Path, tiny_store_rgb: Path
+) -> Iterator[str]:
+    """The RGB tiny store (vae-rgb-tiny 3x32x32, dcgan-rgb-tiny 3x28x28) and the gray vae-tiny."""
+    store = tmp_path_factory.mktemp("colour_ui") / "store"
+    shutil.copytree(tiny_store_rgb, store)
+    copy_model(tiny_store, "vae-tiny", store)
+    with running_service(store, SERVICE_DEVICE="cpu") as url:
+        yield url
+
+
+def _png(pixels: np.ndarray, path: Path) -> Path:
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def _pixels(b64: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(b64))).convert("RGB"))
+
+
+def test_colour_models_sample_in_colour_and_uploads_take_the_models_shape(
+    browser: Browser, colour_server: str, tmp_path: Path
+) -> None:
+    with browsing(browser, colour_server, tmp_path) as session:
+        page = session.open_sampled("vae-rgb-tiny")
+        expect(page.locator("#upload-hint")).to_have_text(
+            "It is scaled to 32×32, the model's image size, and sent in colour (RGB)."
+        )
+        page.fill("#n", "4")
+        page.fill("#seed", "5")
+        page.fill("#scale", "1")
+        page.click("#sample-form button[type=submit]")
+        expect(page.locator("#seed-used")).to_have_text("5")
+        session.assert_rendered("#grid img", 4)
+        body = {"model": "vae-rgb-tiny", "n": 4, "seed": 5}
+        assert (
+            session.sources("#grid img") == session.api.post("/sample", json=body).json()["images"]
+        )
+        assert page.locator("#grid img").evaluate_all(COLOURED) == [True] * 4
+
+        page.fill("#scale", "2")
+        page.fill("#columns", "2")  # one PNG grid, in colour
+        page.click("#sample-form button[type=submit]")
+        expect(page.locator("#grid img")).to_have_count(1)
+        session.assert_rendered("#grid img", 1)
+        grid = session.api.post(
+            "/sample", json={**body, "scale": 2, "columns": 2}, headers={"Accept": "image/png"}
+        ).content
+        assert session.sources("#grid img") == [base64.b64encode(grid).decode()]
+        assert _pixels(session.sources("#grid img")[0]).shape == (132, 132, 3)
+        assert page.locator("#grid img").evaluate_all(COLOURED) == [True]
+
+        # A colour photo of another size is scaled to the model's 32x32 and stays in colour.
+        rng = np.random.default_rng(0)
+        blocks = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1)
+        photo = _png(blocks, tmp_path / "photo.png")  # 64 wide, 48 high
+        page.set_input_files("#upload", photo)
+        expect(page.locator("#original-caption")).to_have_text(
+            "photo.png, scaled from 64×48 to 32×32"
+        )
+        session.assert_rendered("#original", 1)
+        (sent,) = session.sources("#original")
+        assert _pixels(sent).shape == (32, 32, 3)
+        assert page.locator("#original").evaluate_all(COLOURED) == [True]
+        page.click("#reconstruct")
+        session.assert_rendered("#reconstruction", 1)
+        expected = session.api.post(
+            "/reconstruct", json={"model": "vae-rgb-tiny", "images": [sent]}
+        ).json()["images"]
+        assert session.sources("#reconstruction") == expected
+        assert page.locator("#reconstruction").evaluate_all(COLOURED) == [True]
+
+        # An RGB PNG of the model's size goes as it is.
+        exact = _png(blocks[:32, :32], tmp_path / "exact.png")
+        page.set_input_files("#upload", exact)
+        expect(page.locator("#original-caption")).to_have_text("exact.png, 32×32")
+        assert session.sources("#original") == [base64.b64encode(exact.read_bytes()).decode()]
+
+        # The same colour image for a grayscale model: made gray by luma on the page.
+        session.open("vae-tiny")
+        expect(page.locator("#upload-hint")).to_have_text(
+            "It is scaled to 28×28, the model's image size, and sent grayscale."
+        )
+        page.set_input_files("#upload", _png(blocks[:28, :28], tmp_path / "small.png"))
+        expect(page.locator("#original-caption")).to_have_text("small.png, 28×28, made grayscale")
+        (gray,) = session.sources("#original")
+        luma = np.asarray(Image.fromarray(blocks[:28, :28]).convert("L")).astype(int)
+        assert np.abs(_pixels(gray).astype(int) - luma[..., None]).max() <= 1
+        page.click("#reconstruct")
+        session.assert_rendered("#reconstruction", 1)
+        assert page.locator("#reconstruction").evaluate_all(COLOURED) == [False]
+        session.assert_console_clean()
