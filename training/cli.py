@@ -9,8 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .data import DATASETS, DatasetMissingError
+from .data import DATASETS, Dataset, DatasetMissingError, OwnData, name_of, spec
 from .models import MODEL_CLASSES
+
+CLASSIFIER_SHAPE = (1, 28, 28)
+"""The images the project classifier (whose features the held-out FD uses) takes."""
 
 
 def _setting(text: str) -> tuple[str, Any]:
@@ -33,9 +36,40 @@ def _temperatures(text: str) -> tuple[float, ...]:
     return values
 
 
+def _size(text: str) -> int:
+    try:
+        size = int(text)
+    except ValueError:
+        size = 0
+    if not 28 <= size <= 64:
+        raise argparse.ArgumentTypeError(f"a size from 28 to 64 pixels, got {text!r}")
+    return size
+
+
 def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("family", choices=sorted(MODEL_CLASSES))
-    p.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
+    p.add_argument("--dataset", choices=DATASETS, help="a shipped dataset (default: fashion-mnist)")
+    p.add_argument(
+        "--data",
+        type=Path,
+        metavar="PATH",
+        help="your own images instead: a folder of PNG, JPEG and WebP files (one subfolder per "
+        "class, when there are subfolders) or an .npz with 'images' and optional 'labels' "
+        "(docs/training.md, 'Your own images')",
+    )
+    p.add_argument(
+        "--size",
+        type=_size,
+        metavar="N",
+        help="with --data: crop each image to its centre square and resize it to NxN (28 to 64; "
+        "default: the images' own size, which must be the same for all)",
+    )
+    p.add_argument(
+        "--channels",
+        type=int,
+        choices=(1, 3),
+        help="with --data: 1 (grey) or 3 (RGB); default: 1 when every image is grey, else 3",
+    )
     p.add_argument("--epochs", type=int, help="override the family's default")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
@@ -138,15 +172,33 @@ def _train(args: argparse.Namespace) -> Path:
         raise ValueError("--resume and --run-dir name different folders")
     if args.resume and not (args.resume / "checkpoint.pt").is_file():
         raise FileNotFoundError(f"{args.resume} holds no checkpoint.pt to resume")
-    run_dir = args.resume or args.run_dir or Path("runs") / f"{args.family}-{args.dataset}"
+    dataset: Dataset = args.dataset or "fashion-mnist"
+    if args.data is not None:
+        if args.dataset:
+            raise ValueError("--data and --dataset both name the data; give one")
+        dataset = OwnData(args.data.resolve(), args.size, args.channels)
+    elif args.size is not None or args.channels is not None:
+        raise ValueError("--size and --channels apply to your own images (--data)")
+    # read and check the data, and the family's fit to it, before anything is written
+    data = spec(dataset)
+    problem = MODEL_CLASSES[args.family][0].unsupported(data)
+    if problem:
+        raise ValueError(problem)
+    shape = data.image_shape
+    run_dir = args.resume or args.run_dir or Path("runs") / f"{args.family}-{name_of(dataset)}"
     classifier = args.classifier if args.classifier.exists() else None
     if classifier is None:
         print(f"warning: no classifier at {args.classifier}: held-out FD is not tracked",
               file=sys.stderr)  # fmt: skip
+    elif shape != CLASSIFIER_SHAPE:
+        classifier = None
+        takes, got = ("×".join(map(str, s)) for s in (CLASSIFIER_SHAPE, shape))
+        print(f"warning: the classifier takes {takes} images, not {got}: held-out FD is not "
+              "tracked", file=sys.stderr)  # fmt: skip
     if args.threads:
         torch.set_num_threads(args.threads)
     return train(
-        args.family, args.dataset, run_dir, seed=args.seed, overrides=overrides,
+        args.family, dataset, run_dir, seed=args.seed, overrides=overrides,
         limit=args.limit, precision=args.precision, resume=not args.no_resume,
         classifier=classifier, channels_last=not args.no_channels_last,
         compile_model=args.compile,

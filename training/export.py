@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import tempfile
 from datetime import UTC, datetime
@@ -27,7 +28,7 @@ from modelstore.layout import (
 from modelstore.triton import write_configs
 
 from .models import GenerativeModel, GraphSpec
-from .trainer import METRICS, checkpoint_in, load_checkpoint
+from .trainer import METRICS, checkpoint_in, dataset_of, load_checkpoint
 
 OPSET = 17
 IR_VERSION = 9  # onnxruntime 1.31 loads up to 13; the newest onnx writes 14
@@ -134,7 +135,15 @@ def train_command(model: GenerativeModel, ckpt: dict[str, Any]) -> str:
     the ones trained, which may be fewer than the config asked for (no setting depends on the
     planned count, so a run stopped after epoch e equals a run planned for e epochs)."""
     defaults = type(model.config)()
-    parts = ["python -m training train", model.family, "--dataset", ckpt["dataset"]]
+    parts = ["python -m training train", model.family]
+    record = ckpt.get("data")
+    if record:
+        parts += ["--data", shlex.quote(record["path"])]
+        for option in ("size", "channels"):
+            if record[f"{option}_asked"] is not None:
+                parts += [f"--{option}", str(record[f"{option}_asked"])]
+    else:
+        parts += ["--dataset", ckpt["dataset"]]
     parts += ["--seed", str(ckpt["seed"]), "--precision", ckpt["precision"]]
     for key, value in {**ckpt["config"], "epochs": ckpt["epoch"]}.items():
         if getattr(defaults, key) != value:
@@ -189,7 +198,7 @@ def export_checkpoint(
 
         metrics = evaluate(
             model,
-            ckpt["dataset"],
+            dataset_of(ckpt),
             classifier,
             fd_samples=fd_samples,
             iwae_k=iwae_k,
@@ -262,6 +271,7 @@ def _write_graphs_and_card(
             "precision": ckpt["precision"],
             "seed": ckpt["seed"],
             "train_images": ckpt["limit"] or "all of the train split",
+            **({"data": ckpt["data"]} if ckpt.get("data") else {}),
             "command": train_command(model, ckpt),
             "history": ckpt.get("run_history", ckpt["history"]),
             "selected": ckpt.get("selection"),

@@ -134,6 +134,13 @@ class FeatureExtractor:
 
     def __call__(self, images: np.ndarray, batch: int = 1000) -> tuple[np.ndarray, np.ndarray]:
         """images (N, 1, 28, 28) float32 in [0, 1] -> logits (N, 10), features (N, F)."""
+        expected = self.session.get_inputs()[0].shape[1:]
+        if any(
+            isinstance(e, int) and e != g for e, g in zip(expected, images.shape[1:], strict=True)
+        ):
+            got, takes = ("×".join(map(str, s)) for s in (images.shape[1:], expected))
+            raise ValueError(f"the classifier {self.path} takes {takes} images, not {got}: its "
+                             "Fréchet distance cannot measure these")  # fmt: skip
         logits, feats = [], []
         for i in range(0, len(images), batch):
             lo, fe = self.session.run(None, {"image": np.ascontiguousarray(images[i : i + batch])})

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from .data import Dataset
 from .evaluation import Evaluation, Sampler
 from .metrics import frechet_distance, kid
 
@@ -21,7 +22,7 @@ so that two epochs' figures differ by the model only."""
 class HeldoutTracker:
     """FD and KID of ``samples`` samples against the held-out split's classifier features."""
 
-    def __init__(self, dataset: str, classifier: Path, samples: int) -> None:
+    def __init__(self, dataset: Dataset, classifier: Path, samples: int) -> None:
         self.ev = Evaluation(
             dataset, classifier, fd_samples=samples, split="heldout", seed=TRACK_SEED
         )

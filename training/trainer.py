@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .data import load, spec
+from .data import DataError, Dataset, DataSpec, OwnData, load, name_of, spec
 from .hardware import auto_precision, cpu_description
 from .models import MODEL_CLASSES, GenerativeModel
 from .models.base import RUN_SETTINGS, SCHEDULES, lr_factor
@@ -36,10 +36,11 @@ HELDOUT_LOSS_IMAGES = 1000
 
 
 def build_model(
-    family: str, config: dict[str, Any], dataset: str = "fashion-mnist"
+    family: str, config: dict[str, Any], dataset: Dataset | DataSpec = "fashion-mnist"
 ) -> GenerativeModel:
     """A new model of ``family`` for ``dataset`` (which sizes it), its defaults overridden by
-    ``config``."""
+    ``config``. Refused, naming the family and the shape, when the family cannot model the
+    dataset's images."""
     if family not in MODEL_CLASSES:
         raise ValueError(f"unknown family {family!r}; choose one of {', '.join(MODEL_CLASSES)}")
     model_cls, config_cls = MODEL_CLASSES[family]
@@ -56,7 +57,24 @@ def build_model(
     if cfg.lr_schedule != "constant" and getattr(cfg, "lr_decay", 1.0) != 1.0:
         raise ValueError(f"{family} decays its rate every step (lr_decay); set lr_decay=1.0 to "
                          "use lr_schedule")  # fmt: skip
-    return model_cls(cfg, spec(dataset))
+    data = dataset if isinstance(dataset, DataSpec) else spec(dataset)
+    problem = model_cls.unsupported(data)
+    if problem:
+        raise ValueError(problem)
+    return model_cls(cfg, data)
+
+
+def dataset_of(ckpt: dict[str, Any]) -> Dataset:
+    """The data a checkpoint was trained on: a shipped dataset's name, or one's own images."""
+    return OwnData.from_record(ckpt["data"]) if ckpt.get("data") else ckpt["dataset"]
+
+
+def spec_of(ckpt: dict[str, Any]) -> Dataset | DataSpec:
+    """What sizes a checkpoint's model, without reading one's own images again."""
+    record = ckpt.get("data")
+    if not record:
+        return ckpt["dataset"]
+    return DataSpec(tuple(record["image_shape"]), tuple(record["class_names"]))
 
 
 def checkpoint_in(path: Path) -> Path:
@@ -71,7 +89,7 @@ def checkpoint_in(path: Path) -> Path:
 def load_checkpoint(path: Path) -> tuple[GenerativeModel, dict[str, Any]]:
     """A model rebuilt from the config its checkpoint carries, with its trained weights."""
     ckpt = torch.load(checkpoint_in(path), map_location="cpu", weights_only=False)
-    model = build_model(ckpt["family"], ckpt["config"], ckpt["dataset"])
+    model = build_model(ckpt["family"], ckpt["config"], spec_of(ckpt))
     model.load_state_dict(ckpt["model"])
     return model.eval(), ckpt
 
@@ -106,7 +124,7 @@ def _same_run(old: dict[str, Any], new: dict[str, Any]) -> bool:
 
 def train(
     family: str,
-    dataset: str,
+    dataset: Dataset,
     run_dir: Path,
     seed: int = 0,
     overrides: dict[str, Any] | None = None,
@@ -124,29 +142,35 @@ def train(
     was interrupted and resumed at an epoch boundary or not. With ``classifier`` (an exported
     classifier graph), the samples' FD and KID to the held-out split are measured after every
     epoch and pick the best checkpoint; without it, the held-out loss does.
+
+    ``dataset`` is a shipped dataset's name or one's own images (``OwnData``); these are read
+    and checked, and the family's fit to them, before anything is written.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
     precision = auto_precision() if precision == "auto" else precision
-    run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = run_dir / CHECKPOINT
     torch.manual_seed(seed)
     model = build_model(family, overrides or {}, dataset)
     cfg = model.config
     optimizers = model.configure_optimizers()
     state: dict[str, Any] = {
-        "family": family, "dataset": dataset, "seed": seed, "precision": precision,
+        "family": family, "dataset": name_of(dataset), "seed": seed, "precision": precision,
         "config": dataclasses.asdict(cfg), "epoch": 0, "step": 0, "seconds": 0.0,
         "history": [], "limit": limit, "hardware": cpu_description(),
         "torch": torch.__version__, "selection": None, "stopped": None,
     }  # fmt: skip
+    if isinstance(dataset, OwnData):
+        state["data"] = dataset.record()  # where the images came from, and what they were
     if resume and ckpt_path.exists():
         old = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         if cfg.lr_schedule != "constant" and cfg.lr_horizon is None:
             cfg.lr_horizon = old["config"].get("lr_horizon")  # the horizon the run started with
             state["config"] = dataclasses.asdict(cfg)
-        same = ("family", "dataset", "seed", "precision", "limit")
-        if any(old[k] != state[k] for k in same) or not _same_run(old["config"], state["config"]):
+        same = ("family", "dataset", "seed", "precision", "limit", "data")
+        if any(old.get(k) != state.get(k) for k in same) or not _same_run(
+            old["config"], state["config"]
+        ):
             raise ValueError(
                 f"{ckpt_path} was trained with other settings; use another --run-dir or --no-resume"
             )
@@ -170,6 +194,11 @@ def train(
         x_all, y_all = x_all[:limit], y_all[:limit]
     held = load(dataset, "heldout")
     x_val, y_val = held.float_images()[:HELDOUT_LOSS_IMAGES], held.labels[:HELDOUT_LOSS_IMAGES]
+    if isinstance(dataset, OwnData) and len(x_all) < cfg.batch_size:
+        raise DataError(
+            f"{dataset.path}: {len(x_all)} training images, fewer than a batch of "
+            f"{cfg.batch_size}; add images or pass a smaller --batch-size"
+        )
     tracker = None
     if classifier is not None and cfg.heldout_samples > 0 and model.tracks_samples:
         tracker = HeldoutTracker(dataset, classifier, cfg.heldout_samples)
@@ -180,6 +209,7 @@ def train(
         print(f"{ckpt_path} stopped early: no better {selection.metric} in {cfg.patience} "
               "epochs; raise patience to go on", file=sys.stderr)  # fmt: skip
         return ckpt_path
+    run_dir.mkdir(parents=True, exist_ok=True)
     layout = torch.channels_last if channels_last else torch.contiguous_format
     model.to(memory_format=layout)  # type: ignore[call-overload]
     if compile_model:

@@ -21,7 +21,7 @@ from training import data  # noqa: E402
 from training.evaluate import evaluate  # noqa: E402
 from training.export import IR_VERSION, OPSET, export_checkpoint, train_command  # noqa: E402
 from training.metrics import bits_per_dim, class_entropy, frechet_distance  # noqa: E402
-from training.models import FAMILIES  # noqa: E402
+from training.models import MODEL_CLASSES  # noqa: E402
 from training.models.pixelrnn import PixelRNN, PixelRNNConfig  # noqa: E402
 from training.nn import mixture_log_prob  # noqa: E402
 from training.trainer import build_model, load_checkpoint, train  # noqa: E402
@@ -241,7 +241,7 @@ def test_latent_families_build_train_and_export_at_colour_shapes(
     family: str, shape: tuple[int, int, int]
 ) -> None:
     """Their layers follow ``DataSpec.image_shape``: colour images, other sizes."""
-    model_cls, config_cls = FAMILIES[family]
+    model_cls, config_cls = MODEL_CLASSES[family]
     torch.manual_seed(0)
     spec = data.DataSpec(shape, tuple(map(str, range(10))))
     model = model_cls(config_cls(**TINY[family]), spec).train()

@@ -53,6 +53,7 @@ class ImageOut(nn.Module):
 class Autoencoder(GenerativeModel):
     family = "autoencoder"
     tracks_samples = False
+    size_multiple = 4
 
     def __init__(self, config: AutoencoderConfig, data: DataSpec) -> None:
         super().__init__(config, data)

@@ -82,6 +82,29 @@ class GenerativeModel(nn.Module):
     uses_labels: bool = False
     tracks_samples: bool = True
     """Whether training watches the quality of its samples (families without ``sample`` don't)."""
+    image_channels: tuple[int, ...] = (1, 3)
+    """The numbers of image channels the family's networks take."""
+    size_multiple: int = 1
+    """Image heights and widths must be multiples of this (strided layers that halve them)."""
+    needs_classes: bool = False
+    """Whether the family learns from labels, so that its data must come in classes."""
+
+    @classmethod
+    def unsupported(cls, data: DataSpec) -> str | None:
+        """Why the family cannot model ``data`` (yet), or None when it can."""
+        c, h, w = data.image_shape
+        shape = f"{c}×{h}×{w}"
+        if c not in cls.image_channels:
+            taken = " or ".join(str(n) for n in cls.image_channels)
+            return f"{cls.family} takes {taken}-channel images, not {shape}; try --channels 1"
+        m = cls.size_multiple
+        if h % m or w % m:
+            return (f"{cls.family} takes heights and widths that are multiples of {m}, not "
+                    f"{shape}; try --size {max(28, m * round(max(h, w) / m))}")  # fmt: skip
+        if cls.needs_classes and data.num_classes < 2:
+            return (f"{cls.family} learns from labels and needs at least 2 classes (a subfolder "
+                    f"each, or an .npz with labels); this data has {data.num_classes}")  # fmt: skip
+        return None
 
     def __init__(self, config: Any, data: DataSpec) -> None:
         super().__init__()
@@ -155,6 +178,7 @@ class AutoregressiveModel(GenerativeModel):
 
     net: nn.Module
     clip_grad_norm: float | None = None
+    image_channels = (1,)  # the masked layers see one channel
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """Exact per-image log-likelihood in nats. (B, 1, H, W) -> (B,)"""

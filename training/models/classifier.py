@@ -53,6 +53,7 @@ class Classifier(GenerativeModel):
 
     family = "classifier"
     tracks_samples = False
+    needs_classes = True
 
     def __init__(self, config: ClassifierConfig, data: DataSpec) -> None:
         super().__init__(config, data)

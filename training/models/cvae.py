@@ -130,6 +130,7 @@ def balanced_labels(n: int, classes: int) -> torch.Tensor:
 class CVAE(GaussianLatentModel):
     family = "cvae"
     uses_labels = True
+    needs_classes = True
 
     def __init__(self, config: CVAEConfig, data: DataSpec) -> None:
         super().__init__(config, data)

@@ -152,6 +152,7 @@ class ImageOut(nn.Module):
 
 class DCGAN(GenerativeModel):
     family = "dcgan"
+    size_multiple = 4
 
     def __init__(self, config: GANConfig, data: DataSpec) -> None:
         super().__init__(config, data)

@@ -110,6 +110,7 @@ def gaussian_log_prob(z: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor
 
 
 class GaussianLatentModel(GenerativeModel):
+    size_multiple = 4
     """A VAE of either kind: a diagonal Gaussian posterior q(z | x, y), a discretized logistic
     likelihood p(x | z, y) and a prior p(z | y), N(0, I) unless a family says otherwise. The
     label ``y`` is ignored by the unconditional families; the bounds are per image, in nats.
