@@ -902,9 +902,9 @@ EVERY = 10**9
 def mixed_load(args: argparse.Namespace) -> None:
     """interactive clients alone and beside a bulk flood, with each queue policy
 
-    Clients of 1 image per request at concurrency 1 and 4, alone and beside a flood of 64
-    images per request at concurrency 16, each load wrk capped by --seconds, against the service
-    with SERVICE_QUEUE_POLICY=classes, then arrival (--inline N: a third, classes with
+    Clients of 1 image per request (at concurrency 1 and 4, pausing --pace-ms) alone and beside
+    a flood of 64 images per request at concurrency 16, each load wrk capped by --seconds, with
+    SERVICE_QUEUE_POLICY=classes, then arrival (--inline N: a third, classes with
     SERVICE_INLINE_MAX_IMAGES=N); medians over the rounds (bench/README.md)."""
     model, path = args.model, "/sample"
     one = Request(path, {"model": model, "n": 1, "seed": SEED}, pace_ms=args.pace_ms)
@@ -931,8 +931,7 @@ def mixed_load(args: argparse.Namespace) -> None:
 
 
 def mixed_loads(url: str, one: Request, bulk: Request, seconds: float) -> dict[str, LoadResult]:
-    """The loads on one service: c=1 alone, c=4 alone, the flood alone, then the flood with
-    both interactive clients (which keep ``one``'s pace throughout)."""
+    """The loads on one service: c=1, c=4 and the flood each alone, then all three at once."""
 
     def load(request: Request, c: int, cap_s: float) -> LoadResult:
         return run_wrk(url, request, EVERY, c, cap_s, timeout_s=60)
