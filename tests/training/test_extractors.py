@@ -144,3 +144,32 @@ def test_a_classifier_of_other_images_or_classes_is_refused(
         with pytest.raises(ValueError, match="takes 1×28×28 images"):
             open_extractor(OwnData(folder.resolve()), fashion)
     read.cache_clear()
+
+
+def test_the_noto_emoji_prep_reads_groups_and_draws_square_rgb(tmp_path: Path) -> None:
+    from training.datasets import noto_emoji
+
+    listing = tmp_path / "emoji-test.txt"
+    listing.write_text(
+        "# group: Smileys & Emotion\n"
+        "1F600 ; fully-qualified # 😀 E1.0 grinning face\n"
+        "263A ; unqualified # ☺ E0.6 smiling face\n"
+        "# group: People & Body\n"
+        "1F44B 1F3FB ; fully-qualified # 👋🏻 E1.0 waving hand: light skin tone\n"
+        "# group: Component\n"
+        "1F3FB ; component # 🏻 E1.0 light skin tone\n",
+        encoding="utf-8",
+    )
+    assert noto_emoji.emoji_list(listing) == [
+        ("smileys-emotion", "1f600", "😀"),
+        ("people-body", "1f44b-1f3fb", "👋🏻"),
+    ]
+    assert len(noto_emoji.emoji_list(listing, skin_tones=False)) == 1
+    if not noto_emoji.FONT.is_file():
+        pytest.skip("no Noto Color Emoji font (make data-noto-emoji installs it)")
+    font = noto_emoji.ImageFont.truetype(str(noto_emoji.FONT), noto_emoji.STRIKE)
+    drawn = noto_emoji.render("😀", font)
+    assert drawn is not None
+    img = noto_emoji.to_square(drawn, 32, (255, 255, 255))
+    assert img.mode == "RGB" and img.size == (32, 32)
+    assert np.asarray(img)[0, 0].tolist() == [255, 255, 255]  # the corner: the white background

@@ -101,7 +101,9 @@ def main(argv: list[str] | None = None) -> int:
             skipped += 1
             continue
         (args.out / folder).mkdir(parents=True, exist_ok=True)
-        to_square(img, args.size, BACKGROUNDS[args.background]).save(args.out / folder / f"{name}.png")
+        to_square(img, args.size, BACKGROUNDS[args.background]).save(
+            args.out / folder / f"{name}.png"
+        )
         counts[folder] += 1
     for folder, n in sorted(counts.items()):
         print(f"{n:6d}  {folder}")
