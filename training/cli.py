@@ -205,11 +205,12 @@ def _tracking_extractor(args: argparse.Namespace, dataset: Dataset) -> Path | No
     classifier: Path | None = args.classifier
     if classifier is None:
         found = default_classifier(dataset)
-        if found.exists():
+        labelled = not isinstance(dataset, OwnData) or spec(dataset).num_classes >= 2
+        if labelled and found.exists():
             classifier = found
         elif isinstance(dataset, OwnData):
             classifier = Path(RANDOM_FEATURES)
-            if spec(dataset).num_classes >= 2:
+            if labelled:
                 print(f"warning: no classifier of this data at {found}: the held-out FD uses "
                       f"{RANDOM_FEATURES} (train one first for a better one: {hint(dataset)}); "
                       "evaluate and export will ask for it", file=sys.stderr)  # fmt: skip
