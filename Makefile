@@ -9,7 +9,7 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 PROMETHEUS    := /usr/bin/prometheus
 CHROMIUM      := /usr/bin/chromium
 
-.PHONY: run test lint install install-dev constraints dataset prometheus chromium bench bench-throughput reliability train-defaults clean container-engine image image-test gpu-check
+.PHONY: run test lint install install-dev constraints dataset prometheus chromium bench bench-throughput reliability train-defaults data-noto-emoji clean container-engine image image-test gpu-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -130,6 +130,17 @@ $(PYTRITON_VENV)/.installed: bench/requirements-pytriton.txt
 $(WRK):
 	$(SUDO) apt-get update -qq
 	$(SUDO) apt-get install -y -qq wrk
+
+# A real colour image set: Noto Color Emoji (Apache-2.0 images) drawn into data/noto-emoji/<group>/
+# as 64×64 RGB PNGs on white, about 3,600 images in 9 classes (docs/training.md, "Noto Color Emoji").
+NOTO_EMOJI_FONT := /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf
+EMOJI_TEST      := /usr/share/unicode/emoji/emoji-test.txt
+data-noto-emoji: install-dev $(NOTO_EMOJI_FONT) $(EMOJI_TEST)
+	$(BIN)/python -m training.datasets.noto_emoji --out data/noto-emoji --size 64
+$(NOTO_EMOJI_FONT) $(EMOJI_TEST):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	  fonts-noto-color-emoji unicode-data
 
 # Retrains the shipped defaults (about 6.5 hours on 2 CPU cores), then exports them.
 train-defaults: install-dev dataset

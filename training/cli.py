@@ -12,8 +12,13 @@ from typing import Any
 from .data import DATASETS, Dataset, DatasetMissingError, OwnData, name_of, spec
 from .models import MODEL_CLASSES
 
-CLASSIFIER_SHAPE = (1, 28, 28)
-"""The images the project classifier (whose features the held-out FD uses) takes."""
+CLASSIFIER_HELP = (
+    "the feature extractor of FD and KID: a classifier's run folder or checkpoint, its exported "
+    "graph folder or .onnx file, or 'random-features' (the label-free fallback). Default: the "
+    "shipped datasets' model_store/classifier-fashion.classifier; for --data with classes "
+    "runs/classifier-<data> (python -m training train classifier --data PATH); for --data "
+    "without classes random-features (docs/training.md, 'Your own images')"
+)
 
 
 def _setting(text: str) -> tuple[str, Any]:
@@ -96,9 +101,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--classifier",
         type=Path,
-        default=Path("model_store/classifier-fashion.classifier"),
-        help="the classifier graph whose features the held-out FD tracked every epoch uses "
-        "(skipped, with a warning, when it is not there)",
+        metavar="RUN_OR_FILE",
+        help=CLASSIFIER_HELP + "; the held-out FD tracked every epoch uses it (skipped, with a "
+        "warning, when it is not there)",
     )
     p.add_argument("--threads", type=int, help="torch threads (default: one per core)")
     p.add_argument("--no-channels-last", action="store_true", help="keep the NCHW layout")
@@ -111,13 +116,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 
 def _eval_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--classifier",
-        type=Path,
-        default=Path("model_store/classifier-fashion.classifier"),
-        help="the exported classifier graph (its Triton model folder) whose features the "
-        "Fréchet distance uses",
-    )
+    p.add_argument("--classifier", type=Path, metavar="RUN_OR_FILE", help=CLASSIFIER_HELP)
     p.add_argument("--fd-samples", type=int, default=10_000)
     p.add_argument("--iwae-k", type=int, default=100)
     p.add_argument("--eval-limit", type=int, help="evaluate on the first N test images only")
@@ -184,17 +183,9 @@ def _train(args: argparse.Namespace) -> Path:
     problem = MODEL_CLASSES[args.family][0].unsupported(data)
     if problem:
         raise ValueError(problem)
-    shape = data.image_shape
     run_dir = args.resume or args.run_dir or Path("runs") / f"{args.family}-{name_of(dataset)}"
-    classifier = args.classifier if args.classifier.exists() else None
-    if classifier is None:
-        print(f"warning: no classifier at {args.classifier}: held-out FD is not tracked",
-              file=sys.stderr)  # fmt: skip
-    elif shape != CLASSIFIER_SHAPE:
-        classifier = None
-        takes, got = ("×".join(map(str, s)) for s in (CLASSIFIER_SHAPE, shape))
-        print(f"warning: the classifier takes {takes} images, not {got}: held-out FD is not "
-              "tracked", file=sys.stderr)  # fmt: skip
+    tracks = MODEL_CLASSES[args.family][0].tracks_samples
+    classifier = _tracking_extractor(args, dataset) if tracks else None
     if args.threads:
         torch.set_num_threads(args.threads)
     return train(
@@ -203,6 +194,36 @@ def _train(args: argparse.Namespace) -> Path:
         classifier=classifier, channels_last=not args.no_channels_last,
         compile_model=args.compile,
     )  # fmt: skip
+
+
+def _tracking_extractor(args: argparse.Namespace, dataset: Dataset) -> Path | None:
+    """The feature extractor of the held-out FD tracked every epoch, checked against the data
+    before training starts; None (with a warning) when there is none."""
+    from .extractors import RANDOM_FEATURES, default_classifier, open_extractor
+    from .extractors import train_classifier_hint as hint
+
+    classifier: Path | None = args.classifier
+    if classifier is None:
+        found = default_classifier(dataset)
+        labelled = not isinstance(dataset, OwnData) or spec(dataset).num_classes >= 2
+        if labelled and found.exists():
+            classifier = found
+        elif isinstance(dataset, OwnData):
+            classifier = Path(RANDOM_FEATURES)
+            if labelled:
+                print(f"warning: no classifier of this data at {found}: the held-out FD uses "
+                      f"{RANDOM_FEATURES} (train one first for a better one: {hint(dataset)}); "
+                      "evaluate and export will ask for it", file=sys.stderr)  # fmt: skip
+        else:
+            print(f"warning: no classifier at {found}: held-out FD is not tracked",
+                  file=sys.stderr)  # fmt: skip
+            return None
+    elif str(classifier) != RANDOM_FEATURES and not classifier.exists():
+        print(f"warning: no classifier at {classifier}: held-out FD is not tracked",
+              file=sys.stderr)  # fmt: skip
+        return None
+    open_extractor(dataset, classifier)  # a classifier of other images or classes is refused
+    return classifier
 
 
 def main(argv: list[str] | None = None) -> int:

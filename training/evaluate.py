@@ -15,7 +15,9 @@ from .models import GenerativeModel
 from .trainer import dataset_of, load_checkpoint
 
 
-def evaluate_checkpoint(checkpoint: Path, classifier: Path, **options: Any) -> dict[str, Any]:
+def evaluate_checkpoint(
+    checkpoint: Path, classifier: Path | None, **options: Any
+) -> dict[str, Any]:
     """``evaluate`` of a checkpoint, on the dataset it was trained on."""
     model, ckpt = load_checkpoint(checkpoint)
     return evaluate(model, dataset_of(ckpt), classifier, **options)
@@ -23,7 +25,7 @@ def evaluate_checkpoint(checkpoint: Path, classifier: Path, **options: Any) -> d
 
 @torch.no_grad()
 def evaluate(
-    model: GenerativeModel, dataset: Dataset, classifier: Path, **options: Any
+    model: GenerativeModel, dataset: Dataset, classifier: Path | None, **options: Any
 ) -> dict[str, Any]:
     """{"metrics": {...}, "evaluation": {...how each was measured...}}; ``options`` are
     ``Evaluation``'s."""

@@ -16,8 +16,8 @@ import torch
 from tqdm import tqdm
 
 from .data import Dataset, load, name_of
+from .extractors import Extractor, open_extractor
 from .metrics import (
-    FeatureExtractor,
     bits_per_dim,
     class_entropy,
     frechet_distance,
@@ -47,7 +47,7 @@ class Evaluation:
     def __init__(
         self,
         dataset: Dataset,
-        classifier: Path,
+        classifier: Path | str | None,
         fd_samples: int = 10_000,
         iwae_k: int = 100,
         limit: int | None = None,
@@ -86,8 +86,12 @@ class Evaluation:
         return bits_per_dim(nll_nats, self.dims)
 
     @cached_property
-    def extract(self) -> FeatureExtractor:
-        return FeatureExtractor(self.classifier)
+    def extract(self) -> Extractor:
+        """The classifier (or the label-free fallback) whose features the figures compare:
+        ``classifier`` when given, else the one ``extractors.choose`` picks for the data."""
+        extractor = open_extractor(self.dataset, self.classifier)
+        self.how["feature_extractor"] = extractor.describe()
+        return extractor
 
     @cached_property
     def reference_features(self) -> np.ndarray:
@@ -110,8 +114,9 @@ class Evaluation:
             return self.heldout_features
         return self.extract(load(self.dataset, self.split).float_images().numpy())[1]
 
-    def features(self, images: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(logits, features) of images in [0, 1]."""
+    def features(self, images: torch.Tensor | np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+        """(logits, features) of images in [0, 1]; no logits from an extractor that is not a
+        classifier."""
         array = images.numpy() if isinstance(images, torch.Tensor) else images
         return self.extract(np.ascontiguousarray(array, dtype=np.float32))
 
@@ -124,14 +129,14 @@ class Evaluation:
             chunks.append(sample(min(250, n - i), g))
         return torch.cat(chunks)
 
-    def fd_and_class_entropy(self, sample: Draw, desc: str = "") -> tuple[float, float]:
+    def fd_and_class_entropy(self, sample: Draw, desc: str = "") -> tuple[float, float | None]:
         """FD to the measured split and the entropy of the predicted classes of ``draw``'s
         images: the two figures that show a sampling setting's price (temperature)."""
         logits, features = self.features(self.draw(sample, desc))
         fd = frechet_distance(features, self.split_features)
-        return fd, class_entropy(logits.argmax(1), len(logits[0]))
+        return fd, _entropy(logits)
 
-    def sample_quality(self, model: Sampler) -> dict[str, float]:
+    def sample_quality(self, model: Sampler) -> dict[str, float | None]:
         """FD, KID, precision and recall of ``fd_samples`` samples against the measured split,
         each beside its real-data reference (as many real images of the reference split), and
         the entropy of the samples' predicted classes."""
@@ -149,8 +154,8 @@ class Evaluation:
         )  # fmt: skip
         return {
             **measured,
-            "class_entropy": class_entropy(logits.argmax(1), len(logits[0])),
-            "class_entropy_max": math.log(len(logits[0])),
+            "class_entropy": _entropy(logits),
+            "class_entropy_max": None if logits is None else math.log(len(logits[0])),
         }
 
     def quality_against_split(self, f_samples: np.ndarray) -> dict[str, float]:
@@ -178,6 +183,11 @@ class Evaluation:
             "recall": generated["recall"],
             "recall_real": floor["recall"],
         }
+
+
+def _entropy(logits: np.ndarray | None) -> float | None:
+    """The entropy of the predicted classes; None without a classifier's logits."""
+    return None if logits is None else class_entropy(logits.argmax(1), len(logits[0]))
 
 
 def _against(features: np.ndarray, f_split: np.ndarray, n: int) -> dict[str, float]:

@@ -173,7 +173,7 @@ def export_checkpoint(
     name: str,
     version: int | None = None,
     metrics: dict[str, Any] | None = None,
-    classifier: Path = Path("model_store/classifier-fashion.classifier"),
+    classifier: Path | None = None,
     fd_samples: int = 10_000,
     iwae_k: int = 100,
     eval_limit: int | None = None,

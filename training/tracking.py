@@ -22,7 +22,7 @@ so that two epochs' figures differ by the model only."""
 class HeldoutTracker:
     """FD and KID of ``samples`` samples against the held-out split's classifier features."""
 
-    def __init__(self, dataset: Dataset, classifier: Path, samples: int) -> None:
+    def __init__(self, dataset: Dataset, classifier: Path | str | None, samples: int) -> None:
         self.ev = Evaluation(
             dataset, classifier, fd_samples=samples, split="heldout", seed=TRACK_SEED
         )

@@ -82,7 +82,7 @@ class Autoencoder(GenerativeModel):
         """Mean squared error per pixel of the reconstructions."""
         return float(((self.reconstruct(x) - x) ** 2).mean())
 
-    def evaluate(self, ev: Evaluation) -> dict[str, float]:
+    def evaluate(self, ev: Evaluation) -> dict[str, float | None]:
         """No prior to sample from: the mean squared error per pixel of the split's
         reconstructions, and their FD against the same images, beside the floor of as many
         real images of the reference split."""
@@ -101,7 +101,9 @@ class Autoencoder(GenerativeModel):
             f"{ev.split}_reconstruction_bce_nats": float(bce.mean()),
             "reconstruction_fd": frechet_distance(f_recon, f_images),
             "fd_real_floor": frechet_distance(ev.reference_features[:n], f_images),
-            "reconstruction_class_entropy": class_entropy(logits.argmax(1), len(logits[0])),
+            "reconstruction_class_entropy": (
+                None if logits is None else class_entropy(logits.argmax(1), len(logits[0]))
+            ),
         }
 
     def onnx_graphs(self) -> dict[str, GraphSpec]:

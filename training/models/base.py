@@ -138,7 +138,7 @@ class GenerativeModel(nn.Module):
         """(n, C, H, W) in [0, 1]."""
         raise NotImplementedError
 
-    def evaluate(self, ev: Evaluation) -> dict[str, float]:
+    def evaluate(self, ev: Evaluation) -> dict[str, float | None]:
         """The family's metrics for its card. By default: the quality of its samples."""
         return ev.sample_quality(self)
 
@@ -221,7 +221,7 @@ class AutoregressiveModel(GenerativeModel):
             "sampler": self.sampler_fields(),
         }
 
-    def evaluate(self, ev: Evaluation) -> dict[str, float]:
+    def evaluate(self, ev: Evaluation) -> dict[str, float | None]:
         """Exact test bits/dim, then the samples' quality."""
         nll = ev.per_image(lambda xb, _: -self.log_prob(xb), "NLL")
         metrics = {"test_bpd": ev.bits_per_dim(nll), **super().evaluate(ev)}

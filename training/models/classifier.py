@@ -75,7 +75,7 @@ class Classifier(GenerativeModel):
         """Error rate on the held-out split."""
         return float((self.net(x)[0].argmax(1) != y).float().mean())
 
-    def evaluate(self, ev: Evaluation) -> dict[str, float]:
+    def evaluate(self, ev: Evaluation) -> dict[str, float | None]:
         """Accuracy on the split; a classifier has no samples to measure."""
         pred = ev.per_image(lambda xb, _: self.net(xb)[0].argmax(1), "accuracy")
         return {f"{ev.split}_accuracy": float((pred == ev.y.numpy()).mean())}

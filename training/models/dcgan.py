@@ -253,7 +253,7 @@ class DCGAN(GenerativeModel):
         z = torch.randn(n, self.config.latent_dim, generator=generator)
         return (self.sampler(z) + 1) * 0.5
 
-    def evaluate(self, ev: Evaluation) -> dict[str, float]:
+    def evaluate(self, ev: Evaluation) -> dict[str, float | None]:
         """The samples' quality, of the generator (EMA or trained) that is closer to held-out
         images."""
         ev.how["generator_selection"] = self.select_generator(ev)

@@ -209,5 +209,5 @@ class GaussianLatentModel(GenerativeModel):
         ev.how["iwae_k"] = k
         return {"test_bpd_neg_elbo": ev.bits_per_dim(elbo), "test_bpd_iwae": ev.bits_per_dim(iwae)}
 
-    def evaluate(self, ev: Evaluation) -> dict[str, float]:
+    def evaluate(self, ev: Evaluation) -> dict[str, float | None]:
         return {**self.bounds(ev), **super().evaluate(ev)}
