@@ -26,6 +26,10 @@ class Likelihood(BaseModel):
 
     kind: Literal["discretized_logistic", "discretized_logistic_mixture"]
     components: int = Field(ge=1)
+    channels: int = Field(default=1, ge=1)
+    """The mixture's channels per pixel (pixel families): 1, or 3 for colour."""
+    coefficients: bool = False
+    """Colour mixtures: G's mean moves by a coefficient times R, B's by two times R and G."""
 
 
 class WindowedSampler(BaseModel):

@@ -18,6 +18,7 @@ from tests.support.tiny_store import (
     write_autoencoder,
     write_cvae,
     write_pixelrnn,
+    write_rgb_pixel_store,
     write_rgb_store,
     write_tiny_store,
 )
@@ -54,6 +55,12 @@ def tiny_store_all(tmp_path_factory: pytest.TempPathFactory, tiny_store_with_ae:
 def tiny_store_rgb(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Colour models only: vae-rgb-tiny (3, 32, 32) and dcgan-rgb-tiny (3, 28, 28)."""
     return write_rgb_store(tmp_path_factory.mktemp("tiny_store_rgb"))
+
+
+@pytest.fixture(scope="session")
+def tiny_store_rgb_pixel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One colour pixel model: pixelcnn-rgb-tiny (3, 32, 32)."""
+    return write_rgb_pixel_store(tmp_path_factory.mktemp("tiny_store_rgb_pixel"))
 
 
 @pytest.fixture(scope="session")

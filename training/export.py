@@ -135,6 +135,7 @@ def train_command(model: GenerativeModel, ckpt: dict[str, Any]) -> str:
     the ones trained, which may be fewer than the config asked for (no setting depends on the
     planned count, so a run stopped after epoch e equals a run planned for e epochs)."""
     defaults = type(model.config)()
+    model.resolve_config(defaults)
     parts = ["python -m training train", model.family]
     record = ckpt.get("data")
     if record:

@@ -88,32 +88,82 @@ def discretized_logistic_log_prob(
     return _log_sigmoid_diff(x, mu, log_scale).flatten(1).sum(1)
 
 
+def params_per_component(channels: int) -> int:
+    """Params channels per mixture component for images of ``channels`` channels: a logit, and
+    for each channel a mean and a log-scale, and (colour) the coefficients that move the means
+    of G and B by the pixel's earlier channels (PixelCNN++): 3 for 1 channel, 10 for 3."""
+    return 1 + 2 * channels + channels * (channels - 1) // 2
+
+
+def split_params(params: torch.Tensor, channels: int) -> tuple[torch.Tensor, ...]:
+    """(B, P K, ...) -> logits (B, K, ...), means, log-scales and coefficients, each
+    (B, C or C(C-1)/2, K, ...): the layout of docs/model-store.md ("Pixel likelihoods")."""
+    k = params.shape[1] // params_per_component(channels)
+    logits, rest = params[:, :k], params[:, k:]
+    sizes = [channels * k, channels * k, rest.shape[1] - 2 * channels * k]
+    mu, log_s, coeffs = rest.split(sizes, 1)
+    shape = (params.shape[0], -1, k, *params.shape[2:])
+    return logits, mu.reshape(shape), log_s.reshape(shape), coeffs.reshape(shape)
+
+
+def channel_means(mu: torch.Tensor, coeffs: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The means of each channel given the pixel's earlier channels: R's own; G's plus
+    coeffs[0] R; B's plus coeffs[1] R + coeffs[2] G. mu, coeffs (B, C, K, ...), x (B, C, ...)."""
+    if mu.shape[1] == 1:
+        return mu
+    r, g = x[:, 0:1], x[:, 1:2]
+    return torch.cat(
+        [mu[:, 0:1], mu[:, 1:2] + coeffs[:, 0:1] * r[:, :, None],
+         mu[:, 2:3] + coeffs[:, 1:2] * r[:, :, None] + coeffs[:, 2:3] * g[:, :, None]],
+        dim=1,
+    )  # fmt: skip
+
+
 def mixture_log_prob(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
     """Per-image log-likelihood in nats of a discretized logistic mixture.
 
     x: (B, 1, H, W); params: (B, 3K, H, W) = K logits, K means, K log-scales -> (B,)
+    x: (B, 3, H, W); params: (B, 10K, H, W) = K logits shared by the channels, 3K means, 3K
+    log-scales, 3K coefficients (R, then G given R, then B given R and G) -> (B,)
     """
-    logits, mu, log_s = torch.chunk(params, 3, dim=1)  # each (B, K, H, W)
+    if x.shape[1] == 1:
+        logits, mu, log_s = torch.chunk(params, 3, dim=1)  # each (B, K, H, W)
+        log_s = torch.clamp(log_s, min=MIN_LOG_SCALE)
+        log_p = _log_sigmoid_diff(x, mu, log_s) + F.log_softmax(logits, dim=1)
+        return torch.logsumexp(log_p, dim=1).flatten(1).sum(1)
+    logits, mu, log_s, coeffs = split_params(params, x.shape[1])
     log_s = torch.clamp(log_s, min=MIN_LOG_SCALE)
-    log_p = _log_sigmoid_diff(x, mu, log_s) + F.log_softmax(logits, dim=1)
+    means = channel_means(mu, coeffs, x)
+    log_p = _log_sigmoid_diff(x[:, :, None], means, log_s).sum(1) + F.log_softmax(logits, dim=1)
     return torch.logsumexp(log_p, dim=1).flatten(1).sum(1)
 
 
 def sample_mixture(
-    params: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
+    params: torch.Tensor,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+    channels: int = 1,
 ) -> torch.Tensor:
-    """Draw pixels from a discretized logistic mixture. (B, 3K, ...) -> (B, 1, ...) in k/255."""
-    logits, mu, log_s = torch.chunk(params, 3, dim=1)
+    """Draw pixels from a discretized logistic mixture. (B, P K, ...) -> (B, C, ...) in k/255:
+    one component per pixel, then R, G given R, B given R and G."""
+    logits, mu, log_s, coeffs = split_params(params, channels)
     log_s = torch.clamp(log_s, min=MIN_LOG_SCALE)
     probs = F.softmax((logits - logits.amax(dim=1, keepdim=True)) / temperature, dim=1)
     flat = probs.movedim(1, -1).reshape(-1, probs.shape[1])
     k = torch.multinomial(flat, 1, generator=generator).reshape(*probs.shape[:1], *probs.shape[2:])
     k = k.unsqueeze(1)
-    mu_k = torch.gather(mu, 1, k)
-    s_k = torch.exp(torch.gather(log_s, 1, k)) * temperature
-    u = torch.rand(mu_k.shape, generator=generator).clamp(1e-5, 1 - 1e-5)
-    x = mu_k + s_k * (torch.log(u) - torch.log1p(-u))
-    return quantize(x)
+    drawn: list[torch.Tensor] = []
+    for c in range(channels):
+        mu_k = torch.gather(mu[:, c], 1, k)
+        if c == 1:
+            mu_k = mu_k + torch.gather(coeffs[:, 0], 1, k) * drawn[0]
+        elif c == 2:
+            mu_k = mu_k + torch.gather(coeffs[:, 1], 1, k) * drawn[0]
+            mu_k = mu_k + torch.gather(coeffs[:, 2], 1, k) * drawn[1]
+        s_k = torch.exp(torch.gather(log_s[:, c], 1, k)) * temperature
+        u = torch.rand(mu_k.shape, generator=generator).clamp(1e-5, 1 - 1e-5)
+        drawn.append(quantize(mu_k + s_k * (torch.log(u) - torch.log1p(-u))))
+    return torch.cat(drawn, dim=1)
 
 
 def quantize(x: torch.Tensor) -> torch.Tensor:

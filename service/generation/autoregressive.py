@@ -1,8 +1,10 @@
 """Pixel-by-pixel generation for the autoregressive families (pixelcnn, pixelrnn): sampling from
 nothing and completing given pixels are one loop, over the pixels to generate in raster order.
 
-Every pixel to generate gets its own two uniforms (``pixel_noise``), so a row of the batch
-depends on its noise and its given pixels only, never on the other rows.
+Every pixel to generate gets its own uniforms (``pixel_noise``: one for the mixture component,
+one per channel), so a row of the batch depends on its noise and its given pixels only, never
+on the other rows. A colour pixel's channels are drawn in order, R, then G given R, then B given
+R and G, from the one set of params the graph gives for the pixel (docs/model-store.md).
 """
 
 from __future__ import annotations
@@ -28,12 +30,13 @@ from service.runtime.slots import Slots
 
 T = TypeVar("T")
 Progress = Callable[[int, int, np.ndarray], None]
-"""Called in the sampling thread as (rows drawn, rows to draw, the (N, 1, H, W) canvas)."""
+"""Called in the sampling thread as (rows drawn, rows to draw, the (N, C, H, W) canvas)."""
 
 
-def pixel_noise(seed: int, n: int, h: int, w: int) -> np.ndarray:
-    """Two uniforms per pixel (component, then value); image i is the same whatever n is."""
-    return np.random.default_rng(seed).random((n, h, w, 2))
+def pixel_noise(seed: int, n: int, h: int, w: int, channels: int = 1) -> np.ndarray:
+    """1 + C uniforms per pixel (component, then each channel's value); image i is the same
+    whatever n is."""
+    return np.random.default_rng(seed).random((n, h, w, 1 + channels))
 
 
 class Stopped(Exception):
@@ -85,8 +88,8 @@ def generate(
     fast sampler when it has one. ``watch`` hears of each row drawn, and can stop the drawing
     there (``Stopped``).
 
-    x: (N, 1, H, W) on the k/255 grid; keep: (H, W) bool, the same for every row; noise:
-    (N, H, W, 2). Returns a new array; kept pixels are returned unchanged.
+    x: (N, C, H, W) on the k/255 grid; keep: (H, W) bool, the same for every row; noise:
+    (N, H, W, 1 + C). Returns a new array; kept pixels are returned unchanged.
     """
     card = model.ready_card
     x = start(x, keep)
@@ -129,9 +132,12 @@ class _Drawing:
         self.watch.drawing_since = time.perf_counter()
 
     def draw(self, i: int | np.integer[Any], j: int | np.integer[Any], params: np.ndarray) -> None:
-        """Pixel (i, j) of every image, from its mixture's ``params`` (N, 3 * components)."""
+        """Pixel (i, j) of every image, all its channels, from its mixture's ``params`` (N, P K)."""
         noise = self.noise[:, i, j]
-        self.x[:, 0, i, j] = sample_pixel(params, noise, self.temperature, self.components)
+        channels = self.x.shape[1]
+        self.x[:, :, i, j] = sample_pixel(
+            params, noise, self.temperature, self.components, channels
+        )
 
     def row_done(self) -> None:
         self.rows_done += 1

@@ -30,8 +30,11 @@ def kept_pixels(card: ModelCard, given: Given) -> np.ndarray:
         keep = np.zeros((h, w), dtype=bool)
         keep[: given.rows] = True
         return keep
-    mask = parse_image(given.mask, card.image_shape, "mask")[0]
+    masks = parse_image(given.mask, card.image_shape, "mask")
+    mask = masks[0]
     if not np.isin(mask, (0.0, 1.0)).all():
         raise InvalidInput("mask: every value must be 0 (generate) or 1 (keep)")
+    if (masks != mask).any():
+        raise InvalidInput("mask: a pixel's channels must agree (a pixel is kept or drawn whole)")
     keep_mask: np.ndarray = mask == 1.0
     return keep_mask

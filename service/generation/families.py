@@ -33,7 +33,12 @@ from service.generation.autoregressive import RowWatch
 from service.generation.checks import latent_dim, parse_batch, ready
 from service.generation.completion import completion_seeds, kept_pixels
 from service.generation.imaging import parse_image
-from service.generation.likelihood import bits_per_dim, mixture_log_prob, quantize
+from service.generation.likelihood import (
+    bits_per_dim,
+    mixture_log_prob,
+    params_per_component,
+    quantize,
+)
 from service.generation.scoring import DEFAULT_K, Scores, iwae, png_bits_per_dim
 from service.generation.specs import CompleteSpec, Endpoint, Limits, SampleSpec, ScoreSpec
 from service.registry.families import Family, Operation
@@ -156,7 +161,8 @@ class PixelFamily(Family):
     by pixel, score exactly."""
 
     autoregressive: ClassVar[bool] = True
-    channels: ClassVar[tuple[int, ...]] = (1,)  # the pixel order has no colour channels yet
+    channels: ClassVar[tuple[int, ...]] = (1, 3)
+    """Colour pixels are drawn R, then G given R, then B given R and G."""
 
     @property
     def graph(self) -> str:
@@ -172,10 +178,24 @@ class PixelFamily(Family):
                 f"{card.name}: a {card.family} card needs "
                 "likelihood.kind 'discretized_logistic_mixture'"
             )
-        channels = card.graphs[self.graph].outputs[0].shape[1]
-        if channels not in (-1, 3 * likelihood.components):
+        image_channels = card.image_shape[0]
+        declared = likelihood.channels
+        if declared != image_channels:
             raise ServiceError(
-                f"{card.name}: params has {channels} channels, expected 3 x {likelihood.components}"
+                f"{card.name}: likelihood.channels is {declared}, but its images have "
+                f"{image_channels} channels"
+            )
+        if image_channels == 3 and not likelihood.coefficients:
+            raise ServiceError(
+                f"{card.name}: a colour {card.family} card needs likelihood.coefficients true "
+                "(R, then G given R, then B given R and G)"
+            )
+        per = params_per_component(image_channels)
+        channels = card.graphs[self.graph].outputs[0].shape[1]
+        if channels not in (-1, per * likelihood.components):
+            raise ServiceError(
+                f"{card.name}: params has {channels} channels, expected {per} x "
+                f"{likelihood.components}"
             )
 
     def graph_options(self, batched: Any, one_at_a_time: Any) -> Any:
@@ -203,10 +223,10 @@ class PixelFamily(Family):
         n, temperature = spec.n, spec.temperature or 1.0
 
         def draw() -> Any:
-            _, h, w = card.image_shape
-            empty = np.zeros((n, 1, h, w), np.float32)
+            c, h, w = card.image_shape
+            empty = np.zeros((n, c, h, w), np.float32)
             nothing = np.zeros((h, w), dtype=bool)
-            noise = autoregressive.pixel_noise(seed, n, h, w)
+            noise = autoregressive.pixel_noise(seed, n, h, w, c)
             started = time.perf_counter()
             images = autoregressive.generate(model, empty, nothing, noise, temperature, watch)
             model.sampling_times.record(time.perf_counter() - started, n)
@@ -253,11 +273,11 @@ class PixelFamily(Family):
             )
         x = quantize(await anyio.to_thread.run_sync(parse_batch, card, images, limits))
         keep = await anyio.to_thread.run_sync(kept_pixels, card, spec.given)
-        _, h, w = card.image_shape
+        c, h, w = card.image_shape
         noise = np.concatenate(
-            [autoregressive.pixel_noise(s, 1, h, w) for s in completion_seeds(seed, samples)]
+            [autoregressive.pixel_noise(s, 1, h, w, c) for s in completion_seeds(seed, samples)]
         )
-        starts = np.repeat(x, samples, axis=0)  # (B S, 1, H, W)
+        starts = np.repeat(x, samples, axis=0)  # (B S, C, H, W)
         temperature = spec.temperature or 1.0
 
         def draw() -> Any:

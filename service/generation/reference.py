@@ -25,13 +25,13 @@ def generate_naive(
     x = start(x, keep)
     for i, j in to_generate(keep):
         params = graph.run({"image": x})["params"]
-        x[:, 0, i, j] = sample_pixel(params[:, :, i, j], noise[:, i, j], temperature, k)
+        x[:, :, i, j] = sample_pixel(params[:, :, i, j], noise[:, i, j], temperature, k, x.shape[1])
     return x
 
 
 def sample_naive(model: LoadedModel, n: int, seed: int, temperature: float = 1.0) -> np.ndarray:
     """``/sample``'s images for n and seed, drawn the naive way."""
-    _, h, w = model.ready_card.image_shape
-    empty = np.zeros((n, 1, h, w), np.float32)
+    c, h, w = model.ready_card.image_shape
+    empty = np.zeros((n, c, h, w), np.float32)
     nothing = np.zeros((h, w), dtype=bool)
-    return generate_naive(model, empty, nothing, pixel_noise(seed, n, h, w), temperature)
+    return generate_naive(model, empty, nothing, pixel_noise(seed, n, h, w, c), temperature)

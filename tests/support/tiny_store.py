@@ -88,17 +88,27 @@ def decoder(
 
 
 def _mixture_conv(
-    rng: np.random.Generator, k: int, means: tuple[float, float], log_scale: float, height: Any
+    rng: np.random.Generator,
+    k: int,
+    means: tuple[float, float],
+    log_scale: float,
+    height: Any,
+    channels: int = 1,
+    width: int = W,
 ) -> bytes:
-    """A 1x1 conv from the image to the params of a k-logistic mixture at each pixel."""
-    w = rng.normal(0, 0.5, (3 * k, 1, 1, 1)).astype(np.float32)
-    b = np.concatenate([np.zeros(k), np.linspace(*means, k), np.full(k, log_scale)])
+    """A 1x1 conv from the image to the params of a k-logistic mixture at each pixel: 3k
+    channels for grayscale, 10k for colour (the coefficients last, biased to 0.5)."""
+    c = channels
+    per = 1 + 2 * c + c * (c - 1) // 2
+    w = rng.normal(0, 0.5, (per * k, c, 1, 1)).astype(np.float32)
+    parts = [np.zeros(k), np.tile(np.linspace(*means, k), c), np.full(c * k, log_scale)]
+    b = np.concatenate([*parts, np.full((per - 1 - 2 * c) * k, 0.5)])
     nodes = [helper.make_node("Conv", ["image", "w", "b"], ["params"])]
     inits = [_init("w", w), _init("b", b.astype(np.float32))]
     return _model(
         nodes,
-        [_io("image", ["batch", 1, height, W])],
-        [_io("params", ["batch", 3 * k, height, W])],
+        [_io("image", ["batch", c, height, width])],
+        [_io("params", ["batch", per * k, height, width])],
         inits,
     )
 
@@ -362,6 +372,38 @@ def write_rgb_store(root: Path, seed: int = 4) -> Path:
         },
         latent_dim=d,
         image_shape=shape,
+    )
+    return root
+
+
+RGB_PIXEL_SHAPE = (3, 32, 32)
+"""The image shape of pixelcnn-rgb-tiny (``write_rgb_pixel_store``)."""
+
+
+def write_rgb_pixel_store(root: Path, seed: int = 5) -> Path:
+    """pixelcnn-rgb-tiny (3, 32, 32): the pixelcnn contract for colour, the PixelCNN++ mixture
+    (10 K params channels, likelihood.channels 3 with coefficients)."""
+    rng = np.random.default_rng(seed)
+    c, h, w = RGB_PIXEL_SHAPE
+    write_model(
+        root,
+        "pixelcnn-rgb-tiny",
+        "pixelcnn",
+        {
+            "pixelcnn": (
+                _mixture_conv(rng, MIXTURE_K, (0.2, 0.8), -3.0, "height", channels=c, width=w),
+                [_spec("image", [-1, c, -1, w])],
+                [_spec("params", [-1, 10 * MIXTURE_K, -1, w])],
+            )
+        },
+        latent_dim=None,
+        likelihood={
+            "kind": "discretized_logistic_mixture",
+            "components": MIXTURE_K,
+            "channels": c,
+            "coefficients": True,
+        },  # fmt: skip
+        image_shape=RGB_PIXEL_SHAPE,
     )
     return root
 

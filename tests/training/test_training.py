@@ -258,6 +258,44 @@ def test_latent_families_build_train_and_export_at_colour_shapes(
         assert all(tuple(o.shape[1:]) == shape for o in images), (role, graph.output_names)
 
 
+@pytest.mark.parametrize("family", ["pixelcnn", "pixelrnn"])
+@pytest.mark.parametrize("shape", [(3, 28, 28), (3, 36, 36), (1, 64, 64)])
+def test_pixel_families_model_colour_and_other_sizes(
+    family: str, shape: tuple[int, int, int]
+) -> None:
+    """Colour: 10 K params per pixel (PixelCNN++: R, then G given R, then B given R and G), a
+    pixel's params blind to all its channels; the layers grow with the height, recorded in the
+    config; a training step, and graphs of the image's shape."""
+    model_cls, config_cls = MODEL_CLASSES[family]
+    torch.manual_seed(0)
+    spec = data.DataSpec(shape, tuple(map(str, range(10))))
+    assert model_cls.unsupported(spec) is None
+    settings = {k: v for k, v in TINY[family].items() if k != "layers"}
+    model = model_cls(config_cls(**settings), spec)
+    base = {"pixelcnn": 8, "pixelrnn": 4}[family]
+    assert model.config.layers == max(base, round(base * shape[1] / 28))
+    assert len(model.net.layers) == model.config.layers
+    c = shape[0]
+    x = torch.randint(0, 256, (2, *shape)).float() / 255
+    logs = model.train().training_step(x, torch.zeros(2), model.configure_optimizers())
+    assert all(math.isfinite(v) for v in logs.values())
+    model.eval()
+    with torch.no_grad():
+        params = model.net(x)
+        assert params.shape == (2, (10 if c == 3 else 3) * 2, *shape[1:])
+        changed = x.clone()
+        changed[:, :, 5, 5] = torch.rand(2, c)
+        after = model.net(changed)
+        torch.testing.assert_close(after[:, :, :5], params[:, :, :5], rtol=0, atol=0)
+        torch.testing.assert_close(after[:, :, 5, :6], params[:, :, 5, :6])
+        assert not torch.allclose(after[:, :, 5, 6], params[:, :, 5, 6])
+        drawn = model.sample(1, torch.Generator().manual_seed(0)) if shape[1] == 28 else None
+    if drawn is not None:
+        assert drawn.shape == (1, *shape)
+    likelihood = model.card_fields()["likelihood"]
+    assert likelihood.get("channels", 1) == c and likelihood.get("coefficients", False) == (c == 3)
+
+
 def test_cvae_decoder_follows_the_label() -> None:
     torch.manual_seed(0)
     model = build_model("cvae", TINY["cvae"]).eval()

@@ -111,6 +111,10 @@ class GenerativeModel(nn.Module):
         self.config = config
         self.data = data
 
+    def resolve_config(self, config: Any) -> None:
+        """Fill in, for this model's data, the settings left to depend on it (None), so that
+        the config recorded in checkpoints and cards holds the numbers used."""
+
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         """Adam on every parameter at the config's ``lr``, unless a family needs more."""
         return [torch.optim.Adam(self.parameters(), lr=self.config.lr)]
@@ -161,7 +165,9 @@ class GenerativeModel(nn.Module):
 @dataclass
 class AutoregressiveConfig(TrainingConfig):
     channels: int = 64
-    layers: int = 4
+    layers: int | None = None
+    """None: the family's layers at 28 rows, scaled in proportion to the image height; the
+    model records the number it resolved to in its config (``resolve_config``)."""
     first_kernel: int = 7
     """The first layer's masked kernel, first_kernel x first_kernel."""
     mixture_components: int = 5
@@ -178,10 +184,12 @@ class AutoregressiveModel(GenerativeModel):
 
     net: nn.Module
     clip_grad_norm: float | None = None
-    image_channels = (1,)  # the masked layers see one channel
+    image_channels = (1, 3)
+    """Colour pixels are drawn R, then G given R, then B given R and G: the masks hide the whole
+    pixel being predicted, and the mixture carries the dependence between its channels."""
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """Exact per-image log-likelihood in nats. (B, 1, H, W) -> (B,)"""
+        """Exact per-image log-likelihood in nats. (B, C, H, W) -> (B,)"""
         return mixture_log_prob(x, self.net(x).float())
 
     def training_step(
@@ -212,11 +220,13 @@ class AutoregressiveModel(GenerativeModel):
         raise NotImplementedError
 
     def card_fields(self) -> dict[str, Any]:
+        channels = self.data.image_shape[0]
         return {
             "latent_dim": None,
             "likelihood": {
                 "kind": "discretized_logistic_mixture",
                 "components": self.config.mixture_components,
+                **({} if channels == 1 else {"channels": channels, "coefficients": True}),
             },
             "sampler": self.sampler_fields(),
         }

@@ -18,6 +18,7 @@ from ..nn import (
     MaskedConv2d,
     VerticalConv2d,
     down_shift,
+    params_per_component,
     sample_mixture,
 )
 from .base import AutoregressiveConfig, AutoregressiveModel, GraphSpec
@@ -26,15 +27,27 @@ from .base import AutoregressiveConfig, AutoregressiveModel, GraphSpec
 @dataclass
 class PixelCNNConfig(AutoregressiveConfig):
     channels: int = 48
-    layers: int = 8
+    layers: int | None = None
+    """None: scaled with the image height, 8 at 28 rows (``scaled_layers``); the model records
+    the number it resolved to."""
     epochs: int = 7
     lr_decay: float = 0.99965
 
 
+BASE_LAYERS = 8
+"""Layers at 28 rows; taller images get proportionally more, so that the receptive field
+covers the same share of the image."""
+
+
+def scaled_layers(base: int, height: int) -> int:
+    """``base`` layers at 28 rows, scaled in proportion to ``height`` (8 -> 18 at 64)."""
+    return max(base, round(base * height / 28))
+
+
 class GatedLayer(nn.Module):
-    def __init__(self, c: int, k: int, mask_type: str) -> None:
+    def __init__(self, c: int, k: int, mask_type: str, image_channels: int = 1) -> None:
         super().__init__()
-        in_ch = 1 if mask_type == "A" else c
+        in_ch = image_channels if mask_type == "A" else c
         self.residual = mask_type == "B"
         self.v_conv = VerticalConv2d(in_ch, 2 * c, k)
         self.h_conv = MaskedConv2d(mask_type, in_ch, 2 * c, (1, k))
@@ -61,21 +74,25 @@ class GatedLayer(nn.Module):
 
 
 class PixelCNNNet(nn.Module):
-    """image (B, 1, H, W) in k/255 -> params (B, 3K, H, W) of the mixture at each pixel."""
+    """image (B, C, H, W) in k/255 -> params (B, 3K, H, W) of the mixture at each pixel (C = 1),
+    (B, 10K, H, W) for colour (C = 3; ``training.nn.mixture_log_prob``). The masks hide the
+    whole pixel being predicted, all its channels: the dependence of G on R and of B on R and
+    G is the mixture's, through its coefficients."""
 
-    def __init__(self, cfg: PixelCNNConfig) -> None:
+    def __init__(self, cfg: PixelCNNConfig, image_channels: int = 1) -> None:
         super().__init__()
-        c = cfg.channels
+        c, layers = cfg.channels, cfg.layers or BASE_LAYERS
+        self.image_channels = image_channels
         self.layers = nn.ModuleList(
-            [GatedLayer(c, cfg.first_kernel, "A")]
-            + [GatedLayer(c, 3, "B") for _ in range(cfg.layers - 1)]
+            [GatedLayer(c, cfg.first_kernel, "A", image_channels)]
+            + [GatedLayer(c, 3, "B") for _ in range(layers - 1)]
         )
         self.head = nn.Sequential(
             nn.ReLU(), nn.Conv2d(c, 2 * c, 1), nn.ReLU(),
-            nn.Conv2d(2 * c, 3 * cfg.mixture_components, 1),
+            nn.Conv2d(2 * c, params_per_component(image_channels) * cfg.mixture_components, 1),
         )  # fmt: skip
         # Receptive fields: the first layer reaches k//2 rows up and left, each later one 1.
-        reach = cfg.first_kernel // 2 + cfg.layers - 1
+        reach = cfg.first_kernel // 2 + layers - 1
         self.context_rows = reach + 2
         """Rows the last row's context depends on: its own, one for the down-shift, `reach`."""
         self.row_columns = reach + 1
@@ -92,8 +109,7 @@ class PixelCNNNet(nn.Module):
         return self.params(h)
 
     def params(self, h: torch.Tensor) -> torch.Tensor:
-        logits, mu, log_s = self.head(h).chunk(3, dim=1)
-        return torch.cat([logits, mu * 0.5 + 0.5, torch.clamp(log_s, min=MIN_LOG_SCALE)], dim=1)
+        return mixture_params(self.head(h), self.image_channels)
 
     # The fast sampler's two halves. Row i's vertical context depends on rows < i only, so it
     # is computed once per row; the horizontal stack then runs per pixel on row i alone. Both
@@ -101,7 +117,7 @@ class PixelCNNNet(nn.Module):
     # they return is computed from the same inputs, by the same operations, as in forward().
 
     def context(self, window: torch.Tensor) -> torch.Tensor:
-        """(B, 1, R, W) rows i-R+1..i (row i's content is ignored) -> (B, L*2c, 1, W): every
+        """(B, C, R, W) rows i-R+1..i (row i's content is ignored) -> (B, L*2c, 1, W): every
         layer's vertical-to-horizontal link for row i."""
         v, links = window * 2 - 1, []
         for layer in self.gated:
@@ -111,8 +127,8 @@ class PixelCNNNet(nn.Module):
         return torch.cat(links, dim=1)
 
     def row(self, pixels: torch.Tensor, links: torch.Tensor) -> torch.Tensor:
-        """(B, 1, 1, C) row i up to column j, and its links (B, L*2c, 1, C) -> params
-        (B, 3K, 1, C); only the last column is exact unless the row starts at column 0."""
+        """(B, C, 1, J) row i up to column j, and its links (B, L*2c, 1, J) -> params
+        (B, P K, 1, J); only the last column is exact unless the row starts at column 0."""
         h = pixels * 2 - 1
         for layer, link in zip(self.gated, links.chunk(len(self.gated), dim=1), strict=True):
             h = layer.horizontal(h, link)
@@ -125,16 +141,21 @@ class PixelCNN(AutoregressiveModel):
 
     def __init__(self, config: PixelCNNConfig, data: DataSpec) -> None:
         super().__init__(config, data)
-        self.net = PixelCNNNet(config)
+        self.resolve_config(config)
+        self.net = PixelCNNNet(config, data.image_shape[0])
+
+    def resolve_config(self, config: PixelCNNConfig) -> None:
+        if config.layers is None:
+            config.layers = scaled_layers(BASE_LAYERS, self.data.image_shape[1])
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator, temperature: float = 1.0) -> torch.Tensor:
         x = torch.zeros(n, *self.data.image_shape)
-        _, height, width = self.data.image_shape
+        channels, height, width = self.data.image_shape
         for i in range(height):
             for j in range(width):
                 params = self.net(x[:, :, : i + 1])[:, :, i, j]  # rows > i cannot matter
-                x[:, :, i, j] = sample_mixture(params, temperature, generator)
+                x[:, :, i, j] = sample_mixture(params, temperature, generator, channels)
         return x
 
     def onnx_graphs(self) -> dict[str, GraphSpec]:
@@ -165,6 +186,20 @@ class PixelCNN(AutoregressiveModel):
             "context_rows": net.context_rows,
             "row_columns": net.row_columns,
         }
+
+
+def mixture_params(raw: torch.Tensor, channels: int) -> torch.Tensor:
+    """The head's raw output (B, P K, ...) -> the mixture's params: means mapped from [-1, 1] to
+    [0, 1], log-scales clamped, colour coefficients squashed to (-1, 1) by tanh."""
+    if channels == 1:
+        logits, mu, log_s = raw.chunk(3, dim=1)
+        return torch.cat([logits, mu * 0.5 + 0.5, torch.clamp(log_s, min=MIN_LOG_SCALE)], dim=1)
+    k = raw.shape[1] // params_per_component(channels)
+    sizes = [k, channels * k, channels * k, raw.shape[1] - (1 + 2 * channels) * k]
+    logits, mu, log_s, coeffs = raw.split(sizes, 1)
+    return torch.cat(
+        [logits, mu * 0.5 + 0.5, torch.clamp(log_s, min=MIN_LOG_SCALE), torch.tanh(coeffs)], dim=1
+    )
 
 
 class _Method(nn.Module):

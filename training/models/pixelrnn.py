@@ -7,7 +7,7 @@ row's features (the pixel and the one to its left); its state-to-state part is a
 convolution over the previous row's hidden state, so row i's state sees a triangle of every
 row above it. Layers are residual; two 1×1 convolutions map the last layer to the mixture.
 
-The exported graph has the PixelCNN's contract: image (B, 1, h, W) -> params (B, 3K, h, W),
+The exported graph has the PixelCNN's contract: image (B, C, h, W) -> params (B, P K, h, W),
 for any h up to the image's height H (the graph pads the image to H rows and runs the H row
 steps unrolled; rows below h cannot change the rows above, so the output is cut back to h).
 
@@ -26,8 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import DataSpec
-from ..nn import MIN_LOG_SCALE, MaskedConv2d, sample_mixture
+from ..nn import MaskedConv2d, params_per_component, sample_mixture
 from .base import AutoregressiveConfig, AutoregressiveModel, GraphSpec
+from .pixelcnn import mixture_params, scaled_layers
 
 State = tuple[torch.Tensor, torch.Tensor]
 """One layer's hidden and cell state for one row: each (B, W, C)."""
@@ -35,6 +36,8 @@ State = tuple[torch.Tensor, torch.Tensor]
 
 @dataclass
 class PixelRNNConfig(AutoregressiveConfig):
+    """``layers`` None: 4 at 28 rows, scaled with the height (``scaled_layers``)."""
+
     epochs: int = 6
     lr_decay: float = 0.9995
     """Per step: the rate falls to about 0.1× over six epochs. (0.998 left 4% of it after two
@@ -85,18 +88,22 @@ class RowLSTM(nn.Module):
         return x_row + self.out(state[0]), state
 
 
+BASE_LAYERS = 4
+"""Row LSTM layers at 28 rows."""
+
+
 class PixelRNNNet(nn.Module):
-    """image (B, 1, h, W) in k/255, h ≤ H -> params (B, 3K, h, W) of the mixture."""
+    """image (B, C, h, W) in k/255, h ≤ H -> params (B, P K, h, W) of the mixture (P: 3 for
+    C = 1, 10 for C = 3; ``training.nn.params_per_component``)."""
 
     def __init__(self, cfg: PixelRNNConfig, image_shape: tuple[int, int, int]) -> None:
         super().__init__()
         c = cfg.channels
-        _, self.height, self.width = image_shape
-        self.first = MaskedConv2d("A", 1, c, (cfg.first_kernel, cfg.first_kernel))
-        self.layers = nn.ModuleList([RowLSTM(c) for _ in range(cfg.layers)])
-        self.head = nn.Sequential(
-            nn.ReLU(), nn.Linear(c, 2 * c), nn.ReLU(), nn.Linear(2 * c, 3 * cfg.mixture_components)
-        )
+        self.image_channels, self.height, self.width = image_shape
+        self.first = MaskedConv2d("A", self.image_channels, c, (cfg.first_kernel, cfg.first_kernel))
+        self.layers = nn.ModuleList([RowLSTM(c) for _ in range(cfg.layers or BASE_LAYERS)])
+        out = params_per_component(self.image_channels) * cfg.mixture_components
+        self.head = nn.Sequential(nn.ReLU(), nn.Linear(c, 2 * c), nn.ReLU(), nn.Linear(2 * c, out))
         self.reach = cfg.first_kernel // 2
         """Rows above row i that the first layer reads for row i."""
 
@@ -115,12 +122,11 @@ class PixelRNNNet(nn.Module):
         return self.params(h)[:, :, :height]
 
     def params(self, h: torch.Tensor) -> torch.Tensor:
-        """(B, H, W, C) -> (B, 3K, H, W)"""
-        logits, mu, log_s = self.head(h).permute(0, 3, 1, 2).chunk(3, dim=1)
-        return torch.cat([logits, mu * 0.5 + 0.5, torch.clamp(log_s, min=MIN_LOG_SCALE)], dim=1)
+        """(B, H, W, C) -> (B, P K, H, W)"""
+        return mixture_params(self.head(h).permute(0, 3, 1, 2), self.image_channels)
 
     def step(self, window: torch.Tensor, states: list[State]) -> tuple[torch.Tensor, list[State]]:
-        """Row i alone: window (B, 1, reach + 1, W) holds rows i-reach..i already mapped to
+        """Row i alone: window (B, C, reach + 1, W) holds rows i-reach..i already mapped to
         [-1, 1] (and zeros above the image, as the convolution's padding), states the layers'
         states after row i-1 -> row i's params (B, 3K, 1, W) and states. Exact for every
         column whose pixels left of it are filled in."""
@@ -133,7 +139,7 @@ class PixelRNNNet(nn.Module):
 
 
 class RowStep(nn.Module):
-    """The exported `step` graph: image (B, 1, h, W) in k/255, rows i-h+1..i with h ≤ reach + 1
+    """The exported `step` graph: image (B, C, h, W) in k/255, rows i-h+1..i with h ≤ reach + 1
     (fewer at the top of the image), and state (B, L, 2, W, C) after row i-1 (zeros above row
     0) -> params (B, 3K, 1, W) of row i and state (B, L, 2, W, C) after it. Column j's params
     and state depend on row i's pixels left of j only."""
@@ -163,7 +169,12 @@ class PixelRNN(AutoregressiveModel):
 
     def __init__(self, config: PixelRNNConfig, data: DataSpec) -> None:
         super().__init__(config, data)
+        self.resolve_config(config)
         self.net = PixelRNNNet(config, data.image_shape)
+
+    def resolve_config(self, config: PixelRNNConfig) -> None:
+        if config.layers is None:
+            config.layers = scaled_layers(BASE_LAYERS, self.data.image_shape[1])
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator, temperature: float = 1.0) -> torch.Tensor:
@@ -175,7 +186,9 @@ class PixelRNN(AutoregressiveModel):
             window = x[:, :, max(0, i - rows + 1) : i + 1]  # a view: it sees each new pixel
             for j in range(self.net.width):
                 params, row_state = step(window, state)
-                x[:, :, i, j] = sample_mixture(params[:, :, 0, j], temperature, generator)
+                x[:, :, i, j] = sample_mixture(
+                    params[:, :, 0, j], temperature, generator, self.net.image_channels
+                )
             state = row_state  # no column's state depends on the row's last pixel
         return x
 

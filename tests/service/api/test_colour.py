@@ -190,7 +190,7 @@ def test_v2_metadata_and_tensors_have_the_cards_shape(rgb: TestClient) -> None:
     assert refused.status_code == 400 and "[-1, 3, 32, 32]" in refused.json()["error"]
 
 
-def test_a_pixel_model_with_colour_images_fails_and_the_others_serve(
+def test_a_pixel_card_whose_mixture_is_not_its_images_fails_and_the_others_serve(
     tmp_path: Path, tiny_store: Path, tiny_store_rgb: Path
 ) -> None:
     store = tmp_path / "store"
@@ -204,5 +204,59 @@ def test_a_pixel_model_with_colour_images_fails_and_the_others_serve(
         models = {m["name"]: m for m in client.get("/models").json()["models"]}
         assert models[VAE]["state"] == "ready"
         assert models["pixelcnn-tiny"]["state"] == "failed"
-        assert "served with 1 channel(s)" in models["pixelcnn-tiny"]["reason"]
+        reason = models["pixelcnn-tiny"]["reason"]
+        assert "likelihood.channels is 1, but its images have 3 channels" in reason
     shutil.rmtree(store)
+
+
+@pytest.fixture(scope="module")
+def rgb_pixel(tiny_store_rgb_pixel: Path) -> Iterator[TestClient]:
+    settings = tiny_settings(tiny_store_rgb_pixel, max_autoregressive_n=4)
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def test_a_colour_pixel_model_samples_scores_and_completes(rgb_pixel: TestClient) -> None:
+    """pixelcnn-rgb-tiny: RGB samples the naive sampler gives, exact scores that the numpy
+    mixture gives, completions that keep the given rows and the unmasked pixels."""
+    from service.generation.reference import sample_naive
+    from tests.conftest import load_registry
+    from tests.support.tiny_store import RGB_PIXEL_SHAPE
+
+    name, (c, h, w) = "pixelcnn-rgb-tiny", RGB_PIXEL_SHAPE
+    models = {m["name"]: m for m in rgb_pixel.get("/models").json()["models"]}
+    assert models[name]["state"] == "ready" and models[name]["image_shape"] == [c, h, w]
+    body = ok(rgb_pixel, "/sample", {"model": name, "n": 2, "seed": 4, "format": "array"})
+    images = np.asarray(body["images"], dtype=np.float32)
+    assert images.shape == (2, c, h, w) and is_colour(images.transpose(0, 2, 3, 1))
+    model = load_registry(tiny_settings(rgb_pixel.app.state.settings.model_store)).get(name)
+    np.testing.assert_array_equal(images, sample_naive(model, 2, 4))
+
+    given = np.random.default_rng(0).random((c, h, w))
+    scores = ok(rgb_pixel, "/score", {"model": name, "images": [given.tolist()]})
+    assert scores["kind"] == "exact"
+    bpd, log_p = np.array(scores["bits_per_dim"]), np.array(scores["log_likelihood"])
+    np.testing.assert_allclose(bpd, -log_p / (c * h * w * np.log(2)))
+
+    quantised = (np.round(given * 255) / 255).astype(np.float32)
+    done = ok(rgb_pixel, "/complete", {"model": name, "images": [given.tolist()], "rows": 20,
+                                       "seed": 2, "format": "array"})  # fmt: skip
+    out = np.asarray(done["images"][0][0], dtype=np.float32)
+    np.testing.assert_array_equal(out[:, :20], quantised[:, :20])
+    assert not np.array_equal(out[:, 20:], quantised[:, 20:])
+    mask = np.ones((h, w))
+    mask[5:9, 5:9] = 0
+    masked = ok(
+        rgb_pixel,
+        "/complete",
+        {
+            "model": name,
+            "images": [given.tolist()],
+            "mask": mask.tolist(),
+            "seed": 3,
+            "format": "array",
+        },
+    )
+    out = np.asarray(masked["images"][0][0], dtype=np.float32)
+    np.testing.assert_allclose(out[:, mask == 1], quantised[:, mask == 1], atol=1e-7)
+    assert not np.allclose(out[:, 5:9, 5:9], quantised[:, 5:9, 5:9])

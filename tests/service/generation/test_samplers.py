@@ -73,14 +73,32 @@ def test_pixelrnn_row_steps_equal_the_full_forward() -> None:
         assert not torch.allclose(short[:, :, 0], full[:, :, 27])
 
 
-def small_trained_store(root: Path, family: str, name: str, settings: dict[str, Any]) -> Path:
-    """A store holding one small ``family`` model trained briefly on the synthetic set."""
+def small_trained_store(
+    root: Path, family: str, name: str, settings: dict[str, Any], dataset: Any = "synthetic"
+) -> Path:
+    """A store holding one small ``family`` model trained briefly on the synthetic set (or on
+    ``dataset``)."""
     from training.export import export_checkpoint
     from training.trainer import train
 
-    ckpt = train(family, "synthetic", root / "run", overrides=settings, limit=64, progress=False)
+    ckpt = train(family, dataset, root / "run", overrides=settings, limit=64, progress=False)
     export_checkpoint(ckpt, root / "store", name, metrics={"metrics": {}, "evaluation": {}})
     return root / "store"
+
+
+def rgb_synthetic(root: Path, size: int = 28, n: int = 80) -> Any:
+    """One's own colour images (an .npz): coloured bars on noise, so that the channels differ
+    and depend on each other."""
+    from training.data import OwnData
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 40, (n, size, size, 3), dtype=np.uint8)
+    for i in range(n):
+        row = int(rng.integers(2, size - 6))
+        images[i, row : row + 4, 4 : size - 4] = rng.integers(100, 256, 3, dtype=np.uint8)
+    path = root / "rgb.npz"
+    np.savez(path, images=images)
+    return OwnData(path)
 
 
 def assert_fast_sampler_equals_naive(model: LoadedModel, n: int = 3) -> None:
@@ -103,14 +121,15 @@ def assert_fast_sampler_equals_naive(model: LoadedModel, n: int = 3) -> None:
 def assert_fast_completion_equals_naive(model: LoadedModel) -> None:
     """Completion around given pixels: kept pixels in the middle and at the end of rows, whole
     rows kept, and the last row kept, so every way a row's state is carried is exercised."""
-    keep = np.zeros((28, 28), dtype=bool)
+    c, h, w = model.ready_card.image_shape
+    keep = np.zeros((h, w), dtype=bool)
     keep[:5] = True
     keep[9, 10:20] = True
-    keep[12, 27] = True
-    keep[20:] = np.random.default_rng(0).random((8, 28)) < 0.5
-    keep[27] = True
-    given = np.random.default_rng(1).integers(0, 256, (2, 1, 28, 28)).astype(np.float32) / 255
-    noise = autoregressive.pixel_noise(5, 2, 28, 28)
+    keep[12, w - 1] = True
+    keep[h - 8 :] = np.random.default_rng(0).random((8, w)) < 0.5
+    keep[h - 1] = True
+    given = np.random.default_rng(1).integers(0, 256, (2, c, h, w)).astype(np.float32) / 255
+    noise = autoregressive.pixel_noise(5, 2, h, w, c)
     fast_completion = autoregressive.generate(model, given, keep, noise)
     naive_completion = generate_naive(model, given, keep, noise)
     np.testing.assert_array_equal(fast_completion, naive_completion)
@@ -124,6 +143,25 @@ def test_fast_sampler_gives_the_same_pixels_as_the_naive_one(
     root = tmp_path_factory.mktemp(f"{family}-sampler")
     store = small_trained_store(root, family, f"{family}-small", SMALL[family])
     model = load_registry(tiny_settings(store)).get(f"{family}-small")
+    assert autoregressive.sampler_in_use(model) == SAMPLER[family]
+    assert_fast_sampler_equals_naive(model)
+    assert_fast_completion_equals_naive(model)
+
+
+@pytest.mark.parametrize("family", ["pixelcnn", "pixelrnn"])
+def test_fast_sampler_gives_the_same_pixels_as_the_naive_one_in_colour(
+    family: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """RGB: R, then G given R, then B given R and G, from one pass per pixel, the same in the
+    naive sampler, the fast one and completion."""
+    root = tmp_path_factory.mktemp(f"{family}-rgb-sampler")
+    settings = {**SMALL[family], "mixture_components": 2}
+    store = small_trained_store(root, family, f"{family}-rgb", settings, rgb_synthetic(root))
+    model = load_registry(tiny_settings(store)).get(f"{family}-rgb")
+    card = model.ready_card
+    assert card.image_shape == (3, 28, 28)
+    assert card.likelihood is not None and card.likelihood.channels == 3
+    assert card.likelihood.coefficients
     assert autoregressive.sampler_in_use(model) == SAMPLER[family]
     assert_fast_sampler_equals_naive(model)
     assert_fast_completion_equals_naive(model)

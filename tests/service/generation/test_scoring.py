@@ -53,6 +53,39 @@ def test_mixture_log_prob_equals_training() -> None:
     np.testing.assert_allclose(ours, theirs, rtol=1e-5)
 
 
+def _colour_params(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
+    """(n, 10k, 28, 28): logits, 3k means in [0, 1], 3k log-scales (some below the clamp), 3k
+    coefficients in (-1, 1)."""
+    params = rng.normal(0, 1, (n, 10 * k, 28, 28)).astype(np.float32)
+    params[:, k : 4 * k] = rng.random((n, 3 * k, 28, 28))
+    params[:, 4 * k : 7 * k] = rng.uniform(-9, 0, (n, 3 * k, 28, 28))
+    params[:, 7 * k :] = np.tanh(params[:, 7 * k :])
+    return params
+
+
+def test_colour_mixture_log_prob_equals_training() -> None:
+    rng = np.random.default_rng(5)
+    x = np.concatenate([_pixels(rng, 3) for _ in range(3)], axis=1)  # (3, 3, 28, 28)
+    params = _colour_params(rng, 3, 4)
+    ours = likelihood.mixture_log_prob(x, params)
+    theirs = train_nn.mixture_log_prob(torch.from_numpy(x), torch.from_numpy(params)).numpy()
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5)
+
+
+def test_colour_mixture_sums_to_one_over_every_colour() -> None:
+    """R, G given R, B given R and G: the 256^3 colours of a pixel have probabilities that sum
+    to one (summed R by R)."""
+    rng = np.random.default_rng(6)
+    params = _colour_params(rng, 1, 2)[:, :, :1, :1].astype(np.float64)
+    values = np.arange(256) / 255.0
+    g, b = np.meshgrid(values, values, indexing="ij")
+    total, every = 0.0, np.broadcast_to(params, (g.size, 20, 1, 1))
+    for r in values:
+        x = np.stack([np.full(g.size, r), g.ravel(), b.ravel()], axis=1)[:, :, None, None]
+        total += np.exp(likelihood.mixture_log_prob(x, every)).sum()
+    assert total == pytest.approx(1.0, abs=1e-4)
+
+
 def test_logistic_log_prob_equals_training() -> None:
     rng = np.random.default_rng(1)
     x = _pixels(rng, 3)
@@ -80,6 +113,37 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
         torch_models[name] = load_checkpoint(ckpt)[0]
     registry = load_registry(tiny_settings(root / "store"))
     yield {"torch": torch_models, "registry": registry}
+
+
+@pytest.fixture(scope="module")
+def exported_rgb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A colour PixelCNN and PixelRNN, one short epoch each on 64 of one's own RGB images."""
+    from tests.service.generation.test_samplers import rgb_synthetic
+
+    root = tmp_path_factory.mktemp("scoring-rgb")
+    data = rgb_synthetic(root)
+    torch_models = {}
+    for family, layers in (("pixelcnn", 3), ("pixelrnn", 2)):
+        config = {"channels": 8, "layers": layers, "mixture_components": 3, "batch_size": 32}
+        ckpt = train(family, data, root / family, overrides={**config, "epochs": 1}, limit=64,
+                     progress=False)  # fmt: skip
+        name = f"{family}-rgb"
+        export_checkpoint(ckpt, root / "store", name, metrics={"metrics": {}, "evaluation": {}})
+        torch_models[name] = load_checkpoint(ckpt)[0]
+    registry = load_registry(tiny_settings(root / "store"))
+    yield {"torch": torch_models, "registry": registry}
+
+
+@pytest.mark.parametrize("name", ["pixelcnn-rgb", "pixelrnn-rgb"])
+def test_exact_score_equals_the_log_prob_in_colour(exported_rgb: dict[str, Any], name: str) -> None:
+    rng = np.random.default_rng(7)
+    x = np.concatenate([_pixels(rng, 4) for _ in range(3)], axis=1)  # (4, 3, 28, 28)
+    scores = _score(exported_rgb["registry"].get(name), x, seed=0)
+    with torch.no_grad():
+        log_p = exported_rgb["torch"][name].log_prob(torch.from_numpy(x)).numpy()
+    assert scores.kind == "exact"
+    np.testing.assert_allclose(scores.log_likelihood, log_p, rtol=0, atol=0.03)  # nats, of ~12000
+    np.testing.assert_allclose(scores.bits_per_dim, -log_p / (3 * 784 * math.log(2)), rtol=1e-4)
 
 
 def _score(
