@@ -343,41 +343,9 @@ class Batcher:
             task.add_done_callback(self._running.discard)
 
     async def _dispatch(self, batch: list[Piece], free: asyncio.Semaphore) -> None:
-        """Run ``batch`` on a free instance. When it is done and requests wait, the instance
-        takes the next batch in the same turn of the event loop that answers this one: one
-        turn between two runs, not the three of a hand-back through ``_serve`` (with
-        ``max_delay`` it hands back, so that ``_serve`` holds each batch open)."""
-        loop = asyncio.get_running_loop()
-        try:
-            while batch:
-                started, rows = time.perf_counter(), self._observe(batch)
-                try:
-                    results = await loop.run_in_executor(self._executor, self._run_batch, batch)
-                except BaseException as exc:  # the run itself failed: every request learns why
-                    for request, _, _ in batch:
-                        if not request.future.done():
-                            request.future.set_exception(exc)
-                    if isinstance(exc, asyncio.CancelledError):
-                        raise
-                    return
-                per_row = (time.perf_counter() - started) / max(rows, 1) / self.policy.instances
-                self._seconds_per_row = 0.8 * self._seconds_per_row + 0.2 * per_row
-                done, batch = batch, self._take() if self._chains else []
-                self._answer(done, results)
-        finally:
-            free.release()
-
-    @property
-    def _chains(self) -> bool:
-        """An instance that finished a run takes the next batch itself: requests wait, and no
-        batch is to be held open for more."""
-        return bool(self.depth) and self.policy.max_delay <= 0
-
-    def _observe(self, batch: list[Piece]) -> int:
-        """Report the batch's queue waits and rows to the observer; returns its rows."""
+        started = time.perf_counter()
         rows = sum(stop - start for _, start, stop in batch)
         if self._observer:
-            started = time.perf_counter()
             for request, start, stop in batch:
                 waited = started - request.queued_at if start == 0 else None
                 if waited is not None:
@@ -387,9 +355,20 @@ class Batcher:
                 )
             self._observer.batch_run(self.model, self.graph, rows, len(batch))
             self._observer.queue_depth(self.model, self.graph, self.depth)
-        return rows
-
-    def _answer(self, batch: list[Piece], results: list[tuple[str, Any]]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            results = await loop.run_in_executor(self._executor, self._run_batch, batch)
+        except BaseException as exc:  # the run itself failed: every request learns why
+            for request, _, _ in batch:
+                if not request.future.done():
+                    request.future.set_exception(exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return
+        finally:
+            free.release()
+        per_row = (time.perf_counter() - started) / max(rows, 1) / self.policy.instances
+        self._seconds_per_row = 0.8 * self._seconds_per_row + 0.2 * per_row
         for (request, start, stop), (state, value) in zip(batch, results, strict=True):
             if request.future.done():  # the client went away
                 if state != "dropped" and self._observer:
