@@ -268,9 +268,10 @@ def _check_score(body: Json) -> str | None:
 def decode_png(text: str, shape: tuple[int, ...]) -> np.ndarray:
     image = Image.open(io.BytesIO(base64.b64decode(text, validate=True)))
     image.load()
-    _, h, w = shape
-    if image.size != (w, h) or image.mode != "L":
-        raise ValueError(f"PNG is {image.mode} {image.size}, expected L {(w, h)}")
+    c, h, w = shape
+    mode = "L" if c == 1 else "RGB"
+    if image.size != (w, h) or image.mode != mode:
+        raise ValueError(f"PNG is {image.mode} {image.size}, expected {mode} {(w, h)}")
     return np.asarray(image, dtype=np.int16)
 
 

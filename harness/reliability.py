@@ -517,7 +517,7 @@ def graceful_shutdown(store: Path, in_flight: int) -> ShutdownFigure:
     them all: each must still come back whole, and the service exit cleanly."""
     with serve(store, **SHUTDOWN_SETTINGS) as service:
         models = find_models(service)
-        shape = models.image_shape
+        shapes = {m["name"]: tuple(m["image_shape"]) for m in models.ready}
 
         answered = [0]
 
@@ -526,8 +526,9 @@ def graceful_shutdown(store: Path, in_flight: int) -> ShutdownFigure:
                 model = models.autoregressive[i % len(models.autoregressive)]
                 body, n = {"model": model, "n": 1, "seed": i}, 1
             else:
-                body, n = {"model": models.sampler, "n": 64, "seed": i}, 64
-            return Call("/sample", body, partial(_counted, answered, n, shape))
+                model = models.sampler
+                body, n = {"model": model, "n": 64, "seed": i}, 64
+            return Call("/sample", body, partial(_counted, answered, n, shapes[model]))
 
         async def run() -> tuple[list[Outcome], float, int | None, bool]:
             load = asyncio.create_task(drive(service.url, slow, in_flight, in_flight))
