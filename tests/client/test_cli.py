@@ -23,25 +23,14 @@ from PIL import Image
 
 from genserve.cli import EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE, progress
 from harness.live_server import REPO, free_port, running_service, stop, wait_for
+from tests.support.cli import run_genserve
 
 KEY = "cli-test-key-0123456789"
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def _run(url: str | None, *args: str, key: str | None = KEY) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GENSERVE_")}
-    if url is not None:
-        env["GENSERVE_URL"] = url
-    if key is not None:
-        env["GENSERVE_API_KEY"] = key
-    return subprocess.run(
-        [sys.executable, "-m", "genserve", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
-        env=env,
-    )
+    return run_genserve(url, *args, key=key)
 
 
 @pytest.fixture(scope="module")

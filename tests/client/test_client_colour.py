@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import base64
 import io
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +17,8 @@ from PIL import Image
 
 from genserve import Client, ValidationError
 from genserve.images import decode_images, decode_pixels, encode_images, png_bytes, tile
-from harness.live_server import REPO, running_service
+from harness.live_server import running_service
+from tests.support.cli import run_genserve
 
 VAE, GAN = "vae-rgb-tiny", "dcgan-rgb-tiny"
 RNG = np.random.default_rng(1)
@@ -134,23 +132,10 @@ def test_colour_pngs_go_out_and_come_back() -> None:
     assert grid.shape == (2 * (2 * 5 + 2), 2 * 7, 3) and grid.dtype == np.uint8
 
 
-def _genserve(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GENSERVE_")}
-    env["GENSERVE_URL"] = url
-    return subprocess.run(
-        [sys.executable, "-m", "genserve", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
-        env=env,
-    )
-
-
 def test_the_command_writes_colour_images(url: str, tmp_path: Path) -> None:
     grid = tmp_path / "grid.png"
     args = ("sample", GAN, "-n", "4", "--seed", "2", "-o", str(grid), "--scale", "2")
-    done = _genserve(url, *args)
+    done = run_genserve(url, *args)
     assert done.returncode == 0, done.stderr
     assert f"{GAN} v1: 4 images 28x28, seed 2" in done.stdout
     with Image.open(grid) as written:
@@ -159,7 +144,7 @@ def test_the_command_writes_colour_images(url: str, tmp_path: Path) -> None:
         np.testing.assert_array_equal(np.asarray(written), served)
     source, out = tmp_path / "in.jpg", tmp_path / "out.png"
     Image.fromarray(np.rint(COLOUR[1] * 255).astype(np.uint8)).save(source, quality=95)
-    done = _genserve(url, "reconstruct", VAE, str(source), "-o", str(out))
+    done = run_genserve(url, "reconstruct", VAE, str(source), "-o", str(out))
     assert done.returncode == 0, done.stderr
     with Image.open(out) as written:
         assert written.mode == "RGB" and written.size == (32, 32)
