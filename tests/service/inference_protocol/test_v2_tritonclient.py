@@ -226,3 +226,30 @@ def test_unknown_output_is_refused(client: triton.InferenceServerClient) -> None
             [tensor("z", np.zeros((1, 8), np.float32), False)],
             outputs=wanted("mean", binary=False),
         )
+
+
+@pytest.fixture(scope="module")
+def colour_server(tiny_store_rgb: Path) -> Iterator[str]:
+    with running_service(tiny_store_rgb, SERVICE_DEVICE="cpu", SERVICE_INTRA_OP_THREADS="1") as url:
+        yield url
+
+
+@pytest.mark.parametrize(("model", "size"), [("dcgan-rgb-tiny", 28), ("vae-rgb-tiny", 32)])
+def test_colour_models_infer_rgb_tensors_that_match_post_sample(
+    colour_server: str, model: str, size: int
+) -> None:
+    connection = triton.InferenceServerClient(colour_server.removeprefix("http://"))
+    try:
+        inputs = [tensor("n", np.array([2]), True), tensor("seed", np.array([7]), True)]
+        images = connection.infer(f"{model}.sample", inputs).as_numpy("images")
+        metadata = connection.get_model_metadata(f"{model}.sample")
+    finally:
+        connection.close()
+    assert images.dtype == np.uint8 and images.shape == (2, 3, size, size)
+    assert metadata["outputs"][0]["shape"] == [-1, 3, size, size]
+    with httpx.Client(base_url=colour_server, timeout=60) as own:
+        ours = own.post("/sample", json={"model": model, "n": 2, "seed": 7}).json()["images"]
+    rgb = [pixels(png) for png in ours]  # (H, W, 3) PNGs
+    assert rgb[0].shape == (size, size, 3)
+    np.testing.assert_array_equal(images.transpose(0, 2, 3, 1), rgb)
+    assert (images[:, 0] != images[:, 1]).any(), "the channels differ: colour, not gray"
