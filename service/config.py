@@ -376,7 +376,9 @@ class ServiceConfig:
             key_classes={k: RequestClass(v) for k, v in settings.key_classes().items()},
         )
 
-    def load_options(self, providers: list[str], observers: Observers | None = None) -> LoadOptions:
+    def loader_options(
+        self, providers: list[str], observers: Observers | None = None
+    ) -> LoadOptions:
         """How models are loaded, once the providers are known (``choose_providers``)."""
         from service.generation.families import FAMILIES
         from service.registry.loader import LoadOptions

@@ -42,7 +42,7 @@ def load_store(
     """Probe the providers, then load every model of the store (blocking): the registry, and
     the loader that loads them again (``ModelControl``)."""
     providers = choose_providers(config.settings.device, config.settings.ort_log_severity)
-    loader = ModelLoader(config.load_options(providers, observers))
+    loader = ModelLoader(config.loader_options(providers, observers))
     return load_registry(loader, config.defaults, threads=usable_cores()), loader
 
 
