@@ -100,12 +100,6 @@ def _to_channels(array: np.ndarray, shape: tuple[int, int, int], field: str) -> 
     return np.moveaxis(array, -1, 0).astype(np.float32)
 
 
-def to_png(image: np.ndarray) -> bytes:
-    """(C, H, W) or (H, W) floats in [0, 1] to 8-bit grayscale (C = 1) or RGB (C = 3) PNG
-    bytes."""
-    return png_bytes(channels_last(to_uint8(image if image.ndim == 3 else image[None])))
-
-
 def channels_last(pixels: np.ndarray) -> np.ndarray:
     """(..., C, H, W) to what ``png_bytes`` takes: (..., H, W) for C = 1, (..., H, W, 3)."""
     return pixels[..., 0, :, :] if pixels.shape[-3] == 1 else np.moveaxis(pixels, -3, -1)

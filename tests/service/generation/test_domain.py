@@ -28,7 +28,7 @@ from service.errors import (
 )
 from service.generation import families
 from service.generation import operations as ops
-from service.generation.imaging import encode_images, grid_png, parse_image, to_png
+from service.generation.imaging import encode_images, grid_png, parse_image
 from service.generation.likelihood import sample_pixel
 from service.generation.specs import (
     EncodeSpec,
@@ -300,7 +300,7 @@ def test_png_round_trip_and_grid() -> None:
     assert grid.size == (3 * 30 - 2, 2 * 30 - 2)  # 2 px between tiles, none around
     single = Image.open(io.BytesIO(grid_png(np.zeros((1, *SHAPE), np.float32))))
     assert single.size == (28, 28)
-    assert to_png(image).startswith(b"\x89PNG")
+    assert base64.b64decode(encoded).startswith(b"\x89PNG")
 
 
 def test_colour_images_convert_to_the_models_channels_and_back() -> None:
@@ -331,7 +331,8 @@ def test_a_colour_grid_is_rgb_at_every_scale() -> None:
     pixels = np.asarray(grid)
     expected = np.rint(images[4] * 255).astype(np.uint8).transpose(1, 2, 0)
     np.testing.assert_array_equal(pixels[2 * 18 * 3 : 2 * 18 * 3 + 48 : 3, :48:3], expected)
-    assert Image.open(io.BytesIO(to_png(images[0]))).mode == "RGB"
+    [single] = encode_images(images[:1], "png")
+    assert Image.open(io.BytesIO(base64.b64decode(single))).mode == "RGB"
 
 
 def test_sample_pixel_follows_the_mixture_weights_and_temperature() -> None:
