@@ -59,6 +59,7 @@ from bench.loadgen import LoadResult, RawResult, cpu_model, raw_onnxruntime, run
 from bench.peers import workload
 from bench.servers import SEED, Request
 from genserve import Client
+from harness.devices import PROVIDERS, gpu_name
 from harness.live_service import Call, Json, Service, drive, metrics_text, percentile, serve, timed
 from service.api.app import create_app, load_store
 from service.config import ServiceConfig, Settings
@@ -1012,19 +1013,6 @@ def render_mixed(
 
 
 # ---------------- gpu-check: the first run on an NVIDIA GPU
-
-
-PROVIDERS = {"cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
-
-
-def gpu_name() -> str | None:
-    """The first GPU ``nvidia-smi -L`` lists, or None (no driver, no GPU)."""
-    try:
-        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    lines = [line for line in listed.stdout.splitlines() if line.startswith("GPU ")]
-    return lines[0] if listed.returncode == 0 and lines else None
 
 
 def graph_providers(service: Service) -> list[tuple[str, str, str]]:

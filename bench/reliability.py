@@ -40,6 +40,7 @@ if str(REPO) not in sys.path:  # run as a script: make service/ and harness/ imp
 
 from harness import reliability as figures
 from harness.live_service import serve
+from harness.reliability import FIGURES, problems_of
 from harness.store_faults import CORRUPTIONS
 
 SHIPPED_STORE = REPO / "model_store"
@@ -66,7 +67,6 @@ class Scale:
 FULL = Scale(100, 20_000, 5_000, 4_096, 10, list(CORRUPTIONS), 8, memory_bounds=True)
 QUICK = Scale(3, 1_000, 3_000, 1_024, 2, ["truncated graph"], 4, memory_bounds=False)
 """About a minute and a half on two busy cores, most of it five start-ups of the service."""
-FIGURES = ["schemathesis", "soak", "schemathesis-key", "overload", "reload", "corrupt", "shutdown"]
 API_KEY = "reliability-bench-api-key"
 """``schemathesis-key`` serves with API keys on (this one key) and sends it with every case."""
 
@@ -129,10 +129,6 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return results
-
-
-def problems_of(results: dict[str, list[dict[str, Any]]]) -> list[str]:
-    return [f"{name}: {p}" for name, found in results.items() for f in found for p in f["problems"]]
 
 
 if __name__ == "__main__":

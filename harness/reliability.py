@@ -42,6 +42,13 @@ from modelstore.discovery import discover
 
 ADMIN_TOKEN = "reliability-bench-token"
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
+FIGURES = ["schemathesis", "soak", "schemathesis-key", "overload", "reload", "corrupt", "shutdown"]
+"""Every figure, in the order ``bench/reliability.py`` runs them."""
+
+
+def problems_of(results: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Every problem of every figure's results, each ``figure: problem``."""
+    return [f"{name}: {p}" for name, found in results.items() for f in found for p in f["problems"]]
 
 
 # ---------------------------------------------------------------- the figures
