@@ -111,7 +111,7 @@ class RawResult:
 
 
 def raw_onnxruntime(
-    sampler: workload.Sampler, batches: list[int], seconds: float, png: bool = True
+    sampler: workload.GraphSampler, batches: list[int], seconds: float, png: bool = True
 ) -> list[RawResult]:
     """The sampler's graph alone, in this process: images/s and p50 of one run for each batch
     size; then (``png``) the same with base64 PNG encoding, at batch 1 and at the best batch."""

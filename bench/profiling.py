@@ -60,7 +60,16 @@ from bench.peers import workload
 from bench.servers import SEED, Request
 from genserve import Client
 from harness.devices import PROVIDERS, gpu_name
-from harness.live_service import Call, Json, Service, drive, metrics_text, percentile, serve, timed
+from harness.live_service import (
+    CheckedRequest,
+    Json,
+    Service,
+    drive,
+    metrics_text,
+    percentile,
+    serve,
+    timed,
+)
 from service.api.app import create_app, load_store
 from service.config import ServiceConfig, Settings
 from service.generation import autoregressive, operations
@@ -1047,8 +1056,8 @@ def measure_point(service: Service, point: Point, requests: int) -> None:
     def check(body: Json) -> str | None:
         return None if len(body.get("images", [])) == n else f"{len(body['images'])} images"
 
-    def call(i: int) -> Call:
-        return Call("/sample", {"model": point.model, "n": n, "seed": i}, check)
+    def call(i: int) -> CheckedRequest:
+        return CheckedRequest("/sample", {"model": point.model, "n": n, "seed": i}, check)
 
     asyncio.run(drive(service.url, call, point.concurrency, point.concurrency))
     started = time.perf_counter()
@@ -1140,7 +1149,7 @@ def gpu_check(args: argparse.Namespace) -> int:
     for point in points:
         key = (point.model, point.n)
         if key not in raw:
-            sampler = workload.Sampler(point.model, provider=provider)
+            sampler = workload.GraphSampler(point.model, provider=provider)
             if sampler.session.get_providers()[0] != provider:
                 raise SystemExit(f"raw onnxruntime: {point.model} runs on another provider")
             raw[key] = raw_onnxruntime(sampler, [point.n], args.seconds, png=False)[0]

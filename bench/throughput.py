@@ -66,7 +66,7 @@ def main() -> None:
     try:
         references = {}  # the 8-bit images (N, H, W) every server must return for PARITY_N, SEED
         for model in args.models:
-            sampler = workload.Sampler(model, args.store)
+            sampler = workload.GraphSampler(model, args.store)
             report.raw[model] = raw_onnxruntime(sampler, RAW_BATCHES, args.raw_seconds)
             best = report.raw_best(model)
             assert best is not None

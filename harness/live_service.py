@@ -210,7 +210,7 @@ def _one_run_sampler(model: Json) -> bool:
     return "sample" in model["operations"] and not _autoregressive(model)
 
 
-def probe(model: Json, seed: int = 0) -> Call:
+def probe(model: Json, seed: int = 0) -> CheckedRequest:
     """A quick request for ``model`` (as ``GET /models`` lists it) of an operation its family
     supports, and the check of its answer: n=2 samples from a generator, the reconstruction of
     one image from an autoencoder, the exact likelihood of one image from an autoregressive
@@ -219,13 +219,13 @@ def probe(model: Json, seed: int = 0) -> Call:
     shape = tuple(model["image_shape"])
     if _one_run_sampler(model):
         body = {"model": name, "n": 2, "seed": seed}
-        return Call("/sample", body, partial(check_images, n=2, shape=shape, model=model))
+        return CheckedRequest("/sample", body, partial(check_images, n=2, shape=shape, model=model))
     image = _png(np.full(shape[1:], 128, np.uint8))
     if "reconstruct" in operations:
         body = {"model": name, "images": [image]}
-        return Call("/reconstruct", body, partial(_check_reconstruct, shape=shape))
+        return CheckedRequest("/reconstruct", body, partial(_check_reconstruct, shape=shape))
     if "score" in operations:
-        return Call("/score", {"model": name, "images": [image]}, _check_score)
+        return CheckedRequest("/score", {"model": name, "images": [image]}, _check_score)
     raise ValueError(f"{name}: no quick operation among {operations}")
 
 
@@ -276,7 +276,9 @@ def decode_png(text: str, shape: tuple[int, ...]) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Call:
+class CheckedRequest:
+    """A POST to send: its path, its JSON body, and the check of its answer."""
+
     path: str
     body: Json
     check: Callable[[Json], str | None]
@@ -303,15 +305,15 @@ class Workload:
             references[seed] = decode_png(body["images"][0], models.image_shape)
         return cls(models, references)
 
-    def call(self, i: int) -> Call:
+    def call(self, i: int) -> CheckedRequest:
         kind = i % 4
         if kind in (0, 1):
             seed = i % REFERENCE_SEEDS
             body = {"model": self.models.sampler, "seed": seed}
-            return Call("/sample", body, lambda r: self.check_sample(r, 1, seed))
+            return CheckedRequest("/sample", body, lambda r: self.check_sample(r, 1, seed))
         if kind == 2:
             body = {"model": self.models.sampler, "n": 4, "seed": i}
-            return Call("/sample", body, lambda r: self.check_sample(r, 4, None))
+            return CheckedRequest("/sample", body, lambda r: self.check_sample(r, 4, None))
         return self.probes[i // 4 % len(self.probes)]
 
     def check_sample(self, body: Json, n: int, seed: int | None) -> str | None:
@@ -362,7 +364,7 @@ class Outcome:
 
 async def drive(
     url: str,
-    calls: Callable[[int], Call],
+    calls: Callable[[int], CheckedRequest],
     total: int | None,
     concurrency: int,
     until: asyncio.Event | None = None,
@@ -388,7 +390,7 @@ async def drive(
     return outcomes
 
 
-async def _one(session: aiohttp.ClientSession, url: str, call: Call) -> Outcome:
+async def _one(session: aiohttp.ClientSession, url: str, call: CheckedRequest) -> Outcome:
     started = time.perf_counter()
     try:
         async with session.post(url + call.path, json=call.body) as response:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.live_service import (
-    Call,
+    CheckedRequest,
     Json,
     Models,
     Outcome,
@@ -204,7 +204,7 @@ def soak(
     )
 
 
-def _shifted(call: Callable[[int], Call], offset: int, i: int) -> Call:
+def _shifted(call: Callable[[int], CheckedRequest], offset: int, i: int) -> CheckedRequest:
     return call(offset + i)
 
 
@@ -267,9 +267,9 @@ def overload(
     with serve(store, **OVERLOAD_SETTINGS) as service:
         workload = Workload.prepare(service)
 
-        def heavy(i: int) -> Call:
+        def heavy(i: int) -> CheckedRequest:
             body = {"model": workload.models.sampler, "n": 16, "seed": i}
-            return Call("/sample", body, lambda r: workload.check_sample(r, 16, None))
+            return CheckedRequest("/sample", body, lambda r: workload.check_sample(r, 16, None))
 
         rss_cold = service.rss_bytes()
         asyncio.run(drive(service.url, heavy, requests // 4, concurrency))
@@ -528,14 +528,14 @@ def graceful_shutdown(store: Path, in_flight: int) -> ShutdownFigure:
 
         answered = [0]
 
-        def slow(i: int) -> Call:
+        def slow(i: int) -> CheckedRequest:
             if models.autoregressive:
                 model = models.autoregressive[i % len(models.autoregressive)]
                 body, n = {"model": model, "n": 1, "seed": i}, 1
             else:
                 model = models.sampler
                 body, n = {"model": model, "n": 64, "seed": i}, 64
-            return Call("/sample", body, partial(_counted, answered, n, shapes[model]))
+            return CheckedRequest("/sample", body, partial(_counted, answered, n, shapes[model]))
 
         async def run() -> tuple[list[Outcome], float, int | None, bool]:
             load = asyncio.create_task(drive(service.url, slow, in_flight, in_flight))

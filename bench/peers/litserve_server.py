@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import litserve as ls
-from workload import GRAPH_ROLES, Sampler, peer_arguments, threads_per_worker
+from workload import GRAPH_ROLES, GraphSampler, peer_arguments, threads_per_worker
 
 
 class SampleAPI(ls.LitAPI):
@@ -22,7 +22,7 @@ class SampleAPI(ls.LitAPI):
         self.graph_model, self.store, self.threads = model, store, threads
 
     def setup(self, device: str) -> None:
-        self.sampler = Sampler(self.graph_model, self.store, self.threads)
+        self.sampler = GraphSampler(self.graph_model, self.store, self.threads)
 
     # `request` stays unannotated: LitServe picks the request type from the annotation, and
     # with none it passes the JSON body as a dict.

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mosec import Server, Worker
-from workload import DEFAULT_STORE, Sampler, peer_arguments, threads_per_worker
+from workload import DEFAULT_STORE, GraphSampler, peer_arguments, threads_per_worker
 
 STORE_ENV = "GENSERVE_BENCH_STORE"  # read by the spawned worker processes
 THREADS_ENV = "GENSERVE_BENCH_THREADS"
@@ -25,7 +25,7 @@ class SampleWorker(Worker):
     def __init__(self) -> None:
         super().__init__()
         store = Path(os.environ.get(STORE_ENV, DEFAULT_STORE))
-        self.sampler = Sampler(self.model, store, int(os.environ.get(THREADS_ENV, "0")))
+        self.sampler = GraphSampler(self.model, store, int(os.environ.get(THREADS_ENV, "0")))
 
     def forward(self, data: Any) -> Any:
         if isinstance(data, dict):  # max_batch_size 1: one request, not a list

@@ -17,10 +17,10 @@ import numpy as np
 from pytriton.decorators import batch
 from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
 from pytriton.triton import Triton, TritonConfig
-from workload import GRAPH_ROLES, Sampler, peer_arguments, threads_per_worker
+from workload import GRAPH_ROLES, GraphSampler, peer_arguments, threads_per_worker
 
 
-def infer_function(sampler: Sampler) -> Callable[..., dict[str, np.ndarray]]:
+def infer_function(sampler: GraphSampler) -> Callable[..., dict[str, np.ndarray]]:
     @batch
     def infer(seed: np.ndarray, n: np.ndarray) -> dict[str, np.ndarray]:
         requests = [(int(k), int(s)) for k, s in zip(n[:, 0], seed[:, 0], strict=True)]
@@ -52,7 +52,8 @@ def main() -> None:
     with Triton(config=config) as triton:
         for model in GRAPH_ROLES:
             instances = [
-                infer_function(Sampler(model, args.store, threads)) for _ in range(args.instances)
+                infer_function(GraphSampler(model, args.store, threads))
+                for _ in range(args.instances)
             ]
             triton.bind(
                 model_name=model,

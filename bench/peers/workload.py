@@ -102,7 +102,7 @@ def open_session(path: Path, threads: int = 0, provider: str = CPU) -> ort.Infer
     return ort.InferenceSession(str(path), options, providers=[provider])
 
 
-class Sampler:
+class GraphSampler:
     """One graph in one session; ``sample`` serves a whole batch of requests with one run."""
 
     def __init__(
