@@ -25,7 +25,7 @@ from .metrics import (
 )
 
 EVAL_SEED = 1234
-SPLITS = {
+SPLIT_AND_REFERENCE = {
     "test": ("test", "heldout"),
     "heldout": ("heldout", "train"),
 }
@@ -56,12 +56,14 @@ class Evaluation:
         temperatures: tuple[float, ...] = (),
         seed: int = EVAL_SEED,
     ) -> None:
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+        if split not in SPLIT_AND_REFERENCE:
+            raise ValueError(
+                f"unknown split {split!r}; choose one of {', '.join(SPLIT_AND_REFERENCE)}"
+            )
         self.dataset, self.classifier, self.seed = dataset, classifier, seed
         self.name = name_of(dataset)
         self.fd_samples, self.iwae_k, self.batch = fd_samples, iwae_k, batch
-        self.split, self.reference_split = SPLITS[split]
+        self.split, self.reference_split = SPLIT_AND_REFERENCE[split]
         self.temperatures = temperatures
         """Sampling temperatures below 1 whose FD a family that has one also measures."""
         images = load(dataset, self.split)
