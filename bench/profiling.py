@@ -872,7 +872,7 @@ def training_rates(
     "bf16"), channels-last, torch.compile, then the images and their labels."""
     import torch
 
-    from training.trainer import build_model
+    from training.checkpoints import build_model
 
     threads, precision, channels_last, compiled, images, labels = setup
     torch.set_num_threads(threads)

@@ -9,10 +9,10 @@ from typing import Any
 
 import torch
 
+from .checkpoints import dataset_of, load_checkpoint
 from .data import Dataset
 from .evaluation import EVAL_SEED, Evaluation
 from .models import GenerativeModel
-from .trainer import dataset_of, load_checkpoint
 
 
 def evaluate_checkpoint(

@@ -27,8 +27,8 @@ from modelstore.layout import (
 )
 from modelstore.triton import write_configs
 
+from .checkpoints import METRICS, checkpoint_in, dataset_of, load_checkpoint
 from .models import GenerativeModel, GraphSpec
-from .trainer import METRICS, checkpoint_in, dataset_of, load_checkpoint
 
 OPSET = 17
 IR_VERSION = 9  # onnxruntime 1.31 loads up to 13; the newest onnx writes 14

@@ -102,7 +102,7 @@ class TorchClassifier:
     """The project's classifier from a training checkpoint (a run folder or a ``.pt``)."""
 
     def __init__(self, path: Path) -> None:
-        from .trainer import checkpoint_in, load_checkpoint
+        from .checkpoints import checkpoint_in, load_checkpoint
 
         self.path = checkpoint_in(path)
         model, ckpt = load_checkpoint(path)

@@ -24,7 +24,7 @@ from workload import DEFAULT_STORE, GRAPH_ROLES, graph_file, latents, png_base64
 
 def load_module(model: str, store: Path) -> torch.nn.Module:
     """The torch module that was exported as the model's image graph, in eval mode."""
-    from training.trainer import build_model
+    from training.checkpoints import build_model
 
     graph = graph_file(model, store)
     card = graph.card

@@ -15,11 +15,11 @@ torch = pytest.importorskip("torch")
 from PIL import Image  # noqa: E402
 
 from training import data  # noqa: E402
+from training.checkpoints import load_checkpoint  # noqa: E402
 from training.cli import main  # noqa: E402
 from training.data import DataError, OwnData  # noqa: E402
 from training.export import train_command  # noqa: E402
 from training.own import OwnImages, read  # noqa: E402
-from training.trainer import load_checkpoint  # noqa: E402
 
 TINY_VAE = ["--set", "channels=4", "--set", "latent_dim=4", "--batch-size", "16"]
 

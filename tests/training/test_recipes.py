@@ -11,12 +11,12 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from training import data  # noqa: E402
+from training.checkpoints import build_model  # noqa: E402
 from training.metrics import frechet_distance, kid, precision_recall  # noqa: E402
 from training.models.augment import diff_augment  # noqa: E402
 from training.models.dcgan import recompute_batchnorm  # noqa: E402
 from training.models.flow import RealNVP  # noqa: E402
 from training.models.latent import standard_normal_log_prob  # noqa: E402
-from training.trainer import build_model  # noqa: E402
 
 TINY_GAN = {"channels": 8, "latent_dim": 8, "batch_size": 32}
 TINY_VAE = {"channels": 4, "latent_dim": 4, "batch_size": 32, "prior": "flow", "flow_hidden": 16}

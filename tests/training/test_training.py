@@ -18,13 +18,14 @@ torch = pytest.importorskip("torch")
 from modelstore.checksums import sha256_of as sha256  # noqa: E402
 from tests.support.triton_repository import check_repository  # noqa: E402
 from training import data  # noqa: E402
+from training.checkpoints import build_model, load_checkpoint  # noqa: E402
 from training.evaluate import evaluate  # noqa: E402
 from training.export import IR_VERSION, OPSET, export_checkpoint, train_command  # noqa: E402
 from training.metrics import bits_per_dim, class_entropy, frechet_distance  # noqa: E402
 from training.models import MODEL_CLASSES  # noqa: E402
 from training.models.pixelrnn import PixelRNN, PixelRNNConfig  # noqa: E402
 from training.nn import mixture_log_prob  # noqa: E402
-from training.trainer import build_model, load_checkpoint, train  # noqa: E402
+from training.trainer import train  # noqa: E402
 
 TINY = {
     "vae": {"channels": 4, "latent_dim": 4, "batch_size": 32},

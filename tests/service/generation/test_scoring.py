@@ -19,8 +19,9 @@ from service.generation.specs import Limits, ScoreSpec  # noqa: E402
 from service.registry.registry import LoadedModel  # noqa: E402
 from tests.conftest import load_registry, tiny_settings  # noqa: E402
 from training import nn as train_nn  # noqa: E402
+from training.checkpoints import load_checkpoint  # noqa: E402
 from training.export import export_checkpoint  # noqa: E402
-from training.trainer import load_checkpoint, train  # noqa: E402
+from training.trainer import train  # noqa: E402
 
 _VAE = {"channels": 4, "latent_dim": 6, "batch_size": 32}
 SMALL = {
