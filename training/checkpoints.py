@@ -14,9 +14,11 @@ from typing import Any
 
 import torch
 
-from .data import Dataset, DataSpec, OwnData, spec
+from .data import Dataset, spec
+from .imageset import DataSpec
 from .models import MODEL_CLASSES, GenerativeModel
 from .models.base import SCHEDULES
+from .own import OwnData
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"

@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .data import DATASETS, Dataset, DatasetMissingError, OwnData, name_of, spec
+from .data import DATASETS, Dataset, DatasetMissingError, name_of, spec
 from .models import MODEL_CLASSES
+from .own import OwnData
 
 CLASSIFIER_HELP = (
     "the feature extractor of FD and KID: a classifier's run folder or checkpoint, its exported "

@@ -1,5 +1,5 @@
 """Datasets as uint8 tensors of shape (N, C, H, W) with int64 labels, and what a model needs to
-know of one: its image shape and class names (``DataSpec``).
+know of one: its image shape and class names (``spec``, a ``DataSpec`` of ``imageset.py``).
 
 Fashion-MNIST comes from Debian's `dataset-fashion-mnist` package. Its official training split is
 divided once, deterministically: the first 50,000 images train, the last 10,000 are held out
@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import gzip
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
+
+from .imageset import SPLITS, DataSpec, ImageSet
+from .own import OwnData, read
 
 FASHION_MNIST_DIR = Path(os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 FASHION_CLASSES = (
@@ -28,7 +29,6 @@ FASHION_CLASSES = (
     "sandal", "shirt", "sneaker", "bag", "ankle boot",
 )  # fmt: skip
 HELD_OUT = 10_000
-SPLITS = ("train", "heldout", "test")
 DATASETS = ("fashion-mnist", "mnist", "synthetic")
 
 
@@ -36,65 +36,8 @@ class DatasetMissingError(FileNotFoundError):
     """The dataset files are not on this machine."""
 
 
-class DataError(ValueError):
-    """One's own images cannot be used as they are; the message names the file or folder."""
-
-
-@dataclass(frozen=True)
-class OwnData:
-    """A folder of images or an ``.npz`` of one's own (``python -m training train --data``), with
-    the size and number of channels asked for (None: what the images are)."""
-
-    path: Path
-    size: int | None = None
-    channels: int | None = None
-
-    @property
-    def name(self) -> str:
-        """What runs and cards call the dataset: the folder's (or file's) name."""
-        return self.path.stem if self.path.suffix == ".npz" else self.path.name
-
-    def record(self) -> dict[str, Any]:
-        """What a checkpoint and a model card keep of the data: enough to read it again and to
-        say what a model was trained on."""
-        from .own import read
-
-        return read(self).record
-
-    @classmethod
-    def from_record(cls, record: dict[str, Any]) -> OwnData:
-        return cls(Path(record["path"]), record["size_asked"], record["channels_asked"])
-
-
 Dataset = str | OwnData
 """A shipped dataset by name, or one's own images."""
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    """The shape of a dataset's images and its classes: what sizes a model's layers."""
-
-    image_shape: tuple[int, int, int]
-    """(C, H, W)"""
-    class_names: tuple[str, ...]
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-
-@dataclass(frozen=True)
-class ImageSet:
-    images: torch.Tensor  # (N, C, H, W) uint8
-    labels: torch.Tensor  # (N,) int64
-    name: str
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def float_images(self) -> torch.Tensor:
-        """(N, C, H, W) float32 in [0, 1], every value k/255."""
-        return self.images.float() / 255.0
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -164,8 +107,6 @@ def synthetic(n: int = 256, seed: int = 0) -> ImageSet:
 
 def load(dataset: Dataset, split: str) -> ImageSet:
     if isinstance(dataset, OwnData):
-        from .own import read
-
         return read(dataset).split(split)
     if dataset == "fashion-mnist":
         return load_fashion_mnist(split)
@@ -188,8 +129,6 @@ def spec(dataset: Dataset) -> DataSpec:
     """What a model of ``dataset`` is sized by; for a shipped dataset, known without reading its
     files; for one's own, read from them (once per process)."""
     if isinstance(dataset, OwnData):
-        from .own import read
-
         return read(dataset).spec
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")

@@ -24,7 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import Dataset, DataSpec, OwnData, name_of, spec
+from .data import Dataset, name_of, spec
+from .imageset import DataSpec
+from .own import OwnData
 
 FASHION_CLASSIFIER = Path("model_store/classifier-fashion.classifier")
 RANDOM_FEATURES = "random-features"

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .data import SPLITS, DataError, DataSpec, ImageSet, OwnData
+from .imageset import SPLITS, DataError, DataSpec, ImageSet
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 MIN_SIZE, MAX_SIZE = 28, 64
@@ -39,6 +39,30 @@ SPLIT_SEED = 20261206
 """The split's own seed: the same held-out and test images whatever a run's --seed."""
 HELDOUT_FRACTION = TEST_FRACTION = 0.1
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+@dataclass(frozen=True)
+class OwnData:
+    """A folder of images or an ``.npz`` of one's own (``python -m training train --data``), with
+    the size and number of channels asked for (None: what the images are)."""
+
+    path: Path
+    size: int | None = None
+    channels: int | None = None
+
+    @property
+    def name(self) -> str:
+        """What runs and cards call the dataset: the folder's (or file's) name."""
+        return self.path.stem if self.path.suffix == ".npz" else self.path.name
+
+    def record(self) -> dict[str, Any]:
+        """What a checkpoint and a model card keep of the data: enough to read it again and to
+        say what a model was trained on."""
+        return read(self).record
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> OwnData:
+        return cls(Path(record["path"]), record["size_asked"], record["channels_asked"])
 
 
 @dataclass(frozen=True)

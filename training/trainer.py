@@ -23,9 +23,11 @@ import torch
 from tqdm import tqdm
 
 from .checkpoints import BEST, CHECKPOINT, METRICS, build_model
-from .data import DataError, Dataset, OwnData, load, name_of
+from .data import Dataset, load, name_of
 from .hardware import auto_precision, cpu_description
+from .imageset import DataError
 from .models.base import RUN_SETTINGS, lr_factor
+from .own import OwnData
 from .tracking import HeldoutTracker, Selection
 
 PRECISIONS = ("auto", "fp32", "bf16")

@@ -15,9 +15,8 @@ torch = pytest.importorskip("torch")
 from PIL import Image  # noqa: E402
 
 from training.cli import main  # noqa: E402
-from training.data import OwnData  # noqa: E402
 from training.extractors import RANDOM_FEATURES, RandomFeatures, open_extractor  # noqa: E402
-from training.own import read  # noqa: E402
+from training.own import OwnData, read  # noqa: E402
 
 TINY_CLASSIFIER = ["--set", "channels=4", "--set", "features=8", "--batch-size", "16"]
 TINY_DCGAN = ["--set", "channels=4", "--set", "d_channels=4", "--set", "latent_dim=4",

@@ -17,9 +17,9 @@ from PIL import Image  # noqa: E402
 from training import data  # noqa: E402
 from training.checkpoints import load_checkpoint  # noqa: E402
 from training.cli import main  # noqa: E402
-from training.data import DataError, OwnData  # noqa: E402
 from training.export import train_command  # noqa: E402
-from training.own import OwnImages, read  # noqa: E402
+from training.imageset import DataError  # noqa: E402
+from training.own import OwnData, OwnImages, read  # noqa: E402
 
 TINY_VAE = ["--set", "channels=4", "--set", "latent_dim=4", "--batch-size", "16"]
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import DataSpec
+from ..imageset import DataSpec
 from ..metrics import class_entropy, frechet_distance
 from .base import GenerativeModel, GraphSpec, descend
 from .latent import ConvDecoder, ImageEncoder, LatentConfig

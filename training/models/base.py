@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from ..data import DataSpec
+from ..imageset import DataSpec
 from ..nn import mean_bits_per_dim, mixture_log_prob
 
 if TYPE_CHECKING:

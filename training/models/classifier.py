@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import DataSpec
+from ..imageset import DataSpec
 from .base import GenerativeModel, GraphSpec, TrainingConfig, descend
 
 if TYPE_CHECKING:

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from ..data import DataSpec
+from ..imageset import DataSpec
 from ..nn import MIN_LOG_SCALE, mean_bits_per_dim
 from .base import GraphSpec
 from .latent import ConvDecoder, GaussianLatentModel, VariationalConfig, conv_encoder

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from ..data import DataSpec
+from ..imageset import DataSpec
 from ..metrics import frechet_distance
 from .augment import diff_augment
 from .base import GenerativeModel, GraphSpec, TrainingConfig, descend

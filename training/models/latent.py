@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from ..data import DataSpec
+from ..imageset import DataSpec
 from ..nn import discretized_logistic_log_prob, mean_bits_per_dim
 from .base import GenerativeModel, TrainingConfig
 

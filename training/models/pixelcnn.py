@@ -12,7 +12,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from ..data import DataSpec
+from ..imageset import DataSpec
 from ..nn import (
     MIN_LOG_SCALE,
     MaskedConv2d,

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import DataSpec
+from ..imageset import DataSpec
 from ..nn import MaskedConv2d, params_per_component, sample_mixture
 from .base import AutoregressiveConfig, AutoregressiveModel, GraphSpec
 from .pixelcnn import mixture_params, scaled_layers

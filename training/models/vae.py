@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data import DataSpec
+from ..imageset import DataSpec
 from ..nn import MIN_LOG_SCALE, discretized_logistic_log_prob, mean_bits_per_dim
 from .base import GraphSpec, descend
 from .flow import RealNVP

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..data import DataSpec
+from ..imageset import DataSpec
 from .base import descend
 from .dcgan import DCGAN, GANConfig
 

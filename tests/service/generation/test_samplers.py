@@ -89,7 +89,7 @@ def small_trained_store(
 def rgb_synthetic(root: Path, size: int = 28, n: int = 80) -> Any:
     """One's own colour images (an .npz): coloured bars on noise, so that the channels differ
     and depend on each other."""
-    from training.data import OwnData
+    from training.own import OwnData
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 40, (n, size, size, 3), dtype=np.uint8)
