@@ -4,6 +4,7 @@ between recipes (never the test split). Each family says what it measures
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import torch
 from .checkpoints import dataset_of, load_checkpoint
 from .data import Dataset
 from .evaluation import EVAL_SEED, Evaluation
+from .extractors import open_extractor
 from .models import GenerativeModel
 
 
@@ -30,6 +32,6 @@ def evaluate(
     """{"metrics": {...}, "evaluation": {...how each was measured...}}; ``options`` are
     ``Evaluation``'s."""
     torch.manual_seed(EVAL_SEED)
-    ev = Evaluation(dataset, classifier, **options)
+    ev = Evaluation(dataset, partial(open_extractor, dataset, classifier), **options)
     metrics = model.evaluate(ev)
     return {"metrics": metrics, "evaluation": ev.how}

@@ -1,5 +1,6 @@
 """The data and measurements a family's ``evaluate`` draws on: the split measured against, the
-classifier's features and the sample-quality figures. It knows no family, so that the families
+classifier's features and the sample-quality figures. It knows no family, nor how a classifier
+is opened (``extractors.py``, which rebuilds the families' classifier), so that the families
 can take it without an import circle."""
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ import math
 import time
 from collections.abc import Callable
 from functools import cached_property
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -16,7 +16,6 @@ import torch
 from tqdm import tqdm
 
 from .data import Dataset, load, name_of
-from .extractors import Extractor, open_extractor
 from .metrics import (
     bits_per_dim,
     class_entropy,
@@ -35,6 +34,18 @@ PerImage = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Draw = Callable[[int, torch.Generator], torch.Tensor]
 
 
+class Extractor(Protocol):
+    """What the figures need of a feature extractor (``extractors.py`` opens them)."""
+
+    path: Any
+
+    def __call__(self, images: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+        """images (N, C, H, W) float32 in [0, 1] -> (logits (N, K) or None, features (N, F))."""
+        ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
 class Sampler(Protocol):
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """(n, C, H, W) in [0, 1]."""
@@ -47,7 +58,7 @@ class Evaluation:
     def __init__(
         self,
         dataset: Dataset,
-        classifier: Path | str | None,
+        extractor: Callable[[], Extractor],
         fd_samples: int = 10_000,
         iwae_k: int = 100,
         limit: int | None = None,
@@ -60,7 +71,7 @@ class Evaluation:
             raise ValueError(
                 f"unknown split {split!r}; choose one of {', '.join(SPLIT_AND_REFERENCE)}"
             )
-        self.dataset, self.classifier, self.seed = dataset, classifier, seed
+        self.dataset, self.open_extractor, self.seed = dataset, extractor, seed
         self.name = name_of(dataset)
         self.fd_samples, self.iwae_k, self.batch = fd_samples, iwae_k, batch
         self.split, self.reference_split = SPLIT_AND_REFERENCE[split]
@@ -89,9 +100,9 @@ class Evaluation:
 
     @cached_property
     def extract(self) -> Extractor:
-        """The classifier (or the label-free fallback) whose features the figures compare:
-        ``classifier`` when given, else the one ``extractors.choose`` picks for the data."""
-        extractor = open_extractor(self.dataset, self.classifier)
+        """The classifier (or the label-free fallback) whose features the figures compare,
+        opened the first time a figure needs them (``extractors.open_extractor``)."""
+        extractor = self.open_extractor()
         self.how["feature_extractor"] = extractor.describe()
         return extractor
 

@@ -18,13 +18,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from .checkpoints import checkpoint_in, load_checkpoint
 from .data import Dataset, name_of, spec
+from .evaluation import Extractor
 from .imageset import DataSpec
 from .own import OwnData
 
@@ -33,16 +35,6 @@ RANDOM_FEATURES = "random-features"
 """What ``--classifier`` takes to ask for the fallback by name."""
 RANDOM_SEED = 20261206
 RANDOM_WIDTHS = (32, 64, 128)
-
-
-class Extractor(Protocol):
-    path: Any
-
-    def __call__(self, images: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
-        """images (N, C, H, W) float32 in [0, 1] -> (logits (N, K) or None, features (N, F))."""
-        ...
-
-    def describe(self) -> dict[str, Any]: ...
 
 
 def _digest(module: nn.Module) -> str:
@@ -104,8 +96,6 @@ class TorchClassifier:
     """The project's classifier from a training checkpoint (a run folder or a ``.pt``)."""
 
     def __init__(self, path: Path) -> None:
-        from .checkpoints import checkpoint_in, load_checkpoint
-
         self.path = checkpoint_in(path)
         model, ckpt = load_checkpoint(path)
         if ckpt["family"] != "classifier":

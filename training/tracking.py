@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from .data import Dataset
 from .evaluation import Evaluation, Sampler
+from .extractors import open_extractor
 from .metrics import frechet_distance, kid
 
 TRACK_SEED = 4321
@@ -23,8 +25,9 @@ class HeldoutTracker:
     """FD and KID of ``samples`` samples against the held-out split's classifier features."""
 
     def __init__(self, dataset: Dataset, classifier: Path | str | None, samples: int) -> None:
+        extractor = partial(open_extractor, dataset, classifier)
         self.ev = Evaluation(
-            dataset, classifier, fd_samples=samples, split="heldout", seed=TRACK_SEED
+            dataset, extractor, fd_samples=samples, split="heldout", seed=TRACK_SEED
         )
         self.reference = self.ev.heldout_features  # (N, F), once for the whole run
 
