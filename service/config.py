@@ -116,7 +116,7 @@ class Settings(BaseSettings):
         "X-Request-Class header or its API key says otherwise; the rest are bulk.",
     )
     bulk_chunk_images: Count = Field(
-        default=8,
+        default=16,
         description="Images (rows) of bulk work in one run while interactive requests come (one "
         "in the last SERVICE_INTERACTIVE_WINDOW_MS): the most an interactive request waits "
         "behind. At most SERVICE_BATCH_MAX_SIZE.",

@@ -92,7 +92,7 @@ class BatchPolicy:
     """"classes": interactive first, bulk in pieces; "arrival": in arrival order, whole."""
     interactive_rows: int = 4
     """A request of at most this many rows is interactive unless its caller says otherwise."""
-    chunk_rows: int = 8
+    chunk_rows: int = 16
     """Rows of bulk work in one run (at most ``max_batch``): the most an interactive request
     waits behind."""
     bulk_share: float = 0.25
