@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -24,7 +25,7 @@ from training.export import export_checkpoint  # noqa: E402
 from training.trainer import train  # noqa: E402
 
 _VAE = {"channels": 4, "latent_dim": 6, "batch_size": 32}
-SMALL = {
+SMALL: dict[str, tuple[str, dict[str, Any]]] = {
     "pixelcnn": (
         "pixelcnn",
         {"channels": 8, "layers": 3, "mixture_components": 3, "batch_size": 32},
@@ -99,21 +100,27 @@ def test_logistic_log_prob_equals_training() -> None:
     np.testing.assert_allclose(ours, theirs, rtol=1e-5)
 
 
+def trained_store(
+    root: Path, data: Any, runs: dict[str, tuple[str, dict[str, Any]]]
+) -> dict[str, Any]:
+    """Each run (name: family and config) trained one epoch on 64 images of ``data`` and
+    exported to ``root/store``: their torch modules and the service's loaded models."""
+    torch_models = {}
+    for name, (family, config) in runs.items():
+        ckpt = train(family, data, root / name, overrides={**config, "epochs": 1}, limit=64,
+                     progress=False)  # fmt: skip
+        export_checkpoint(ckpt, root / "store", name, metrics={"metrics": {}, "evaluation": {}})
+        torch_models[name] = load_checkpoint(ckpt)[0]
+    return {"torch": torch_models, "registry": load_registry(tiny_settings(root / "store"))}
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A VAE and a PixelCNN, one short epoch each on 64 synthetic images, exported to a store:
     their torch modules and the service's loaded models."""
     root = tmp_path_factory.mktemp("scoring")
-    torch_models = {}
-    for short, (family, config) in SMALL.items():
-        run = root / short
-        ckpt = train(family, "synthetic", run, overrides={**config, "epochs": 1}, limit=64,
-                     progress=False)  # fmt: skip
-        name = f"{short}-small"
-        export_checkpoint(ckpt, root / "store", name, metrics={"metrics": {}, "evaluation": {}})
-        torch_models[name] = load_checkpoint(ckpt)[0]
-    registry = load_registry(tiny_settings(root / "store"))
-    yield {"torch": torch_models, "registry": registry}
+    runs = {f"{short}-small": (family, config) for short, (family, config) in SMALL.items()}
+    yield trained_store(root, "synthetic", runs)
 
 
 @pytest.fixture(scope="module")
@@ -122,17 +129,12 @@ def exported_rgb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
     from tests.service.generation.test_samplers import rgb_synthetic
 
     root = tmp_path_factory.mktemp("scoring-rgb")
-    data = rgb_synthetic(root)
-    torch_models = {}
-    for family, layers in (("pixelcnn", 3), ("pixelrnn", 2)):
-        config = {"channels": 8, "layers": layers, "mixture_components": 3, "batch_size": 32}
-        ckpt = train(family, data, root / family, overrides={**config, "epochs": 1}, limit=64,
-                     progress=False)  # fmt: skip
-        name = f"{family}-rgb"
-        export_checkpoint(ckpt, root / "store", name, metrics={"metrics": {}, "evaluation": {}})
-        torch_models[name] = load_checkpoint(ckpt)[0]
-    registry = load_registry(tiny_settings(root / "store"))
-    yield {"torch": torch_models, "registry": registry}
+    config = {"channels": 8, "mixture_components": 3, "batch_size": 32}
+    runs = {
+        f"{family}-rgb": (family, {**config, "layers": layers})
+        for family, layers in (("pixelcnn", 3), ("pixelrnn", 2))
+    }
+    yield trained_store(root, rgb_synthetic(root), runs)
 
 
 @pytest.mark.parametrize("name", ["pixelcnn-rgb", "pixelrnn-rgb"])
