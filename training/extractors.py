@@ -24,6 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from modelstore.checksums import sha256_of
+from modelstore.layout import GRAPH_FILE
+
 from .checkpoints import checkpoint_in, load_checkpoint
 from .data import Dataset, name_of, spec
 from .evaluation import Extractor
@@ -119,8 +122,6 @@ class TorchClassifier:
         return np.concatenate(logits), np.concatenate(feats)
 
     def describe(self) -> dict[str, Any]:
-        from modelstore.checksums import sha256_of
-
         return {
             "name": "classifier",
             "kind": f"the project's classifier trained on {self.trained_on} (epoch {self.epoch})",
@@ -138,25 +139,46 @@ def _check_shape(takes: Sequence[Any], got: Sequence[int], path: Any) -> None:
                          "Fréchet distance cannot measure these")  # fmt: skip
 
 
-def onnx_classifier(path: Path) -> Extractor:
-    from .metrics import FeatureExtractor
+class OnnxClassifier:
+    """The project's classifier, run from its exported ONNX graph: a Triton graph folder
+    (``<name>.classifier/``, its newest version) or a ``.onnx`` file."""
 
-    extractor = FeatureExtractor(path)
+    def __init__(self, path: Path, batch: int = 1000) -> None:
+        import onnxruntime as ort
 
-    def describe() -> dict[str, Any]:
-        from modelstore.checksums import sha256_of
+        self.path = path if path.is_file() else _newest_graph(path)
+        self.session = ort.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
+        self.batch = batch
 
-        shape = extractor.session.get_inputs()[0].shape[1:]
+    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        _check_shape(self.session.get_inputs()[0].shape[1:], images.shape[1:], self.path)
+        logits, feats = [], []
+        for i in range(0, len(images), self.batch):
+            x = np.ascontiguousarray(images[i : i + self.batch])
+            lo, fe = self.session.run(None, {"image": x})
+            logits.append(lo)
+            feats.append(fe)
+        return np.concatenate(logits), np.concatenate(feats)
+
+    def describe(self) -> dict[str, Any]:
         return {
             "name": "classifier",
             "kind": "the project's classifier, exported ONNX graph",
-            "file": str(extractor.path),
-            "sha256": sha256_of(extractor.path),
-            "input_shape": list(shape),
+            "file": str(self.path),
+            "sha256": sha256_of(self.path),
+            "input_shape": list(self.session.get_inputs()[0].shape[1:]),
         }
 
-    extractor.describe = describe  # type: ignore[attr-defined]
-    return extractor  # type: ignore[return-value]
+
+def _newest_graph(folder: Path) -> Path:
+    versions = sorted((p for p in folder.glob("*") if p.name.isdigit()), key=lambda p: int(p.name))
+    if not versions or not (versions[-1] / GRAPH_FILE).is_file():
+        raise FileNotFoundError(
+            f"no <version>/{GRAPH_FILE} under {folder}; export the classifier first: "
+            "python -m training export runs/classifier-fashion-mnist/checkpoint.pt "
+            "--name classifier-fashion"
+        )
+    return versions[-1] / GRAPH_FILE
 
 
 def default_classifier(dataset: Dataset) -> Path:
@@ -194,7 +216,7 @@ def open_extractor(dataset: Dataset, classifier: Path | str | None) -> Extractor
     elif path.suffix == ".pt":
         extractor = TorchClassifier(path)
     else:
-        extractor = onnx_classifier(path)
+        extractor = OnnxClassifier(path)
     check_fit(extractor, data, path)
     return extractor
 

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
-
-from modelstore.layout import GRAPH_FILE
 
 
 def bits_per_dim(nll_nats: np.ndarray | float, dims: int) -> float:
@@ -120,44 +117,3 @@ def class_entropy(predicted: np.ndarray, num_classes: int = 10) -> float:
     p = counts / counts.sum()
     p = p[p > 0]
     return float(-(p * np.log(p)).sum())
-
-
-class FeatureExtractor:
-    """The project classifier, run from its exported ONNX graph: images -> (logits, features)."""
-
-    def __init__(self, folder: Path) -> None:
-        import onnxruntime as ort
-
-        path = _latest_graph(folder, GRAPH_FILE)
-        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        self.path = path
-
-    def __call__(self, images: np.ndarray, batch: int = 1000) -> tuple[np.ndarray, np.ndarray]:
-        """images (N, 1, 28, 28) float32 in [0, 1] -> logits (N, 10), features (N, F)."""
-        expected = self.session.get_inputs()[0].shape[1:]
-        if any(
-            isinstance(e, int) and e != g for e, g in zip(expected, images.shape[1:], strict=True)
-        ):
-            got, takes = ("×".join(map(str, s)) for s in (images.shape[1:], expected))
-            raise ValueError(f"the classifier {self.path} takes {takes} images, not {got}: its "
-                             "Fréchet distance cannot measure these")  # fmt: skip
-        logits, feats = [], []
-        for i in range(0, len(images), batch):
-            lo, fe = self.session.run(None, {"image": np.ascontiguousarray(images[i : i + batch])})
-            logits.append(lo)
-            feats.append(fe)
-        return np.concatenate(logits), np.concatenate(feats)
-
-
-def _latest_graph(folder: Path, filename: str) -> Path:
-    """``folder`` is a graph's Triton model folder (``<name>.<role>/``) or a graph file."""
-    if folder.is_file():
-        return folder
-    versions = sorted((p for p in folder.glob("*") if p.name.isdigit()), key=lambda p: int(p.name))
-    if not versions or not (versions[-1] / filename).is_file():
-        raise FileNotFoundError(
-            f"no <version>/{filename} under {folder}; export the classifier first: "
-            "python -m training export runs/classifier-fashion-mnist/checkpoint.pt "
-            "--name classifier-fashion"
-        )
-    return versions[-1] / filename
