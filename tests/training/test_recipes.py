@@ -3,14 +3,16 @@ between them: each with a known answer."""
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from training import data  # noqa: E402
+from training import ablate, data  # noqa: E402
 from training.checkpoints import build_model  # noqa: E402
 from training.metrics import frechet_distance, kid, precision_recall  # noqa: E402
 from training.models.augment import diff_augment  # noqa: E402
@@ -157,3 +159,40 @@ def test_flow_prior_vae_trains_every_part_and_its_bound_is_of_the_served_graphs(
         torch.testing.assert_close(graphs["decoder"].module(z)[0], model.served_likelihood(z, z)[0])
     bound = model.iwae_log_prob(x, batch.labels[:4], 8)
     assert torch.isfinite(bound).all() and model.card_fields()["prior"]["kind"] == "realnvp"
+
+
+@pytest.mark.parametrize("study", sorted(ablate.STUDIES))
+def test_every_ablation_variant_is_a_valid_recipe(study: str) -> None:
+    spec = ablate.STUDIES[study]
+    for settings in spec.variants.values():
+        model = build_model(spec.family, settings)
+        assert model.config.epochs >= 1
+
+
+def test_the_ablation_table_gives_each_variant_its_best_epoch_and_training_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ablate, "RUNS", tmp_path)
+    run = tmp_path / "dcgan-converged" / "v3-sn"
+    run.mkdir(parents=True)
+    # Three epochs of 60 s, the second one after a pause the table must not charge for.
+    history = [(1, 300.0, 60.0), (2, 120.0, 120.0), (3, 150.0, 5000.0)]
+    run.joinpath("metrics.jsonl").write_text("".join(
+        json.dumps({"epoch": e, "heldout_fd": fd, "seconds": s}) + "\n" for e, fd, s in history
+    ))  # fmt: skip
+    figures = {"fd": 118.0, "kid": 90.0, "precision": 0.7, "recall": 0.65, "class_entropy": 2.25}
+    run.joinpath("heldout.json").write_text(json.dumps({"metrics": figures}))
+    table = ablate.report("dcgan-converged").splitlines()
+    assert len(table) == 3  # the header, its rule and the one variant measured
+    assert table[2] == (
+        "| v3-sn | d_norm=spectral | 118.0 | 90.0 | 0.700 | 0.650 | 2.250 | 2 of 3 | 3 min |"
+    )
+
+
+def test_an_unknown_ablation_variant_is_refused_before_anything_trains(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(ablate, "RUNS", tmp_path)
+    assert ablate.main(["dcgan-converged", "--only", "v3,v4"]) == 2
+    assert "no variant v4; choose from v3, v3-sn" in capsys.readouterr().out
+    assert not any(tmp_path.iterdir())
