@@ -156,6 +156,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", type=int, help="default: one more than the newest")
     p.add_argument("--metrics", type=Path, help="JSON from `evaluate`, instead of evaluating")
     _eval_args(p)
+
+    p = sub.add_parser(
+        "evaluate-served",
+        help="FD against sampling temperature of a PixelCNN or PixelRNN as a running service "
+        "serves it (its fast exact sampler), on the test split; print JSON",
+    )
+    p.add_argument("model", help="the model's name in the service, e.g. pixelcnn-fashion")
+    p.add_argument("--url", default="http://127.0.0.1:8000", help="the running service")
+    p.add_argument("--classifier", type=Path, metavar="RUN_OR_FILE", help=CLASSIFIER_HELP)
+    p.add_argument("--fd-samples", type=int, default=1000)
+    p.add_argument("--temperatures", type=_temperatures, default=(0.7, 0.8, 0.9),
+                   metavar="T,T,...", help="below 1 (1.0 is always measured); default "
+                   "0.7,0.8,0.9")  # fmt: skip
+    p.add_argument("--card", type=Path, help="also write the figures into the served "
+                   "version's card, e.g. model_store/pixelcnn-fashion.v2.json")  # fmt: skip
     return parser
 
 
@@ -227,6 +242,28 @@ def _tracking_extractor(args: argparse.Namespace, dataset: Dataset) -> Path | No
     return classifier
 
 
+def _evaluate_served(args: argparse.Namespace) -> dict[str, Any]:
+    from .served import add_to_card, served_quality
+
+    version = None
+    if args.card is not None:  # checked before a minute of sampling, not after
+        card = json.loads(args.card.read_text())
+        if card.get("name") != args.model:
+            raise ValueError(f"{args.card} is the card of {card.get('name')!r}, not {args.model!r}")
+        version = card.get("version")
+    from genserve import GenserveError
+
+    try:
+        measured = served_quality(
+            args.url, args.model, args.temperatures, args.fd_samples, args.classifier, version
+        )
+    except GenserveError as e:  # no service there, no such model, a refused request
+        raise ValueError(f"{args.url}: {e}") from e
+    if args.card is not None:
+        add_to_card(args.card, measured)
+    return measured
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -251,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
                 eval_limit=args.eval_limit, temperatures=args.temperatures,
             )  # fmt: skip
             print(folder)
+        elif args.command == "evaluate-served":
+            print(json.dumps(_evaluate_served(args), indent=2))
     except (DatasetMissingError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
