@@ -66,3 +66,14 @@ $PY -m training train dcgan --data data/noto-emoji --size 32 --seed 0 --precisio
   --run-dir runs/dcgan-emoji
 $PY -m training export runs/dcgan-emoji --store "$STORE" --name dcgan-emoji \
   --classifier runs/classifier-noto-emoji
+
+# FD against sampling temperature of the pixel-by-pixel models, 1,000 samples each through the
+# service's exact fast samplers, written into their newest cards (docs/training.md).
+SERVICE_MODEL_STORE="$STORE" $PY -m service --host 127.0.0.1 --port 8799 &
+SERVICE=$!
+trap 'kill $SERVICE' EXIT
+until curl -sf http://127.0.0.1:8799/health/ready >/dev/null; do sleep 1; done
+for model in pixelcnn-fashion pixelrnn-fashion; do
+  card=$(ls "$STORE/$model".v*.json | sort -V | tail -1)
+  $PY -m training evaluate-served "$model" --url http://127.0.0.1:8799 --card "$card"
+done
