@@ -145,6 +145,11 @@ def train(
     selection = Selection(**state["selection"]) if state["selection"] else None
     if selection is None:
         selection = Selection("heldout_fd" if tracker else "val")
+    elif selection.metric == "heldout_fd" and tracker is None:
+        raise ValueError(
+            f"{ckpt_path} keeps its best epoch by held-out FD: resume it with the classifier it "
+            "was tracked with and heldout_samples above 0"
+        )
     if selection.exhausted(cfg.patience):
         print(f"{ckpt_path} stopped early: no better {selection.metric} in {cfg.patience} "
               "epochs; raise patience to go on", file=sys.stderr)  # fmt: skip

@@ -170,6 +170,18 @@ def test_resume_refuses_a_checkpoint_with_other_settings(tmp_path: Path) -> None
         train("vae", "synthetic", tmp_path, seed=2, **kw)
 
 
+def test_resume_refuses_to_stop_measuring_what_chooses_the_best_epoch(tmp_path: Path) -> None:
+    kw = {"limit": 64, "progress": False, "classifier": CLASSIFIER}
+    config = {**TINY["dcgan"], "heldout_samples": 64, "epochs": 1}
+    train("dcgan", "synthetic", tmp_path, overrides=config, **kw)
+    before = (tmp_path / "checkpoint.pt").read_bytes()
+    for overrides, given in (({**config, "heldout_samples": 0, "epochs": 2}, kw),
+                             ({**config, "epochs": 2}, {**kw, "classifier": None})):  # fmt: skip
+        with pytest.raises(ValueError, match="keeps its best epoch by held-out FD"):
+            train("dcgan", "synthetic", tmp_path, overrides=overrides, **given)
+    assert (tmp_path / "checkpoint.pt").read_bytes() == before
+
+
 @pytest.mark.parametrize(
     ("family", "seen_by_the_last_pixel"),
     [
