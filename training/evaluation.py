@@ -147,7 +147,7 @@ class Evaluation:
         images: the two figures that show a sampling setting's price (temperature)."""
         logits, features = self.features(self.draw(sample, desc))
         fd = frechet_distance(features, self.split_features)
-        return fd, _entropy(logits)
+        return fd, predicted_class_entropy(logits)
 
     def sample_quality(self, model: Sampler) -> dict[str, float | None]:
         """FD, KID, precision and recall of ``fd_samples`` samples against the measured split,
@@ -167,7 +167,7 @@ class Evaluation:
         )  # fmt: skip
         return {
             **measured,
-            "class_entropy": _entropy(logits),
+            "class_entropy": predicted_class_entropy(logits),
             "class_entropy_max": None if logits is None else math.log(len(logits[0])),
         }
 
@@ -198,7 +198,7 @@ class Evaluation:
         }
 
 
-def _entropy(logits: np.ndarray | None) -> float | None:
+def predicted_class_entropy(logits: np.ndarray | None) -> float | None:
     """The entropy of the predicted classes; None without a classifier's logits."""
     return None if logits is None else class_entropy(logits.argmax(1), len(logits[0]))
 
