@@ -44,9 +44,13 @@ def inside_store(file_name: str) -> bool:
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Readers see the old file or the new one, never half of it."""
+    """Readers see the old file or the new one, never half of it; the new one keeps the old
+    one's permissions (a new file: 0644, where mkstemp alone would give 0600 and hide it from a
+    server running as another user)."""
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(temporary, path)

@@ -15,6 +15,7 @@ from modelstore.check import main as check_main
 from modelstore.checksums import verify_files
 from modelstore.discovery import discover, old_layout_models, read_card
 from modelstore.errors import MigrationError, StoreError
+from modelstore.layout import write_atomically
 from modelstore.migrate import migrate
 from modelstore.triton import config_pbtxt, read_config
 from modelstore.triton import parse_config as parse_triton
@@ -183,3 +184,14 @@ def test_store_check_passes_the_shipped_store_and_names_what_is_wrong(
     assert "sha256 mismatch" in report["dcgan-tiny"][0]
     assert report["pixelcnn-tiny"] == []
     assert check_main([str(store)]) == 1 and check_main([str(SHIPPED_STORE)]) == 0
+
+
+def test_a_store_file_written_atomically_is_readable_by_others(tmp_path: Path) -> None:
+    fresh, kept = tmp_path / "config.pbtxt", tmp_path / "private.json"
+    write_atomically(fresh, b"new")
+    kept.write_bytes(b"old")
+    kept.chmod(0o640)
+    write_atomically(kept, b"new")
+    assert (fresh.stat().st_mode & 0o777, kept.stat().st_mode & 0o777) == (0o644, 0o640)
+    assert fresh.read_bytes() == kept.read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.pbtxt", "private.json"]
