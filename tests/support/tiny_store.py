@@ -408,13 +408,16 @@ def write_rgb_pixel_store(root: Path, seed: int = 5) -> Path:
     return root
 
 
-def copy_model(source: Path, name: str, target: Path) -> None:
-    """Copy one model, its cards and graph folders, from one store into another."""
+def copy_model(source: Path, name: str, target: Path, version: int | None = None) -> None:
+    """Copy one model, its cards and graph folders, from one store into another; with
+    ``version``, that version's card and graphs only."""
     target.mkdir(parents=True, exist_ok=True)
     for path in source.glob(f"{name}.*"):
         if path.is_dir():
-            shutil.copytree(path, target / path.name)
-        else:
+            others = [p.name for p in path.iterdir() if p.is_dir() and p.name != str(version)]
+            keep = None if version is None else shutil.ignore_patterns(*others)
+            shutil.copytree(path, target / path.name, ignore=keep)
+        elif version is None or path.name == f"{name}.v{version}.json":
             shutil.copy2(path, target / path.name)
 
 
