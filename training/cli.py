@@ -243,16 +243,16 @@ def _tracking_extractor(args: argparse.Namespace, dataset: Dataset) -> Path | No
 
 
 def _evaluate_served(args: argparse.Namespace) -> dict[str, Any]:
+    from genserve import GenserveError
+
     from .served import add_to_card, served_quality
 
     version = None
-    if args.card is not None:  # checked before a minute of sampling, not after
+    if args.card is not None:  # checked before minutes of sampling, not after
         card = json.loads(args.card.read_text())
         if card.get("name") != args.model:
             raise ValueError(f"{args.card} is the card of {card.get('name')!r}, not {args.model!r}")
         version = card.get("version")
-    from genserve import GenserveError
-
     try:
         measured = served_quality(
             args.url, args.model, args.temperatures, args.fd_samples, args.classifier, version
