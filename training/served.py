@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from modelstore.layout import write_atomically
+
 from .data import DATASETS
 from .evaluation import Evaluation, predicted_class_entropy
 from .extractors import open_extractor
@@ -54,7 +56,8 @@ def served_quality(
                         fd_samples=fd_samples)  # fmt: skip
         metrics: dict[str, Any] = {}
         started = time.perf_counter()
-        for t in sorted({*temperatures, 1.0}):
+        measured = sorted({*temperatures, 1.0})
+        for t in measured:
             draw = partial(_served_draw, client, model, t)
             logits, features = ev.features(ev.draw(draw, f"{model} at temperature {t:g}"))
             if t == 1.0:
@@ -63,7 +66,7 @@ def served_quality(
             metrics[f"class_entropy_temperature_{t:g}"] = predicted_class_entropy(logits)
         ev.how.update(
             model=model, version=info.version, url=url, fd_samples=fd_samples,
-            temperatures=sorted({*temperatures, 1.0}),
+            temperatures=measured,
             sampler=f"POST /sample of {model} v{info.version} ({info.provider}), "
             f"{REQUEST_N} images a request, each request's seed drawn from the evaluation's",
             seconds=round(time.perf_counter() - started, 1),
@@ -94,6 +97,4 @@ def add_to_card(card: Path, measured: dict[str, Any]) -> None:
     body["metrics"].update(rows)
     at_1 = {k: v for k, v in measured["metrics"].items() if k not in rows}
     body["evaluation"]["served_temperatures"] = {**measured["evaluation"], "at_temperature_1": at_1}
-    tmp = card.with_name(card.name + ".tmp")
-    tmp.write_text(json.dumps(body, indent=2) + "\n")
-    tmp.replace(card)
+    write_atomically(card, (json.dumps(body, indent=2) + "\n").encode())
