@@ -21,8 +21,10 @@ from training import data  # noqa: E402
 from training.checkpoints import build_model, load_checkpoint  # noqa: E402
 from training.evaluate import evaluate  # noqa: E402
 from training.export import IR_VERSION, OPSET, export_checkpoint, train_command  # noqa: E402
+from training.imageset import DataSpec  # noqa: E402
 from training.metrics import bits_per_dim, class_entropy, frechet_distance  # noqa: E402
 from training.models import MODEL_CLASSES  # noqa: E402
+from training.models.pixelcnn import PixelCNN, PixelCNNConfig  # noqa: E402
 from training.models.pixelrnn import PixelRNN, PixelRNNConfig  # noqa: E402
 from training.nn import mixture_log_prob  # noqa: E402
 from training.trainer import train  # noqa: E402
@@ -225,6 +227,23 @@ def test_pixelrnn_row_steps_give_the_full_forward_pass_exactly() -> None:
             params, states = net.step(centred[:, :, i : i + reach + 1], states)
             torch.testing.assert_close(params[:, :, 0], full[:, :, i], rtol=0, atol=1e-5)
         torch.testing.assert_close(net(x[:, :, :13]), full[:, :, :13], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_pixelcnn_windowed_sampler_draws_the_naive_samplers_pixels(channels: int) -> None:
+    """The evaluation's fast sampler is exact: the same generator gives the same pixels as
+    one pass of the whole network per pixel, grey and colour, and at a lower temperature."""
+    torch.manual_seed(0)
+    spec = data.spec("fashion-mnist")
+    if channels == 3:
+        spec = DataSpec((3, 12, 12), spec.class_names)
+    model = PixelCNN(PixelCNNConfig(channels=8, layers=3, mixture_components=2), spec).eval()
+    for temperature in (1.0, 0.8):
+        fast = model.sample(3, torch.Generator().manual_seed(1), temperature)
+        naive = model.sample_naive(3, torch.Generator().manual_seed(1), temperature)
+        assert fast.shape == (3, *spec.image_shape)
+        assert torch.equal(fast, naive)
+        assert len(torch.unique(fast)) > 10  # real draws, not a constant image
 
 
 def test_wgan_gp_generator_steps_once_per_n_critic_critic_steps() -> None:

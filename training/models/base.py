@@ -173,7 +173,8 @@ class AutoregressiveConfig(TrainingConfig):
     mixture_components: int = 5
     batch_size: int = 64
     heldout_samples: int = 300
-    """Each evaluation draws pixel by pixel in torch (784 passes), so fewer than the others."""
+    """Each evaluation draws pixel by pixel in torch (784 sampler steps), so fewer than the
+    others."""
     lr_decay: float = 0.9995
     """The learning rate is multiplied by this after every step."""
 

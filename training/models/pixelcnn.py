@@ -150,6 +150,26 @@ class PixelCNN(AutoregressiveModel):
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator, temperature: float = 1.0) -> torch.Tensor:
+        """Exact ancestral sampling, the service's windowed sampler: each row's context once,
+        then the horizontal stack once per pixel, each on a window as large as its receptive
+        field (``sample_naive`` passes the whole image per pixel and draws the same pixels)."""
+        net, (channels, height, width) = self.net, self.data.image_shape
+        rows, cols = net.context_rows, net.row_columns
+        x = torch.zeros(n, *self.data.image_shape)
+        for i in range(height):
+            links = net.context(x[:, :, max(0, i - rows + 1) : i + 1])
+            for j in range(width):
+                left = max(0, j - cols + 1)
+                params = net.row(x[:, :, i : i + 1, left : j + 1], links[..., left : j + 1])
+                params = params[:, :, 0, -1]
+                x[:, :, i, j] = sample_mixture(params, temperature, generator, channels)
+        return x
+
+    @torch.no_grad()
+    def sample_naive(
+        self, n: int, generator: torch.Generator, temperature: float = 1.0
+    ) -> torch.Tensor:
+        """The reference: one pass of the whole network per pixel."""
         x = torch.zeros(n, *self.data.image_shape)
         channels, height, width = self.data.image_shape
         for i in range(height):
